@@ -1,0 +1,184 @@
+"""`ant-kpi` (same as `python -m harness`): a thin entry point that parses options and hands off."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import EXIT_OK, BadInput, HarnessError
+
+EPILOG = """exit codes: 0 ok · 1 a KPI failed its target · 2 bad input · 3 blocked (a component is
+missing; the message names the fix) · 4 a step's tool failed (build error, crashed benchmark)"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalOptions:
+    manifest: Path
+    project_root: Path
+    runs_dir: Path
+
+
+def _project_root(manifest: Path) -> Path:
+    return manifest.resolve().parent
+
+
+def _default_manifest() -> Path:
+    env = os.environ.get("ANT_KPI_MANIFEST")
+    if env:
+        return Path(env)
+    here = Path.cwd() / "kpis.toml"
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parent.parent / "kpis.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ant-kpi", description="ANT KPI harness", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"ant-kpi {__version__}")
+    p.add_argument("--manifest", type=Path, default=None, help="kpis.toml to use (default: ./kpis.toml)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="where runs are stored (default: $ANT_KPI_RUNS or <project>/runs)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check a manifest strictly")
+    v.add_argument("path", nargs="?", type=Path, help="manifest path (default: --manifest)")
+
+    pl = sub.add_parser("plan", help="the dry run: every step of the KPIs, no Docker, no board")
+    pl.add_argument("kpis", nargs="*", metavar="KPI", help="KPI ids, numbers or session names (default: all)")
+    pl.add_argument("--mode", choices=("smoke", "measure"), default="smoke")
+    pl.add_argument("--target", default=None, help="only this target (rpi2, arm64, x86_64)")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
+
+    r = sub.add_parser("run", help="run KPIs (smoke: containers + QEMU here; measure: boards)")
+    r.add_argument("kpis", nargs="+", metavar="KPI")
+    r.add_argument("--mode", choices=("smoke", "measure"), default="smoke")
+    r.add_argument("--target", action="append", default=[], help="restrict to target(s)")
+    r.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
+                   help="use a local clone, mirror or checkout for a source")
+    r.add_argument("--run-id", default=None, help="resume (or name) this run")
+    r.add_argument("--repeats", type=int, default=None, help="override the manifest's repeats")
+    r.add_argument("--workload", action="append", default=[], help="restrict to workload(s)")
+    r.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    r.add_argument("--wait", action="store_true", help="wait for another run's lock instead of refusing")
+
+    b = sub.add_parser("build", help="build artefacts (build_arm): IoT.js, IoT.js-Plus, vminfo")
+    b.add_argument("builds", nargs="*", default=[], help="builds (default: iotjs iotjs_plus vminfo)")
+    b.add_argument("--target", action="append", default=[], help="targets (default: rpi2 arm64)")
+    b.add_argument("--source", action="append", default=[], metavar="NAME=PATH")
+    b.add_argument("--run-id", default=None)
+    b.add_argument("--dry-run", action="store_true")
+
+    rep = sub.add_parser("report", help="render the report of a run (default: the newest)")
+    rep.add_argument("run", nargs="?", default=None, help="run id or directory")
+
+    sub.add_parser("runs", help="list stored runs")
+
+    ing = sub.add_parser("ingest", help="turn logs captured by hand into result rows")
+    ing.add_argument("kpi")
+    ing.add_argument("files", nargs="+", type=Path)
+    ing.add_argument("--parser", default=None, help="parser name (default: the KPI's)")
+    ing.add_argument("--variant", required=True)
+    ing.add_argument("--workload", default="")
+    ing.add_argument("--target", default="", help="target or board name")
+    ing.add_argument("--fidelity", default="board",
+                     choices=("board", "simulator", "emulated", "host", "static"))
+    ing.add_argument("--run-id", default=None, help="add to this run (default: a new one)")
+
+    sub.add_parser("doctor", help="what this machine has for each KPI, with the fix for each gap")
+
+    img = sub.add_parser("images", help="container images")
+    isub = img.add_subparsers(dest="images_command", required=True, metavar="ACTION")
+    bs = isub.add_parser("bootstrap-base", help="build the Debian base offline (debootstrap → docker import)")
+    bs.add_argument("--tag", default="ant-kpi/debian:bookworm")
+    bs.add_argument("--suite", default="bookworm")
+    bs.add_argument("--mirror", default="http://deb.debian.org/debian")
+    bs.add_argument("--force", action="store_true")
+    ib = isub.add_parser("build", help="build (or reuse) images named in kpis.toml")
+    ib.add_argument("names", nargs="*")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        manifest = args.manifest or _default_manifest()
+        if args.command == "validate" and args.path is not None:
+            manifest = args.path
+        opts = GlobalOptions(manifest=manifest, project_root=_project_root(manifest),
+                             runs_dir=args.runs_dir or Path(os.environ.get(
+                                 "ANT_KPI_RUNS", _project_root(manifest) / "runs")))
+        return _dispatch(args, opts)
+    except HarnessError as e:
+        print(e.one_line(), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: completed steps and rows are kept; re-run with --run-id to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, opts: GlobalOptions) -> int:
+    cmd = args.command
+    if cmd == "validate":
+        from harness.manifest import load_manifest
+
+        m = load_manifest(opts.manifest)
+        print(f"{opts.manifest}: ok — {len(m.kpis)} KPIs, {len(m.sources)} sources, "
+              f"{len(m.images)} images, {len(m.targets)} targets, {len(m.workloads)} workloads")
+        return EXIT_OK
+    if cmd == "plan":
+        return _cmd_plan(args, opts)
+    if cmd == "run":
+        from harness.execute import cmd_run
+
+        return cmd_run(args, opts)
+    if cmd == "build":
+        from harness.execute import cmd_build
+
+        return cmd_build(args, opts)
+    if cmd == "report":
+        from harness.reporting import cmd_report
+
+        return cmd_report(args, opts)
+    if cmd == "runs":
+        from harness.reporting import cmd_runs
+
+        return cmd_runs(args, opts)
+    if cmd == "ingest":
+        from harness.ingest import cmd_ingest
+
+        return cmd_ingest(args, opts)
+    if cmd == "doctor":
+        from harness.doctor import cmd_doctor
+
+        return cmd_doctor(args, opts)
+    if cmd == "images":
+        from harness.execute import cmd_images
+
+        return cmd_images(args, opts)
+    raise BadInput(f"unknown command {cmd!r}")
+
+
+def _cmd_plan(args: argparse.Namespace, opts: GlobalOptions) -> int:
+    from harness.manifest import load_manifest
+    from harness.plan import plan_all
+
+    m = load_manifest(opts.manifest)
+    plans = plan_all(m, args.kpis, mode=args.mode, target=args.target, project_root=opts.project_root)
+    if args.json:
+        doc = {"manifest": str(opts.manifest), "mode": args.mode, "harness_version": __version__,
+               "kpis": [p.to_dict() for p in plans]}
+        sys.stdout.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    from harness.planview import print_plans
+
+    print_plans(plans)
+    return EXIT_OK
