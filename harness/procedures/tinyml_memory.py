@@ -24,8 +24,15 @@ def plan(ctx: PlanContext) -> None:
                         "patch_aware_train.py is run directly",
                         "needs torchvision's reference presets/utils/sampler/transforms (≥ 0.16)",
                         "the script prints no peak memory: the harness measures it"))
+        ctx.step(id=f"measure:peak-memory:{variant}", kind="measure", where="image", image="cuda-train",
+                 variant=variant, workload=variant, repeat=0,
+                 fidelity="host" if smoke else "simulator", depends=(f"train:{variant}",),
+                 description=("peak memory of one inference of the trained model, sampled by the "
+                              "harness (host proxy)" if smoke else
+                              "peak SRAM of the model's TFLite export through the TinyEngine memory "
+                              "scheduler (tinyml/code_generator)"))
         ctx.step(id=f"parse:{variant}", kind="parse", where="host", variant=variant,
-                 depends=(f"train:{variant}",),
-                 description="'Test:  Acc@1 X Acc@5 Y' → top1; peak memory from the harness's measurement")
+                 depends=(f"train:{variant}", f"measure:peak-memory:{variant}"),
+                 description="'Test:  Acc@1 X Acc@5 Y' → top1; peak memory → peak_memory rows")
     ctx.step(id="evaluate", kind="evaluate", where="host",
              description="accuracy and peak memory of the patch-aware model beside the plain model (reported)")
