@@ -38,8 +38,10 @@ def _kpi_session(kpi: str, needs_docker: bool) -> object:
     def session(s: nox.Session) -> None:
         args = list(s.posargs)
         if needs_docker and not HAS_DOCKER and "--dry-run" not in args:
-            s.log("Docker is not installed here: builds and images will end BLOCKED; "
-                  "`-- --dry-run` shows the plan without it")
+            s.log(
+                "Docker is not installed here: builds and images will end BLOCKED; "
+                "`-- --dry-run` shows the plan without it"
+            )
         s.run("ant-kpi", "run", kpi, *args, external=True)
 
     session.__doc__ = f"KPI {kpi}: `ant-kpi run {kpi}` (pass `-- --dry-run`, `-- --mode measure`, ...)"

@@ -27,9 +27,11 @@ def bench_dry_run(n: int = 5) -> None:
         subprocess.run(argv, check=True, capture_output=True)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    print(f"dry_run: plan --json, all 8 KPIs, fresh interpreter: median {med:.3f} s of {n} "
-          f"(min {min(times):.3f}, max {max(times):.3f}); target < 0.5 s: "
-          f"{'met' if med < 0.5 else 'NOT met'}")
+    print(
+        f"dry_run: plan --json, all 8 KPIs, fresh interpreter: median {med:.3f} s of {n} "
+        f"(min {min(times):.3f}, max {max(times):.3f}); target < 0.5 s: "
+        f"{'met' if med < 0.5 else 'NOT met'}"
+    )
 
 
 BENCHES = {"dry_run": bench_dry_run}

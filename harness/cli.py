@@ -39,12 +39,17 @@ def _default_manifest() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ant-kpi", description="ANT KPI harness", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="ant-kpi",
+        description="ANT KPI harness",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"ant-kpi {__version__}")
     p.add_argument("--manifest", type=Path, default=None, help="kpis.toml to use (default: ./kpis.toml)")
-    p.add_argument("--runs-dir", type=Path, default=None,
-                   help="where runs are stored (default: $ANT_KPI_RUNS or <project>/runs)")
+    p.add_argument(
+        "--runs-dir", type=Path, default=None, help="where runs are stored (default: $ANT_KPI_RUNS or <project>/runs)"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     v = sub.add_parser("validate", help="check a manifest strictly")
@@ -60,8 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("kpis", nargs="+", metavar="KPI")
     r.add_argument("--mode", choices=("smoke", "measure"), default="smoke")
     r.add_argument("--target", action="append", default=[], help="restrict to target(s)")
-    r.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
-                   help="use a local clone, mirror or checkout for a source")
+    r.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="use a local clone, mirror or checkout for a source",
+    )
     r.add_argument("--run-id", default=None, help="resume (or name) this run")
     r.add_argument("--repeats", type=int, default=None, help="override the manifest's repeats")
     r.add_argument("--workload", action="append", default=[], help="restrict to workload(s)")
@@ -87,8 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--variant", required=True)
     ing.add_argument("--workload", default="")
     ing.add_argument("--target", default="", help="target or board name")
-    ing.add_argument("--fidelity", default="board",
-                     choices=("board", "simulator", "emulated", "host", "static"))
+    ing.add_argument("--fidelity", default="board", choices=("board", "simulator", "emulated", "host", "static"))
     ing.add_argument("--run-id", default=None, help="add to this run (default: a new one)")
 
     sub.add_parser("doctor", help="what this machine has for each KPI, with the fix for each gap")
@@ -112,16 +121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest = args.manifest or _default_manifest()
         if args.command == "validate" and args.path is not None:
             manifest = args.path
-        opts = GlobalOptions(manifest=manifest, project_root=_project_root(manifest),
-                             runs_dir=args.runs_dir or Path(os.environ.get(
-                                 "ANT_KPI_RUNS", _project_root(manifest) / "runs")))
+        opts = GlobalOptions(
+            manifest=manifest,
+            project_root=_project_root(manifest),
+            runs_dir=args.runs_dir or Path(os.environ.get("ANT_KPI_RUNS", _project_root(manifest) / "runs")),
+        )
         return _dispatch(args, opts)
     except HarnessError as e:
         print(e.one_line(), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted: completed steps and rows are kept; re-run with --run-id to resume",
-              file=sys.stderr)
+        print("interrupted: completed steps and rows are kept; re-run with --run-id to resume", file=sys.stderr)
         return 130
 
 
@@ -131,8 +141,10 @@ def _dispatch(args: argparse.Namespace, opts: GlobalOptions) -> int:
         from harness.manifest import load_manifest
 
         m = load_manifest(opts.manifest)
-        print(f"{opts.manifest}: ok — {len(m.kpis)} KPIs, {len(m.sources)} sources, "
-              f"{len(m.images)} images, {len(m.targets)} targets, {len(m.workloads)} workloads")
+        print(
+            f"{opts.manifest}: ok — {len(m.kpis)} KPIs, {len(m.sources)} sources, "
+            f"{len(m.images)} images, {len(m.targets)} targets, {len(m.workloads)} workloads"
+        )
         return EXIT_OK
     if cmd == "plan":
         return _cmd_plan(args, opts)
@@ -174,8 +186,12 @@ def _cmd_plan(args: argparse.Namespace, opts: GlobalOptions) -> int:
     m = load_manifest(opts.manifest)
     plans = plan_all(m, args.kpis, mode=args.mode, target=args.target, project_root=opts.project_root)
     if args.json:
-        doc = {"manifest": str(opts.manifest), "mode": args.mode, "harness_version": __version__,
-               "kpis": [p.to_dict() for p in plans]}
+        doc = {
+            "manifest": str(opts.manifest),
+            "mode": args.mode,
+            "harness_version": __version__,
+            "kpis": [p.to_dict() for p in plans],
+        }
         sys.stdout.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
         return EXIT_OK
     from harness.planview import print_plans

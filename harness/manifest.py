@@ -309,9 +309,7 @@ class _Reader:
             raise ManifestError(self.path, self._sub(name), f"must be a list of strings, not {_type_name(v)}")
         for i, item in enumerate(v):
             if not isinstance(item, str):
-                raise ManifestError(
-                    self.path, f"{self._sub(name)}[{i}]", f"must be a string, not {_type_name(item)}"
-                )
+                raise ManifestError(self.path, f"{self._sub(name)}[{i}]", f"must be a string, not {_type_name(item)}")
         return tuple(v)
 
     def table_(self, name: str, *, required: bool = True) -> _Reader | None:
@@ -468,14 +466,18 @@ def _read_kpi(r: _Reader) -> Kpi:
     variants = []
     for vr in r.tables("variants"):
         variants.append(
-            Variant(name=vr.str_("name"), label=vr.str_("label", required=False), build=vr.str_("build", required=False))
+            Variant(
+                name=vr.str_("name"), label=vr.str_("label", required=False), build=vr.str_("build", required=False)
+            )
         )
         vr.done()
     fid = r.str_list("verdict_fidelity")
     for i, f in enumerate(fid):
         if f not in FIDELITIES:
             raise ManifestError(
-                r.path, f"{r._sub('verdict_fidelity')}[{i}]", f"{f!r} is not a fidelity ({', '.join(FIDELITIES)}){_did_you_mean(f, FIDELITIES)}"
+                r.path,
+                f"{r._sub('verdict_fidelity')}[{i}]",
+                f"{f!r} is not a fidelity ({', '.join(FIDELITIES)}){_did_you_mean(f, FIDELITIES)}",
             )
     repeats = r.int_("repeats", required=False, default=-1, minimum=1) if "repeats" in r.table else None
     k = Kpi(
@@ -538,7 +540,9 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
     sources = {n: _read_source(n, r) for n, r in top.named_tables("sources")}
     images = {}
     for n, r in top.named_tables("images"):
-        images[n] = Image(name=n, context=r.str_("context"), base=r.str_("base"), purpose=r.str_("purpose", required=False))
+        images[n] = Image(
+            name=n, context=r.str_("context"), base=r.str_("base"), purpose=r.str_("purpose", required=False)
+        )
         r.done()
     targets = {}
     for n, r in top.named_tables("targets"):
@@ -628,13 +632,19 @@ def _check_references(m: Manifest) -> None:
         if k.compare is not None:
             if k.compare.metric not in metric_names:
                 raise ManifestError(
-                    p, f"{key}.compare.metric", f"refers to undefined metric {k.compare.metric!r}{_did_you_mean(k.compare.metric, metric_names)}"
+                    p,
+                    f"{key}.compare.metric",
+                    f"refers to undefined metric {k.compare.metric!r}{_did_you_mean(k.compare.metric, metric_names)}",
                 )
             for role in ("baseline", "candidate"):
                 v = getattr(k.compare, role)
                 if v not in names:
-                    raise ManifestError(p, f"{key}.compare.{role}", f"refers to undefined variant {v!r}{_did_you_mean(v, names)}")
+                    raise ManifestError(
+                        p, f"{key}.compare.{role}", f"refers to undefined variant {v!r}{_did_you_mean(v, names)}"
+                    )
         if k.target.metric and k.target.metric not in metric_names:
             raise ManifestError(
-                p, f"{key}.target.metric", f"refers to undefined metric {k.target.metric!r}{_did_you_mean(k.target.metric, metric_names)}"
+                p,
+                f"{key}.target.metric",
+                f"refers to undefined metric {k.target.metric!r}{_did_you_mean(k.target.metric, metric_names)}",
             )

@@ -64,13 +64,25 @@ class PlanContext:
         self.steps.append(step)
         return step
 
-    def step(self, *, id: str, kind: str, where: Where, description: str, key_parts: Iterable[object] = (),
-             **kw: Any) -> Step:
+    def step(
+        self, *, id: str, kind: str, where: Where, description: str, key_parts: Iterable[object] = (), **kw: Any
+    ) -> Step:
         deps = tuple(kw.pop("depends", ()))
         dep_keys = [s.key for s in self.steps if s.id in deps]
-        key = step_key(self.kpi.id, id, list(key_parts), dep_keys, kw.get("argv", ()))
-        return self.add(Step(id=id, kpi=self.kpi.id, kind=kind, where=where,  # type: ignore[arg-type]
-                             description=description, depends=deps, key=key, **kw))
+        # The KPI is not part of the key: a build shared by two KPIs is one cached build.
+        key = step_key(id, list(key_parts), dep_keys, kw.get("argv", ()))
+        return self.add(
+            Step(
+                id=id,
+                kpi=self.kpi.id,
+                kind=kind,
+                where=where,  # type: ignore[arg-type]
+                description=description,
+                depends=deps,
+                key=key,
+                **kw,
+            )
+        )
 
     def source(self, name: str, *, paths: Sequence[str] = ()) -> Step:
         src = self.manifest.sources[name]
@@ -96,7 +108,8 @@ class PlanContext:
             id=f"image:{name}",
             kind="image",
             where="host",
-            description=f"build image {name} from {img.context} on base {img.base} (reused when its context hash is unchanged)",
+            description=f"build image {name} from {img.context} on base {img.base} "
+            "(reused when its context hash is unchanged)",
             key_parts=(img.base, context_digest(ctx)),
             inputs=(img.context, img.base),
             outputs=(f"ant-kpi/{name}:<context-hash>",),
@@ -154,13 +167,19 @@ class PlanContext:
             board = self.boards.get(target, f"<a {target} board from boards.toml>")
             desc = f"copy {', '.join(artefacts)} to {board} over SSH, sha256 verified"
         elif where == "qemu":
-            desc = (f"prepare a private {t.qemu} copy and a private {t.triple} sysroot; "
-                    f"stage {', '.join(artefacts)}")
+            desc = f"prepare a private {t.qemu} copy and a private {t.triple} sysroot; stage {', '.join(artefacts)}"
         else:
             desc = f"stage {', '.join(artefacts)} on the host"
-        return self.step(id=f"deploy:{target}", kind="deploy", where=where if where != "qemu" else "host",
-                         target=target, description=desc, depends=tuple(depends),
-                         inputs=tuple(artefacts), key_parts=(where,))
+        return self.step(
+            id=f"deploy:{target}",
+            kind="deploy",
+            where=where if where != "qemu" else "host",
+            target=target,
+            description=desc,
+            depends=tuple(depends),
+            inputs=tuple(artefacts),
+            key_parts=(where,),
+        )
 
     def repeats(self) -> int:
         return self.manifest.repeats_for(self.kpi, self.mode)
@@ -184,31 +203,47 @@ def interleaved(variants: Sequence[str], repeat: int) -> list[str]:
     return list(variants) if repeat % 2 == 0 else list(reversed(variants))
 
 
-def plan_kpi(manifest: Manifest, kpi: Kpi, *, mode: Mode = "smoke", targets: Sequence[str] = (),
-             project_root: Path | None = None, boards: Mapping[str, str] | None = None) -> KpiPlan:
+def plan_kpi(
+    manifest: Manifest,
+    kpi: Kpi,
+    *,
+    mode: Mode = "smoke",
+    targets: Sequence[str] = (),
+    project_root: Path | None = None,
+    boards: Mapping[str, str] | None = None,
+) -> KpiPlan:
     from harness.procedures import procedure_for
 
     chosen = tuple(targets) if targets else kpi.targets
     for t in chosen:
         if t not in kpi.targets:
-            raise BadInput(
-                f"KPI {kpi.id} has no target {t!r}; its targets are {', '.join(kpi.targets)}"
-            )
-    ctx = PlanContext(manifest=manifest, kpi=kpi, mode=mode, targets=chosen,
-                      project_root=project_root or manifest.path.resolve().parent, boards=boards or {})
+            raise BadInput(f"KPI {kpi.id} has no target {t!r}; its targets are {', '.join(kpi.targets)}")
+    ctx = PlanContext(
+        manifest=manifest,
+        kpi=kpi,
+        mode=mode,
+        targets=chosen,
+        project_root=project_root or manifest.path.resolve().parent,
+        boards=boards or {},
+    )
     procedure_for(kpi).plan(ctx)
     return KpiPlan(kpi=kpi, mode=mode, targets=chosen, steps=tuple(ctx.steps), gaps=tuple(ctx.gaps))
 
 
-def plan_all(manifest: Manifest, keys: Sequence[str] = (), *, mode: Mode = "smoke",
-             target: str | None = None, project_root: Path | None = None) -> list[KpiPlan]:
+def plan_all(
+    manifest: Manifest,
+    keys: Sequence[str] = (),
+    *,
+    mode: Mode = "smoke",
+    target: str | None = None,
+    project_root: Path | None = None,
+) -> list[KpiPlan]:
     kpis = [manifest.kpi(k) for k in keys] if keys else list(manifest.kpis)
     plans = []
     for k in kpis:
         if target is not None and target not in k.targets:
             continue
-        plans.append(plan_kpi(manifest, k, mode=mode, targets=(target,) if target else (),
-                              project_root=project_root))
+        plans.append(plan_kpi(manifest, k, mode=mode, targets=(target,) if target else (), project_root=project_root))
     if target is not None and not plans:
         raise BadInput(f"no selected KPI runs on target {target!r}")
     return plans

@@ -38,10 +38,14 @@ def print_plans(plans: Sequence[KpiPlan], console: Console | None = None) -> Non
     con = console or Console(emoji=False, highlight=False)
     for p in plans:
         k = p.kpi
-        t = Table(expand=True, title=f"KPI {k.number} · {k.id} · {k.title_en} ({k.title_ko})", title_justify="left",
-                  caption=f"mode {p.mode} · targets {', '.join(p.targets)} · target: "
-                          f"{k.target.describe(k.compare)} · verdict needs {', '.join(k.verdict_fidelity)}",
-                  caption_justify="left")
+        t = Table(
+            expand=True,
+            title=f"KPI {k.number} · {k.id} · {k.title_en} ({k.title_ko})",
+            title_justify="left",
+            caption=f"mode {p.mode} · targets {', '.join(p.targets)} · target: "
+            f"{k.target.describe(k.compare)} · verdict needs {', '.join(k.verdict_fidelity)}",
+            caption_justify="left",
+        )
         t.add_column("step", overflow="fold", ratio=3)
         t.add_column("where", no_wrap=True)
         t.add_column("what", ratio=6)

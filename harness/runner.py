@@ -40,10 +40,18 @@ def new_run_id() -> str:
 def harness_revision(root: Path) -> tuple[str, bool]:
     """(git commit of the harness tree, dirty flag); ('', False) outside a git checkout."""
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=10, check=True).stdout.strip())
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+        )
         return head, dirty
     except (OSError, subprocess.SubprocessError):
         return "", False
@@ -94,8 +102,10 @@ class Run:
             return str(p)
 
     def provenance_base(self) -> dict[str, Any]:
-        return {"harness_version": f"{__version__}+{self.harness_commit[:12]}" if self.harness_commit
-                else __version__, "harness_dirty": self.harness_dirty}
+        return {
+            "harness_version": f"{__version__}+{self.harness_commit[:12]}" if self.harness_commit else __version__,
+            "harness_dirty": self.harness_dirty,
+        }
 
 
 Executor = Callable[[Step, Run], dict[str, Any] | None]
@@ -112,14 +122,20 @@ def _now() -> str:
 class StepRunner:
     """Runs steps in plan order, skipping completed ones, recording every outcome."""
 
-    def __init__(self, run: Run, executors: Mapping[str, Executor]) -> None:
+    def __init__(
+        self,
+        run: Run,
+        executors: Mapping[str, Executor],
+        on_blocked: Callable[[Step, Run, StepState], None] | None = None,
+    ) -> None:
         self.run = run
         self.executors = executors
+        self.on_blocked = on_blocked
         self.states_dir = run.run_dir / "steps"
         self.states_dir.mkdir(parents=True, exist_ok=True)
 
     def _state_path(self, step: Step) -> Path:
-        return self.states_dir / f"{_safe(step.id)}.json"
+        return self.states_dir / _safe(step.kpi) / f"{_safe(step.id)}.json"
 
     def load_state(self, step: Step) -> StepState | None:
         p = self._state_path(step)
@@ -129,9 +145,8 @@ class StepRunner:
         except (OSError, ValueError, TypeError):
             return None
 
-    def _save(self, state: StepState) -> None:
-        atomic_write_text(self.states_dir / f"{_safe(state.id)}.json",
-                          json.dumps(state.__dict__, indent=1, default=str))
+    def _save(self, step: Step, state: StepState) -> None:
+        atomic_write_text(self._state_path(step), json.dumps(state.__dict__, indent=1, default=str))
 
     def execute(self, plan: KpiPlan) -> dict[str, StepState]:
         done: dict[str, StepState] = {}
@@ -139,9 +154,15 @@ class StepRunner:
         for step in plan.steps:
             blocked_dep = next((d for d in step.depends if d in done and done[d].status != "ok"), None)
             if blocked_dep is not None:
-                st = StepState(id=step.id, key=step.key, status="blocked", started=_now(), ended=_now(),
-                               message=f"depends on {blocked_dep}: {done[blocked_dep].message}")
-                self._save(st)
+                st = StepState(
+                    id=step.id,
+                    key=step.key,
+                    status="blocked",
+                    started=_now(),
+                    ended=_now(),
+                    message=f"depends on {blocked_dep}: {done[blocked_dep].message}",
+                )
+                self._save(step, st)
                 done[step.id] = st
                 self._on_blocked(step, st)
                 continue
@@ -157,21 +178,22 @@ class StepRunner:
             con.print(f"  [bold]run[/bold]   {step.id}: {step.description}")
             try:
                 if executor is None:
-                    raise Blocked(f"step {step.id}: no executor for {step.kind!r} steps of KPI {plan.kpi.id}",
-                                  f"this version of the harness plans KPI {plan.kpi.id} but cannot run it yet; "
-                                  f"see `ant-kpi plan {plan.kpi.id}`")
+                    raise Blocked(
+                        f"step {step.id}: no executor for {step.kind!r} steps of KPI {plan.kpi.id}",
+                        f"this version of the harness plans KPI {plan.kpi.id} but cannot run it yet; "
+                        f"see `ant-kpi plan {plan.kpi.id}`",
+                    )
                 outputs = executor(step, self.run) or {}
-                st = StepState(id=step.id, key=step.key, status="ok", started=started, ended=_now(),
-                               outputs=outputs)
+                st = StepState(id=step.id, key=step.key, status="ok", started=started, ended=_now(), outputs=outputs)
             except Blocked as e:
-                st = StepState(id=step.id, key=step.key, status="blocked", started=started, ended=_now(),
-                               message=str(e))
+                st = StepState(
+                    id=step.id, key=step.key, status="blocked", started=started, ended=_now(), message=str(e)
+                )
             except StepFailed as e:
-                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(),
-                               message=str(e))
+                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(), message=str(e))
             except HarnessError:
                 raise
-            self._save(st)
+            self._save(step, st)
             done[step.id] = st
             if st.status == "ok":
                 self.run.outputs[step.id] = st.outputs
@@ -183,14 +205,21 @@ class StepRunner:
     def _on_blocked(self, step: Step, st: StepState) -> None:
         colour = "yellow" if st.status == "blocked" else "red"
         self.run.console.print(f"[{colour}]  {st.status.upper():7}[/{colour}] {step.id}: {st.message}")
-        hook = self.executors.get("on_blocked")
-        if hook is not None:
-            hook(step, self.run)
+        if self.on_blocked is not None:
+            self.on_blocked(step, self.run, st)
 
 
-def open_run(*, manifest: Manifest, project_root: Path, mode: str, runs_dir: Path | None = None,
-             run_id: str | None = None, cache_dir: Path | None = None,
-             overrides: Mapping[str, Path] | None = None, console: Console | None = None) -> Run:
+def open_run(
+    *,
+    manifest: Manifest,
+    project_root: Path,
+    mode: str,
+    runs_dir: Path | None = None,
+    run_id: str | None = None,
+    cache_dir: Path | None = None,
+    overrides: Mapping[str, Path] | None = None,
+    console: Console | None = None,
+) -> Run:
     runs = runs_dir or Path(os.environ.get("ANT_KPI_RUNS", project_root / DEFAULT_RUNS_DIR))
     rid = run_id or new_run_id()
     run_dir = runs / rid
@@ -198,9 +227,18 @@ def open_run(*, manifest: Manifest, project_root: Path, mode: str, runs_dir: Pat
     commit, dirty = harness_revision(project_root)
     cache = cache_dir or Path(os.environ.get("ANT_KPI_CACHE", project_root / DEFAULT_CACHE_DIR))
     cache.mkdir(parents=True, exist_ok=True)
-    return Run(run_id=rid, run_dir=run_dir, manifest=manifest, project_root=project_root,
-               cache_dir=cache, mode=mode, overrides=dict(overrides or {}),
-               console=console or Console(stderr=True), harness_commit=commit, harness_dirty=dirty)
+    return Run(
+        run_id=rid,
+        run_dir=run_dir,
+        manifest=manifest,
+        project_root=project_root,
+        cache_dir=cache,
+        mode=mode,
+        overrides=dict(overrides or {}),
+        console=console or Console(stderr=True),
+        harness_commit=commit,
+        harness_dirty=dirty,
+    )
 
 
 def run_lock(run: Run, *, wait: bool = False) -> Any:

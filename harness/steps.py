@@ -7,9 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-StepKind = Literal[
-    "source", "image", "build", "deploy", "measure", "parse", "evaluate", "fetch", "train", "convert"
-]
+StepKind = Literal["source", "image", "build", "deploy", "measure", "parse", "evaluate", "fetch", "train", "convert"]
 # Where a step runs: the host itself, inside a container image, under QEMU user mode, or on a board.
 Where = Literal["host", "image", "qemu", "board"]
 Mode = Literal["smoke", "measure"]

@@ -22,8 +22,9 @@ def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
 def test_validate_broken_manifest_exits_2_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "kpis.toml"
     bad.write_text((ROOT / "kpis.toml").read_text().replace("smoke_repeats", "smoke_repeat"))
-    proc = subprocess.run([sys.executable, "-m", "harness", "validate", str(bad)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", str(bad)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()

@@ -19,8 +19,14 @@ def test_real_manifest_has_the_eight_kpis_in_seed_order() -> None:
     m = load_manifest(MANIFEST)
     assert [k.number for k in m.kpis] == list(range(1, 9))
     assert [k.id for k in m.kpis] == [
-        "js_memory", "app_latency", "ml_latency", "ml_memory",
-        "tinyml_memory", "boards", "npus", "vit_throughput",
+        "js_memory",
+        "app_latency",
+        "ml_latency",
+        "ml_memory",
+        "tinyml_memory",
+        "boards",
+        "npus",
+        "vit_throughput",
     ]
     assert {k.session for k in m.kpis} >= {"kpi_js_memory", "kpi_npu", "kpi_vit_throughput"}
 
@@ -60,31 +66,59 @@ def _broken(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
 
 BAD_CASES = [
     # (old, new, expected key path, expected words)
-    ('repeats = 5 ', 'repeets = 5 ', "defaults.repeets", "did you mean 'repeats'"),
+    ("repeats = 5 ", "repeets = 5 ", "defaults.repeets", "did you mean 'repeats'"),
     (f'commit = "{SHA_IOTJS}"', 'commit = "02599f35"', "sources.iotjs.commit", "40 lowercase hex"),
     (f'commit = "{SHA_IOTJS}"', f'commit = "{SHA_IOTJS.upper()}"', "sources.iotjs.commit", "not a full commit"),
-    ('submodules = true', 'submodules = "yes"', "sources.iotjs.submodules", "true or false"),
+    ("submodules = true", 'submodules = "yes"', "sources.iotjs.submodules", "true or false"),
     ('id = "npus"', 'id = "boards"', "kpis[6].id", "duplicate id 'boards'"),
-    ('number = 8', 'number = 7', "kpis[7].number", "duplicate number"),
+    ("number = 8", "number = 7", "kpis[7].number", "duplicate number"),
     ('image = "arm-cross"', 'image = "arm-crosss"', "builds.iotjs.image", "did you mean 'arm-cross'"),
     ('source = "vminfo"', 'source = "vminfos"', "builds.vminfo.source", "undefined source"),
-    ('targets = ["rpi2", "arm64", "x86_64"]\ntools', 'targets = ["rpi2", "arm65", "x86_64"]\ntools',
-     "kpis[0].targets[1]", "undefined target 'arm65'"),
-    ('verdict_fidelity = ["static"]', 'verdict_fidelity = ["statik"]', "kpis[3].verdict_fidelity[0]",
-     "did you mean 'static'"),
-    ('direction = "lower", description = "peak PSS', 'direction = "down", description = "peak PSS',
-     "kpis[0].metrics[0].direction", "not one of"),
-    ('title_ko = "지원 NPU 수"\n', '', "kpis[6].title_ko", "required key is missing"),
-    ('compare = { metric = "peak_pss"', 'compare = { metric = "peak_rss"', "kpis[0].compare.metric",
-     "undefined metric"),
-    ('baseline = "iotjs", candidate', 'baseline = "iotjs_base", candidate', "kpis[0].compare.baseline",
-     "undefined variant"),
-    ('target = { kind = "at_most", metric = "accuracy_loss", value = 3.0, unit = "%p" }',
-     'target = { kind = "at_most", metric = "accuracy_loss", unit = "%p" }', "kpis[2].target.value", "required"),
-    ('repeats = 5 ', 'repeats = "five" ', "defaults.repeats", "must be an integer"),
-    ('schema = 1', 'schema = 2', "schema", "not supported"),
-    ('workloads = ["v8-deltablue"', 'workloads = ["v8-deltablu"', "kpis[0].workloads[0]",
-     "did you mean 'v8-deltablue'"),
+    (
+        'targets = ["rpi2", "arm64", "x86_64"]\ntools',
+        'targets = ["rpi2", "arm65", "x86_64"]\ntools',
+        "kpis[0].targets[1]",
+        "undefined target 'arm65'",
+    ),
+    (
+        'verdict_fidelity = ["static"]',
+        'verdict_fidelity = ["statik"]',
+        "kpis[3].verdict_fidelity[0]",
+        "did you mean 'static'",
+    ),
+    (
+        'direction = "lower", description = "peak PSS',
+        'direction = "down", description = "peak PSS',
+        "kpis[0].metrics[0].direction",
+        "not one of",
+    ),
+    ('title_ko = "지원 NPU 수"\n', "", "kpis[6].title_ko", "required key is missing"),
+    (
+        'compare = { metric = "peak_pss"',
+        'compare = { metric = "peak_rss"',
+        "kpis[0].compare.metric",
+        "undefined metric",
+    ),
+    (
+        'baseline = "iotjs", candidate',
+        'baseline = "iotjs_base", candidate',
+        "kpis[0].compare.baseline",
+        "undefined variant",
+    ),
+    (
+        'target = { kind = "at_most", metric = "accuracy_loss", value = 3.0, unit = "%p" }',
+        'target = { kind = "at_most", metric = "accuracy_loss", unit = "%p" }',
+        "kpis[2].target.value",
+        "required",
+    ),
+    ("repeats = 5 ", 'repeats = "five" ', "defaults.repeats", "must be an integer"),
+    ("schema = 1", "schema = 2", "schema", "not supported"),
+    (
+        'workloads = ["v8-deltablue"',
+        'workloads = ["v8-deltablu"',
+        "kpis[0].workloads[0]",
+        "did you mean 'v8-deltablue'",
+    ),
     ('kind = "tflite"', 'kind = "onnx"', "workloads.mbv1_0.9_v4u.kind", "not one of"),
     ('[targets.rpi2]\narch = "armhf"', '[targets.rpi2]\narch = "armv7"', "targets.rpi2.arch", "not one of"),
 ]

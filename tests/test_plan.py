@@ -102,8 +102,7 @@ def test_step_keys_are_stable_and_change_with_the_pin(tmp_path: Path) -> None:
     a = plan_kpi(M, M.kpi("js_memory"), targets=("rpi2",))
     b = plan_kpi(M, M.kpi("js_memory"), targets=("rpi2",))
     assert [s.key for s in a.steps] == [s.key for s in b.steps]
-    text = (ROOT / "kpis.toml").read_text().replace(
-        "02599f35810cfa6ea5495bbc42194ed576b969de", "1" * 40)
+    text = (ROOT / "kpis.toml").read_text().replace("02599f35810cfa6ea5495bbc42194ed576b969de", "1" * 40)
     (tmp_path / "kpis.toml").write_text(text)
     m2 = load_manifest(tmp_path / "kpis.toml")
     c = plan_kpi(m2, m2.kpi("js_memory"), targets=("rpi2",), project_root=ROOT)

@@ -42,14 +42,21 @@ def _registry() -> dict[str, Procedure]:
 
 
 PROCEDURE_NAMES: Final = (
-    "js_memory", "app_latency", "ml_latency", "ml_memory",
-    "tinyml_memory", "boards", "npus", "vit_throughput",
+    "js_memory",
+    "app_latency",
+    "ml_latency",
+    "ml_memory",
+    "tinyml_memory",
+    "boards",
+    "npus",
+    "vit_throughput",
 )
 
 
 def procedure_for(kpi: Kpi) -> Procedure:
     reg = _registry()
     if kpi.procedure not in reg:
-        raise ManifestError("kpis.toml", f"kpis.{kpi.id}.procedure",
-                            f"unknown procedure {kpi.procedure!r}; known: {', '.join(reg)}")
+        raise ManifestError(
+            "kpis.toml", f"kpis.{kpi.id}.procedure", f"unknown procedure {kpi.procedure!r}; known: {', '.join(reg)}"
+        )
     return reg[kpi.procedure]

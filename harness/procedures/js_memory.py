@@ -26,39 +26,72 @@ def plan(ctx: PlanContext) -> None:
         if not built:
             continue
         runtimes = [f"{v}/iotjs" for v in built]
-        deploy = ctx.deploy(target, [*runtimes, "pss.py", "test/appbench/*.js"],
-                            [bench.id, *(s.id for s in built.values())])
+        deploy = ctx.deploy(
+            target, [*runtimes, "pss.py", "test/appbench/*.js"], [bench.id, *(s.id for s in built.values())]
+        )
         if where == "qemu":
-            ctx.step(id=f"measure:emulator-overhead:{target}", kind="measure", where="qemu",
-                     target=target, fidelity="emulated", depends=(deploy.id,),
-                     description=f"PSS of a trivial static {target} binary under the same private "
-                                 f"{m.targets[target].qemu}: the emulator's own share",
-                     argv=("python3", "pss.py", "--", m.targets[target].qemu, "hello-static"))
+            ctx.step(
+                id=f"measure:emulator-overhead:{target}",
+                kind="measure",
+                where="qemu",
+                target=target,
+                fidelity="emulated",
+                depends=(deploy.id,),
+                description=f"PSS of a trivial static {target} binary under the same private "
+                f"{m.targets[target].qemu}: the emulator's own share",
+                argv=("python3", "pss.py", "--", m.targets[target].qemu, "hello-static"),
+            )
         measures = []
         for r in range(ctx.repeats()):
             for app in apps:
                 for vname in interleaved(list(built), r):
                     runtime = f"{vname}/iotjs"
-                    runner = ((m.targets[target].qemu, "-L", f"sysroot-{target}") if where == "qemu"
-                              else ())
-                    argv = ("python3", "pss.py", "--interval", "0.01", "--vminfo-log",
-                            f"{vname}-{app.name}-{r}.vminfo", "--", *runner, runtime, app.path)
+                    runner = (m.targets[target].qemu, "-L", f"sysroot-{target}") if where == "qemu" else ()
+                    argv = (
+                        "python3",
+                        "pss.py",
+                        "--interval",
+                        "0.01",
+                        "--vminfo-log",
+                        f"{vname}-{app.name}-{r}.vminfo",
+                        "--",
+                        *runner,
+                        runtime,
+                        app.path,
+                    )
                     s = ctx.step(
-                        id=f"measure:{vname}:{app.name}:{target}:{r}", kind="measure", where=where,
-                        target=target, variant=vname, workload=app.name, repeat=r,
-                        fidelity=fidelity, depends=(deploy.id,), argv=argv,
+                        id=f"measure:{vname}:{app.name}:{target}:{r}",
+                        kind="measure",
+                        where=where,
+                        target=target,
+                        variant=vname,
+                        workload=app.name,
+                        repeat=r,
+                        fidelity=fidelity,
+                        depends=(deploy.id,),
+                        argv=argv,
                         description=f"run {app.name} on {vname}, sample PSS of the process tree at 100 Hz",
                         outputs=(f"{vname}-{app.name}-{r}.json", f"{vname}-{app.name}-{r}.vminfo"),
                         key_parts=(built[vname].key,),
                     )
                     measures.append(s.id)
-        ctx.step(id=f"parse:{target}", kind="parse", where="host", target=target,
-                 depends=tuple(measures),
-                 description="peak/final/guest PSS, wall time and exit status → result rows "
-                             "(vminfo-format logs kept beside the JSON traces)")
-    ctx.step(id="evaluate", kind="evaluate", where="host",
-             depends=tuple(s.id for s in ctx.steps if s.kind == "parse"),
-             description="reduction % of IoT.js-Plus vs IoT.js per app with a 95 % CI; "
-                         "verdict only from board fidelity",
-             notes=("under QEMU total PSS is mostly the emulator (≈10.6 MB for a trivial binary); "
-                    "guest-only PSS is reported beside it",))
+        ctx.step(
+            id=f"parse:{target}",
+            kind="parse",
+            where="host",
+            target=target,
+            depends=tuple(measures),
+            description="peak/final/guest PSS, wall time and exit status → result rows "
+            "(vminfo-format logs kept beside the JSON traces)",
+        )
+    ctx.step(
+        id="evaluate",
+        kind="evaluate",
+        where="host",
+        depends=tuple(s.id for s in ctx.steps if s.kind == "parse"),
+        description="reduction % of IoT.js-Plus vs IoT.js per app with a 95 % CI; verdict only from board fidelity",
+        notes=(
+            "under QEMU total PSS is mostly the emulator (≈10.6 MB for a trivial binary); "
+            "guest-only PSS is reported beside it",
+        ),
+    )

@@ -10,15 +10,31 @@ if TYPE_CHECKING:
 
 def plan(ctx: PlanContext) -> None:
     base = ctx.manifest.workloads["mobilenet_v2_1.0_224"]
-    fetch = ctx.step(id="fetch:baseline", kind="fetch", where="host",
-                     description=f"download {base.url} (or a local path), pin its sha256",
-                     inputs=(base.url,), outputs=(base.member,))
+    fetch = ctx.step(
+        id="fetch:baseline",
+        kind="fetch",
+        where="host",
+        description=f"download {base.url} (or a local path), pin its sha256",
+        inputs=(base.url,),
+        outputs=(base.member,),
+    )
     shipped = ctx.source("ant", paths=("test/mlbench",))
-    ctx.step(id="measure:size", kind="measure", where="host", fidelity="static",
-             depends=(fetch.id, shipped.id),
-             description="file size (bytes) and sha256 of the KPI 3 artefact, of the shipped "
-                         "mbv1_0.9_v4u.tflite and of the baseline",
-             notes=("the KPI 3 artefact comes from `kpi_ml_latency`; without it only the shipped "
-                    "model and the baseline are sized",))
-    ctx.step(id="evaluate", kind="evaluate", where="host",
-             description="size reduction % vs the baseline (static fidelity: exact, no CI needed)")
+    ctx.step(
+        id="measure:size",
+        kind="measure",
+        where="host",
+        fidelity="static",
+        depends=(fetch.id, shipped.id),
+        description="file size (bytes) and sha256 of the KPI 3 artefact, of the shipped "
+        "mbv1_0.9_v4u.tflite and of the baseline",
+        notes=(
+            "the KPI 3 artefact comes from `kpi_ml_latency`; without it only the shipped "
+            "model and the baseline are sized",
+        ),
+    )
+    ctx.step(
+        id="evaluate",
+        kind="evaluate",
+        where="host",
+        description="size reduction % vs the baseline (static fidelity: exact, no CI needed)",
+    )
