@@ -6,7 +6,6 @@ daemon, no network and no board.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,7 @@ class PlanContext:
             where="host",
             description=f"build image {name} from {img.context} on base {img.base} "
             "(reused when its context hash is unchanged)",
-            key_parts=(img.base, context_digest(ctx)),
+            key_parts=(img.base, context_digest(ctx, img.base)),
             inputs=(img.context, img.base),
             outputs=(f"ant-kpi/{name}:<context-hash>",),
             notes=(img.purpose,) if img.purpose else (),
@@ -185,17 +184,11 @@ class PlanContext:
         return self.manifest.repeats_for(self.kpi, self.mode)
 
 
-def context_digest(ctx: Path) -> str:
-    """sha256 over a build context's files (path, mode, content); '' when the folder is absent."""
-    if not ctx.is_dir():
-        return ""
-    h = hashlib.sha256()
-    for p in sorted(ctx.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(ctx)).encode() + b"\0")
-            h.update(oct(p.stat().st_mode & 0o777).encode() + b"\0")
-            h.update(p.read_bytes())
-    return h.hexdigest()
+def context_digest(ctx: Path, base: str) -> str:
+    """The image's context hash (the tag it would get); '' when the folder is not in this version."""
+    from harness.images import context_hash
+
+    return context_hash(ctx, {"BASE_IMAGE": base}) if ctx.is_dir() else ""
 
 
 def interleaved(variants: Sequence[str], repeat: int) -> list[str]:

@@ -1,0 +1,492 @@
+"""Container images: the Docker client, content-addressed image builds and the offline base.
+
+An image built from `containers/<name>/` is tagged `ant-kpi/<name>:<hash[:12]>`, where the hash
+covers every file of the build context and the build arguments. The same inputs therefore give
+the same tag, and an existing tag is reused without contacting a registry. The Debian base is made
+locally with debootstrap and `docker import`, so no registry is ever needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final, TextIO
+
+from harness.errors import BadInput, Blocked, StepFailed
+from harness.manifest import Image
+
+if TYPE_CHECKING:
+    import docker
+    from rich.console import Console
+
+IMAGE_REPOSITORY: Final = "ant-kpi"
+DEFAULT_BASE_TAG: Final = "ant-kpi/debian:bookworm"
+TOOL_VERSIONS_PATH: Final = "/etc/ant-kpi/tool-versions.json"
+# Labels the harness writes on images it makes; read back as provenance on reuse.
+LABEL_PREFIX: Final = "org.ant-kpi"
+# A build may stay silent for minutes (a large compile step): the read timeout of its HTTP
+# stream must not be the client's default 60 s.
+BUILD_HTTP_TIMEOUT_S: Final = 6 * 3600
+_STEP_RE: Final = re.compile(r"^Step \d+/\d+ : ")
+# The classic builder colours a RUN step's stderr; the log keeps plain text.
+_ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*m")
+
+_DAEMON_FIX: Final = "start it (dockerd &, or systemctl start docker) or set DOCKER_HOST"
+
+
+# --------------------------------------------------------------------------------------------
+# Client
+# --------------------------------------------------------------------------------------------
+
+
+def docker_host() -> str:
+    """Where the Docker engine is expected: DOCKER_HOST, or the default local socket."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def docker_client(*, timeout: int = 60) -> docker.DockerClient:
+    """A Docker client from the environment (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as e:
+        raise Blocked("the Docker SDK for Python is not installed",
+                      "pip install 'docker>=7'") from e
+    where = docker_host()
+    # ssh:// engines need paramiko in the SDK; without it, use the system ssh client instead.
+    use_ssh_client = where.startswith("ssh://") and not _has_module("paramiko")
+    try:
+        client = docker.from_env(timeout=timeout, use_ssh_client=use_ssh_client)
+        client.ping()
+    except (DockerException, OSError) as e:
+        # A socket that exists but refuses this user is not fixed by starting a daemon.
+        if "Permission denied" in str(e):
+            raise Blocked(f"Docker daemon at {where} refuses this user (permission denied)",
+                          "add the user to the docker group (usermod -aG docker USER) "
+                          "or run as root") from e
+        raise Blocked(f"Docker daemon not reachable at {where}", _DAEMON_FIX) from e
+    return client
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Context hash
+# --------------------------------------------------------------------------------------------
+
+
+def context_hash(context_dir: Path, build_args: Mapping[str, str]) -> str:
+    """sha256 over the context's files (relative path, mode, content) and the build arguments."""
+    if not context_dir.is_dir():
+        raise BadInput(f"build context {context_dir} is not a directory")
+    h = hashlib.sha256()
+    entries = sorted(
+        (p.relative_to(context_dir).as_posix(), p) for p in context_dir.rglob("*")
+    )
+    for rel, p in entries:
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            h.update(b"L\0" + rel.encode() + b"\0" + os.readlink(p).encode() + b"\0")
+        elif stat.S_ISREG(st.st_mode):
+            # Only the executable bit, as git records it: umask differences between clones
+            # (0644 vs 0664) must not change the tag, but a script losing +x must.
+            mode = b"755" if st.st_mode & 0o111 else b"644"
+            h.update(b"F\0" + rel.encode() + b"\0" + mode + b"\0")
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+        elif stat.S_ISDIR(st.st_mode):
+            h.update(b"D\0" + rel.encode() + b"\0")
+    for key in sorted(build_args):
+        h.update(b"A\0" + key.encode() + b"=" + build_args[key].encode() + b"\0")
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Image references
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRef:
+    """A built (or reused) image and what it was made from."""
+
+    name: str
+    tag: str
+    id: str
+    digest: str
+    base: str
+    base_id: str
+    context_hash: str
+    reused: bool
+    tool_versions: Mapping[str, str] = field(default_factory=dict)
+    log: str | None = None
+
+    def to_provenance(self) -> dict[str, Any]:
+        return {
+            "image": self.name,
+            "tag": self.tag,
+            "id": self.id,
+            "digest": self.digest,
+            "base": self.base,
+            "base_id": self.base_id,
+            "context_hash": self.context_hash,
+            "reused": self.reused,
+            "tool_versions": dict(self.tool_versions),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseImageRef:
+    """The offline Debian base: a debootstrapped root file system imported as an image."""
+
+    tag: str
+    id: str
+    suite: str
+    mirror: str
+    variant: str
+    debootstrap_version: str
+    created: str
+    reused: bool
+
+    def to_provenance(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "id": self.id,
+            "suite": self.suite,
+            "mirror": self.mirror,
+            "variant": self.variant,
+            "debootstrap_version": self.debootstrap_version,
+            "created": self.created,
+            "reused": self.reused,
+        }
+
+
+def image_tag(image: Image, digest: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{image.name}:{digest[:12]}"
+
+
+def _get_image(client: docker.DockerClient, tag: str) -> Any | None:
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(tag)
+    except ImageNotFound:
+        return None
+
+
+def _digest(img: Any) -> str:
+    digests = img.attrs.get("RepoDigests") or []
+    return str(digests[0]) if digests else str(img.id)
+
+
+def _labels(img: Any) -> dict[str, str]:
+    return dict((img.attrs.get("Config") or {}).get("Labels") or {})
+
+
+def read_tool_versions(client: docker.DockerClient, image_id: str) -> dict[str, str]:
+    """The versions the image recorded at build time; {} when it has no such file."""
+    from docker.errors import APIError, NotFound
+
+    # A created (never started) container is enough to read a file: no process runs.
+    cid = client.api.create_container(image_id, command=["true"])["Id"]
+    try:
+        try:
+            chunks, _ = client.api.get_archive(cid, TOOL_VERSIONS_PATH)
+        except NotFound:
+            return {}
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.next()
+            f = tar.extractfile(member) if member is not None else None
+            if f is None:
+                return {}
+            data = json.loads(f.read().decode())
+        return {str(k): str(v) for k, v in data.items()}
+    except (APIError, ValueError, tarfile.TarError):
+        return {}
+    finally:
+        client.api.remove_container(cid, force=True)
+
+
+# --------------------------------------------------------------------------------------------
+# ensure_image
+# --------------------------------------------------------------------------------------------
+
+
+def ensure_image(
+    image: Image,
+    *,
+    root: Path,
+    client: docker.DockerClient | None = None,
+    console: Console | None = None,
+    rebuild: bool = False,
+    log_path: Path | None = None,
+) -> ImageRef:
+    """The image for `image`: reused when its context hash is unchanged, built otherwise."""
+    client = client or docker_client()
+    context_dir = (root / image.context).resolve()
+    if not context_dir.is_dir():
+        raise BadInput(f"image {image.name}: build context {image.context} does not exist")
+    build_args = {"BASE_IMAGE": image.base}
+    digest = context_hash(context_dir, build_args)
+    tag = image_tag(image, digest)
+
+    existing = None if rebuild else _get_image(client, tag)
+    if existing is not None:
+        return _ref(client, image, tag, existing, digest, reused=True, log=None)
+
+    base = _get_image(client, image.base)
+    if base is None:
+        raise Blocked(
+            f"base image {image.base} is missing",
+            "run `ant-kpi images bootstrap-base` "
+            "(debootstrap from a Debian mirror, no registry needed)",
+        )
+    log = log_path or root / ".ant-kpi" / "logs" / f"image-{image.name}-{digest[:12]}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    labels = {
+        f"{LABEL_PREFIX}.image": image.name,
+        f"{LABEL_PREFIX}.context-hash": digest,
+        f"{LABEL_PREFIX}.base": image.base,
+        # A re-bootstrapped base keeps its tag, so only the id says which base this was built
+        # on. The tag does not follow the base: `rebuild=True` moves an image onto a new base.
+        f"{LABEL_PREFIX}.base-id": str(base.id),
+    }
+    image_id = _build(client, context_dir, tag, build_args, labels, log, console, image.name)
+    built = client.images.get(image_id)
+    return _ref(client, image, tag, built, digest, reused=False, log=log)
+
+
+def _ref(client: docker.DockerClient, image: Image, tag: str, img: Any, digest: str, *,
+         reused: bool, log: Path | None) -> ImageRef:
+    labels = _labels(img)
+    return ImageRef(
+        name=image.name,
+        tag=tag,
+        id=str(img.id),
+        digest=_digest(img),
+        base=image.base,
+        base_id=labels.get(f"{LABEL_PREFIX}.base-id", ""),
+        context_hash=digest,
+        reused=reused,
+        tool_versions=read_tool_versions(client, str(img.id)),
+        log=None if log is None else str(log),
+    )
+
+
+@contextlib.contextmanager
+def _status(console: Console | None, text: str) -> Iterator[Any]:
+    """A rich status line, or None when quiet or when another live display owns the terminal."""
+    if console is None:
+        yield None
+        return
+    from rich.errors import LiveError
+
+    status = console.status(text)
+    try:
+        status.start()
+    except LiveError:
+        # A caller's progress display is already live; the log still gets every line.
+        yield None
+        return
+    try:
+        yield status
+    finally:
+        status.stop()
+
+
+def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args: dict[str, str],
+           labels: dict[str, str], log: Path, console: Console | None, name: str) -> str:
+    from docker.errors import APIError
+
+    image_id = ""
+    error = ""
+    with log.open("w", encoding="utf-8") as out, _status(console, f"building {tag}") as status:
+        args = " ".join(f"--build-arg {k}={v}" for k, v in sorted(build_args.items()))
+        out.write(f"# docker build {context_dir} -t {tag} {args}\n")
+        try:
+            stream = client.api.build(
+                path=str(context_dir), tag=tag, buildargs=build_args, labels=labels,
+                decode=True, rm=True, forcerm=True, pull=False, timeout=BUILD_HTTP_TIMEOUT_S,
+            )
+            for chunk in stream:
+                image_id = _record_build_line(chunk, out, status, name) or image_id
+                if "error" in chunk:
+                    error = str(chunk["error"]).strip()
+        except APIError as e:
+            error = str(e.explanation or e)
+            out.write(f"# API error: {error}\n")
+    if error:
+        last = error.splitlines()[-1][:200] if error.splitlines() else error
+        raise StepFailed(f"image {name}: docker build failed: {last}", log=log)
+    if not image_id:
+        # Older engines report the id only as "Successfully built <short id>"; the tag is set.
+        image_id = str(client.images.get(tag).id)
+    if console is not None:
+        console.print(f"  built {tag} ({image_id[:19]}); log: {log}")
+    return image_id
+
+
+def _record_build_line(chunk: Mapping[str, Any], out: TextIO, status: Any, name: str) -> str:
+    """Write one decoded build message to the log; returns the image id if it carries one."""
+    if "stream" in chunk:
+        text = _ANSI_RE.sub("", str(chunk["stream"]))
+        out.write(text)
+        line = text.strip()
+        if status is not None and _STEP_RE.match(line):
+            status.update(f"image {name}: {line[:110]}")
+    elif "error" in chunk:
+        out.write(f"ERROR: {chunk['error']}\n")
+    elif "status" in chunk:
+        out.write(f"{chunk['status']} {chunk.get('progress', '')}\n")
+    aux = chunk.get("aux")
+    out.flush()
+    if isinstance(aux, Mapping) and isinstance(aux.get("ID"), str):
+        return str(aux["ID"])
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# The offline base
+# --------------------------------------------------------------------------------------------
+
+
+def debootstrap_version() -> str:
+    """debootstrap's version, as `debootstrap --version` prints it."""
+    exe = shutil.which("debootstrap")
+    if exe is None:
+        raise Blocked("debootstrap not installed", "apt-get install debootstrap")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
+    return out.strip().removeprefix("debootstrap").strip() or "unknown"
+
+
+def bootstrap_base(
+    tag: str = DEFAULT_BASE_TAG,
+    *,
+    suite: str = "bookworm",
+    mirror: str = "http://deb.debian.org/debian",
+    variant: str = "minbase",
+    work_dir: Path,
+    client: docker.DockerClient | None = None,
+    console: Console | None = None,
+    log_path: Path | None = None,
+    force: bool = False,
+) -> BaseImageRef:
+    """Make the Debian base image offline: debootstrap a root file system, `docker import` it."""
+    client = client or docker_client()
+    existing = None if force else _get_image(client, tag)
+    if existing is not None:
+        return _base_ref(tag, existing, reused=True)
+
+    version = debootstrap_version()
+    if os.geteuid() != 0:
+        raise Blocked("debootstrap needs root (it creates device nodes and chroots)",
+                      "run `ant-kpi images bootstrap-base` as root, e.g. with sudo")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log = log_path or work_dir / f"bootstrap-{suite}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    scratch = Path(tempfile.mkdtemp(prefix="base-", dir=work_dir))
+    try:
+        rootfs = scratch / "rootfs"
+        with log.open("w", encoding="utf-8") as out:
+            argv = ["debootstrap", f"--variant={variant}", suite, str(rootfs), mirror]
+            _run_logged(argv, out, console, f"debootstrap {suite} from {mirror}")
+            _trim_rootfs(rootfs)
+            tar_path = scratch / "rootfs.tar"
+            # GNU tar keeps ownership, modes, hard links and device nodes exactly; numeric ids
+            # so the host's user database does not leak into the image.
+            _run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar_path), "."],
+                        out, console, "packing the root file system")
+            shutil.rmtree(rootfs)
+            repository, _, tag_part = tag.rpartition(":")
+            if not repository or "/" in tag_part:
+                repository, tag_part = tag, "latest"
+            labels = {
+                f"{LABEL_PREFIX}.base.suite": suite,
+                f"{LABEL_PREFIX}.base.mirror": mirror,
+                f"{LABEL_PREFIX}.base.variant": variant,
+                f"{LABEL_PREFIX}.base.debootstrap": version,
+                f"{LABEL_PREFIX}.base.created": created,
+            }
+            changes = [
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                'CMD ["bash"]',
+                *(f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()),
+            ]
+            with _status(console, f"importing {tag}"):
+                result = client.api.import_image(src=str(tar_path), repository=repository,
+                                                 tag=tag_part, changes=changes)
+            out.write(f"# docker import → {tag}: {str(result).strip()}\n")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    img = _get_image(client, tag)
+    if img is None:
+        raise StepFailed(f"docker import did not create {tag}", log=log)
+    if console is not None:
+        console.print(f"  imported {tag} ({str(img.id)[:19]}); log: {log}")
+    return _base_ref(tag, img, reused=False)
+
+
+def _base_ref(tag: str, img: Any, *, reused: bool) -> BaseImageRef:
+    labels = _labels(img)
+
+    def label(key: str) -> str:
+        return labels.get(f"{LABEL_PREFIX}.base.{key}", "")
+
+    return BaseImageRef(
+        tag=tag, id=str(img.id), suite=label("suite"), mirror=label("mirror"),
+        variant=label("variant"), debootstrap_version=label("debootstrap"),
+        created=label("created") or str(img.attrs.get("Created", "")), reused=reused,
+    )
+
+
+def _trim_rootfs(rootfs: Path) -> None:
+    """Drop what a container image must not carry: downloaded .debs, apt lists, device nodes."""
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "dev"):
+        d = rootfs / sub
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                if p.name != "partial":
+                    shutil.rmtree(p)
+            elif p.name != "lock":
+                p.unlink()
+
+
+def _run_logged(argv: list[str], out: TextIO, console: Console | None, what: str) -> None:
+    """Run argv, appending its output to `out`; the last line shows as the status."""
+    out.write(f"$ {' '.join(argv)}\n")
+    out.flush()
+    with _status(console, what) as status:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")
+        assert proc.stdout is not None
+        for line in _lines(proc.stdout):
+            out.write(line)
+            if status is not None and line.strip():
+                status.update(f"{what}: {line.strip()[:100]}")
+        rc = proc.wait()
+    out.flush()
+    if rc != 0:
+        raise StepFailed(f"{argv[0]} exited {rc}", log=out.name)
+
+
+def _lines(stream: IO[str]) -> Iterator[str]:
+    yield from iter(stream.readline, "")
