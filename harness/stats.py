@@ -1,0 +1,655 @@
+"""Statistics on result rows: medians with 95 % CIs, A/B comparisons, and KPI verdicts.
+
+CIs for a median are distribution-free order statistics when n >= 6 (the smallest n whose
+extreme order statistics already cover 95 %); below that, a percentile bootstrap with a fixed
+seed so that a report rendered twice shows the same numbers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from harness.manifest import Direction, Kpi, Statistic
+
+if TYPE_CHECKING:
+    from harness.results import Results
+
+CONFIDENCE: Final = 0.95
+BOOTSTRAP_SEED: Final = 20_240_517
+BOOTSTRAP_RESAMPLES: Final = 9_999
+MIN_ORDER_STATISTIC_N: Final = 6
+STATISTICS: Final[tuple[str, ...]] = ("reduction_pct", "overhead_pct", "speedup")
+STATISTIC_UNITS: Final[dict[str, str]] = {"reduction_pct": "%", "overhead_pct": "%", "speedup": "x"}
+# When no row may carry a verdict, the value shown comes from the most trustworthy fidelity present.
+_FIDELITY_PREFERENCE: Final = ("board", "simulator", "host", "static", "emulated")
+
+# scipy 1.15 renamed bootstrap's random_state to rng; both take a Generator.
+_RNG_KW: Final = (
+    "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
+)
+
+Side = Literal["good", "bad", "straddles", "incomplete"]
+
+
+# --------------------------------------------------------------------------------------------
+# One sample: median and its CI
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """Median with a 95 % CI, and the usual spread figures, of one sample."""
+
+    n: int
+    median: float
+    ci_low: float
+    ci_high: float
+    mean: float
+    stdev: float
+    min: float
+    max: float
+    ci_exact: bool
+    method: str
+    note: str = ""
+
+
+def order_statistic_ci_indices(n: int, confidence: float = CONFIDENCE) -> tuple[int, int] | None:
+    """0-based sorted-sample indices (lo, hi) of the median's CI; None when n is too small."""
+    if n < 1:
+        return None
+    best = None
+    # Coverage of [x_(k), x_(n-k+1)] is P(k <= B <= n-k) for B ~ Binomial(n, 1/2).
+    for k in range(1, n // 2 + 1):
+        coverage = 1.0 - 2.0 * float(scipy.stats.binom.cdf(k - 1, n, 0.5))
+        if coverage < confidence:
+            break
+        best = k
+    if best is None:
+        return None
+    return best - 1, n - best
+
+
+def _as_array(values: Iterable[float]) -> np.ndarray:
+    arr = np.asarray(list(values), dtype=float)
+    if arr.size == 0:
+        raise ValueError("no values to summarize")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("values must be finite (drop blocked and failed rows first)")
+    return arr
+
+
+def _bootstrap(
+    samples: tuple[np.ndarray, ...], statistic: Callable[..., Any]
+) -> tuple[float, float]:
+    kwargs: dict[str, Any] = {_RNG_KW: np.random.default_rng(BOOTSTRAP_SEED)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        res = scipy.stats.bootstrap(
+            samples,
+            statistic,
+            paired=False,
+            vectorized=True,
+            confidence_level=CONFIDENCE,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            method="percentile",
+            **kwargs,
+        )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _median_axis(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.asarray(np.median(x, axis=axis))
+
+
+def summarize(values: Iterable[float]) -> Summary:
+    """Median, 95 % CI of the median, mean, sample stdev, min and max of finite values."""
+    arr = np.sort(_as_array(values))
+    n = int(arr.size)
+    median = float(np.median(arr))
+
+    def make(lo: float, hi: float, exact: bool, method: str, note: str = "") -> Summary:
+        return Summary(
+            n=n,
+            median=median,
+            ci_low=lo,
+            ci_high=hi,
+            mean=float(np.mean(arr)),
+            stdev=float(np.std(arr, ddof=1)) if n > 1 else math.nan,
+            min=float(arr[0]),
+            max=float(arr[-1]),
+            ci_exact=exact,
+            method=method,
+            note=note,
+        )
+
+    if n == 1:
+        return make(median, median, False, "single sample", "single sample")
+    idx = order_statistic_ci_indices(n)
+    if idx is not None:
+        return make(float(arr[idx[0]]), float(arr[idx[1]]), True, "order statistic")
+    if arr[0] == arr[-1]:
+        # Every resample would be identical; scipy warns on such degenerate data.
+        return make(median, median, False, "bootstrap", f"n={n}: identical values")
+    lo, hi = _bootstrap((arr,), _median_axis)
+    note = f"n={n} < {MIN_ORDER_STATISTIC_N}: percentile bootstrap"
+    return make(lo, hi, False, "bootstrap", note)
+
+
+# --------------------------------------------------------------------------------------------
+# Two samples: baseline vs candidate
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """A comparison statistic of candidate vs baseline medians, with a bootstrap 95 % CI."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    statistic: str
+    n_baseline: int
+    n_candidate: int
+    median_baseline: float = math.nan
+    median_candidate: float = math.nan
+    direction: str = "lower"
+
+    @property
+    def unit(self) -> str:
+        return STATISTIC_UNITS.get(self.statistic, "")
+
+
+def _statistic_fn(statistic: str, direction: str) -> Callable[[Any, Any], Any]:
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic {statistic!r} is not one of {', '.join(STATISTICS)}")
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction {direction!r} is not lower or higher")
+    if statistic == "reduction_pct":
+        return lambda mb, mc: (1.0 - mc / mb) * 100.0
+    if statistic == "overhead_pct":
+        return lambda mb, mc: (mc / mb - 1.0) * 100.0
+    if direction == "lower":  # time: how many times faster the candidate is
+        return lambda mb, mc: mb / mc
+    return lambda mb, mc: mc / mb  # throughput
+
+
+def compare(
+    baseline_values: Iterable[float],
+    candidate_values: Iterable[float],
+    statistic: Statistic | str,
+    direction: Direction | str = "lower",
+) -> Comparison:
+    """reduction_pct, overhead_pct or speedup of the candidate's median vs the baseline's."""
+    b = _as_array(baseline_values)
+    c = _as_array(candidate_values)
+    fn = _statistic_fn(statistic, direction)
+    mb, mc = float(np.median(b)), float(np.median(c))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = float(fn(np.float64(mb), np.float64(mc)))
+    lo = hi = value
+    # Constant samples make every resample identical; scipy warns on such degenerate data.
+    degenerate = b.min() == b.max() and c.min() == c.max()
+    if b.size >= 2 and c.size >= 2 and not degenerate and math.isfinite(value):
+
+        def stat(xb: np.ndarray, xc: np.ndarray, axis: int = -1) -> np.ndarray:
+            return np.asarray(fn(np.median(xb, axis=axis), np.median(xc, axis=axis)))
+
+        lo, hi = _bootstrap((b, c), stat)
+    return Comparison(
+        value=value,
+        ci_low=lo,
+        ci_high=hi,
+        statistic=statistic,
+        n_baseline=int(b.size),
+        n_candidate=int(c.size),
+        median_baseline=mb,
+        median_candidate=mc,
+        direction=direction,
+    )
+
+
+def good_threshold(statistic: str, direction: str) -> tuple[float, int]:
+    """(threshold, sign): the candidate is better when sign * (value - threshold) > 0."""
+    if statistic == "speedup":
+        return 1.0, 1  # direction is already folded into the ratio
+    lower_better = direction == "lower"
+    if statistic == "reduction_pct":
+        return 0.0, 1 if lower_better else -1
+    return 0.0, -1 if lower_better else 1  # overhead_pct
+
+
+def side_of(comparison: Comparison) -> Side:
+    """Where the CI lies: wholly better ("good"), wholly not better ("bad"), or across the line."""
+    thr, sign = good_threshold(comparison.statistic, comparison.direction)
+    lo, hi = comparison.ci_low, comparison.ci_high
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "straddles"
+    if sign > 0:
+        return "good" if lo > thr else "bad" if hi <= thr else "straddles"
+    return "good" if hi < thr else "bad" if lo >= thr else "straddles"
+
+
+# --------------------------------------------------------------------------------------------
+# Verdicts
+# --------------------------------------------------------------------------------------------
+
+
+class Verdict(str, Enum):
+    """The outcome of one KPI; the string value is what reports and exit codes use."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    BLOCKED = "BLOCKED"
+    NO_VERDICT = "NO_VERDICT"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadComparison:
+    """Baseline vs candidate on one (target, workload, fidelity, mode) cell."""
+
+    target: str
+    workload: str
+    fidelity: str
+    mode: str
+    metric: str
+    statistic: str
+    baseline: str
+    candidate: str
+    baseline_summary: Summary | None
+    candidate_summary: Summary | None
+    comparison: Comparison | None
+    side: Side
+
+    @property
+    def label(self) -> str:
+        parts = [self.workload or "(all)"]
+        if self.target:
+            parts.append(f"@{self.target}")
+        return "".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    """One KPI judged against its target, with the numbers and the evidence behind it."""
+
+    kpi: str
+    number: int
+    title_en: str
+    title_ko: str
+    target: str
+    metric: str
+    value: float
+    ci_low: float
+    ci_high: float
+    unit: str
+    fidelity: tuple[str, ...]
+    verdict: Verdict
+    reason: str
+    evidence: tuple[str, ...]
+    n: int
+    blocked: int
+    statistic: str = ""
+    with_evidence: tuple[str, ...] = ()
+    without_evidence: tuple[str, ...] = ()
+    per_workload: tuple[WorkloadComparison, ...] = ()
+
+
+def verdict_metric(kpi: Kpi) -> str:
+    """The metric a KPI's value is computed from."""
+    t = kpi.target
+    if t.kind in ("at_most", "at_least") and t.metric:
+        return t.metric
+    if t.kind == "count_at_least":
+        return "passed"
+    if kpi.compare is not None:
+        return kpi.compare.metric
+    return kpi.metrics[0].name if kpi.metrics else ""
+
+
+def _metric_unit(kpi: Kpi, metric: str, rows: pd.DataFrame) -> str:
+    try:
+        return kpi.metric(metric).unit
+    except KeyError:
+        units = sorted(set(rows["unit"].tolist()))
+        return units[0] if units else ""
+
+
+def _metric_direction(kpi: Kpi, metric: str) -> Direction:
+    try:
+        return kpi.metric(metric).direction
+    except KeyError:
+        return "lower"
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    values = df["value"].to_numpy(dtype=float)
+    return df[(df["status"] == "ok").to_numpy() & np.isfinite(values)]
+
+
+def _fidelity_rank(fidelity: str) -> int:
+    if fidelity in _FIDELITY_PREFERENCE:
+        return _FIDELITY_PREFERENCE.index(fidelity)
+    return len(_FIDELITY_PREFERENCE)
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in rec.items()} for rec in df.to_dict("records")]
+
+
+def _fidelities(df: pd.DataFrame) -> tuple[str, ...]:
+    present = set(df["fidelity"].tolist())
+    return tuple(f for f in _FIDELITY_PREFERENCE if f in present)
+
+
+def _evidence(df: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(sorted({str(x) for x in df["log"].tolist() if str(x)}))
+
+
+def _cells(kpi: Kpi, ok_rows: pd.DataFrame) -> list[WorkloadComparison]:
+    """Per-(target, workload, fidelity, mode) comparisons of the compare metric's ok rows."""
+    cmp = kpi.compare
+    if cmp is None:
+        return []
+    in_pair = ok_rows["variant"].isin([cmp.baseline, cmp.candidate])
+    pick = (ok_rows["metric"] == cmp.metric) & in_pair
+    df = ok_rows[pick]
+    if df.empty:
+        return []
+    variants = {v.name for v in kpi.variants} | {cmp.baseline, cmp.candidate}
+    # Where the workload *is* the variant (a model, a script per API), compare across workloads.
+    wl = df["workload"].where(~df["workload"].isin(list(variants)), "")
+    direction = _metric_direction(kpi, cmp.metric)
+    cols = zip(df["target"], wl, df["fidelity"], df["mode"], strict=True)
+    keys = sorted({(str(t), str(w), str(f), str(m)) for t, w, f, m in cols},
+                  key=lambda k: (k[0], k[1], _fidelity_rank(k[2]), k[3]))
+    out = []
+    for target, workload, fidelity, mode in keys:
+        sel = df[((df["target"] == target) & (wl == workload) & (df["fidelity"] == fidelity)
+                  & (df["mode"] == mode)).to_numpy()]
+        b = sel[sel["variant"] == cmp.baseline]["value"].to_numpy(dtype=float)
+        c = sel[sel["variant"] == cmp.candidate]["value"].to_numpy(dtype=float)
+        comparison = compare(b, c, cmp.statistic, direction) if b.size and c.size else None
+        out.append(WorkloadComparison(
+            target=target, workload=workload, fidelity=fidelity, mode=mode, metric=cmp.metric,
+            statistic=cmp.statistic, baseline=cmp.baseline, candidate=cmp.candidate,
+            baseline_summary=summarize(b) if b.size else None,
+            candidate_summary=summarize(c) if c.size else None,
+            comparison=comparison,
+            side=side_of(comparison) if comparison is not None else "incomplete",
+        ))
+    return out
+
+
+def evaluate_per_workload(kpi: Kpi, results: Results) -> list[WorkloadComparison]:
+    """The comparison of every (target, workload, fidelity, mode) cell of a KPI's ok rows."""
+    return _cells(kpi, _ok(results.filter(kpi=kpi.id).df))
+
+
+def _blocked_reason(kpi: Kpi, rows: pd.DataFrame, metric: str) -> str:
+    bad = rows[rows["status"] != "ok"]
+    if rows.empty:
+        return f"no result rows for {kpi.id}: run `ant-kpi run {kpi.id}` (or ingest logs)"
+    if bad.empty:
+        return f"no ok rows of metric {metric!r}"
+    lines = sorted({
+        f"{r['status']} {r['variant']}{'/' + str(r['workload']) if r['workload'] else ''}"
+        f"{' on ' + str(r['target']) if r['target'] else ''}: {r['note'] or 'no note'}"
+        for r in _records(bad)
+    })
+    head = "; ".join(lines[:5])
+    more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
+    return f"{len(bad)} row(s) blocked or failed — {head}{more}"
+
+
+def _gate_reason(kpi: Kpi, ok: pd.DataFrame) -> str:
+    allowed = " or ".join(kpi.verdict_fidelity) or "an allowed fidelity"
+    measured = ok[ok["mode"] == "measure"]
+    if measured.empty:
+        fids = ", ".join(_fidelities(ok))
+        return (f"smoke run ({fids}) proves the steps run; "
+                f"a verdict needs a measure run at {allowed} fidelity")
+    fids = ", ".join(_fidelities(measured))
+    return f"{fids} fidelity proves the steps run; a verdict needs {allowed}"
+
+
+def _display_rows(ok: pd.DataFrame, *, one_fidelity: bool) -> pd.DataFrame:
+    """Rows to compute a shown-but-not-judged value from: measure runs first, best fidelity."""
+    measured = ok[ok["mode"] == "measure"]
+    rows = measured if not measured.empty else ok
+    if not one_fidelity:
+        return rows
+    best = _fidelities(rows)
+    return rows[rows["fidelity"] == best[0]] if best else rows
+
+
+def _name_key(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Judged:
+    value: float
+    ci_low: float
+    ci_high: float
+    unit: str
+    verdict: Verdict
+    reason: str
+    statistic: str = ""
+    with_evidence: tuple[str, ...] = ()
+    without_evidence: tuple[str, ...] = ()
+    cells: tuple[WorkloadComparison, ...] = ()
+
+
+def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: str | None) -> _Judged:
+    cmp = kpi.compare
+    assert cmp is not None
+    unit = STATISTIC_UNITS[cmp.statistic]
+    cells = tuple(_cells(kpi, rows))
+    complete = [c for c in cells if c.comparison is not None]
+    if not complete:
+        if blocked_reason is not None:
+            return _Judged(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=unit,
+                           verdict=Verdict.BLOCKED, reason=blocked_reason, statistic=cmp.statistic,
+                           cells=cells)
+        return _Judged(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=unit,
+                       verdict=Verdict.INCONCLUSIVE, statistic=cmp.statistic, cells=cells,
+                       reason=f"no workload has ok rows of both {cmp.baseline} and {cmp.candidate}")
+    comps = [c.comparison for c in complete if c.comparison is not None]
+    value = float(np.median([c.value for c in comps]))
+    lo = float(min(c.ci_low for c in comps))
+    hi = float(max(c.ci_high for c in comps))
+    thr, sign = good_threshold(cmp.statistic, _metric_direction(kpi, cmp.metric))
+    better = f"{'above' if sign > 0 else 'below'} {thr:g}"
+    worse = f"{'at or below' if sign > 0 else 'at or above'} {thr:g}"
+    if kpi.target.kind != "better_than_baseline":
+        return _Judged(value=value, ci_low=lo, ci_high=hi, unit=unit, verdict=Verdict.NO_VERDICT,
+                       statistic=cmp.statistic, cells=cells,
+                       reason=f"no numeric target: {cmp.statistic} of {cmp.candidate} vs "
+                              f"{cmp.baseline} is reported ({len(complete)} workload(s))")
+    bad = [c.label for c in complete if c.side == "bad"]
+    straddle = [c.label for c in complete if c.side == "straddles"]
+    incomplete = [c.label for c in cells if c.comparison is None]
+    if bad:
+        verdict = Verdict.FAIL
+        reason = f"95 % CI of {cmp.statistic} is wholly {worse} for: {', '.join(bad)}"
+    elif straddle or incomplete:
+        parts = []
+        if straddle:
+            parts.append(f"95 % CI of {cmp.statistic} straddles {thr:g} for: {', '.join(straddle)}")
+        if incomplete:
+            parts.append(f"baseline or candidate rows missing for: {', '.join(incomplete)}")
+        verdict, reason = Verdict.INCONCLUSIVE, "; ".join(parts)
+    else:
+        verdict = Verdict.PASS
+        reason = (f"95 % CI of {cmp.statistic} is {better} on every workload "
+                  f"({len(complete)} of {len(cells)})")
+    return _Judged(value=value, ci_low=lo, ci_high=hi, unit=unit, verdict=verdict, reason=reason,
+                   statistic=cmp.statistic, cells=cells)
+
+
+def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
+    t = kpi.target
+    s = summarize(rows["value"].to_numpy(dtype=float))
+    unit = t.unit or _metric_unit(kpi, metric, rows)
+    v = float(t.value if t.value is not None else math.nan)
+    ci = f"95 % CI [{s.ci_low:g}, {s.ci_high:g}] {unit}".rstrip()
+    if t.kind == "at_most":
+        ok_all, ok_none, rel = s.ci_high <= v, s.ci_low > v, "≤"
+    else:
+        ok_all, ok_none, rel = s.ci_low >= v, s.ci_high < v, "≥"
+    if ok_all:
+        verdict, reason = Verdict.PASS, f"{ci} is wholly {rel} {v:g}"
+    elif ok_none:
+        verdict, reason = Verdict.FAIL, f"{ci} is wholly outside {rel} {v:g}"
+    else:
+        verdict, reason = Verdict.INCONCLUSIVE, f"{ci} straddles {v:g}"
+    if s.note:
+        reason += f" ({s.note})"
+    return _Judged(value=s.median, ci_low=s.ci_low, ci_high=s.ci_high, unit=unit, verdict=verdict,
+                   reason=reason)
+
+
+def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judged:
+    t = kpi.target
+    listed = {_name_key(n): n for n in t.of}
+
+    def entity(r: dict[str, Any]) -> str:
+        named = _identity_name(str(r["target_identity"]))
+        for cand in (str(r["variant"]), str(r["target"]), named):
+            if cand and _name_key(cand) in listed:
+                return listed[_name_key(cand)]
+        return str(r["target"] or r["variant"])
+
+    recs = _records(rows)
+    passed = sorted({entity(r) for r in recs if float(r["value"]) >= 1.0})
+    tried = {entity(r) for r in _records(all_rows)}
+    failed_listed = sorted({entity(r) for r in recs if float(r["value"]) < 1.0} - set(passed))
+    count = len(passed)
+    with_ev = tuple(n for n in t.of if n in passed)
+    without = tuple(n for n in t.of if n not in passed)
+    unlisted = [p for p in passed if p not in t.of]
+    need = float(t.value if t.value is not None else math.inf)
+    untested = [n for n in without if n not in failed_listed]
+    detail = f"{count} passed with evidence"
+    if with_ev:
+        detail += f": {', '.join(with_ev)}"
+    if unlisted:
+        detail += f"; also passed (not listed): {', '.join(unlisted)}"
+    if failed_listed:
+        detail += f"; failed: {', '.join(n for n in failed_listed)}"
+    if untested:
+        detail += f"; no evidence: {', '.join(untested)}"
+        # Say which of them had rows at all: blocked or emulated runs are not evidence.
+        seen = [n for n in untested if n in tried]
+        if seen:
+            detail += f" (blocked, failed or not usable: {', '.join(seen)})"
+    if count >= need:
+        verdict = Verdict.PASS
+    elif count + len(untested) < need:
+        verdict = Verdict.FAIL  # even if every untested one passed, the target is out of reach
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    reason = f"{detail}; target ≥ {need:g}"
+    return _Judged(value=float(count), ci_low=float(count), ci_high=float(count), unit="count",
+                   verdict=verdict, reason=reason, with_evidence=with_ev, without_evidence=without)
+
+
+def _identity_name(text: str) -> str:
+    try:
+        data = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return ""
+    if isinstance(data, dict):
+        for key in ("board", "name", "model"):
+            v = data.get(key)
+            if isinstance(v, str) and v:
+                return v
+    return ""
+
+
+def _judge_report(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
+    s = summarize(rows["value"].to_numpy(dtype=float))
+    return _Judged(value=s.median, ci_low=s.ci_low, ci_high=s.ci_high,
+                   unit=_metric_unit(kpi, metric, rows), verdict=Verdict.NO_VERDICT,
+                   reason=f"no numeric target: median {metric} is reported")
+
+
+def evaluate(kpi: Kpi, results: Results) -> Evaluation:
+    """Judge one KPI from its rows: PASS, FAIL, INCONCLUSIVE, BLOCKED or NO_VERDICT, with reason."""
+    rows = results.filter(kpi=kpi.id).df
+    metric = verdict_metric(kpi)
+    kind = kpi.target.kind
+    use_compare = kpi.compare is not None and kind in ("better_than_baseline", "report")
+    mrows = rows[rows["metric"] == metric]
+    ok = _ok(mrows)
+    n_bad = int((rows["status"] != "ok").sum())
+    base: dict[str, Any] = {
+        "kpi": kpi.id,
+        "number": kpi.number,
+        "title_en": kpi.title_en,
+        "title_ko": kpi.title_ko,
+        "target": kpi.target.describe(kpi.compare),
+        "metric": metric,
+        "blocked": n_bad,
+        "evidence": _evidence(rows),
+    }
+    has_bad = bool((mrows["status"] != "ok").any())
+    blocked_reason = _blocked_reason(kpi, mrows if has_bad else rows, metric)
+    statistic = kpi.compare.statistic if use_compare and kpi.compare is not None else ""
+    if statistic:
+        default_unit = STATISTIC_UNITS[statistic]
+    elif kind == "count_at_least":
+        default_unit = "count"
+    else:
+        default_unit = _metric_unit(kpi, metric, mrows)
+    if ok.empty:
+        return Evaluation(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=default_unit,
+                          fidelity=_fidelities(mrows), verdict=Verdict.BLOCKED,
+                          reason=blocked_reason, n=0, statistic=statistic, **base)
+    allowed = ok["fidelity"].isin(list(kpi.verdict_fidelity))
+    eligible = ok[((ok["mode"] == "measure") & allowed).to_numpy()]
+    gated = eligible.empty
+    shown = _display_rows(ok, one_fidelity=kind != "count_at_least") if gated else eligible
+
+    if use_compare:
+        judged = _judge_comparison(kpi, shown, blocked_reason if has_bad else None)
+    elif kind in ("at_most", "at_least"):
+        # The bound is on one metric; a comparison (KPI 3's speed-up) is shown beside it, each
+        # cell labelled with its own fidelity.
+        judged = replace(_judge_bound(kpi, shown, metric), cells=tuple(_cells(kpi, _ok(rows))))
+    elif kind == "count_at_least":
+        judged = _judge_count(kpi, shown, mrows)
+    else:
+        judged = _judge_report(kpi, shown, metric)
+
+    verdict, reason = judged.verdict, judged.reason
+    if gated and verdict != Verdict.BLOCKED:
+        # The value is still shown, but emulated or smoke numbers never decide a KPI.
+        verdict = Verdict.NO_VERDICT
+        reason = f"{_gate_reason(kpi, ok)} (for information: {judged.reason})"
+    elif not gated and len(eligible) < len(ok):
+        reason += f" ({len(ok) - len(eligible)} smoke or non-verdict-fidelity row(s) not used)"
+    return Evaluation(
+        value=judged.value, ci_low=judged.ci_low, ci_high=judged.ci_high, unit=judged.unit,
+        fidelity=_fidelities(shown), verdict=verdict, reason=reason, n=len(shown),
+        statistic=judged.statistic, with_evidence=judged.with_evidence,
+        without_evidence=judged.without_evidence, per_workload=judged.cells, **base,
+    )
+
+
+def evaluate_all(kpis: Sequence[Kpi], results: Results) -> list[Evaluation]:
+    """evaluate() for each KPI, in the given order."""
+    return [evaluate(k, results) for k in kpis]

@@ -1,0 +1,387 @@
+"""Statistics and verdicts: hand-computed medians and CIs, comparison values, every verdict rule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import scipy.stats
+
+from harness.manifest import Compare, Kpi, KpiTarget, Metric, Variant
+from harness.results import Results, Row
+from harness.stats import (
+    Verdict,
+    compare,
+    evaluate,
+    evaluate_per_workload,
+    order_statistic_ci_indices,
+    side_of,
+    summarize,
+)
+
+TIME = "2024-05-01T12:00:00+00:00"
+
+
+def row(**kw: Any) -> Row:
+    base: dict[str, Any] = {
+        "run_id": "r1", "kpi": "mem", "metric": "peak_pss", "variant": "base", "workload": "app1",
+        "target": "rpi2", "fidelity": "board", "mode": "measure", "value": 100.0, "unit": "KB",
+        "time": TIME,
+    }
+    base.update(kw)
+    return Row(**base)
+
+
+def kpi_mem(*, kind: str = "better_than_baseline", statistic: str = "reduction_pct",
+            fidelity: tuple[str, ...] = ("board",), direction: str = "lower") -> Kpi:
+    return Kpi(
+        id="mem", number=1, session="kpi_mem", title_ko="메모리", title_en="Memory",
+        procedure="mem",
+        metrics=(Metric(name="peak_pss", unit="KB", direction=direction),),  # type: ignore[arg-type]
+        target=KpiTarget(kind=kind),  # type: ignore[arg-type]
+        verdict_fidelity=fidelity,  # type: ignore[arg-type]
+        variants=(Variant(name="base"), Variant(name="cand")),
+        workloads=("app1", "app2"), targets=("rpi2",),
+        compare=Compare(metric="peak_pss", baseline="base", candidate="cand",
+                        statistic=statistic),  # type: ignore[arg-type]
+    )
+
+
+def kpi_bound(kind: str, value: float, *, fidelity: tuple[str, ...] = ("board",)) -> Kpi:
+    return Kpi(
+        id="acc", number=3, session="kpi_acc", title_ko="정확도", title_en="Accuracy",
+        procedure="acc",
+        metrics=(Metric(name="accuracy_loss", unit="%p", direction="lower"),),
+        target=KpiTarget(kind=kind, metric="accuracy_loss", value=value, unit="%p"),  # type: ignore[arg-type]
+        verdict_fidelity=fidelity,  # type: ignore[arg-type]
+        variants=(Variant(name="pruned"),), workloads=(), targets=("x86_64",),
+    )
+
+
+def kpi_npus() -> Kpi:
+    return Kpi(
+        id="npus", number=7, session="kpi_npu", title_ko="NPU 수", title_en="NPUs",
+        procedure="npus",
+        metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        target=KpiTarget(kind="count_at_least", value=3, of=("VTA", "Ethos-U55", "Gemmini")),
+        verdict_fidelity=("simulator", "board"),
+        variants=(Variant(name="VTA"), Variant(name="Ethos-U55"), Variant(name="Gemmini")),
+        workloads=(), targets=("x86_64",),
+    )
+
+
+def ab_rows(base: list[float], cand: list[float], **kw: Any) -> list[Row]:
+    out = []
+    for i, (b, c) in enumerate(zip(base, cand, strict=True)):
+        out.append(row(variant="base", value=b, repeat=i, **kw))
+        out.append(row(variant="cand", value=c, repeat=i, **kw))
+    return out
+
+
+BASE6 = [100.0, 101.0, 99.0, 100.5, 100.2, 99.8]
+LOW6 = [80.0, 81.0, 79.0, 80.5, 80.2, 79.8]
+HIGH6 = [120.0, 121.0, 119.0, 120.5, 120.2, 119.8]
+SPREAD6 = [60.0, 140.0, 70.0, 130.0, 100.0, 95.0]
+
+
+# ---- summarize ---------------------------------------------------------------------------------
+
+
+def test_summarize_ten_values_uses_the_2nd_and_9th_order_statistics() -> None:
+    s = summarize([10, 1, 9, 2, 8, 3, 7, 4, 6, 5])
+    assert s.n == 10
+    assert s.median == 5.5
+    assert (s.ci_low, s.ci_high) == (2.0, 9.0)
+    assert s.ci_exact and s.method == "order statistic"
+    assert s.mean == 5.5 and s.min == 1.0 and s.max == 10.0
+    assert s.stdev == pytest.approx(3.0276503540974917)
+
+
+def test_order_statistic_indices_match_binomial_coverage() -> None:
+    assert order_statistic_ci_indices(5) is None
+    assert order_statistic_ci_indices(6) == (0, 5)
+    assert order_statistic_ci_indices(10) == (1, 8)
+    assert order_statistic_ci_indices(20) == (5, 14)
+    for n in range(6, 120):
+        idx = order_statistic_ci_indices(n)
+        assert idx is not None
+        k = idx[0] + 1
+        coverage = 1 - 2 * scipy.stats.binom.cdf(k - 1, n, 0.5)
+        tighter = 1 - 2 * scipy.stats.binom.cdf(k, n, 0.5)
+        assert coverage >= 0.95 > tighter
+        assert idx[1] == n - k
+
+
+def test_summarize_single_sample_has_a_point_ci_flagged_inexact() -> None:
+    s = summarize([42.0])
+    assert (s.median, s.ci_low, s.ci_high) == (42.0, 42.0, 42.0)
+    assert not s.ci_exact
+    assert s.note == "single sample"
+    assert math.isnan(s.stdev)
+
+
+def test_summarize_small_n_bootstrap_is_reproducible_and_inside_the_range() -> None:
+    a = summarize([3.0, 1.0, 4.0, 2.0])
+    b = summarize([3.0, 1.0, 4.0, 2.0])
+    assert a == b
+    assert a.method == "bootstrap" and not a.ci_exact
+    assert a.median == 2.5
+    assert 1.0 <= a.ci_low <= a.median <= a.ci_high <= 4.0
+
+
+def test_summarize_identical_small_sample_does_not_bootstrap() -> None:
+    s = summarize([7.0, 7.0, 7.0])
+    assert (s.ci_low, s.ci_high) == (7.0, 7.0)
+
+
+def test_summarize_rejects_empty_and_nan() -> None:
+    with pytest.raises(ValueError):
+        summarize([])
+    with pytest.raises(ValueError):
+        summarize([1.0, math.nan])
+
+
+# ---- compare -----------------------------------------------------------------------------------
+
+
+def test_reduction_overhead_and_speedup_from_medians() -> None:
+    assert compare([100.0], [80.0], "reduction_pct", "lower").value == pytest.approx(20.0)
+    assert compare([100.0], [120.0], "overhead_pct", "lower").value == pytest.approx(20.0)
+    assert compare([10.0], [5.0], "speedup", "lower").value == pytest.approx(2.0)
+    assert compare([10.0], [20.0], "speedup", "higher").value == pytest.approx(2.0)
+    c = compare([100.0, 50.0, 200.0], [40.0], "reduction_pct", "lower")
+    assert c.median_baseline == 100.0 and c.value == pytest.approx(60.0)
+
+
+def test_compare_with_one_sample_on_a_side_has_a_point_ci() -> None:
+    c = compare([100.0, 102.0, 98.0], [80.0], "reduction_pct", "lower")
+    assert (c.ci_low, c.ci_high) == (c.value, c.value)
+    assert (c.n_baseline, c.n_candidate) == (3, 1)
+
+
+def test_compare_bootstrap_is_deterministic_and_brackets_the_point() -> None:
+    a = compare(BASE6, LOW6, "reduction_pct", "lower")
+    b = compare(BASE6, LOW6, "reduction_pct", "lower")
+    assert a == b
+    assert a.value == pytest.approx((1 - 80.1 / 100.1) * 100)
+    assert 0 < a.ci_low <= a.value <= a.ci_high
+    assert side_of(a) == "good"
+
+
+def test_side_of_follows_the_statistic_and_direction() -> None:
+    assert side_of(compare(BASE6, HIGH6, "reduction_pct", "lower")) == "bad"
+    assert side_of(compare(BASE6, LOW6, "overhead_pct", "lower")) == "good"
+    assert side_of(compare(BASE6, HIGH6, "overhead_pct", "lower")) == "bad"
+    assert side_of(compare(BASE6, SPREAD6, "reduction_pct", "lower")) == "straddles"
+    # Throughput: a higher candidate is better, speed-up > 1.
+    assert side_of(compare(BASE6, HIGH6, "speedup", "higher")) == "good"
+    assert side_of(compare(BASE6, HIGH6, "speedup", "lower")) == "bad"
+
+
+# ---- verdicts ----------------------------------------------------------------------------------
+
+
+def test_better_than_baseline_passes_when_every_workload_ci_is_good() -> None:
+    rows = ab_rows(BASE6, LOW6, workload="app1") + ab_rows(BASE6, LOW6, workload="app2")
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.PASS
+    assert ev.value == pytest.approx((1 - 80.1 / 100.1) * 100)
+    assert ev.unit == "%" and ev.statistic == "reduction_pct"
+    assert ev.fidelity == ("board",)
+    assert [c.workload for c in ev.per_workload] == ["app1", "app2"]
+    assert ev.n == 24
+
+
+def test_better_than_baseline_fails_when_one_workload_is_wholly_worse() -> None:
+    rows = ab_rows(BASE6, LOW6, workload="app1") + ab_rows(BASE6, HIGH6, workload="app2")
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.FAIL
+    assert "app2@rpi2" in ev.reason
+
+
+def test_straddling_ci_is_inconclusive() -> None:
+    rows = ab_rows(BASE6, LOW6, workload="app1") + ab_rows(BASE6, SPREAD6, workload="app2")
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert "straddles" in ev.reason and "app2" in ev.reason
+
+
+def test_missing_candidate_on_a_workload_is_inconclusive() -> None:
+    rows = [*ab_rows(BASE6, LOW6, workload="app1"), row(variant="base", workload="app2")]
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert "missing" in ev.reason
+
+
+def test_emulated_rows_give_no_verdict_but_a_value() -> None:
+    rows = ab_rows(BASE6, LOW6, fidelity="emulated")
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.NO_VERDICT
+    assert "emulated fidelity proves the steps run; a verdict needs board" in ev.reason
+    assert ev.value == pytest.approx((1 - 80.1 / 100.1) * 100)
+    assert ev.fidelity == ("emulated",)
+
+
+def test_smoke_rows_give_no_verdict_even_at_board_fidelity() -> None:
+    rows = ab_rows(BASE6, LOW6, mode="smoke")
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.NO_VERDICT
+    assert "smoke" in ev.reason
+    assert math.isfinite(ev.value)
+
+
+def test_board_rows_decide_and_emulated_smoke_rows_are_left_out() -> None:
+    rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="emulated", mode="smoke",
+                                          target="x86_64")
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.PASS
+    assert "not used" in ev.reason
+    assert ev.fidelity == ("board",)
+
+
+def test_all_rows_blocked_is_blocked_and_names_their_notes() -> None:
+    rows = [
+        row(variant="base", value=math.nan, status="blocked", note="Docker is not reachable"),
+        row(variant="cand", value=math.nan, status="failed", note="build.py exited 1",
+            log="logs/build.log"),
+    ]
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.BLOCKED
+    assert "Docker is not reachable" in ev.reason and "build.py exited 1" in ev.reason
+    assert ev.blocked == 2
+    assert ev.evidence == ("logs/build.log",)
+    assert math.isnan(ev.value)
+
+
+def test_no_rows_is_blocked() -> None:
+    ev = evaluate(kpi_mem(), Results())
+    assert ev.verdict is Verdict.BLOCKED
+    assert "no result rows" in ev.reason
+
+
+def test_workload_equal_to_variant_is_compared_across_workloads() -> None:
+    # KPI 4: each model is both the variant and the workload; one static row each.
+    rows = [
+        row(variant="base", workload="base", fidelity="static", value=14_000_000.0, unit="bytes"),
+        row(variant="cand", workload="cand", fidelity="static", value=7_000_000.0, unit="bytes"),
+    ]
+    ev = evaluate(kpi_mem(fidelity=("static",)), Results.from_rows(rows))
+    assert ev.verdict is Verdict.PASS
+    assert ev.value == pytest.approx(50.0)
+    assert [c.workload for c in ev.per_workload] == [""]
+
+
+def test_report_kind_gives_no_verdict_with_the_compare_value() -> None:
+    rows = ab_rows(BASE6, HIGH6)
+    ev = evaluate(kpi_mem(kind="report", statistic="overhead_pct"), Results.from_rows(rows))
+    assert ev.verdict is Verdict.NO_VERDICT
+    assert ev.value == pytest.approx((120.1 / 100.1 - 1) * 100)
+    assert "no numeric target" in ev.reason
+
+
+def bound_rows(values: list[float], **kw: Any) -> list[Row]:
+    return [row(kpi="acc", metric="accuracy_loss", variant="pruned", workload="", target="x86_64",
+                value=v, unit="%p", repeat=i, **kw) for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize(("values", "verdict"), [
+    ([1.0, 1.2, 0.8, 1.1, 0.9, 1.0], Verdict.PASS),
+    ([4.0, 4.2, 3.8, 4.1, 3.9, 4.0], Verdict.FAIL),
+    ([2.0, 4.0, 2.5, 3.5, 2.8, 3.2], Verdict.INCONCLUSIVE),
+])
+def test_at_most_compares_the_median_ci_with_the_bound(
+    values: list[float], verdict: Verdict
+) -> None:
+    ev = evaluate(kpi_bound("at_most", 3.0), Results.from_rows(bound_rows(values)))
+    assert ev.verdict is verdict
+    assert ev.unit == "%p"
+
+
+def test_at_least_passes_only_when_the_whole_ci_is_above() -> None:
+    k = kpi_bound("at_least", 3.0)
+    assert evaluate(k, Results.from_rows(bound_rows([4.0, 4.2, 3.8, 4.1, 3.9, 4.0]))).verdict \
+        is Verdict.PASS
+    assert evaluate(k, Results.from_rows(bound_rows([1.0, 1.2, 0.8, 1.1, 0.9, 1.0]))).verdict \
+        is Verdict.FAIL
+
+
+def test_at_most_from_host_rows_is_no_verdict_when_board_is_required() -> None:
+    rows = bound_rows([1.0, 1.2, 0.8, 1.1, 0.9, 1.0], fidelity="host")
+    ev = evaluate(kpi_bound("at_most", 3.0), Results.from_rows(rows))
+    assert ev.verdict is Verdict.NO_VERDICT
+    assert ev.value == pytest.approx(1.0)
+
+
+def npu_row(variant: str, value: float, **kw: Any) -> Row:
+    return row(kpi="npus", metric="passed", variant=variant, workload=f"test_{variant}.py",
+               target="x86_64", fidelity="simulator", value=value, unit="count",
+               log=f"logs/{variant}.log", **kw)
+
+
+def test_count_at_least_lists_which_have_evidence_and_fails_when_out_of_reach() -> None:
+    rows = [npu_row("VTA", 1.0), npu_row("Ethos-U55", 0.0),
+            npu_row("Gemmini", math.nan, status="blocked", note="Spike is not installed")]
+    ev = evaluate(kpi_npus(), Results.from_rows(rows))
+    assert ev.value == 1.0 and ev.unit == "count"
+    assert ev.with_evidence == ("VTA",)
+    assert ev.without_evidence == ("Ethos-U55", "Gemmini")
+    assert ev.verdict is Verdict.FAIL
+    assert "failed: Ethos-U55" in ev.reason and "no evidence: Gemmini" in ev.reason
+
+
+def test_count_at_least_with_untested_entries_is_inconclusive() -> None:
+    ev = evaluate(kpi_npus(), Results.from_rows([npu_row("VTA", 1.0), npu_row("Gemmini", 1.0)]))
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert ev.without_evidence == ("Ethos-U55",)
+
+
+def test_count_at_least_passes_when_enough_pass() -> None:
+    rows = [npu_row(n, 1.0) for n in ("VTA", "Ethos-U55", "Gemmini")]
+    ev = evaluate(kpi_npus(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.PASS
+    assert ev.value == 3.0 and ev.without_evidence == ()
+    assert ev.evidence == ("logs/Ethos-U55.log", "logs/Gemmini.log", "logs/VTA.log")
+
+
+def test_count_at_least_matches_board_names_loosely_and_gates_emulated_rows() -> None:
+    boards = Kpi(
+        id="boards", number=6, session="kpi_boards", title_ko="보드 수", title_en="Boards",
+        procedure="boards", metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        target=KpiTarget(kind="count_at_least", value=2, of=("Raspberry Pi 3", "Jetson TX2")),
+        verdict_fidelity=("board",), variants=(Variant(name="ant"),), workloads=("streaming",),
+        targets=("rpi2", "arm64"),
+    )
+    rows = [
+        row(kpi="boards", metric="passed", variant="ant", workload="streaming",
+            target="raspberry-pi-3", value=1.0, unit="count"),
+        row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="arm64",
+            value=1.0, unit="count", target_identity={"board": "Jetson TX2"}),
+    ]
+    ev = evaluate(boards, Results.from_rows(rows))
+    assert ev.verdict is Verdict.PASS
+    assert ev.with_evidence == ("Raspberry Pi 3", "Jetson TX2")
+    emulated = [Row(**{**r.__dict__, "fidelity": "emulated", "mode": "smoke"}) for r in rows]
+    ev = evaluate(boards, Results.from_rows(emulated))
+    assert ev.verdict is Verdict.NO_VERDICT
+    assert ev.value == 2.0
+
+
+def test_evaluate_per_workload_separates_fidelities() -> None:
+    rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="emulated", mode="smoke")
+    cells = evaluate_per_workload(kpi_mem(), Results.from_rows(rows))
+    assert [(c.fidelity, c.mode, c.side) for c in cells] == [
+        ("board", "measure", "good"), ("emulated", "smoke", "bad")]
+    assert cells[0].baseline_summary is not None and cells[0].baseline_summary.n == 6
+
+
+def test_results_summary_and_compare_call_the_statistics() -> None:
+    res = Results.from_rows(ab_rows(BASE6, LOW6))
+    assert res.summary("peak_pss", variant="cand").median == 80.1
+    c = res.compare("peak_pss", baseline="base", candidate="cand", statistic="reduction_pct")
+    assert c == compare(BASE6, LOW6, "reduction_pct", "lower")
+
+
+def test_verdict_is_a_string_enum() -> None:
+    assert Verdict.FAIL == "FAIL"
+    assert str(Verdict.NO_VERDICT) == "NO_VERDICT"
