@@ -614,8 +614,8 @@ def _check_references(m: Manifest) -> None:
             if val in seen[attr]:
                 raise ManifestError(p, f"{key}.{attr}", f"duplicate {attr} {val!r} (also kpis[{seen[attr][val]}])")
             seen[attr][val] = i
-        for j, w in enumerate(k.workloads):
-            _ref(p, f"{key}.workloads[{j}]", "workload", w, m.workloads)
+        for j, wname in enumerate(k.workloads):
+            _ref(p, f"{key}.workloads[{j}]", "workload", wname, m.workloads)
         for j, t in enumerate(k.targets):
             _ref(p, f"{key}.targets[{j}]", "target", t, m.targets)
         for j, im in enumerate(k.images):

@@ -74,8 +74,8 @@ class PlanContext:
             Step(
                 id=id,
                 kpi=self.kpi.id,
-                kind=kind,
-                where=where,  # type: ignore[arg-type]
+                kind=kind,  # type: ignore[arg-type]
+                where=where,
                 description=description,
                 depends=deps,
                 key=key,

@@ -129,7 +129,7 @@ def plan(ctx: PlanContext) -> None:
         where, fidelity = ctx.run_where(target)
         if m.targets[target].arch == "x86_64":
             where, fidelity = "host", "host"
-            tool = ("python3", "-m", "harness.litert_bench")
+            tool: tuple[str, ...] = ("python3", "-m", "harness.litert_bench")
             desc = "host reference through the LiteRT Python runtime (ai-edge-litert)"
         else:
             tool = ("benchmark_model_aarch64",)

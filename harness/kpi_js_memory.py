@@ -1,0 +1,226 @@
+"""KPI 1 execution: run the appbench apps on both runtimes, sample PSS, turn traces into rows.
+
+Smoke mode runs the ARM builds under a private QEMU copy with a private sysroot (fidelity
+`emulated`) and x86_64 builds natively (`host`); the emulator's own PSS is measured with a trivial
+static probe and reported beside them. Measure mode runs on a board and needs the lab inventory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from harness import pss, qemu
+from harness.errors import Blocked
+from harness.execute import host_identity
+from harness.fsio import atomic_write_text
+from harness.results import Row, Status, append_row_journal
+from harness.runner import Executor, Run
+from harness.steps import Step
+
+KPI = "js_memory"
+# The name the runtimes are staged under: process names (comm) stay `iotjs`, as vminfo expects.
+RUNTIME_NAME = "iotjs"
+
+
+def _raw(run: Run, step: Step, suffix: str) -> Path:
+    p = run.run_dir / "raw" / (step.id.replace(":", "_") + suffix)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _arch(run: Run, target: str) -> str:
+    return run.manifest.targets[target].arch
+
+
+def exec_deploy(step: Step, run: Run) -> dict[str, Any]:
+    if step.where == "board":
+        raise Blocked(
+            f"measure mode of KPI 1 needs a {step.target} board",
+            "describe one in boards.toml (lab inventory) and pass --target <board>; smoke mode runs here under QEMU",
+        )
+    target = step.target
+    stage = run.work_dir(f"deploy-{target}")
+    runtimes: dict[str, str] = {}
+    for sid, out in run.outputs.items():
+        if sid.startswith("build:") and sid.endswith(f":{target}") and "sha256" in out:
+            build = sid.split(":")[1]
+            d = stage / build
+            d.mkdir(exist_ok=True)
+            dst = d / RUNTIME_NAME if build != "vminfo" else d / "vminfo"
+            dst.write_bytes(Path(out["path"]).read_bytes())
+            dst.chmod(0o755)
+            # A just-written file's page-cache pages inflate PSS until written back.
+            qemu.settle_page_cache(dst)
+            runtimes[build] = str(dst)
+    info: dict[str, Any] = {"runtimes": runtimes, "stage": str(stage)}
+    bench = next(out for sid, out in run.outputs.items() if sid.startswith("source:ant"))
+    info["bench_dir"] = bench["path"]
+    if step.where == "host" and run.manifest.targets[target].qemu:
+        arch = _arch(run, target)
+        info["emulator"] = str(qemu.private_emulator(arch, stage / "qemu", RUNTIME_NAME))
+        info["sysroot"] = str(qemu.private_sysroot(arch, stage / "sysroot"))
+        info["emulator_source"] = str(qemu.find_emulator(arch))
+    return info
+
+
+def _identity(run: Run, step: Step, deploy: dict[str, Any]) -> dict[str, Any]:
+    ident = host_identity()
+    if step.where == "qemu":
+        ident = {
+            **ident,
+            "kind": "qemu-user",
+            "emulator": deploy.get("emulator_source", ""),
+            "guest_arch": _arch(run, step.target),
+            "sysroot": "private copy",
+        }
+    return ident
+
+
+def exec_measure(step: Step, run: Run) -> dict[str, Any]:
+    deploy = run.outputs.get(f"deploy:{step.target}")
+    if deploy is None:
+        raise Blocked(f"{step.id}: nothing deployed for {step.target}", "run the deploy step first")
+    if step.id.startswith("measure:emulator-overhead"):
+        arch = _arch(run, step.target)
+        res = qemu.emulator_overhead(arch, run.work_dir(f"probe-{arch}"))
+        path = _raw(run, step, ".json")
+        pss.write_json(res, path)
+        return {"json": str(path)}
+    runtime = deploy["runtimes"][step.variant]
+    app = str(Path(deploy["bench_dir"]) / run.manifest.workloads[step.workload].path)
+    if step.where == "qemu":
+        argv = qemu.qemu_command(
+            runtime, [app], arch=_arch(run, step.target), sysroot=deploy["sysroot"], emulator=deploy["emulator"]
+        )
+    else:
+        argv = [runtime, app]
+    out = _raw(run, step, ".out")
+    res = pss.sample_process(
+        argv,
+        interval=0.01,
+        timeout=run.manifest.defaults.timeout_s,
+        guest_exe=runtime if step.where == "qemu" else None,
+        vminfo_log=_raw(run, step, ".vminfo"),
+        stdout=out,
+        stderr=out,
+        cwd=run.work_dir("cwd"),
+    )
+    path = _raw(run, step, ".json")
+    pss.write_json(res, path)
+    return {"json": str(path), "argv": argv, "identity": _identity(run, step, deploy)}
+
+
+def _rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
+    res = pss.load_json(outputs["json"])
+    base = run.provenance_base()
+    build_out = run.outputs.get(f"build:{step.variant}:{step.target}", {})
+    src_commit = build_out.get("provenance", {}).get("source_commit", "")
+    image = build_out.get("provenance", {}).get("image_id", "")
+    common: dict[str, Any] = dict(
+        run_id=run.run_id,
+        kpi=KPI,
+        variant=step.variant or "qemu",
+        workload=step.workload,
+        target=step.target,
+        fidelity=step.fidelity,
+        mode=run.mode,
+        repeat=step.repeat or 0,
+        source_commit=src_commit,
+        image_digest=image,
+        artefact_sha256=build_out.get("sha256", ""),
+        argv=[str(a) for a in outputs.get("argv", res.argv)],
+        target_identity=outputs.get("identity", host_identity()),
+        log=run.rel(Path(outputs["json"])),
+        **base,
+    )
+    if step.id.startswith("measure:emulator-overhead"):
+        peak = res.peak("pss_kb")
+        return [
+            Row(
+                metric="emulator_pss",
+                value=float(peak) if peak is not None else math.nan,
+                unit="KB",
+                status="ok" if peak is not None else "failed",
+                note="trivial static probe under the same private emulator",
+                **{**common, "variant": "emulator", "workload": "probe"},
+            )
+        ]
+    ok = res.exit_status == 0 and not res.timed_out and res.samples > 0
+    status: Status = "ok" if ok else "failed"
+    note = (
+        ""
+        if ok
+        else (
+            f"timed out after {res.wall_s:.0f} s"
+            if res.timed_out
+            else f"exit status {res.exit_status}, {res.samples} samples"
+        )
+    )
+    rows = []
+    series = [("peak_pss", res.peak("pss_kb")), ("final_pss", res.final("pss_kb"))]
+    if step.where == "qemu":
+        series.append(("guest_pss", res.peak("guest_pss_kb")))
+    for metric, val in series:
+        v = float(val) if (ok and val is not None) else math.nan
+        rows.append(
+            Row(
+                metric=metric,
+                value=v,
+                unit="KB",
+                status="ok" if ok and not math.isnan(v) else "failed",
+                note=note,
+                **common,
+            )
+        )
+    rows.append(
+        Row(metric="wall_time", value=res.wall_s if ok else math.nan, unit="s", status=status, note=note, **common)
+    )
+    return rows
+
+
+def exec_parse(step: Step, run: Run) -> dict[str, Any]:
+    n = 0
+    for sid in step.depends:
+        outputs = run.outputs.get(sid)
+        if not outputs or "json" not in outputs:
+            continue
+        mstep = run.options["steps"][sid]
+        for row in _rows_for(run, mstep, outputs):
+            append_row_journal(run.run_dir, row)
+            n += 1
+    # The emulator probe is not a dependency of parse in the plan's A/B list; include it here.
+    probe = f"measure:emulator-overhead:{step.target}"
+    if probe in run.outputs and probe not in step.depends:
+        for row in _rows_for(run, run.options["steps"][probe], run.outputs[probe]):
+            append_row_journal(run.run_dir, row)
+            n += 1
+    return {"rows": n}
+
+
+def exec_evaluate(step: Step, run: Run) -> dict[str, Any]:
+    from harness.results import Results
+    from harness.stats import evaluate
+
+    results = Results.from_journal(run.run_dir).filter(kpi=KPI)
+    ev = evaluate(run.manifest.kpi(KPI), results)
+    path = run.run_dir / "evaluations" / f"{KPI}.json"
+    atomic_write_text(
+        path,
+        json.dumps(
+            {"verdict": ev.verdict.value, "reason": ev.reason, "value": ev.value, "ci": [ev.ci_low, ev.ci_high]},
+            indent=1,
+            default=str,
+        ),
+    )
+    return {"verdict": ev.verdict.value}
+
+
+EXECUTORS: dict[str, Executor] = {
+    "deploy": exec_deploy,
+    "measure": exec_measure,
+    "parse": exec_parse,
+    "evaluate": exec_evaluate,
+}
