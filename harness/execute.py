@@ -91,6 +91,19 @@ def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(".git"))
 
 
+_ELF_ARCH = {"armhf": (32, "arm"), "arm64": (64, "aarch64"), "x86_64": (64, "x86_64")}
+
+
+def _check_output_arch(path: Path, arch: str, what: str, log: str) -> None:
+    """A build that ignores the cross compiler still 'succeeds': check the ELF header."""
+    from harness.qemu import EM_NAMES, elf_info
+
+    info = elf_info(path)
+    want = _ELF_ARCH[arch]
+    if (info.elf_class, EM_NAMES.get(info.machine, str(info.machine))) != want:
+        raise StepFailed(f"{what} produced {info.describe()}, not an {arch} binary", log=log)
+
+
 def exec_build(step: Step, run: Run) -> dict[str, Any]:
     from harness.artefacts import ArtefactStore
     from harness.container import Container
@@ -124,6 +137,7 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
     # Upstream scripts have reported success without producing the binary: trust the file only.
     if not out.is_file():
         raise StepFailed(f"build {build.name} for {target} produced no {build.output[target]}", log=run.rel(log))
+    _check_output_arch(out, run.manifest.targets[target].arch, f"build {build.name} for {target}", run.rel(log))
     prov = {
         "source": build.source,
         "source_commit": src_out["commit"],

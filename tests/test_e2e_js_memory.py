@@ -38,8 +38,14 @@ def _docker_or_skip() -> None:
 
 def _git(cwd: Path, *args: str) -> str:
     env = {"GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True, env=env).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.strip()
 
 
 def _repo(path: Path, files: dict[str, str | bytes]) -> str:
@@ -68,9 +74,14 @@ build/iotjs: minijs.c
 def _manifest(tmp: Path) -> Path:
     rt = _repo(tmp / "repos" / "runtime", {"minijs.c": FIXTURE.read_text(), "Makefile": MAKEFILE})
     script = "var x = 1;\n" * 1000  # 11 KB of "JavaScript"
-    bench = _repo(tmp / "repos" / "bench", {"test/appbench/small.js": script,
-                                             "test/appbench/large.js": script * 2,
-                                             "test/mlbench/ignored.bin": b"\0" * 100})
+    bench = _repo(
+        tmp / "repos" / "bench",
+        {
+            "test/appbench/small.js": script,
+            "test/appbench/large.js": script * 2,
+            "test/mlbench/ignored.bin": b"\0" * 100,
+        },
+    )
     text = f"""
 schema = 1
 [defaults]
@@ -79,17 +90,17 @@ smoke_repeats = 2
 timeout_s = 120
 
 [sources.iotjs]
-url = "{tmp / 'repos' / 'runtime'}"
+url = "{tmp / "repos" / "runtime"}"
 commit = "{rt}"
 [sources.iotjs_plus]
-url = "{tmp / 'repos' / 'runtime'}"
+url = "{tmp / "repos" / "runtime"}"
 commit = "{rt}"
 [sources.ant]
-url = "{tmp / 'repos' / 'bench'}"
+url = "{tmp / "repos" / "bench"}"
 commit = "{bench}"
 
 [images.arm-cross]
-context = "{ROOT / 'containers' / 'arm-cross'}"
+context = "{ROOT / "containers" / "arm-cross"}"
 base = "ant-kpi/debian:bookworm"
 
 [targets.rpi2]
@@ -213,16 +224,27 @@ def test_vminfo_compatible_logs_end_with_the_running_max(smoke_run: tuple[Path, 
     assert int(last[6]) >= int(last[5]) > 0
 
 
-def test_resume_skips_every_completed_step_and_keeps_rows_once(smoke_run: tuple[Path, Path, int],
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_skips_every_completed_step_and_keeps_rows_once(
+    smoke_run: tuple[Path, Path, int], capsys: pytest.CaptureFixture[str]
+) -> None:
     tmp, run_dir, _ = smoke_run
     mp = pytest.MonkeyPatch()
     mp.setenv("ANT_KPI_CACHE", str(tmp / "cache"))
     mp.setenv("GIT_CONFIG_GLOBAL", str(tmp / "gitconfig"))
     before = len(pd.read_parquet(run_dir / "results.parquet"))
     try:
-        rc = main(["--manifest", str(tmp / "kpis.toml"), "--runs-dir", str(run_dir.parent), "run", "js_memory",
-                   "--run-id", "first"])
+        rc = main(
+            [
+                "--manifest",
+                str(tmp / "kpis.toml"),
+                "--runs-dir",
+                str(run_dir.parent),
+                "run",
+                "js_memory",
+                "--run-id",
+                "first",
+            ]
+        )
     finally:
         mp.undo()
     assert rc == 0
@@ -238,8 +260,21 @@ def test_a_second_run_reuses_the_built_artefacts(smoke_run: tuple[Path, Path, in
     mp.setenv("ANT_KPI_CACHE", str(tmp / "cache"))
     mp.setenv("GIT_CONFIG_GLOBAL", str(tmp / "gitconfig"))
     try:
-        rc = main(["--manifest", str(tmp / "kpis.toml"), "--runs-dir", str(run_dir.parent), "build",
-                   "iotjs", "iotjs_plus", "--target", "rpi2", "--run-id", "warm"])
+        rc = main(
+            [
+                "--manifest",
+                str(tmp / "kpis.toml"),
+                "--runs-dir",
+                str(run_dir.parent),
+                "build",
+                "iotjs",
+                "iotjs_plus",
+                "--target",
+                "rpi2",
+                "--run-id",
+                "warm",
+            ]
+        )
     finally:
         mp.undo()
     assert rc == 0
@@ -248,15 +283,28 @@ def test_a_second_run_reuses_the_built_artefacts(smoke_run: tuple[Path, Path, in
 
 
 def test_without_a_docker_daemon_builds_are_blocked_and_the_run_exits_3(
-        smoke_run: tuple[Path, Path, int], capsys: pytest.CaptureFixture[str]) -> None:
+    smoke_run: tuple[Path, Path, int], capsys: pytest.CaptureFixture[str]
+) -> None:
     tmp, run_dir, _ = smoke_run
     mp = pytest.MonkeyPatch()
     mp.setenv("ANT_KPI_CACHE", str(tmp / "cache-empty"))
     mp.setenv("GIT_CONFIG_GLOBAL", str(tmp / "gitconfig"))
     mp.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     try:
-        rc = main(["--manifest", str(tmp / "kpis.toml"), "--runs-dir", str(run_dir.parent), "run", "js_memory",
-                   "--target", "x86_64", "--run-id", "nodocker"])
+        rc = main(
+            [
+                "--manifest",
+                str(tmp / "kpis.toml"),
+                "--runs-dir",
+                str(run_dir.parent),
+                "run",
+                "js_memory",
+                "--target",
+                "x86_64",
+                "--run-id",
+                "nodocker",
+            ]
+        )
     finally:
         mp.undo()
     assert rc == 3

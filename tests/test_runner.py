@@ -1,0 +1,139 @@
+"""The step runner: resume by key, blocked dependencies, one lock per runs directory."""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import BadInput, Blocked, StepFailed
+from harness.execute import _check_output_arch
+from harness.fsio import LockBusy, atomic_write_text, exclusive_lock
+from harness.manifest import load_manifest
+from harness.plan import KpiPlan
+from harness.runner import Run, StepRunner, open_run
+from harness.steps import Step, step_key
+
+ROOT = Path(__file__).resolve().parent.parent
+M = load_manifest(ROOT / "kpis.toml")
+
+
+def _plan(*steps: Step) -> KpiPlan:
+    return KpiPlan(kpi=M.kpi("js_memory"), mode="smoke", targets=("x86_64",), steps=steps)
+
+
+def _step(sid: str, kind: str = "measure", depends: tuple[str, ...] = (), salt: str = "") -> Step:
+    return Step(
+        id=sid,
+        kpi="js_memory",
+        kind=kind,
+        where="host",
+        description=sid,  # type: ignore[arg-type]
+        depends=depends,
+        key=step_key(sid, salt),
+    )
+
+
+def _run(tmp_path: Path, run_id: str = "r1") -> Run:
+    return open_run(
+        manifest=M,
+        project_root=ROOT,
+        mode="smoke",
+        runs_dir=tmp_path / "runs",
+        run_id=run_id,
+        cache_dir=tmp_path / "cache",
+    )
+
+
+def test_completed_steps_are_skipped_on_resume_and_redone_when_their_key_changes(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def work(step: Step, run: Run) -> dict[str, Any]:
+        calls.append(step.id)
+        return {"n": len(calls)}
+
+    plan = _plan(_step("a"), _step("b", depends=("a",)))
+    StepRunner(_run(tmp_path), {"measure": work}).execute(plan)
+    assert calls == ["a", "b"]
+    run = _run(tmp_path)
+    StepRunner(run, {"measure": work}).execute(plan)
+    assert calls == ["a", "b"]
+    assert run.outputs["b"] == {"n": 2}  # outputs of skipped steps are restored for later steps
+    StepRunner(_run(tmp_path), {"measure": work}).execute(_plan(_step("a"), _step("b", depends=("a",), salt="new")))
+    assert calls == ["a", "b", "b"]
+
+
+def test_a_blocked_step_blocks_its_dependants_but_not_independent_steps(tmp_path: Path) -> None:
+    def work(step: Step, run: Run) -> dict[str, Any]:
+        if step.id == "a":
+            raise Blocked("no board", "add one to boards.toml")
+        if step.id == "c":
+            raise StepFailed("benchmark crashed", log="logs/c.log")
+        return {}
+
+    seen: list[tuple[str, str]] = []
+    states = StepRunner(
+        _run(tmp_path), {"measure": work}, on_blocked=lambda s, r, st: seen.append((s.id, st.status))
+    ).execute(_plan(_step("a"), _step("b", depends=("a",)), _step("c"), _step("d")))
+    assert {k: v.status for k, v in states.items()} == {"a": "blocked", "b": "blocked", "c": "failed", "d": "ok"}
+    assert "depends on a" in states["b"].message
+    assert "fix: add one to boards.toml" in states["a"].message
+    assert seen == [("a", "blocked"), ("b", "blocked"), ("c", "failed")]
+
+
+def test_a_step_without_an_executor_is_blocked_not_faked(tmp_path: Path) -> None:
+    states = StepRunner(_run(tmp_path), {}).execute(_plan(_step("x", kind="train")))
+    assert states["x"].status == "blocked"
+    assert "cannot run it yet" in states["x"].message
+
+
+def _hold_lock(path: str, ready: Any, release: Any) -> None:
+    with exclusive_lock(path):
+        ready.set()
+        release.wait(10)
+
+
+def test_a_second_holder_is_refused_and_the_lock_dies_with_its_process(tmp_path: Path) -> None:
+    lock = tmp_path / ".lock"
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold_lock, args=(str(lock), ready, release))
+    p.start()
+    assert ready.wait(10)
+    with pytest.raises(LockBusy, match="another run"), exclusive_lock(lock):
+        pass
+    p.kill()  # SIGKILL: no cleanup code runs, the kernel drops the flock
+    p.join()
+    with exclusive_lock(lock):
+        pass
+
+
+def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "results.csv"
+    atomic_write_text(target, "old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(BadInput, match=r"cannot write .*No space left on device.*previous contents kept"):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
+def test_build_output_for_the_wrong_architecture_is_a_failed_step(tmp_path: Path) -> None:
+    src = tmp_path / "h.c"
+    src.write_text("int main(void){return 0;}\n")
+    out = tmp_path / "h"
+    subprocess.run(["gcc", "-o", str(out), str(src)], check=True)
+    _check_output_arch(out, "x86_64", "build h", "logs/h.log")
+    with pytest.raises(StepFailed, match="not an armhf binary"):
+        _check_output_arch(out, "armhf", "build h", "logs/h.log")
