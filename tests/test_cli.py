@@ -64,3 +64,65 @@ def test_unknown_kpi_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_missing_manifest_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--manifest", str(tmp_path / "nope.toml"), "plan"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def _vminfo_log(path: Path, pss: int) -> Path:
+    lines = ["", *(f"{1000 * i} 900 200 132 1200 {pss - 10 + i} {pss - 10 + i}" for i in range(11)), ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def test_ingest_turns_hand_captured_vminfo_logs_into_board_rows(tmp_path: Path) -> None:
+    import pandas as pd
+
+    runs = tmp_path / "runs"
+    base = ["--manifest", str(ROOT / "kpis.toml"), "--runs-dir", str(runs)]
+    for variant, pss in (("iotjs", 2000), ("iotjs_plus", 1800)):
+        logs = [_vminfo_log(tmp_path / f"{variant}-{i}.log", pss + i) for i in range(3)]
+        rc = main(
+            [
+                *base,
+                "ingest",
+                "1",
+                *map(str, logs),
+                "--variant",
+                variant,
+                "--workload",
+                "v8-deltablue",
+                "--target",
+                "rpi-lab-1",
+                "--run-id",
+                "hand",
+            ]
+        )
+        assert rc == 0
+    df = pd.read_parquet(runs / "hand" / "results.parquet")
+    peaks = df[df.metric == "peak_pss"]
+    assert set(peaks.fidelity) == {"board"} and len(peaks) == 6
+    assert sorted(peaks[peaks.variant == "iotjs"].value) == [2000.0, 2001.0, 2002.0]
+    assert (runs / "hand" / "ingested" / "000-iotjs-0.log").exists()
+    assert "v8-deltablue" in (runs / "hand" / "report.md").read_text()
+
+
+def test_ingest_rejects_an_unknown_variant_and_garbage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--manifest", str(ROOT / "kpis.toml"), "--runs-dir", str(tmp_path / "runs")]
+    log = _vminfo_log(tmp_path / "a.log", 100)
+    assert main([*base, "ingest", "1", str(log), "--variant", "nodejs"]) == 2
+    assert "no variant 'nodejs'" in capsys.readouterr().err
+    junk = tmp_path / "junk.log"
+    junk.write_text("not a vminfo log\n")
+    assert main([*base, "ingest", "1", str(junk), "--variant", "iotjs"]) == 2
+    assert "\n" not in capsys.readouterr().err.strip()
+
+
+def test_report_renders_the_newest_stored_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--manifest", str(ROOT / "kpis.toml"), "--runs-dir", str(tmp_path / "runs")]
+    log = _vminfo_log(tmp_path / "a.log", 100)
+    assert main([*base, "ingest", "1", str(log), "--variant", "iotjs", "--run-id", "r1"]) == 0
+    (tmp_path / "runs" / "r1" / "report.md").unlink()
+    capsys.readouterr()
+    assert main([*base, "report"]) == 0
+    assert (tmp_path / "runs" / "r1" / "report.md").exists()
+    assert "js_memory" in capsys.readouterr().out
+    assert main([*base, "report", "nope"]) == 2
+    assert main([*base, "runs"]) == 0
