@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,8 @@ def _rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
         argv=[str(a) for a in outputs.get("argv", res.argv)],
         target_identity=outputs.get("identity", host_identity()),
         log=run.rel(Path(outputs["json"])),
+        # When the measurement started, not when it was parsed.
+        time=datetime.fromtimestamp(res.started_at, timezone.utc).isoformat(timespec="seconds"),
         **base,
     )
     if step.id.startswith("measure:emulator-overhead"):
