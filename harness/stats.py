@@ -626,6 +626,10 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
 
     if use_compare:
         judged = _judge_comparison(kpi, shown, blocked_reason if has_bad else None)
+        if gated:
+            # Nothing decides the KPI, so show every target's comparison, each with its fidelity
+            # (the emulated ARM runs beside the host reference), not only the best fidelity's.
+            judged = replace(judged, cells=tuple(_cells(kpi, ok)))
     elif kind in ("at_most", "at_least"):
         # The bound is on one metric; a comparison (KPI 3's speed-up) is shown beside it, each
         # cell labelled with its own fidelity.
