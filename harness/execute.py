@@ -17,7 +17,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import EXIT_BLOCKED, EXIT_KPI_FAILED, EXIT_OK, EXIT_STEP_FAILED, Blocked, StepFailed
+from harness.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BLOCKED,
+    EXIT_KPI_FAILED,
+    EXIT_OK,
+    EXIT_STEP_FAILED,
+    Blocked,
+    StepFailed,
+)
 from harness.manifest import Build, Manifest, load_manifest
 from harness.plan import KpiPlan, PlanContext, plan_kpi
 from harness.runner import Executor, Run, StepRunner, StepState, open_run, run_lock
@@ -64,6 +72,9 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
     from harness.images import ensure_image
 
     img = run.manifest.images[step.params["image"]]
+    if not (run.project_root / img.context).is_dir():
+        raise Blocked(f"image {img.name}: its build context {img.context} is not in this version of the harness",
+                      "see `ant-kpi plan` for what the image must hold; smoke steps that need it stay blocked")
     ref = ensure_image(
         img, root=run.project_root, client=_docker(run), console=run.console, log_path=run.log_path(step.id)
     )
@@ -235,6 +246,22 @@ def _executors_for(kpi_id: str) -> dict[str, Executor]:
         from harness import kpi_js_memory
 
         ex.update(kpi_js_memory.EXECUTORS)
+    elif kpi_id == "ml_latency":
+        from harness import kpi_ml
+
+        ex.update(kpi_ml.EXECUTORS_ML_LATENCY)
+    elif kpi_id == "ml_memory":
+        from harness import kpi_ml
+
+        ex.update(kpi_ml.EXECUTORS_ML_MEMORY)
+    elif kpi_id == "app_latency":
+        from harness import kpi_app_latency
+
+        ex.update(kpi_app_latency.EXECUTORS)
+    elif kpi_id == "boards":
+        from harness import kpi_boards
+
+        ex.update(kpi_boards.EXECUTORS)
     return ex
 
 
@@ -291,13 +318,13 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
 
 
 def _exit_code(states: Mapping[str, Mapping[str, Any]], verdicts: list[str]) -> int:
+    """1 if a KPI failed its target; else the most serious step outcome: bad input, tool failure, blocked."""
     if "FAIL" in verdicts:
         return EXIT_KPI_FAILED
-    statuses = {st.status for per in states.values() for st in per.values()}
-    if "failed" in statuses:
-        return EXIT_STEP_FAILED
-    if "blocked" in statuses:
-        return EXIT_BLOCKED
+    codes = {st.code for per in states.values() for st in per.values() if st.status != "ok"}
+    for code in (EXIT_BAD_INPUT, EXIT_STEP_FAILED, EXIT_BLOCKED):
+        if code in codes:
+            return code
     return EXIT_OK
 
 

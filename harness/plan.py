@@ -122,7 +122,7 @@ class PlanContext:
             why = build.unsupported.get(target, f"kpis.toml defines no build of {build.name} for {target}")
             self.gaps.append(f"{build.name} for {target}: {why}")
             return None
-        src = self.source(build.source)
+        src = self.source(build.source, paths=build.paths)
         deps = [src.id]
         notes = [f"fix {' '.join(f.args)}: {f.reason}" for f in build.fixes]
         notes += [f"derive {d.path} from {d.from_}: {d.reason}" for d in build.derive]
@@ -153,7 +153,7 @@ class PlanContext:
     def run_where(self, target: str) -> tuple[Where, str]:
         """(where, fidelity) of a measured run on `target` in this mode."""
         t: Target = self.manifest.targets[target]
-        if self.mode == "measure":
+        if self.mode == "measure" and (t.arch != "x86_64" or target in self.boards):
             return "board", "board"
         if t.qemu:
             return "qemu", "emulated"

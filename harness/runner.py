@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from harness import __version__
-from harness.errors import Blocked, HarnessError, StepFailed
+from harness.errors import EXIT_STEP_FAILED, Blocked, HarnessError
 from harness.fsio import atomic_write_text, exclusive_lock
 from harness.manifest import Manifest
 from harness.plan import KpiPlan
@@ -66,6 +67,7 @@ class StepState:
     ended: str
     message: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    code: int = 0  # the exit code this outcome maps to (errors.EXIT_*); 0 when ok
 
 
 @dataclass(kw_only=True)
@@ -161,6 +163,7 @@ class StepRunner:
                     started=_now(),
                     ended=_now(),
                     message=f"depends on {blocked_dep}: {done[blocked_dep].message}",
+                    code=done[blocked_dep].code,
                 )
                 self._save(step, st)
                 done[step.id] = st
@@ -186,13 +189,18 @@ class StepRunner:
                 outputs = executor(step, self.run) or {}
                 st = StepState(id=step.id, key=step.key, status="ok", started=started, ended=_now(), outputs=outputs)
             except Blocked as e:
-                st = StepState(
-                    id=step.id, key=step.key, status="blocked", started=started, ended=_now(), message=str(e)
-                )
-            except StepFailed as e:
-                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(), message=str(e))
-            except HarnessError:
-                raise
+                st = StepState(id=step.id, key=step.key, status="blocked", started=started, ended=_now(),
+                               message=str(e), code=e.exit_code)
+            except HarnessError as e:
+                # A failed tool or a bad input ends this step only: other steps and rows go on.
+                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(),
+                               message=e.one_line(), code=e.exit_code)
+            except Exception as e:  # a defect in an executor must not lose the run's other results
+                tb = self.run.log_path(step.id, ".traceback")
+                tb.write_text(traceback.format_exc())
+                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(),
+                               message=f"internal error {type(e).__name__}: {e} (traceback: {self.run.rel(tb)})",
+                               code=EXIT_STEP_FAILED)
             self._save(step, st)
             done[step.id] = st
             if st.status == "ok":

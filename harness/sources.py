@@ -320,8 +320,9 @@ def _source_error(source: Source, fetch_url: str, sha: str, e: _Unavailable) -> 
         return BadInput(f"source {source.name}: commit {sha} not found in {where}; "
                         "check kpis.toml or the mirror")
     if e.problem == "incomplete":
-        return BadInput(f"source {source.name}: {where} cannot serve commit {sha[:12]} whole "
-                        f"({e.detail}); use a complete mirror, or extract only the paths needed")
+        # The pin is right; the mirror is short of content: a missing component, not bad input.
+        return Blocked(f"source {source.name}: {where} cannot serve commit {sha[:12]} whole ({e.detail})",
+                       "use a complete mirror, or extract only the paths needed")
     return Blocked(f"source {source.name}: cannot fetch {where}: {e.detail}",
                    f"pass --source {source.name}=PATH (a local clone or mirror that has "
                    f"{sha[:12]}), or point the URL at a mirror: {_insteadof_hint(source.url)}")
@@ -334,8 +335,8 @@ def _submodule_error(source: Source, path: str, url: str, sha: str, e: _Unavaila
         return BadInput(f"source {source.name}: submodule {path} commit {sha} not found in "
                         f"{where}; {hint}")
     if e.problem == "incomplete":
-        return BadInput(f"source {source.name}: submodule {path}: {where} cannot serve commit "
-                        f"{sha[:12]} whole ({e.detail}); {hint}")
+        return Blocked(f"source {source.name}: submodule {path}: {where} cannot serve commit "
+                       f"{sha[:12]} whole ({e.detail})", hint)
     return Blocked(f"source {source.name}: submodule {path}: cannot fetch {where}: {e.detail}",
                    hint)
 
@@ -714,9 +715,9 @@ def _fetch_blobs(git: Git, source: Source, mirror: _Mirror, fetch_url: str, orig
         raise _source_error(source, fetch_url, source.commit, e)
     lacking = [e[3] for e in blobs if e[2] in err] or [e[3] for e in blobs]
     shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
-    raise BadInput(f"source {source.name}: {fetch_url}{_via(fetch_url, origin)} lacks the content "
-                   f"of {shown} at {source.commit[:12]}; use a complete mirror "
-                   f"({_insteadof_hint(source.url)}) or --source {source.name}=PATH")
+    raise Blocked(f"source {source.name}: {fetch_url}{_via(fetch_url, origin)} lacks the content "
+                  f"of {shown} at {source.commit[:12]}",
+                  f"use a complete mirror ({_insteadof_hint(source.url)}) or --source {source.name}=PATH")
 
 
 def _read_blobs(git: Git, repo: Path, oids: Sequence[str]) -> dict[str, bytes]:

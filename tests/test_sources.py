@@ -461,9 +461,9 @@ def test_paths_work_from_a_mirror_that_lacks_large_blobs_elsewhere(
     co = checkout(src, cache, paths=("docs", "bin"))
     assert (co.path / "docs" / "readme.txt").read_text() == "read me\n"
     assert co.origin == str(thin)
-    with pytest.raises(BadInput, match=re.escape("lacks the content of big/weights.bin")):
+    with pytest.raises(Blocked, match=re.escape("lacks the content of big/weights.bin")):
         checkout(src, cache, paths=("big",))
-    with pytest.raises(BadInput, match=r"cannot serve commit [0-9a-f]{12} whole"):
+    with pytest.raises(Blocked, match=r"cannot serve commit [0-9a-f]{12} whole"):
         checkout(src, cache)
 
 

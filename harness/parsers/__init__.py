@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import BadInput
-from harness.parsers import vminfo
+from harness.parsers import admm, benchmark_model, vminfo
 
 Parser = Callable[[Path], list[dict[str, Any]]]
 
 PARSERS: Final[dict[str, Parser]] = {
     "vminfo": vminfo.measurements,
+    "benchmark_model": benchmark_model.measurements,
+    "admm": admm.measurements,
 }
 
 

@@ -105,7 +105,7 @@ def plan(ctx: PlanContext) -> None:
         depends=(train.id,),
         description="' * Acc@1 …' lines and the last 'Best accuracy: X.XXX' → top1, accuracy_loss vs dense Top-1",
     )
-    conv = ctx.step(
+    ctx.step(
         id="convert:tflite",
         kind="convert",
         where="image",
@@ -128,7 +128,6 @@ def plan(ctx: PlanContext) -> None:
     for target in ctx.targets:
         where, fidelity = ctx.run_where(target)
         if m.targets[target].arch == "x86_64":
-            where, fidelity = "host", "host"
             tool: tuple[str, ...] = ("python3", "-m", "harness.litert_bench")
             desc = "host reference through the LiteRT Python runtime (ai-edge-litert)"
         else:
@@ -137,7 +136,9 @@ def plan(ctx: PlanContext) -> None:
         dep = ctx.deploy(
             target,
             ["benchmark_model_aarch64", "mobilenet_v2_1.0_224.tflite", "mbv1_0.9_v4u.tflite"],
-            [fetch.id, shipped.id, conv.id],
+            # The seed times the shipped compressed model against the baseline; the harness's own
+            # conversion is sized by KPI 4 and does not gate the timing.
+            [fetch.id, shipped.id],
         )
         for r in range(ctx.repeats()):
             for model in ("mobilenet_v2_1.0_224", "mbv1_0.9_v4u"):

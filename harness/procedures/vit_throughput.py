@@ -50,8 +50,6 @@ def plan(ctx: PlanContext) -> None:
     )
     for target in ctx.targets:
         where, fidelity = ctx.run_where(target)
-        if ctx.manifest.targets[target].arch == "x86_64":
-            where, fidelity = "host", "host"
         for r in range(ctx.repeats()):
             for v in interleaved(["vit", "packvit"], r):
                 ctx.step(

@@ -1,0 +1,677 @@
+"""KPI 3 (ML latency) and KPI 4 (ML memory = .tflite size) execution.
+
+What runs here: the baseline fetch (a local copy, or the manifest URL with its sha256 pinned on
+first download), the synthetic ImageFolder of the smoke run, .tflite sizes (fidelity `static`) and
+host reference latencies through `harness.litert_bench` (LiteRT Python runtime, fidelity `host`).
+The ANT `benchmark_model_aarch64` runs under QEMU user mode when the ANT checkout holds it (fidelity
+`emulated`). ADMM training and the PyTorch → TFLite conversion need the cuda-train image: without
+its build context those steps end BLOCKED and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Final
+
+import numpy as np
+
+from harness import qemu
+from harness.errors import BadInput, Blocked, StepFailed
+from harness.execute import host_identity
+from harness.fsio import atomic_write_text
+from harness.parsers.admm import parse_admm_file
+from harness.parsers.benchmark_model import describe, parse_benchmark_file
+from harness.results import Row, append_row_journal
+from harness.runner import Executor, Run
+from harness.steps import Step
+from harness.tflite_models import lfs_pointer, looks_like_tflite, size_and_sha256
+
+KPI_LATENCY: Final = "ml_latency"
+KPI_MEMORY: Final = "ml_memory"
+BASELINE: Final = "mobilenet_v2_1.0_224"
+SHIPPED: Final = "mbv1_0.9_v4u"
+# The harness's own conversion of the KPI 3 training output, reported beside the shipped model.
+ARTEFACT: Final = "mbv1_0.9_v4u.harness"
+BENCHMARK_TOOL: Final = "benchmark_model_aarch64"
+TRAIN_IMAGE: Final = "cuda-train"
+BASELINE_ENV: Final = "ANT_KPI_BASELINE_TFLITE"
+DENSE_TOP1_ENV: Final = "ANT_KPI_DENSE_TOP1"
+IMAGENET_ENV: Final = "ANT_KPI_IMAGENET"
+DOWNLOAD_TIMEOUT_S: Final = 60.0
+SYNTH_CLASSES: Final = 2
+SYNTH_PER_CLASS: Final = 8
+SYNTH_SIZE: Final = 224
+_COMPLETE_CLONE_FIX: Final = (
+    "check out a complete clone of ANT (mirrors may omit files of 4 MB and more) and pass --source ant=PATH"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Model files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelFile:
+    """A model a KPI measures: its file, or why it is not available here."""
+
+    name: str
+    path: Path | None = None
+    reason: str = ""
+    fix: str = ""
+    source_commit: str = ""
+    origin: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form, as step outputs hold it."""
+        return {
+            "path": str(self.path) if self.path else "",
+            "reason": self.reason,
+            "fix": self.fix,
+            "source_commit": self.source_commit,
+            "origin": self.origin,
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> ModelFile:
+        """Inverse of to_dict."""
+        return cls(
+            name=name,
+            path=Path(d["path"]) if d.get("path") else None,
+            reason=str(d.get("reason", "")),
+            fix=str(d.get("fix", "")),
+            source_commit=str(d.get("source_commit", "")),
+            origin=str(d.get("origin", "")),
+        )
+
+
+def _ant_source(run: Run) -> dict[str, Any] | None:
+    return next((out for sid, out in run.outputs.items() if sid.startswith("source:ant")), None)
+
+
+def _file_in_ant(run: Run, name: str, rel: str, what: str) -> ModelFile:
+    src = _ant_source(run)
+    if src is None:
+        return ModelFile(name=name, reason=f"the ANT source ({rel}) is not checked out in this run",
+                         fix="let the source:ant step complete, or pass --source ant=PATH")
+    commit = str(src.get("commit", ""))
+    path = Path(src["path"]) / rel
+    at = f" at {commit[:12]}" if commit else ""
+    if not path.is_file():
+        return ModelFile(name=name, reason=f"{rel} ({what}) is absent from the ANT checkout{at}",
+                         fix=_COMPLETE_CLONE_FIX, source_commit=commit)
+    if lfs_pointer(path):
+        return ModelFile(name=name, reason=f"{rel} in the ANT checkout{at} is a Git LFS pointer, not the file",
+                         fix="git lfs pull in a complete clone, then --source ant=PATH", source_commit=commit)
+    return ModelFile(name=name, path=path, source_commit=commit, origin=f"ANT {rel}{at}")
+
+
+def shipped_model(run: Run) -> ModelFile:
+    """ANT's compressed model, test/mlbench/mbv1_0.9_v4u.tflite, from the ANT checkout."""
+    return _file_in_ant(run, SHIPPED, run.manifest.workloads[SHIPPED].path, "the KPI 3 model shipped with ANT")
+
+
+def baseline_model(run: Run) -> ModelFile:
+    """The baseline .tflite that fetch:baseline produced."""
+    out = run.outputs.get("fetch:baseline")
+    if not out or not out.get("path"):
+        url = run.manifest.workloads[BASELINE].url
+        return ModelFile(name=BASELINE, reason=f"the baseline {BASELINE}.tflite was not fetched from {url}",
+                         fix=f"set {BASELINE_ENV}=/path/to/{BASELINE}.tflite (or the .tgz) and run again")
+    return ModelFile(name=BASELINE, path=Path(out["path"]), origin=str(out.get("origin", "")))
+
+
+def artefact_model(run: Run) -> ModelFile | None:
+    """The harness's conversion of the KPI 3 training output, when this run produced one."""
+    out = run.outputs.get("convert:tflite")
+    if not out or not out.get("path"):
+        return None
+    return ModelFile(name=ARTEFACT, path=Path(out["path"]), origin="convert:tflite of this run")
+
+
+# --------------------------------------------------------------------------------------------
+# Fetch: the baseline, and the synthetic ImageFolder
+# --------------------------------------------------------------------------------------------
+
+
+def download(url: str, dest: Path, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Fetch `url` to `dest` atomically; Blocked when the network or the server says no."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as resp:
+            shutil.copyfileobj(resp, f, 1 << 20)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(e, "reason", None) or e
+        raise Blocked(
+            f"cannot download the baseline {url} ({reason})",
+            f"put a copy on this machine and set {BASELINE_ENV}=/path/to/{BASELINE}.tflite (or the .tgz)",
+        ) from None
+
+
+def pin_path(cache_dir: Path, name: str) -> Path:
+    """Where the sha256 of a downloaded (or first supplied) file is pinned."""
+    return cache_dir / "downloads" / f"{name}.sha256"
+
+
+def check_pin(cache_dir: Path, name: str, sha: str, *, expected: str = "", what: str = "") -> str:
+    """Verify `sha` against the manifest's sha256 or the pin file; pin it when neither exists."""
+    pin = pin_path(cache_dir, name)
+    label = what or name
+    if expected:
+        if sha != expected:
+            raise StepFailed(f"{label}: sha256 {sha} differs from the manifest's {expected}")
+        return "manifest"
+    if pin.is_file():
+        pinned = pin.read_text(encoding="ascii", errors="replace").split()[0] if pin.stat().st_size else ""
+        if sha != pinned:
+            raise StepFailed(
+                f"{label}: sha256 {sha} differs from the one pinned on first use ({pinned}, in {pin}); "
+                f"remove {pin} to accept this file"
+            )
+        return "pinned"
+    atomic_write_text(pin, f"{sha}  {name}\n")
+    return "pinned now"
+
+
+def _extract_member(archive: Path, member: str, dest_dir: Path) -> Path:
+    """Extract one regular file (matched by base name) from a tar archive, without trusting its paths."""
+    try:
+        with tarfile.open(archive) as tar:
+            found = [m for m in tar.getmembers() if m.isfile() and PurePosixPath(m.name).name == member]
+            if not found:
+                raise StepFailed(f"{archive.name} holds no {member}")
+            f = tar.extractfile(found[0])
+            if f is None:
+                raise StepFailed(f"{archive.name}: cannot read {found[0].name}")
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            out = dest_dir / member
+            fd, tmp = tempfile.mkstemp(prefix=f".{member}.", dir=dest_dir)
+            with os.fdopen(fd, "wb") as w:
+                shutil.copyfileobj(f, w, 1 << 20)
+            os.replace(tmp, out)
+            return out
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise StepFailed(f"{archive}: not a readable tar archive ({e})") from None
+
+
+def exec_fetch_baseline(step: Step, run: Run) -> dict[str, Any]:
+    """The baseline .tflite: a local path (env or option), else the manifest URL; sha256 pinned."""
+    wl = run.manifest.workloads[BASELINE]
+    member = wl.member or f"{BASELINE}.tflite"
+    archive_name = PurePosixPath(wl.url).name if wl.url else ""
+    local = os.environ.get(BASELINE_ENV) or run.options.get("baseline_tflite")
+    downloads = run.cache_dir / "downloads"
+    archive_sha = ""
+    if local:
+        src = Path(str(local)).expanduser()
+        if not src.is_file():
+            raise BadInput(f"{BASELINE_ENV}={local}: no such file")
+        origin = f"local file {src}"
+    else:
+        if not wl.url:
+            raise Blocked(f"workload {BASELINE} has no url in {run.manifest.path}", f"set {BASELINE_ENV}")
+        src = downloads / archive_name
+        origin = f"download of {wl.url}"
+        if src.is_file() and pin_path(run.cache_dir, archive_name).is_file():
+            origin = f"cached download of {wl.url}"
+        else:
+            download(wl.url, src)
+    if looks_like_tflite(src):
+        model = src
+    elif tarfile.is_tarfile(src):
+        _, archive_sha = size_and_sha256(src)
+        check_pin(run.cache_dir, archive_name or src.name, archive_sha, expected="" if local else wl.sha256,
+                  what=f"baseline archive {src}")
+        model = _extract_member(src, member, downloads / archive_sha[:16])
+    else:
+        raise StepFailed(f"{src} is neither a .tflite model nor a tar archive holding {member}")
+    size, sha = size_and_sha256(model)
+    pin = check_pin(run.cache_dir, member, sha, what=f"baseline model {model}")
+    return {
+        "path": str(model),
+        "sha256": sha,
+        "size": size,
+        "origin": origin,
+        "url": wl.url,
+        "archive_sha256": archive_sha,
+        "pin": pin,
+    }
+
+
+def _write_ppm(path: Path, pixels: np.ndarray) -> None:
+    h, w, _ = pixels.shape
+    path.write_bytes(f"P6\n{w} {h}\n255\n".encode("ascii") + pixels.astype(np.uint8).tobytes())
+
+
+def synthetic_imagefolder(root: Path, *, classes: int = SYNTH_CLASSES, per_class: int = SYNTH_PER_CLASS,
+                          size: int = SYNTH_SIZE, seed: int = 0, jpeg: bool | None = None) -> dict[str, Any]:
+    """Random RGB images in the ImageFolder layout root/{train,val}/c<k>/<i>.<ext>; JPEG needs Pillow."""
+    if jpeg is None:
+        try:
+            import PIL.Image  # noqa: F401
+        except ImportError:
+            jpeg = False
+        else:
+            jpeg = True
+    rng = np.random.default_rng(seed)
+    # torchvision's ImageFolder (through Pillow) reads PPM as well as JPEG, so numpy alone suffices.
+    ext = "jpg" if jpeg else "ppm"
+    n = 0
+    for split in ("train", "val"):
+        for c in range(classes):
+            d = root / split / f"c{c}"
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                p = d / f"{i}.{ext}"
+                if jpeg:
+                    from PIL import Image
+
+                    Image.fromarray(pixels).save(p, "JPEG", quality=90)
+                else:
+                    _write_ppm(p, pixels)
+                n += 1
+    return {"path": str(root), "train": str(root / "train"), "val": str(root / "val"), "images": n,
+            "format": "jpeg" if jpeg else "ppm"}
+
+
+def exec_fetch(step: Step, run: Run) -> dict[str, Any]:
+    """Both fetch steps: data:synthetic (smoke ImageFolder) and fetch:baseline."""
+    if step.id == "data:synthetic":
+        return synthetic_imagefolder(run.work_dir("synth"))
+    if step.id == "fetch:baseline":
+        return exec_fetch_baseline(step, run)
+    raise Blocked(f"step {step.id}: this version knows no fetch of that name", "see `ant-kpi plan`")
+
+
+# --------------------------------------------------------------------------------------------
+# Training (ADMM_baseline) and conversion: in the cuda-train image
+# --------------------------------------------------------------------------------------------
+
+AUTO_AUGMENT_STUB: Final = '''"""Stand-in for auto_augment: ADMM_baseline imports it but never ships or uses it."""
+
+
+class AutoAugment:
+    def __call__(self, img):
+        return img
+
+
+class Cutout:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, img):
+        return img
+'''
+GLUONCV_STUB: Final = '''"""Stand-in for gluoncv, which will not import under torch >= 2; only --pretrained needs it."""
+
+
+def __getattr__(name):
+    raise ImportError("gluoncv is stubbed by the ANT KPI harness: --pretrained needs a pre-converted checkpoint")
+'''
+_BEST_ACC1_ANCHOR: Final = "args = parser.parse_args()"
+
+
+def _require_train_image(run: Run, what: str) -> None:
+    img = run.manifest.images[TRAIN_IMAGE]
+    if not (run.project_root / img.context).is_dir():
+        raise Blocked(
+            f"image {TRAIN_IMAGE} is not in this version ({img.context} is missing), so {what} cannot run",
+            f"add the {TRAIN_IMAGE} build context ({img.purpose or 'PyTorch'}); until then run "
+            "Auto-Compression by hand on a GPU host",
+        )
+
+
+def prepare_admm_tree(src: Path, work: Path) -> tuple[Path, Path]:
+    """Copy ADMM_baseline to work/src with the best_acc1 fix, stubs in work/stubs; (src, stubs)."""
+    tree = work / "src"
+    if tree.exists():
+        shutil.rmtree(tree)
+    shutil.copytree(src, tree, ignore=shutil.ignore_patterns(".git", "__pycache__"))
+    main = tree / "main.py"
+    lines = main.read_text(encoding="utf-8").splitlines(keepends=True)
+    at = next((i for i, ln in enumerate(lines) if ln.strip() == _BEST_ACC1_ANCHOR), None)
+    if at is None:
+        raise StepFailed(f"{main}: no line `{_BEST_ACC1_ANCHOR}` to add the best_acc1 fix after")
+    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+    # Upstream reads best_acc1 at the first ADMM checkpoint before assigning it (UnboundLocalError).
+    lines.insert(at + 1, f"{indent}best_acc1 = 0  # ANT KPI harness: assigned before the first checkpoint\n")
+    main.write_text("".join(lines), encoding="utf-8")
+    stubs = work / "stubs"
+    stubs.mkdir(parents=True, exist_ok=True)
+    (stubs / "auto_augment.py").write_text(AUTO_AUGMENT_STUB, encoding="utf-8")
+    (stubs / "gluoncv.py").write_text(GLUONCV_STUB, encoding="utf-8")
+    return tree, stubs
+
+
+def _docker(run: Run) -> Any:
+    from harness.images import docker_client
+
+    client = run.options.get("docker_client")
+    if client is None:
+        client = docker_client()
+        run.options["docker_client"] = client
+    return client
+
+
+def exec_train(step: Step, run: Run) -> dict[str, Any]:
+    """ADMM_baseline in the cuda-train image (stubs, best_acc1 fix, run from output/); Blocked without it."""
+    _require_train_image(run, "ADMM training")
+    from harness.container import Container
+
+    src_out = next((o for sid, o in run.outputs.items() if sid.startswith("source:auto_compression")), None)
+    img_out = run.outputs.get(f"image:{TRAIN_IMAGE}")
+    if src_out is None or img_out is None:
+        raise Blocked(f"{step.id}: the Auto-Compression checkout or the {TRAIN_IMAGE} image is missing",
+                      "let the source and image steps complete")
+    if "data:synthetic" in run.outputs:
+        data = Path(run.outputs["data:synthetic"]["path"])
+    else:
+        given = os.environ.get(IMAGENET_ENV) or run.options.get("imagenet")
+        if not given:
+            raise Blocked("ADMM training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
+                          f"set {IMAGENET_ENV}=/path/to/imagenet")
+        data = Path(str(given))
+    work = run.work_dir("admm")
+    prepare_admm_tree(Path(src_out["path"]) / "pruning/UVP/ADMM_baseline", work)
+    out_dir = work / "output"
+    out_dir.mkdir(exist_ok=True)
+    # The plan's argv is `python3 main.py DATA ARGS…`; the data placeholder becomes the mount.
+    argv = ["python3", "/work/src/main.py", "/data", *step.argv[3:]]
+    log = run.log_path(step.id)
+    env = {"WANDB_MODE": "disabled", "PYTHONPATH": "/work/stubs"}
+    mounts: dict[str | Path, str] = {work: "/work", data: "/data"}
+    # main.py writes its run folder relative to the working directory: run it from output/.
+    with Container(_docker(run), img_out["tag"], mounts=mounts, workdir="/work/output", env=env) as c:
+        rc = c.run(argv, cwd="/work/output", log_path=log)
+    parsed = parse_admm_file(log) if log.is_file() else None
+    if rc != 0:
+        why = f": {parsed.error}" if parsed is not None and parsed.error else ""
+        raise StepFailed(f"ADMM training exited {rc}{why}", log=run.rel(log))
+    best = sorted(out_dir.glob("*/model_best.pth.tar"))
+    if not best:
+        raise StepFailed("ADMM training wrote no */model_best.pth.tar", log=run.rel(log))
+    return {"log": str(log), "checkpoint": str(best[-1]), "argv": argv, "image": img_out.get("tag", "")}
+
+
+def exec_convert(step: Step, run: Run) -> dict[str, Any]:
+    """PyTorch → TFLite of the training output: not in this version, so always Blocked with the reason."""
+    _require_train_image(run, "the PyTorch → TFLite conversion")
+    raise Blocked(
+        "the PyTorch → TFLite conversion of ADMM checkpoints is not in this version "
+        "(Auto-Compression has no convert.py for ADMM_baseline)",
+        "convert model_best.pth.tar by hand and measure it with `python -m harness.litert_bench --graph FILE`",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+def _row(run: Run, kpi: str, **kw: Any) -> Row:
+    fields: dict[str, Any] = {"run_id": run.run_id, "kpi": kpi, "mode": run.mode, **run.provenance_base(), **kw}
+    return Row(**fields)
+
+
+def _write(run: Run, rows: list[Row]) -> int:
+    for r in rows:
+        append_row_journal(run.run_dir, r)
+    return len(rows)
+
+
+def exec_evaluate_for(kpi_id: str, run: Run) -> dict[str, Any]:
+    """Judge the KPI from its journal rows and write evaluations/<kpi>.json."""
+    from harness.results import Results
+    from harness.stats import evaluate
+
+    results = Results.from_journal(run.run_dir).filter(kpi=kpi_id)
+    ev = evaluate(run.manifest.kpi(kpi_id), results)
+    atomic_write_text(
+        run.run_dir / "evaluations" / f"{kpi_id}.json",
+        json.dumps(
+            {"verdict": ev.verdict.value, "reason": ev.reason, "value": ev.value, "ci": [ev.ci_low, ev.ci_high]},
+            indent=1,
+            default=str,
+        ),
+    )
+    return {"verdict": ev.verdict.value}
+
+
+# --------------------------------------------------------------------------------------------
+# KPI 4: model size
+# --------------------------------------------------------------------------------------------
+
+
+def size_rows(run: Run, step: Step, models: list[ModelFile]) -> list[Row]:
+    """model_size rows (bytes, fidelity static): ok for readable TFLite files, blocked otherwise."""
+    rows = []
+    for m in models:
+        common: dict[str, Any] = dict(metric="model_size", variant=m.name, workload=m.name, target=step.target,
+                                      fidelity="static", repeat=0, unit="bytes", source_commit=m.source_commit)
+        if m.path is None:
+            rows.append(_row(run, KPI_MEMORY, value=float("nan"), status="blocked",
+                             note=f"{m.reason} — fix: {m.fix}", **common))
+            continue
+        size, sha = size_and_sha256(m.path)
+        ident = {"kind": "static", "file": str(m.path), "origin": m.origin}
+        if not looks_like_tflite(m.path):
+            rows.append(_row(run, KPI_MEMORY, value=float("nan"), status="failed", artefact_sha256=sha,
+                             target_identity=ident, note=f"{m.path} is not a TFLite flatbuffer", **common))
+            continue
+        rows.append(_row(run, KPI_MEMORY, value=float(size), status="ok", artefact_sha256=sha,
+                         target_identity=ident, note=f"file size of {m.origin or m.path}", **common))
+    return rows
+
+
+def exec_measure_size(step: Step, run: Run) -> dict[str, Any]:
+    """KPI 4 rows for the baseline, the shipped model and (if present) the KPI 3 artefact."""
+    models = [baseline_model(run), shipped_model(run)]
+    art = artefact_model(run)
+    if art is not None:
+        models.append(art)
+    if step.variant:
+        models = [m for m in models if m.name == step.variant]
+    rows = size_rows(run, step, models)
+    if not any(r.status == "ok" for r in rows):
+        # One blocked row for the step is written by the runner; the reasons go into its message.
+        missing = [m for m in models if m.path is None]
+        raise Blocked("; ".join(m.reason for m in missing) or "no model file to size",
+                      "; ".join(dict.fromkeys(m.fix for m in missing)) or "see the step log")
+    _write(run, rows)
+    return {
+        "rows": len(rows),
+        "sizes": {r.variant: r.value for r in rows if r.status == "ok"},
+        "not_sized": {r.variant: r.note for r in rows if r.status != "ok"},
+    }
+
+
+def exec_evaluate_memory(step: Step, run: Run) -> dict[str, Any]:
+    """KPI 4 verdict."""
+    return exec_evaluate_for(KPI_MEMORY, run)
+
+
+# --------------------------------------------------------------------------------------------
+# KPI 3: latency
+# --------------------------------------------------------------------------------------------
+
+
+def _arch(run: Run, target: str) -> str:
+    return run.manifest.targets[target].arch
+
+
+def exec_deploy(step: Step, run: Run) -> dict[str, Any]:
+    """Locate the models (and the ANT benchmark tool for ARM targets); missing ones keep their reason."""
+    target, arch = step.target, _arch(run, step.target)
+    if step.where == "board" and arch != "x86_64":
+        raise Blocked(f"measure mode of KPI 3 needs a board for target {target}",
+                      "describe one in boards.toml (lab inventory) and pass --target <board>; "
+                      "smoke mode runs the ANT benchmark_model here under QEMU")
+    models = [baseline_model(run), shipped_model(run)]
+    art = artefact_model(run)
+    if art is not None:
+        models.append(art)
+    info: dict[str, Any] = {"models": {m.name: m.to_dict() for m in models}, "arch": arch}
+    if arch != "x86_64":
+        tool = _file_in_ant(run, BENCHMARK_TOOL, run.manifest.workloads[BENCHMARK_TOOL].path,
+                            "the ANT benchmark_model build for aarch64")
+        info["benchmark_model"] = tool.to_dict()
+    return info
+
+
+def _bench_flags(step: Step) -> list[str]:
+    return [a for a in step.argv if a.startswith("--") and not a.startswith("--graph")]
+
+
+def _python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    # The measured process imports harness even when it is not installed (a source checkout).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def exec_measure_latency(step: Step, run: Run) -> dict[str, Any]:
+    """One benchmark run: litert_bench on x86_64, the ANT benchmark_model under QEMU on ARM; raw log kept."""
+    arch = _arch(run, step.target)
+    if step.where == "board":
+        raise Blocked(f"measure mode of KPI 3 needs a board for target {step.target}",
+                      "describe one in boards.toml (lab inventory) and pass --target <board>")
+    deploy = run.outputs.get(f"deploy:{step.target}")
+    if deploy is None:
+        raise Blocked(f"{step.id}: nothing deployed for {step.target}", "run the deploy step first")
+    entry = deploy.get("models", {}).get(step.variant)
+    if entry is None:
+        raise Blocked(f"{step.id}: model {step.variant} is not among the deployed models", "see deploy output")
+    model = ModelFile.from_dict(step.variant, entry)
+    if model.path is None:
+        raise Blocked(model.reason, model.fix)
+    flags = _bench_flags(step)
+    graph = f"--graph={model.path}"
+    identity = host_identity()
+    if arch == "x86_64":
+        argv = [sys.executable, "-m", "harness.litert_bench", graph, *flags]
+        tool = "harness.litert_bench"
+    else:
+        bm = ModelFile.from_dict(BENCHMARK_TOOL, deploy.get("benchmark_model", {}))
+        if bm.path is None:
+            raise Blocked(bm.reason or f"{BENCHMARK_TOOL} is not available", bm.fix or _COMPLETE_CLONE_FIX)
+        # qemu-user reads the guest binary itself, so git's 0644 mode for it does not matter.
+        argv = qemu.qemu_command(bm.path, [graph, *flags], arch=arch)
+        tool = BENCHMARK_TOOL
+        identity = {**identity, "kind": "qemu-user", "emulator": argv[0], "guest_arch": arch}
+    log = run.run_dir / "raw" / (step.id.replace(":", "_") + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with log.open("wb") as f:
+            proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, cwd=run.work_dir("ml-bench"),
+                                  env=_python_env(), timeout=run.manifest.defaults.timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise StepFailed(f"{tool} on {model.name} timed out after {run.manifest.defaults.timeout_s:g} s",
+                         log=run.rel(log)) from None
+    if proc.returncode != 0:
+        raise StepFailed(f"{tool} on {model.name} exited {proc.returncode}", log=run.rel(log))
+    _, sha = size_and_sha256(model.path)
+    return {"log": str(log), "argv": [str(a) for a in argv], "identity": identity, "tool": tool,
+            "model": str(model.path), "model_sha256": sha, "source_commit": model.source_commit}
+
+
+def latency_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
+    """The inference_avg row of one measure step's log (failed when the log has no timing)."""
+    common: dict[str, Any] = dict(
+        metric="inference_avg", variant=step.variant, workload=step.workload or step.variant, target=step.target,
+        fidelity=step.fidelity or "host", repeat=step.repeat or 0, unit="us",
+        artefact_sha256=str(outputs.get("model_sha256", "")), source_commit=str(outputs.get("source_commit", "")),
+        argv=[str(a) for a in outputs.get("argv", ())], target_identity=outputs.get("identity", {}),
+        log=run.rel(Path(outputs["log"])),
+    )
+    try:
+        res = parse_benchmark_file(outputs["log"])
+    except BadInput as e:
+        return _row(run, KPI_LATENCY, value=float("nan"), status="failed", note=e.one_line(), **common)
+    note = f"{outputs.get('tool', '')}: {describe(res)}".lstrip(": ")
+    return _row(run, KPI_LATENCY, value=res.inference_avg_us, status="ok", note=note, **common)
+
+
+def _measure_steps(run: Run, target: str) -> list[Step]:
+    # The plan's parse steps list no dependencies: the measure steps come from the run's step table.
+    steps: dict[str, Step] = run.options.get("steps", {})
+    return [s for s in steps.values()
+            if s.kpi == KPI_LATENCY and s.kind == "measure" and s.target == target]
+
+
+def accuracy_rows(run: Run, step: Step, log: Path) -> list[Row]:
+    """top1 (last 'Best accuracy') and accuracy_loss (dense Top-1 minus it, when the dense Top-1 is given)."""
+    parsed = parse_admm_file(log)
+    common: dict[str, Any] = dict(variant=SHIPPED, workload="imagenet" if run.mode == "measure" else "synthetic",
+                                  fidelity=step.fidelity or "host", unit="%", log=run.rel(log))
+    top1 = parsed.top1
+    if parsed.error or top1 is None:
+        why = parsed.error or "no accuracy line"
+        return [_row(run, KPI_LATENCY, metric="top1", value=float("nan"), status="failed", note=why, **common)]
+    rows = [_row(run, KPI_LATENCY, metric="top1", value=top1, status="ok",
+                 note=f"last of {parsed.best_lines} 'Best accuracy' line(s)", **common)]
+    dense = os.environ.get(DENSE_TOP1_ENV) or run.options.get("dense_top1")
+    loss_common = {**common, "unit": "%p"}
+    if dense is None:
+        rows.append(_row(run, KPI_LATENCY, metric="accuracy_loss", value=float("nan"), status="blocked",
+                         note=f"the dense model's Top-1 is not given — fix: set {DENSE_TOP1_ENV}=<percent>",
+                         **loss_common))
+    else:
+        try:
+            d = float(dense)
+        except ValueError:
+            raise BadInput(f"{DENSE_TOP1_ENV}={dense!r} is not a number") from None
+        rows.append(_row(run, KPI_LATENCY, metric="accuracy_loss", value=d - top1, status="ok",
+                         note=f"dense Top-1 {d:g} % minus pruned Top-1 {top1:g} %", **loss_common))
+    return rows
+
+
+def exec_parse_latency(step: Step, run: Run) -> dict[str, Any]:
+    """parse:accuracy → top1/accuracy_loss rows; parse:<target> → one inference_avg row per measured run."""
+    if step.id == "parse:accuracy":
+        train = run.outputs.get("train:admm")
+        if not train or not train.get("log"):
+            raise Blocked("no ADMM training log in this run", "let train:admm complete")
+        return {"rows": _write(run, accuracy_rows(run, step, Path(train["log"])))}
+    rows = []
+    for ms in _measure_steps(run, step.target):
+        out = run.outputs.get(ms.id)
+        if out and out.get("log"):
+            rows.append(latency_row(run, ms, out))
+    return {"rows": _write(run, rows)}
+
+
+def exec_evaluate_latency(step: Step, run: Run) -> dict[str, Any]:
+    """KPI 3 verdict."""
+    return exec_evaluate_for(KPI_LATENCY, run)
+
+
+EXECUTORS_ML_LATENCY: dict[str, Executor] = {
+    "fetch": exec_fetch,
+    "train": exec_train,
+    "convert": exec_convert,
+    "deploy": exec_deploy,
+    "measure": exec_measure_latency,
+    "parse": exec_parse_latency,
+    "evaluate": exec_evaluate_latency,
+}
+
+EXECUTORS_ML_MEMORY: dict[str, Executor] = {
+    "fetch": exec_fetch,
+    "measure": exec_measure_size,
+    "evaluate": exec_evaluate_memory,
+}
