@@ -36,12 +36,37 @@ def _arch(run: Run, target: str) -> str:
     return run.manifest.targets[target].arch
 
 
+def _deploy_board(run: Run, target: str, stage: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Copy runtimes, apps, the sampler and the build image's runtime libraries to the board."""
+    from harness import boardrun
+    from harness.transport import deploy
+
+    board, transport = boardrun.session(run, target)
+    remote = "kpi1"
+    files = {Path(p): f"{remote}/{b}/{Path(p).name}" for b, p in info["runtimes"].items()}
+    for w in run.manifest.kpi(KPI).workloads:
+        wl = run.manifest.workloads[w]
+        files[Path(info["bench_dir"]) / wl.path] = f"{remote}/appbench/{Path(wl.path).name}"
+    sums = deploy(transport, files)
+    # The binaries link against the build image's glibc, which a board's older OS may lack: the
+    # image's runtime libraries go with them and the loader is named explicitly.
+    arch = _arch(run, target)
+    sysroot = qemu.private_sysroot(arch, stage / "sysroot")
+    lib = boardrun.put_tree(transport, sysroot / "lib", f"{remote}/sysroot-lib", stage)
+    interp = qemu.elf_info(next(iter(info["runtimes"].values()))).interpreter or ""
+    return {
+        **info,
+        "board": board.name,
+        "remote_runtimes": {b: f"{remote}/{b}/{Path(p).name}" for b, p in info["runtimes"].items()},
+        "remote_bench": f"{remote}/appbench",
+        "remote_lib": lib,
+        "remote_loader": f"{lib}/{Path(interp).name}" if interp else "",
+        "sha256": sums,
+        "identity": boardrun.public_identity(board, transport),
+    }
+
+
 def exec_deploy(step: Step, run: Run) -> dict[str, Any]:
-    if step.where == "board":
-        raise Blocked(
-            f"measure mode of KPI 1 needs a {step.target} board",
-            "describe one in boards.toml (lab inventory) and pass --target <board>; smoke mode runs here under QEMU",
-        )
     target = step.target
     stage = run.work_dir(f"deploy-{target}")
     runtimes: dict[str, str] = {}
@@ -59,6 +84,8 @@ def exec_deploy(step: Step, run: Run) -> dict[str, Any]:
     info: dict[str, Any] = {"runtimes": runtimes, "stage": str(stage)}
     bench = next(out for sid, out in run.outputs.items() if sid.startswith("source:ant"))
     info["bench_dir"] = bench["path"]
+    if step.where == "board":
+        return _deploy_board(run, target, stage, info)
     if step.where == "host" and run.manifest.targets[target].qemu:
         arch = _arch(run, target)
         info["emulator"] = str(qemu.private_emulator(arch, stage / "qemu", RUNTIME_NAME))
@@ -80,6 +107,28 @@ def _identity(run: Run, step: Step, deploy: dict[str, Any]) -> dict[str, Any]:
     return ident
 
 
+def _measure_board(step: Step, run: Run, deploy: dict[str, Any]) -> dict[str, Any]:
+    from harness import boardrun
+    from harness.transport import run_sampled
+
+    _, transport = boardrun.session(run, step.target)
+    runtime = transport.remote_path(deploy["remote_runtimes"][step.variant])
+    app = transport.remote_path(f"{deploy['remote_bench']}/{Path(run.manifest.workloads[step.workload].path).name}")
+    loader = deploy["remote_loader"]
+    argv = [loader, "--library-path", deploy["remote_lib"], runtime, app] if loader else [runtime, app]
+    raw = _raw(run, step, ".json")
+    _, local_json = run_sampled(
+        transport,
+        argv,
+        remote_dir="kpi1/raw",
+        json_name=raw.name,
+        vminfo_name=raw.with_suffix(".vminfo").name,
+        timeout=run.manifest.defaults.timeout_s,
+        local_dir=raw.parent,
+    )
+    return {"json": str(local_json), "argv": argv, "identity": deploy["identity"]}
+
+
 def exec_measure(step: Step, run: Run) -> dict[str, Any]:
     deploy = run.outputs.get(f"deploy:{step.target}")
     if deploy is None:
@@ -90,6 +139,8 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
         path = _raw(run, step, ".json")
         pss.write_json(res, path)
         return {"json": str(path)}
+    if step.where == "board":
+        return _measure_board(step, run, deploy)
     runtime = deploy["runtimes"][step.variant]
     app = str(Path(deploy["bench_dir"]) / run.manifest.workloads[step.workload].path)
     if step.where == "qemu":
@@ -186,7 +237,7 @@ def _rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
 
 def exec_parse(step: Step, run: Run) -> dict[str, Any]:
     n = 0
-    for sid in step.depends:
+    for sid in step.params.get("measures", step.depends):
         outputs = run.outputs.get(sid)
         if not outputs or "json" not in outputs:
             continue
@@ -196,7 +247,7 @@ def exec_parse(step: Step, run: Run) -> dict[str, Any]:
             n += 1
     # The emulator probe is not a dependency of parse in the plan's A/B list; include it here.
     probe = f"measure:emulator-overhead:{step.target}"
-    if probe in run.outputs and probe not in step.depends:
+    if probe in run.outputs:
         for row in _rows_for(run, run.options["steps"][probe], run.outputs[probe]):
             append_row_journal(run.run_dir, row)
             n += 1

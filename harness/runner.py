@@ -170,7 +170,7 @@ class StepRunner:
                 self._on_blocked(step, st)
                 continue
             prev = self.load_state(step)
-            if prev is not None and prev.status == "ok" and prev.key == step.key:
+            if prev is not None and prev.status == "ok" and prev.key == step.key and not step.always:
                 self.run.outputs[step.id] = prev.outputs
                 done[step.id] = prev
                 con.print(f"[dim]  skip  {step.id} (done, key {step.key})[/dim]")

@@ -35,6 +35,8 @@ class Step:
     depends: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     key: str = ""
+    # Run every time (cheap, idempotent): e.g. parsing whatever measurements have completed so far.
+    always: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -80,7 +80,10 @@ def plan(ctx: PlanContext) -> None:
             kind="parse",
             where="host",
             target=target,
-            depends=tuple(measures),
+            # Not `depends`: the measurements that did complete are parsed even when a board went
+            # away mid-run, and a resume re-parses once the missing ones are measured.
+            params={"measures": measures},
+            always=True,
             description="peak/final/guest PSS, wall time and exit status → result rows "
             "(vminfo-format logs kept beside the JSON traces)",
         )
@@ -89,6 +92,7 @@ def plan(ctx: PlanContext) -> None:
         kind="evaluate",
         where="host",
         depends=tuple(s.id for s in ctx.steps if s.kind == "parse"),
+        always=True,
         description="reduction % of IoT.js-Plus vs IoT.js per app with a 95 % CI; verdict only from board fidelity",
         notes=(
             "under QEMU total PSS is mostly the emulator (≈10.6 MB for a trivial binary); "
