@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import BadInput
-from harness.parsers import admm, benchmark_model, vminfo
+from harness.parsers import admm, benchmark_model, vela, vminfo
 
 Parser = Callable[[Path], list[dict[str, Any]]]
 
@@ -21,6 +21,7 @@ PARSERS: Final[dict[str, Parser]] = {
     "vminfo": vminfo.measurements,
     "benchmark_model": benchmark_model.measurements,
     "admm": admm.measurements,
+    "vela": vela.measurements,
 }
 
 

@@ -1,0 +1,263 @@
+"""KPI 7 on this machine: the Vela smoke end to end, the testcase pass rules, and BLOCKED reasons."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import kpi_npus
+from harness.errors import BadInput, Blocked
+from harness.manifest import load_manifest
+from harness.parsers.vela import UnsupportedOperator, VelaSummary, parse_vela_file
+from harness.plan import plan_kpi
+from harness.results import Results
+from harness.runner import Run, StepRunner
+from harness.steps import Step
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = load_manifest(ROOT / "kpis.toml")
+RULE_FIXTURES = Path(__file__).parent / "fixtures" / "npus"
+VELA_FIXTURES = Path(__file__).parent / "fixtures" / "vela"
+RULE_GOLDEN = sorted(RULE_FIXTURES.glob("*.expected.json"))
+
+
+def _has_vela_and_litert() -> bool:
+    try:
+        import ai_edge_litert  # noqa: F401
+        import ethosu.vela  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("vela") is not None or (Path(__import__("sys").executable).parent / "vela").is_file()
+
+
+needs_vela = pytest.mark.skipif(not _has_vela_and_litert(),
+                                reason=f"{kpi_npus.VELA_FIX} and pip install ai-edge-litert")
+
+
+def plan_steps(mode: str = "smoke") -> dict[str, Step]:
+    plan = plan_kpi(MANIFEST, MANIFEST.kpi("npus"), mode=mode, project_root=ROOT)  # type: ignore[arg-type]
+    return {s.id: s for s in plan.steps}
+
+
+def make_run(tmp_path: Path, *, project_root: Path = ROOT) -> Run:
+    run = Run(run_id="test-run", run_dir=tmp_path / "run", manifest=MANIFEST, project_root=project_root,
+              cache_dir=tmp_path / "cache", mode="smoke")
+    run.options["steps"] = plan_steps()
+    return run
+
+
+def journal(run: Run) -> Any:
+    return Results.from_journal(run.run_dir).df
+
+
+class _NoImages:
+    """A Docker client on which no image exists."""
+
+    class images:  # the attribute name docker.DockerClient uses
+        @staticmethod
+        def get(tag: str) -> Any:
+            from docker.errors import ImageNotFound
+
+            raise ImageNotFound(f"no such image: {tag}")
+
+
+# ---- plan ------------------------------------------------------------------------------------
+
+
+def test_smoke_plan_adds_the_vela_compile_step_and_measure_plan_does_not() -> None:
+    smoke = plan_steps("smoke")
+    step = smoke[kpi_npus.VELA_STEP]
+    assert (step.kind, step.where, step.variant, step.fidelity) == ("convert", "host", "Ethos-U55", "simulator")
+    assert "ethos-u55-128" in step.argv and step.workload == kpi_npus.SMOKE_MODEL
+    assert kpi_npus.VELA_STEP not in plan_steps("measure")
+    assert [s.variant for s in smoke.values() if s.kind == "measure"] == list(kpi_npus.NPUS)
+
+
+def test_executors_cover_every_step_kind_of_the_plan() -> None:
+    from harness.execute import _executors_for
+
+    ex = _executors_for("npus")
+    assert {s.kind for s in plan_steps().values()} <= set(ex)
+    assert ex["image"] is kpi_npus.exec_image and ex["build"] is kpi_npus.exec_build
+
+
+# ---- testcase pass rules -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expected", RULE_GOLDEN, ids=lambda p: p.name.split(".")[0])
+def test_testcase_rule_decides_as_documented(expected: Path) -> None:
+    want = json.loads(expected.read_text(encoding="utf-8"))
+    text = expected.with_name(expected.name.removesuffix(".expected.json") + ".txt").read_text(encoding="utf-8")
+    got = kpi_npus.JUDGES[want["npu"]](text, want["exit_status"])
+    assert (got.passed, got.blocked) == (want["passed"], want["blocked"])
+    assert want["reason_contains"] in got.reason
+
+
+def test_rule_fixtures_say_they_are_handwritten_in_the_tutorial_format() -> None:
+    texts = sorted(RULE_FIXTURES.glob("*.txt"))
+    assert {t.name.split("_")[0] for t in texts} == {"vta", "ethosu", "gemmini"}
+    assert all(t.name.endswith(".tutorial-format.handwritten.txt") for t in texts)
+
+
+def test_passing_log_with_nonzero_exit_is_not_a_pass() -> None:
+    text = (RULE_FIXTURES / "vta_fsim_cat.tutorial-format.handwritten.txt").read_text()
+    j = kpi_npus.judge_vta(text, 139)
+    assert not j.passed and "exited 139" in j.reason
+
+
+def test_a_skipped_testcase_is_not_a_pass() -> None:
+    text = (RULE_FIXTURES / "ethosu_fvp_tabby.tutorial-format.handwritten.txt").read_text()
+    j = kpi_npus.judge_ethosu("SKIPPED: ethos-u codegen not enabled\n" + text, 0)
+    assert not j.passed and "skipped" in j.reason
+
+
+def test_ethosu_expected_label_is_a_parameter() -> None:
+    text = (RULE_FIXTURES / "ethosu_fvp_wrong_label.tutorial-format.handwritten.txt").read_text()
+    assert kpi_npus.judge_ethosu(text, 0, expected_label="tiger cat").passed
+
+
+# ---- the Vela rule -----------------------------------------------------------------------------
+
+
+def test_vela_rule_passes_the_captured_int8_compilation() -> None:
+    s = parse_vela_file(VELA_FIXTURES / "vela_5.2.0_u55_128_tiny_int8.captured.txt")
+    j = kpi_npus.judge_vela(s, exit_status=0, npu_custom_ops=1)
+    assert j.passed and "45 NPU / 0 CPU" in j.reason
+
+
+def test_vela_rule_fails_a_model_that_falls_back_to_the_cpu_entirely() -> None:
+    s = parse_vela_file(VELA_FIXTURES / "vela_5.2.0_u55_128_tiny_float_all_cpu.captured.txt")
+    j = kpi_npus.judge_vela(s, exit_status=0, npu_custom_ops=0)
+    assert not j.passed and "every operator fell back to the CPU" in j.reason
+
+
+def test_vela_rule_fails_a_partial_fallback_and_names_the_first_operator() -> None:
+    s = VelaSummary(network="m", npu_ops=10, cpu_ops=2,
+                    unsupported=(UnsupportedOperator(op="TANH", ofm="t", reason="unsupported"),))
+    j = kpi_npus.judge_vela(s, exit_status=0, npu_custom_ops=1)
+    assert not j.passed and "2 operator(s) fell back" in j.reason and "TANH" in j.reason
+
+
+def test_vela_rule_fails_when_the_output_holds_no_ethos_u_operator() -> None:
+    s = VelaSummary(network="m", npu_ops=3, cpu_ops=0)
+    assert not kpi_npus.judge_vela(s, exit_status=0, npu_custom_ops=0).passed
+
+
+def test_vela_rule_fails_a_crashed_compilation() -> None:
+    s = parse_vela_file(VELA_FIXTURES / "vela_5.2.0_not_a_tflite.captured.txt")
+    j = kpi_npus.judge_vela(s, exit_status=1, npu_custom_ops=None)
+    assert not j.passed and "No networks defined" in j.reason
+
+
+# ---- the Vela smoke, end to end ---------------------------------------------------------------
+
+
+@needs_vela
+def test_vela_smoke_compiles_the_generated_model_onto_the_npu(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    step = run.options["steps"][kpi_npus.VELA_STEP]
+    out = kpi_npus.exec_convert(step, run)
+    assert out["passed"] and out["ethosu_custom_ops"] >= 1 and out["cpu_ops"] == 0
+    df = journal(run)
+    passed = df[df["metric"] == "passed"].iloc[0]
+    assert passed["value"] == 1.0 and passed["status"] == "ok" and passed["fidelity"] == "simulator"
+    assert "Vela compile path" in passed["note"] and "not the seed's test_ethosu.py" in passed["note"]
+    assert (run.run_dir / passed["log"]).is_file()
+    metrics = set(df["metric"])
+    assert {"npu_cycles", "sram_kb", "npu_ops", "cpu_ops"} <= metrics
+    ident = json.loads(passed["target_identity"])
+    assert ident["tool"] == "ethos-u-vela" and ident["pinned"] == kpi_npus.VELA_VERSION
+
+
+def test_vela_smoke_without_vela_is_blocked_with_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kpi_npus.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kpi_npus.sys, "executable", str(tmp_path / "no-python"))
+    run = make_run(tmp_path)
+    with pytest.raises(Blocked, match="ethos-u-vela"):
+        kpi_npus.exec_convert(run.options["steps"][kpi_npus.VELA_STEP], run)
+    row = journal(run).iloc[0]
+    assert row["status"] == "blocked" and row["variant"] == "Ethos-U55" and kpi_npus.VELA_FIX in row["note"]
+
+
+# ---- the seed path: BLOCKED, naming what is missing ------------------------------------------
+
+
+def test_image_not_built_is_blocked_not_built_unasked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(kpi_npus.IMAGE_ENV, raising=False)
+    monkeypatch.delenv(kpi_npus.BUILD_IMAGE_ENV, raising=False)
+    run = make_run(tmp_path)
+    run.options["docker_client"] = _NoImages()
+    with pytest.raises(Blocked) as e:
+        kpi_npus.exec_image(plan_steps()["image:tvm-npu"], run)
+    assert "not built on this machine" in e.value.what and "ACCEPT_ARM_FVP_EULA=yes" in e.value.fix
+
+
+def test_named_image_that_does_not_exist_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(kpi_npus.IMAGE_ENV, "ant-kpi/tvm-npu:missing")
+    run = make_run(tmp_path)
+    run.options["docker_client"] = _NoImages()
+    with pytest.raises(BadInput, match=kpi_npus.IMAGE_ENV):
+        kpi_npus.exec_image(plan_steps()["image:tvm-npu"], run)
+
+
+@pytest.mark.parametrize(("npu", "versions", "missing"), [
+    ("VTA", {}, []),
+    ("Ethos-U55", {}, ["Corstone-300 FVP"]),
+    ("Ethos-U55", {"fvp_corstone_sse_300": "11.15.24"}, []),
+    ("Gemmini", {"spike": "present"}, ["riscv64-unknown-elf-gcc"]),
+    ("Gemmini", {}, ["Spike with the Gemmini extension", "riscv64-unknown-elf-gcc"]),
+])
+def test_testcase_requirements_come_from_the_image_tool_versions(npu: str, versions: dict[str, str],
+                                                                 missing: list[str]) -> None:
+    got = [what for what, _ in kpi_npus.testcase_requirements(npu, versions)]
+    assert len(got) == len(missing)
+    for text, want in zip(got, missing, strict=True):
+        assert want in text
+
+
+def test_testcase_blocked_by_a_missing_fvp_before_any_container_starts(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    run.outputs["build:tvm-fork"] = {"path": str(tmp_path), "source_commit": "6bccd836"}
+    run.outputs["image:tvm-npu"] = {"tag": "ant-kpi/tvm-npu:x", "tool_versions": {"llvm-config-14": "14.0.6"}}
+    with pytest.raises(Blocked) as e:
+        kpi_npus.exec_measure(plan_steps()["measure:Ethos-U55"], run)
+    assert "Corstone-300 FVP" in e.value.what and "ACCEPT_ARM_FVP_EULA=yes" in e.value.fix
+
+
+def _offline_source(step: Step, run: Run) -> dict[str, Any]:
+    raise Blocked("source ant_model_db: cannot fetch https://github.com/SKKU-ESLAB/ANT-Model-DB.git (offline)",
+                  "pass --source ant_model_db=PATH")
+
+
+@needs_vela
+def test_smoke_run_counts_the_vela_pass_and_names_every_gap_of_the_seed_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.execute import _executors_for, record_blocked
+
+    monkeypatch.delenv(kpi_npus.IMAGE_ENV, raising=False)
+    monkeypatch.delenv(kpi_npus.BUILD_IMAGE_ENV, raising=False)
+    run = make_run(tmp_path)
+    run.options["docker_client"] = _NoImages()
+    plan = plan_kpi(MANIFEST, MANIFEST.kpi("npus"), mode="smoke", project_root=ROOT)
+    ex = {**_executors_for("npus"), "source": _offline_source}
+    states = StepRunner(run, ex, on_blocked=record_blocked).execute(plan)
+    assert states[kpi_npus.VELA_STEP].status == "ok"
+    assert {states[f"measure:{n}"].status for n in kpi_npus.NPUS} == {"blocked"}
+    assert states["image:tvm-npu"].status == "blocked"
+    ev = json.loads((run.run_dir / "evaluations" / "npus.json").read_text())
+    assert ev["verdict"] == "NO_VERDICT" and ev["value"] == 1.0
+    assert "1 passed with evidence: Ethos-U55" in ev["reason"] and "no evidence: VTA, Gemmini" in ev["reason"]
+    table = {(t["npu"], t["path"]): t for t in states["evaluate"].outputs["table"]}
+    assert table[("Ethos-U55", "Vela compile (smoke)")]["status"] == "passed"
+    for npu in kpi_npus.NPUS:
+        gaps = table[(npu, f"seed {plan_steps()[f'measure:{npu}'].workload}")]["reason"]
+        assert "ANT-Model-DB checkout" in gaps and "tvm-npu image" in gaps and "TVM fork build" in gaps
+        assert "network access" in gaps
+    assert "Corstone-300 FVP" in table[("Ethos-U55", "seed test_ethosu.py")]["reason"]
+    assert "Spike with the Gemmini extension" in table[("Gemmini", "seed test_gemmini.py")]["reason"]
+    assert "Arm Corstone-300 FVP (installed only" not in table[("VTA", "seed test_vta.py")]["reason"]
