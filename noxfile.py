@@ -79,7 +79,7 @@ def bootstrap_base(session: nox.Session) -> None:
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Render the report of the newest run (or `-- RUN_ID`)."""
+    """Render the report of the newest run (or `-- RUN_ID`, `-- RUN_ID --lang ko`)."""
     session.run("ant-kpi", "report", *session.posargs, external=True)
 
 

@@ -63,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run KPIs (smoke: containers + QEMU here; measure: boards)")
     r.add_argument("kpis", nargs="+", metavar="KPI")
-    r.add_argument("--mode", choices=("smoke", "measure"), default="smoke")
-    r.add_argument("--target", action="append", default=[], help="restrict to target(s)")
+    r.add_argument("--mode", choices=("smoke", "measure"), default=None,
+                   help="smoke (default) or measure (the default when --target names a board)")
+    r.add_argument("--target", action="append", default=[],
+                   help="restrict to target(s): a kpis.toml target (rpi2, arm64, x86_64) or a board of boards.toml")
+    r.add_argument("--boards", type=Path, default=None,
+                   help="lab inventory (default: $ANT_KPI_BOARDS or ./boards.toml)")
     r.add_argument(
         "--source",
         action="append",
@@ -87,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="render the report of a run (default: the newest)")
     rep.add_argument("run", nargs="?", default=None, help="run id or directory")
+    rep.add_argument("--lang", choices=("en", "ko"), default="en",
+                     help="report language (ko writes report.ko.md / report.ko.html)")
+    rep.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
+                     help="also write report.html and plots/ (default: yes)")
+
+    bun = sub.add_parser("bundle", help="pack a run's evidence (reports, results, logs, traces) into one .tar.gz")
+    bun.add_argument("run", help="run id or directory")
+    bun.add_argument("-o", "--output", type=Path, default=None, help="bundle file (default: <run>.evidence.tar.gz)")
+
+    ver = sub.add_parser("verify", help="check every sha256 of an evidence bundle (exit 2 names a tampered file)")
+    ver.add_argument("bundle", type=Path)
+
+    cmp_ = sub.add_parser("compare", help="two runs side by side: medians, change %%, Mann-Whitney U p-value")
+    cmp_.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or directory)")
+    cmp_.add_argument("run_b", metavar="RUN_B", help="the later run (id or directory)")
+    cmp_.add_argument("--json", action="store_true", help="machine-readable output")
+    cmp_.add_argument("--all", action="store_true", help="also list metrics present in one run only")
 
     sub.add_parser("runs", help="list stored runs")
 
@@ -164,6 +185,18 @@ def _dispatch(args: argparse.Namespace, opts: GlobalOptions) -> int:
         from harness.reporting import cmd_runs
 
         return cmd_runs(args, opts)
+    if cmd == "bundle":
+        from harness.bundle import cmd_bundle
+
+        return cmd_bundle(args, opts)
+    if cmd == "verify":
+        from harness.bundle import cmd_verify
+
+        return cmd_verify(args, opts)
+    if cmd == "compare":
+        from harness.compare import cmd_compare
+
+        return cmd_compare(args, opts)
     if cmd == "ingest":
         from harness.ingest import cmd_ingest
 

@@ -18,8 +18,11 @@ from harness.results import Results
 
 if TYPE_CHECKING:
     from harness.cli import GlobalOptions
+    from harness.report import Lang
     from harness.runner import Run
+    from harness.stats import Evaluation
 
+REPORT_FILES = ("report.md", "report.html", "report.ko.md", "report.ko.html")
 # A row is identified by these; a re-parse after an interrupted parse must not count it twice.
 ROW_IDENTITY = ["run_id", "kpi", "metric", "variant", "workload", "target", "repeat"]
 
@@ -33,18 +36,44 @@ def collect(run_dir: Path) -> Results:
     return Results.load(run_dir)
 
 
+def write_reports(
+    run_dir: Path, evaluations: Sequence[Evaluation], results: Results, *, langs: Sequence[Lang] = ("en",),
+    html: bool = True, source_dir: Path | None = None,
+) -> list[Path]:
+    """report.md (+ report.html and plots/) per language into run_dir; the paths written.
+
+    source_dir is where the run's logs and traces are, when the reports go elsewhere (a bundle).
+    """
+    from harness.plots import make_plots
+    from harness.report import write_html_report, write_report
+
+    src = source_dir or run_dir
+    paths = [write_report(run_dir, evaluations, results, lang=lang, links_from=src) for lang in langs]
+    if html:
+        plots = make_plots(evaluations, results, src, out_dir=run_dir)
+        note = "" if plots or not evaluations else "matplotlib is not installed (pip install matplotlib)"
+        for lang in langs:
+            paths.append(write_html_report(run_dir, evaluations, results, lang=lang, plots=plots, plot_note=note,
+                                           links_from=src))
+        paths += sorted(run_dir / x.path for ps in plots.values() for x in ps)
+    return paths
+
+
 def evaluate_and_report(
-    run_dir: Path, run_id: str, manifest: Manifest, kpis: Sequence[Kpi], console: Console
+    run_dir: Path, run_id: str, manifest: Manifest, kpis: Sequence[Kpi], console: Console, *,
+    langs: Sequence[Lang] = ("en",), html: bool = True,
 ) -> list[str]:
-    from harness.report import render_console, write_report
+    from harness.report import render_console
     from harness.stats import evaluate
 
     results = collect(run_dir)
     results.save(run_dir, run_id=run_id)
     evaluations = [evaluate(k, results.filter(kpi=k.id)) for k in kpis]
-    path = write_report(run_dir, evaluations, results)
+    paths = write_reports(run_dir, evaluations, results, langs=langs, html=html)
     render_console(evaluations, results, console)
-    console.print(f"report: {path}")
+    for path in paths:
+        if path.suffix in (".md", ".html"):
+            console.print(f"report: {path}")
     return [e.verdict.value for e in evaluations]
 
 
@@ -66,13 +95,24 @@ def resolve_run(runs_dir: Path, name: str | None) -> Path:
         if (runs_dir / name).is_dir():
             return runs_dir / name
         raise BadInput(f"no run {name!r} in {runs_dir} (`ant-kpi runs` lists them)")
-    runs = [p for p in _runs(runs_dir) if (p / "results.jsonl").exists() or (p / "results.parquet").exists()]
-    if not runs:
+    measured = [(t, p.name, p) for p in _runs(runs_dir) if (t := _measured_at(p)) is not None]
+    if not measured:
         raise BadInput(f"no run with results in {runs_dir}; run a KPI first (e.g. `nox -s kpi_js_memory`)")
-    return runs[-1]
+    return max(measured)[2]
+
+
+def _measured_at(run_dir: Path) -> float | None:
+    """When rows last reached a run: its journal's time (a report re-saves the table, not the journal)."""
+    for name in ("results.jsonl", "results.parquet"):
+        p = run_dir / name
+        if p.exists():
+            return p.stat().st_mtime
+    return None
 
 
 def cmd_report(args: argparse.Namespace, opts: GlobalOptions) -> int:
+    from harness.report import check_lang
+
     m = load_manifest(opts.manifest)
     run_dir = resolve_run(opts.runs_dir, args.run)
     results = collect(run_dir)
@@ -80,7 +120,9 @@ def cmd_report(args: argparse.Namespace, opts: GlobalOptions) -> int:
     kpis = [k for k in m.kpis if k.id in ids]
     if not kpis:
         raise BadInput(f"run {run_dir.name} has no result rows")
-    verdicts = evaluate_and_report(run_dir, run_dir.name, m, kpis, Console())
+    lang = check_lang(getattr(args, "lang", "en"))
+    verdicts = evaluate_and_report(run_dir, run_dir.name, m, kpis, Console(), langs=(lang,),
+                                   html=getattr(args, "html", True))
     return EXIT_KPI_FAILED if "FAIL" in verdicts else EXIT_OK
 
 
@@ -106,7 +148,7 @@ def cmd_runs(args: argparse.Namespace, opts: GlobalOptions) -> int:
             str(len(df)),
             str(ok),
             str(len(df) - ok),
-            "report.md" if (p / "report.md").exists() else extra,
+            ", ".join(n for n in REPORT_FILES if (p / n).exists()) or extra,
         )
     con.print(t)
     return EXIT_OK

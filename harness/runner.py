@@ -230,8 +230,9 @@ def open_run(
 ) -> Run:
     runs = runs_dir or Path(os.environ.get("ANT_KPI_RUNS", project_root / DEFAULT_RUNS_DIR))
     rid = run_id or new_run_id()
+    # The run directory is made by the first step, under the lock: a run refused by the lock
+    # leaves nothing behind.
     run_dir = runs / rid
-    run_dir.mkdir(parents=True, exist_ok=True)
     commit, dirty = harness_revision(project_root)
     cache = cache_dir or Path(os.environ.get("ANT_KPI_CACHE", project_root / DEFAULT_CACHE_DIR))
     cache.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ import pytest
 from rich.console import Console
 
 from harness.manifest import Compare, Kpi, KpiTarget, Metric, Variant
-from harness.report import fmt_num, fmt_value, render_console, render_markdown, write_report
+from harness.plots import Plot
+from harness.report import fmt_num, fmt_value, render_console, render_html, render_markdown, write_report
 from harness.results import Results, Row
 from harness.stats import Evaluation, Verdict, evaluate
 
@@ -215,3 +216,117 @@ def test_a_value_and_its_ci_share_one_precision() -> None:
     assert fmt_value(2.0, 1.9, 2.1) == "2.00 [1.90, 2.10]"
     assert fmt_value(28.0, 27.55, 28.35) == "28.00 [27.55, 28.35]"
     assert fmt_value(3.0, 3.0, 3.0) == "3"
+
+
+# --------------------------------------------------------------------------------------------
+# Korean Markdown, HTML and plots
+# --------------------------------------------------------------------------------------------
+
+GOLDEN_KO = GOLDEN.with_name("report_small.ko.md")
+GOLDEN_HTML = GOLDEN.with_name("report_small.html")
+
+
+def _golden(path: Path, text: str) -> None:
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), "run once with ANT_KPI_UPDATE_GOLDEN=1 to create the golden file"
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_korean_markdown_matches_the_golden_file(tmp_path: Path) -> None:
+    res = small_results()
+    text = render_markdown(evaluations(res), res, run_id=RUN_ID, run_dir=make_run_dir(tmp_path), lang="ko")
+    _golden(GOLDEN_KO, text)
+    assert "## 1 · js_memory — 경량 자바스크립트 런타임 메모리 요구량" in text
+    assert "**통과**" in text and "**차단됨**" in text and "**판정 보류**" in text
+    assert "- **목표:**" in text and "### 출처 정보" in text
+
+
+def test_html_report_matches_the_golden_file(tmp_path: Path) -> None:
+    res = small_results()
+    plots = {"js_memory": [Plot(path="plots/js_memory-compare.png", caption="bars", kind="compare")]}
+    text = render_html(evaluations(res), res, run_id=RUN_ID, run_dir=make_run_dir(tmp_path), plots=plots)
+    _golden(GOLDEN_HTML, text)
+
+
+def test_html_is_self_contained_and_escapes_what_the_rows_say(tmp_path: Path) -> None:
+    res = small_results().append([row(kpi="npus", metric="passed", variant="Gemmini", workload="t.py",
+                                      target="x86_64", fidelity="simulator", value=math.nan, unit="count",
+                                      status="failed", note="<script>alert('x')</script> & more")])
+    text = render_html(evaluations(res), res, run_id=RUN_ID, run_dir=make_run_dir(tmp_path))
+    assert "<script>alert" not in text and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in text
+    assert "http://" not in text and "https://" not in text and "<link" not in text
+    assert "<style>" in text and "<script" not in text
+    for verdict in ("PASS", "BLOCKED", "NO_VERDICT", "INCONCLUSIVE"):
+        assert f'class="badge v-{verdict}' in text
+    assert 'href="logs/npu%20VTA.log"' in text
+    assert text.count("not found in the run directory") == 1
+    assert "python3 train.py --data &#x27;/data/imagenet subset&#x27; &#x27;--prune=0.9;echo&#x27;" in text
+
+
+def test_korean_html_uses_korean_labels_and_titles(tmp_path: Path) -> None:
+    res = small_results()
+    text = render_html(evaluations(res), res, run_id=RUN_ID, run_dir=make_run_dir(tmp_path), lang="ko")
+    assert '<html lang="ko">' in text
+    for word in ("ANT KPI 평가 보고서", "요약", "판정", "통과", "차단됨", "측정 방식", "출처 정보", "보드"):
+        assert word in text, word
+    assert "<h2>경량 자바스크립트 런타임 메모리 요구량</h2>" in text
+
+
+def test_plots_are_png_files_next_to_the_report(tmp_path: Path) -> None:
+    from harness.plots import make_plots
+    from harness.pss import PssResult, Sample, write_json
+
+    res = small_results()
+    run_dir = make_run_dir(tmp_path)
+    # Two real traces behind the first repeat of KPI 1, in the sampler's own format.
+    (run_dir / "raw").mkdir()
+    traced = []
+    for variant, top in (("iotjs", 12500), ("iotjs_plus", 9000)):
+        trace = tuple(Sample(t=i * 0.01, pss_kb=min(top, 400 * (i + 1)), pss_anon_kb=100) for i in range(60))
+        path = f"raw/{variant}.json"
+        write_json(PssResult(argv=("x",), exit_status=0, timed_out=False, wall_s=0.6, interval_s=0.01,
+                             started_at=0.0, sampler_cpu_s=0.0, trace=trace), run_dir / path)
+        traced.append(row(0, variant=variant, value=float(top), log=path))
+    res = res.append(traced)
+    plots = make_plots(evaluations(res), res, run_dir)
+    kinds = {k: [p.kind for p in v] for k, v in plots.items()}
+    assert kinds["js_memory"] == ["compare", "trace"]
+    assert kinds["ml_latency"] == ["compare", "distribution"]  # inference_avg is in us
+    assert kinds["npus"] == [] and kinds["app_latency"] == []
+    for ps in plots.values():
+        for p in ps:
+            assert (run_dir / p.path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = render_html(evaluations(res), res, run_id=RUN_ID, run_dir=run_dir, plots=plots)
+    assert '<img src="plots/js_memory-pss-trace.png"' in text
+
+
+def test_report_command_writes_markdown_html_and_plots_in_korean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    runs = tmp_path / "runs"
+    run_dir = make_run_dir(runs)
+    small_results().filter(kpi=["js_memory", "app_latency"]).save(run_dir)
+    manifest = Path(__file__).resolve().parent.parent / "kpis.toml"
+    rc = main(["--manifest", str(manifest), "--runs-dir", str(runs), "report", RUN_ID, "--lang", "ko"])
+    assert rc == 0, capsys.readouterr().err
+    for name in ("report.ko.md", "report.ko.html", "plots/js_memory-compare.png"):
+        assert (run_dir / name).is_file(), name
+    assert "통과" in (run_dir / "report.ko.html").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit) as info:  # argparse refuses a language the report does not speak
+        main(["--manifest", str(manifest), "--runs-dir", str(runs), "report", RUN_ID, "--lang", "xx"])
+    assert info.value.code == 2
+
+
+def test_the_default_run_is_the_one_measured_last_not_the_last_by_name(tmp_path: Path) -> None:
+    from harness.reporting import resolve_run
+    from harness.results import append_row_journal
+
+    for name, age in (("zz-named-early", 3600), ("20240501-later", 0)):
+        append_row_journal(tmp_path / name, row())
+        t = (tmp_path / name / "results.jsonl").stat().st_mtime - age
+        os.utime(tmp_path / name / "results.jsonl", (t, t))
+    (tmp_path / "zz-empty").mkdir()
+    assert resolve_run(tmp_path, None).name == "20240501-later"
