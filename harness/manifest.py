@@ -107,6 +107,7 @@ class Build:
     derive: tuple[Derive, ...] = ()
     overlay: Overlay | None = None
     unsupported: Mapping[str, str] = field(default_factory=dict)
+    paths: tuple[str, ...] = ()  # only these paths of the source are checked out (empty: all)
 
     def full_argv(self, target: str) -> tuple[str, ...]:
         """The upstream command plus every fix, as it is run."""
@@ -415,6 +416,7 @@ def _read_build(name: str, r: _Reader) -> Build:
         derive=tuple(derive),
         overlay=overlay,
         unsupported=unsupported,
+        paths=r.str_list("paths", required=False),
     )
     r.done()
     for t in argv:
