@@ -95,8 +95,9 @@ def test_board_lost_mid_run_blocks_the_rest_keeps_the_rest_and_resume_finishes(l
     proc = _run(lab, "lost")
     raw = tmp / "runs" / "lost" / "raw"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(raw.glob("measure_*.json"))) < 2:
+    while time.monotonic() < deadline and proc.poll() is None and len(list(raw.glob("measure_*.json"))) < 2:
         time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before the board could be taken away"
     board.kill_all()  # sshd and everything on the board: connections are refused from now on
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 3, out
