@@ -7,6 +7,7 @@ raw output becomes rows lives in the KPI's own module (harness/kpi_*.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -23,13 +24,14 @@ from harness.errors import (
     EXIT_KPI_FAILED,
     EXIT_OK,
     EXIT_STEP_FAILED,
+    BadInput,
     Blocked,
     StepFailed,
 )
 from harness.manifest import Build, Manifest, load_manifest
 from harness.plan import KpiPlan, PlanContext, plan_kpi
 from harness.runner import Executor, Run, StepRunner, StepState, open_run, run_lock
-from harness.steps import Step
+from harness.steps import Mode, Step
 
 if TYPE_CHECKING:
     from harness.cli import GlobalOptions
@@ -254,14 +256,10 @@ def _executors_for(kpi_id: str) -> dict[str, Executor]:
         from harness import kpi_ml
 
         ex.update(kpi_ml.EXECUTORS_ML_MEMORY)
-    elif kpi_id == "app_latency":
-        from harness import kpi_app_latency
+    elif kpi_id == "npus":
+        from harness import kpi_npus
 
-        ex.update(kpi_app_latency.EXECUTORS)
-    elif kpi_id == "boards":
-        from harness import kpi_boards
-
-        ex.update(kpi_boards.EXECUTORS)
+        ex.update(kpi_npus.EXECUTORS)
     return ex
 
 
@@ -277,6 +275,7 @@ def _load(opts: GlobalOptions) -> Manifest:
 
 
 def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
+    from harness.boardrun import resolve_targets
     from harness.planview import print_plans
     from harness.sources import parse_source_overrides
 
@@ -284,9 +283,15 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
     if args.repeats is not None:
         m = replace(m, defaults=replace(m.defaults, repeats=args.repeats, smoke_repeats=args.repeats))
     kpis = [m.kpi(k) for k in args.kpis]
+    targets, boards = resolve_targets(m, args.target, args.boards)
+    mode: Mode = args.mode or ("measure" if boards else "smoke")
+    if boards and mode != "measure":
+        raise BadInput("a board was named with --mode smoke: boards are for measure runs")
     plans = [
         _filter_plan(
-            plan_kpi(m, k, mode=args.mode, targets=tuple(args.target), project_root=opts.project_root), args.workload
+            plan_kpi(m, k, mode=mode, targets=tuple(targets), project_root=opts.project_root,
+                     boards={t: b.name for t, b in boards.items()}),
+            args.workload,
         )
         for k in kpis
     ]
@@ -297,17 +302,19 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
     run = open_run(
         manifest=m,
         project_root=opts.project_root,
-        mode=args.mode,
+        mode=mode,
         runs_dir=opts.runs_dir,
         run_id=args.run_id,
         overrides=overrides,
     )
     run.console.print(f"run {run.run_id} → {run.run_dir}")
     states: dict[str, Any] = {}
-    run.options["steps"] = {s.id: s for p in plans for s in p.steps}
-    with run_lock(run, wait=args.wait):
+    run.options.update(steps={s.id: s for p in plans for s in p.steps}, boards=boards, wait=args.wait)
+    # Board leases taken during the run are released when it ends (or by the kernel if it dies).
+    with run_lock(run, wait=args.wait), contextlib.ExitStack() as stack:
+        run.options["exit_stack"] = stack
         for plan in plans:
-            run.console.rule(f"KPI {plan.kpi.number} · {plan.kpi.id} · {args.mode}")
+            run.console.rule(f"KPI {plan.kpi.number} · {plan.kpi.id} · {mode}")
             for g in plan.gaps:
                 run.console.print(f"[yellow]  gap:[/yellow] {g}")
             states[plan.kpi.id] = StepRunner(run, _executors_for(plan.kpi.id), on_blocked=record_blocked).execute(plan)
@@ -334,13 +341,9 @@ def build_plan(m: Manifest, builds: list[str], targets: list[str], project_root:
     ctx = PlanContext(manifest=m, kpi=kpi, mode="smoke", targets=tuple(targets), project_root=project_root)
     for b in builds:
         if b not in m.builds:
-            from harness.errors import BadInput
-
             raise BadInput(f"no build {b!r} in {m.path}; builds: {', '.join(m.builds)}")
         for t in targets:
             if t not in m.targets:
-                from harness.errors import BadInput
-
                 raise BadInput(f"no target {t!r} in {m.path}; targets: {', '.join(m.targets)}")
             ctx.build(m.builds[b], t)
     return KpiPlan(kpi=kpi, mode="smoke", targets=tuple(targets), steps=tuple(ctx.steps), gaps=tuple(ctx.gaps))
@@ -412,8 +415,6 @@ def cmd_images(args: argparse.Namespace, opts: GlobalOptions) -> int:
     client = docker_client()
     for n in names:
         if n not in m.images:
-            from harness.errors import BadInput
-
             raise BadInput(f"no image {n!r} in {m.path}; images: {', '.join(m.images)}")
         if not (opts.project_root / m.images[n].context).is_dir():
             raise Blocked(
