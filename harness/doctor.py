@@ -47,7 +47,7 @@ def _base_image(tag: str) -> tuple[bool, str]:
 
         client = docker.from_env(timeout=5)
         img = client.images.get(tag)
-        return True, f"{tag} {img.id[:19]}"
+        return True, f"{tag} {str(img.id)[:19]}"
     except Exception as e:
         return False, f"{tag} absent ({type(e).__name__})"
 
