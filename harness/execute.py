@@ -117,6 +117,14 @@ def _check_output_arch(path: Path, arch: str, what: str, log: str) -> None:
         raise StepFailed(f"{what} produced {info.describe()}, not an {arch} binary", log=log)
 
 
+def _dep_output(step: Step, run: Run, prefix: str) -> dict[str, Any]:
+    """Outputs of the dependency `prefix` (a source step may carry its paths: source:ant:api,...)."""
+    for dep in step.depends:
+        if dep == prefix or dep.startswith(prefix + ":"):
+            return run.outputs[dep]
+    raise KeyError(f"{step.id} has no dependency {prefix}")
+
+
 def exec_build(step: Step, run: Run) -> dict[str, Any]:
     from harness.artefacts import ArtefactStore
     from harness.container import Container
@@ -130,13 +138,13 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
             f"[dim]    reuse {build.name} for {target}: artefact {hit.sha256[:12]} (inputs unchanged)[/dim]"
         )
         return {"sha256": hit.sha256, "path": str(hit.path), "reused": True, "provenance": hit.provenance}
-    src_out = run.outputs[f"source:{build.source}"]
+    src_out = _dep_output(step, run, f"source:{build.source}")
     img_out = run.outputs[f"image:{build.image}"]
     tree = run.work_dir(f"build-{build.name}-{target}") / "src"
     _copy_tree(Path(src_out["path"]), tree)
     overlay_prov = {}
     if build.overlay is not None:
-        ov = run.outputs[f"source:{build.overlay.source}"]
+        ov = _dep_output(step, run, f"source:{build.overlay.source}")
         _copy_tree(Path(ov["path"]), tree / build.overlay.path)
         overlay_prov = {"overlay": build.overlay.path, "overlay_commit": ov["commit"]}
     derived = _derive(tree, build)
@@ -256,6 +264,14 @@ def _executors_for(kpi_id: str) -> dict[str, Executor]:
         from harness import kpi_ml
 
         ex.update(kpi_ml.EXECUTORS_ML_MEMORY)
+    elif kpi_id == "app_latency":
+        from harness import kpi_app_latency
+
+        ex.update(kpi_app_latency.EXECUTORS)
+    elif kpi_id == "boards":
+        from harness import kpi_boards
+
+        ex.update(kpi_boards.EXECUTORS)
     elif kpi_id == "npus":
         from harness import kpi_npus
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import BadInput
-from harness.parsers import admm, benchmark_model, vela, vminfo
+from harness.parsers import admm, benchmark_model, resourcebench, streaming, vela, vminfo
 
 Parser = Callable[[Path], list[dict[str, Any]]]
 
@@ -22,6 +22,8 @@ PARSERS: Final[dict[str, Parser]] = {
     "benchmark_model": benchmark_model.measurements,
     "admm": admm.measurements,
     "vela": vela.measurements,
+    "resourcebench": resourcebench.measurements,
+    "streaming": streaming.measurements,
 }
 
 

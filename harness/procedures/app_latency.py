@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
 from harness.plan import interleaved
 
 if TYPE_CHECKING:
     from harness.plan import PlanContext
+    from harness.steps import Step
+
+UPSTREAM_SENDS: Final = 50  # `while totalCount < 49`: 50 result lines per script
+SMOKE_SENDS: Final = 10  # smoke copies lower the loop bound: ≈22 s per script instead of ≈100 s
+MEASURE_WALL_S: Final = 110.0  # ≈ 50 × 2 s plus start-up; lost replies must not stretch a run
+SEND_PERIOD_S: Final = 2.0
+
+
+def wall_bound_s(mode: str) -> float:
+    """The wall-time bound of one session after `start`."""
+    return MEASURE_WALL_S if mode != "smoke" else SEND_PERIOD_S * (SMOKE_SENDS + 1) + 10.0
+
+
+def ant_deploy(ctx: PlanContext, target: str, what: str, depends: Sequence[str]) -> Step:
+    """Where ANT runs for KPIs 2 and 6: the build tree, in the image it was built in."""
+    where, _ = ctx.run_where(target)
+    if where == "board":
+        return ctx.deploy(target, ["ant build tree (iotjs + native module .so files)", what], depends)
+    t = ctx.manifest.targets[target]
+    how = f"the kernel's binfmt_misc runs the {t.arch} binaries under {t.qemu}" if where == "qemu" else "natively"
+    return ctx.step(
+        id=f"deploy:{target}",
+        kind="deploy",
+        where="host",
+        target=target,
+        description=f"mount the ANT build tree for {target} at /src in the ant-build image, where its "
+        f"native modules were linked ({how}); stage {what}",
+        depends=tuple(depends),
+        key_parts=(where,),
+    )
 
 
 def plan(ctx: PlanContext) -> None:
     m, kpi = ctx.manifest, ctx.kpi
     scripts = ctx.source("ant", paths=("test/resourcebench", "app-core"))
+    sends = SMOKE_SENDS if ctx.mode == "smoke" else UPSTREAM_SENDS
     for target in ctx.targets:
         where, fidelity = ctx.run_where(target)
         built = ctx.build(m.builds["ant"], target)
@@ -28,9 +60,10 @@ def plan(ctx: PlanContext) -> None:
             "(upstream stamps once at load, so it prints time since load)",
             outputs=("legacy-persend.js", "resource-api-persend.js"),
         )
-        deploy = ctx.deploy(
+        deploy = ant_deploy(
+            ctx,
             target,
-            ["ant/out (iotjs + build tree .so)", "app-core/main-old.js", "resourcebench scripts"],
+            "the derived resourcebench copies and the loopback companion",
             [built.id, f"patch:per-send:{target}"],
         )
         companion = (
@@ -53,7 +86,8 @@ def plan(ctx: PlanContext) -> None:
                     depends=(deploy.id,),
                     argv=("iotjs", "app-core/main-old.js"),
                     description=f"start the runtime with main-old.js (HEAD main.js cannot reach a "
-                    f"companion), talk to {companion}, run {vname} ≈110 s (≈50 sends)",
+                    f"companion), talk to {companion}, run a per-send copy and the upstream-stamped copy "
+                    f"of {vname}, {sends} sends each, ≤ {wall_bound_s(ctx.mode):g} s each",
                     outputs=(f"{vname}-{r}.log",),
                     key_parts=(built.key,),
                 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.procedures.app_latency import ant_deploy
+
 if TYPE_CHECKING:
     from harness.plan import PlanContext
 
@@ -17,7 +19,7 @@ def plan(ctx: PlanContext) -> None:
         if built is None:
             continue
         camera = "the board's camera source from boards.toml" if where == "board" else "'test' (videotestsrc)"
-        dep = ctx.deploy(target, ["ant/out", "streaming.js with sourceType set"], [built.id, script.id])
+        dep = ant_deploy(ctx, target, "streaming.js with sourceType set", [built.id, script.id])
         ctx.step(
             id=f"measure:streaming:{target}",
             kind="measure",
@@ -28,8 +30,9 @@ def plan(ctx: PlanContext) -> None:
             repeat=0,
             fidelity=fidelity,
             depends=(dep.id,),
-            argv=("antd", "streaming", "--run"),
-            description=f"streaming.js with sourceType = {camera}; an external GDP client "
+            argv=("iotjs", "app-core/main.js", "streaming", "streaming.js", "0"),
+            description=f"streaming.js as `antd streaming --run` runs it, with sourceType = {camera}; "
+            "an external GDP client "
             "(tcpclientsrc ! gdpdepay ! identity eos-after=N ! fakesink) must receive frames",
             notes=(
                 "pass = 'Pipeline ready!', no CRITICAL / 'Error received from element', the "
@@ -37,10 +40,19 @@ def plan(ctx: PlanContext) -> None:
                 "code is not evidence",
             ),
         )
+        ctx.step(
+            id=f"parse:{target}",
+            kind="parse",
+            where="host",
+            target=target,
+            depends=(f"measure:streaming:{target}",),
+            description="apply the pass rule to the app log and the client's exit → one 'passed' row",
+        )
     ctx.step(
         id="evaluate",
         kind="evaluate",
         where="host",
+        depends=tuple(s.id for s in ctx.steps if s.kind == "parse"),
         description="count of boards that passed, each linked to its log; the nine seed boards "
         "are the target set and the report shows which have evidence",
     )

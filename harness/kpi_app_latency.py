@@ -1,0 +1,297 @@
+"""KPI 2 execution: Legacy vs Resource API round trips under main-old.js with a loopback companion.
+
+Each measure step runs one API's script twice in the ANT build image (where the runtime's native
+modules live): a per-send copy, which stamps every request and so prints round trips (`rtt`), and
+the upstream script, which stamps once at load and so prints time since load (`elapsed_raw`,
+reported for comparison with published figures, never compared). Both copies are derived from the
+upstream files at run time. Smoke mode lowers the scripts' loop count (fewer sends); measure mode
+runs them as published, bounded by wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+
+from harness import ant_build
+from harness.errors import Blocked, StepFailed
+from harness.fsio import atomic_write_text
+from harness.parsers import resourcebench
+from harness.procedures.app_latency import SMOKE_SENDS, UPSTREAM_SENDS, wall_bound_s
+from harness.results import Row, append_row_journal
+from harness.runner import Executor, Run
+from harness.steps import Step
+
+KPI: Final = "app_latency"
+MAIN_OLD: Final = "app-core/main-old.js"
+# A row's identity is (run, KPI, metric, variant, workload, target, repeat): one row per printed
+# sample needs its own `repeat`, so it is repeat × SAMPLE_STRIDE + the sample's (N).
+SAMPLE_STRIDE: Final = 1000
+
+_STAMP_RE: Final = re.compile(r"(['\"]\*\*ResourceBench\*\* ['\"]\s*\+\s*)startTimeValue\b")
+_LOOP_RE: Final = re.compile(r"\btotalCount < 49\b")
+COPIES: Final = ("persend", "raw")
+
+
+# --------------------------------------------------------------------------------------------
+# Copies of the upstream scripts
+# --------------------------------------------------------------------------------------------
+
+
+def _sub_once(pattern: re.Pattern[str], repl: str, text: str, what: str, name: str) -> str:
+    new, n = pattern.subn(repl, text)
+    if n != 1:
+        raise StepFailed(f"{name}: expected one {what} to patch, found {n}: the upstream script changed")
+    return new
+
+
+def derive_copy(text: str, *, name: str, per_send: bool, sends: int) -> str:
+    """A copy of a resourcebench script: stamped per send and/or with `sends` result lines."""
+    out = text
+    if per_send:
+        # Upstream stamps the request once at load; a stamp per send makes each line a round trip.
+        out = _sub_once(_STAMP_RE, r"\1new Date().valueOf()", out, "load-time stamp", name)
+    if sends != UPSTREAM_SENDS:
+        out = _sub_once(_LOOP_RE, f"totalCount < {sends - 1}", out, "loop bound", name)
+    return out
+
+
+def _sends(run: Run) -> int:
+    return SMOKE_SENDS if run.mode == "smoke" else UPSTREAM_SENDS
+
+
+def exec_patch(step: Step, run: Run) -> dict[str, Any]:
+    """Derive the per-send and raw copies of both scripts from the upstream checkout."""
+    kpi = run.manifest.kpi(KPI)
+    src = run.outputs[step.depends[0]]
+    sends = _sends(run)
+    dest = run.work_dir(f"scripts-{step.target}")
+    scripts: dict[str, dict[str, str]] = {}
+    for v in kpi.variants:
+        wl = run.manifest.workloads[v.name]
+        upstream = Path(src["path"]) / wl.path
+        if not upstream.is_file():
+            raise StepFailed(f"{step.id}: {wl.path} is not in the checkout {src['path']}")
+        text = upstream.read_text()
+        scripts[v.name] = {}
+        for copy in COPIES:
+            p = dest / f"{v.name}-{copy}.js"
+            p.write_text(derive_copy(text, name=wl.path, per_send=copy == "persend", sends=sends))
+            scripts[v.name][copy] = str(p)
+    return {"scripts": scripts, "sends": sends, "source_commit": src.get("commit", "")}
+
+
+def exec_build(step: Step, run: Run) -> dict[str, Any]:
+    if step.id.startswith("patch:"):
+        return exec_patch(step, run)
+    return ant_build.exec_ant_build(step, run)
+
+
+# --------------------------------------------------------------------------------------------
+# Measurement
+# --------------------------------------------------------------------------------------------
+
+
+def _raw(run: Run, step: Step, suffix: str) -> Path:
+    p = run.run_dir / "raw" / (step.id.replace(":", "_") + suffix)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def exec_measure(step: Step, run: Run) -> dict[str, Any]:
+    deploy = run.outputs.get(f"deploy:{step.target}")
+    patch = run.outputs.get(f"patch:per-send:{step.target}")
+    if deploy is None or patch is None:
+        raise Blocked(f"{step.id}: nothing deployed for {step.target}", "run the build and deploy steps first")
+    identity = ant_build.check_emulation(step, run)
+    variant = step.variant or ""
+    sends = int(patch["sends"])
+    wall = wall_bound_s(run.mode)
+    work = run.work_dir(f"kpi2-{step.id}")
+    companion = ant_build.stage_companion(work)
+    log = run.log_path(step.id)
+    runtime = [deploy["iotjs"], f"{ant_build.TREE_MOUNT}/{MAIN_OLD}"]
+    sessions: dict[str, Any] = {}
+    started_at = time.time()
+    with ant_build.runtime_container(run, deploy, work) as c:
+        for copy in COPIES:
+            shutil.copy2(patch["scripts"][variant][copy], work / f"{copy}.js")
+            cwd = work / copy
+            if cwd.exists():
+                shutil.rmtree(cwd)  # main-old.js would load a leftover app0.js at start-up
+            cwd.mkdir()
+            argv = [
+                "python3", companion, "session",
+                "--app", f"{ant_build.WORK_MOUNT}/{copy}.js",
+                "--runtime-log", f"{ant_build.WORK_MOUNT}/{copy}.runtime.log",
+                "--cwd", f"{ant_build.WORK_MOUNT}/{copy}",
+                "--line-pattern", resourcebench.LINE_PATTERN,
+                "--lines", str(sends),
+                "--duration", f"{wall:g}",
+                "--", *runtime,
+            ]  # fmt: skip
+            t0 = time.monotonic()
+            rc = c.run(argv, log_path=log)
+            app_log = _raw(run, step, f".{copy}.log")
+            src_log = work / f"{copy}.runtime.log"
+            if src_log.is_file():
+                shutil.copy2(src_log, app_log)
+            else:
+                app_log.write_text("")
+            sessions[copy] = {"rc": rc, "log": str(app_log), "wall_s": round(time.monotonic() - t0, 1)}
+    summary = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith(("session:", "companion:"))]
+    if all(s["rc"] != 0 for s in sessions.values()):
+        raise StepFailed(f"{step.id}: neither session ran: {'; '.join(summary[-3:])}", log=run.rel(log))
+    return {
+        "sessions": sessions,
+        "summary": summary,
+        "sends": sends,
+        "wall_bound_s": wall,
+        "argv": runtime,
+        "started_at": started_at,
+        "driver_log": str(log),
+        "identity": {**identity, "container_image": deploy["image_id"]},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+def _session_note(outputs: dict[str, Any], copy: str) -> str:
+    lines = outputs.get("summary", [])
+    idx = list(COPIES).index(copy)
+    # The driver prints one session line and one companion line per session, in COPIES order.
+    sess = [ln for ln in lines if ln.startswith("session:") and " lines in " in ln]
+    comp = [ln for ln in lines if ln.startswith("companion: received")]
+    parts = []
+    if idx < len(sess):
+        parts.append(sess[idx].removeprefix("session: "))
+    if idx < len(comp):
+        parts.append(comp[idx])
+    return "; ".join(parts)
+
+
+def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
+    """Rows of one measure step: rtt per sample after the warm-up, elapsed_raw per printed line."""
+    build = run.outputs.get(f"build:{ant_build.BUILD}:{step.target}", {})
+    sends = int(outputs.get("sends", UPSTREAM_SENDS))
+    shortened = (
+        f"smoke: {sends} sends instead of {UPSTREAM_SENDS} (loop bound lowered in the derived copy)"
+        if sends != UPSTREAM_SENDS
+        else ""
+    )
+    common: dict[str, Any] = dict(
+        run_id=run.run_id,
+        kpi=KPI,
+        variant=step.variant or "-",
+        workload=step.workload,
+        target=step.target,
+        fidelity=step.fidelity or "host",
+        mode=run.mode,
+        source_commit=build.get("provenance", {}).get("source_commit", ""),
+        image_digest=build.get("provenance", {}).get("image_id", ""),
+        artefact_sha256=build.get("sha256", ""),
+        argv=[str(a) for a in outputs.get("argv", step.argv)],
+        target_identity=outputs.get("identity", {}),
+        time=datetime.fromtimestamp(float(outputs.get("started_at", time.time())), timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        **run.provenance_base(),
+    )
+    base_repeat = (step.repeat or 0) * SAMPLE_STRIDE
+    rows: list[Row] = []
+    specs = (
+        ("persend", "rtt", resourcebench.WARMUP, "per-send copy: one round trip per line, sample 1 dropped as warm-up"),
+        ("raw", "elapsed_raw", 0, "upstream stamping: time since app load, not a round trip"),
+    )
+    for copy, metric, warmup, what in specs:
+        sess = outputs["sessions"].get(copy)
+        if sess is None:
+            continue
+        log_rel = run.rel(Path(sess["log"]))
+        samples = resourcebench.parse(sess["log"])
+        note_base = "; ".join(p for p in (what, shortened, _session_note(outputs, copy)) if p)
+        kept = resourcebench.without_warmup(samples, warmup)
+        if sess["rc"] != 0 or not kept:
+            why = f"session exited {sess['rc']}" if sess["rc"] != 0 else f"{len(samples)} result line(s)"
+            rows.append(
+                Row(
+                    metric=metric,
+                    value=math.nan,
+                    unit="ms",
+                    status="failed",
+                    log=log_rel,
+                    repeat=base_repeat,
+                    note=f"{why}; {note_base}",
+                    **common,
+                )
+            )
+            continue
+        for s in kept:
+            ok = not math.isnan(s.ms)
+            label = f"repeat {step.repeat or 0}, sample {s.index}" + ("" if ok else " printed NaN")
+            rows.append(
+                Row(
+                    metric=metric,
+                    value=s.ms,
+                    unit="ms",
+                    status="ok" if ok else "failed",
+                    log=log_rel,
+                    repeat=base_repeat + s.index,
+                    note=f"{label}; {note_base}",
+                    **common,
+                )
+            )
+    return rows
+
+
+def exec_parse(step: Step, run: Run) -> dict[str, Any]:
+    n = 0
+    for sid in step.depends:
+        outputs = run.outputs.get(sid)
+        if not outputs or "sessions" not in outputs:
+            continue
+        for row in rows_for(run, run.options["steps"][sid], outputs):
+            append_row_journal(run.run_dir, row)
+            n += 1
+    return {"rows": n}
+
+
+def exec_evaluate(step: Step, run: Run) -> dict[str, Any]:
+    return evaluate_kpi(run, KPI)
+
+
+def evaluate_kpi(run: Run, kpi_id: str) -> dict[str, Any]:
+    """Evaluate one KPI from the run's journal and keep the evaluation beside the rows."""
+    from harness.results import Results
+    from harness.stats import evaluate
+
+    results = Results.from_journal(run.run_dir).filter(kpi=kpi_id)
+    ev = evaluate(run.manifest.kpi(kpi_id), results)
+    path = run.run_dir / "evaluations" / f"{kpi_id}.json"
+    atomic_write_text(
+        path,
+        json.dumps(
+            {"verdict": ev.verdict.value, "reason": ev.reason, "value": ev.value, "ci": [ev.ci_low, ev.ci_high]},
+            indent=1,
+            default=str,
+        ),
+    )
+    return {"verdict": ev.verdict.value, "value": ev.value, "reason": ev.reason}
+
+
+EXECUTORS: dict[str, Executor] = {
+    "build": exec_build,
+    "deploy": ant_build.exec_deploy,
+    "measure": exec_measure,
+    "parse": exec_parse,
+    "evaluate": exec_evaluate,
+}
