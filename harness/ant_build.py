@@ -16,7 +16,15 @@ from typing import Any, Final
 
 from harness.container import Container
 from harness.errors import Blocked, StepFailed
-from harness.execute import _check_output_arch, _copy_tree, _derive, _docker, exec_build, host_identity
+from harness.execute import (
+    _check_output_arch,
+    _copy_tree,
+    _dep_output,
+    _derive,
+    _docker,
+    exec_build,
+    host_identity,
+)
 from harness.fsio import atomic_write_text
 from harness.runner import Run
 from harness.steps import Step
@@ -28,14 +36,6 @@ _MARKER: Final = ".ant-kpi-build.json"
 # What a cross build of ANT needs in the image besides a compiler: the native modules link
 # GStreamer, GLib, D-Bus, dbus-glib, curl and libtar of the target architecture.
 _CROSS_TOOL: Final = {"armhf": "arm-linux-gnueabihf-gcc", "arm64": "aarch64-linux-gnu-gcc"}
-
-
-def _source_output(run: Run, step: Step, name: str) -> dict[str, Any]:
-    """The output of the source step this build depends on (its id carries the paths)."""
-    for dep in step.depends:
-        if dep == f"source:{name}" or dep.startswith(f"source:{name}:"):
-            return run.outputs[dep]
-    raise StepFailed(f"{step.id}: no source step for {name} among its dependencies")
 
 
 def _check_image_supports(run: Run, target: str, image_out: Mapping[str, Any]) -> None:
@@ -91,13 +91,13 @@ def exec_ant_build(step: Step, run: Run) -> dict[str, Any]:
         prov = json.loads(marker.read_text())
         run.console.print(f"[dim]    reuse the ANT build tree for {target}: {root}[/dim]")
         return {**prov["outputs"], "tree": str(tree), "reused": True}
-    src_out = _source_output(run, step, build.source)
+    src_out = _dep_output(step, run, f"source:{build.source}")
     if root.exists():
         shutil.rmtree(root)  # an interrupted build: start from clean sources
     _copy_tree(Path(src_out["path"]), tree)
     overlay_prov = {}
     if build.overlay is not None:
-        ov = _source_output(run, step, build.overlay.source)
+        ov = _dep_output(step, run, f"source:{build.overlay.source}")
         _copy_tree(Path(ov["path"]), tree / build.overlay.path)
         overlay_prov = {"overlay": build.overlay.path, "overlay_commit": ov["commit"]}
     derived = _derive(tree, build)

@@ -181,8 +181,8 @@ def cmd_compare(args: argparse.Namespace, opts: GlobalOptions) -> int:
                "changes": [c.to_json() for c in changes]}
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return EXIT_OK
-    console = Console()
+    console = Console(emoji=False)
     if not console.is_terminal:
-        console = Console(width=200)  # piped into a file or a log: keep one row per line
+        console = Console(width=200, emoji=False)  # piped into a file or a log: keep one row per line
     render_table(changes, console, name_a=dir_a.name, name_b=dir_b.name)
     return EXIT_OK

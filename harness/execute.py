@@ -206,6 +206,15 @@ def record_blocked(step: Step, run: Run, state: StepState) -> None:
     )
 
 
+def _exec_any_build(step: Step, run: Run) -> dict[str, Any]:
+    """build_arm / build_ant: ANT keeps its build tree (its modules are found by absolute path)."""
+    if step.params.get("build") == "ant":
+        from harness.ant_build import exec_ant_build
+
+        return exec_ant_build(step, run)
+    return exec_build(step, run)
+
+
 COMMON_EXECUTORS: dict[str, Executor] = {
     "source": exec_source,
     "image": exec_image,
@@ -388,7 +397,7 @@ def cmd_build(args: argparse.Namespace, opts: GlobalOptions) -> int:
     for g in plan.gaps:
         run.console.print(f"[yellow]  not built:[/yellow] {g}")
     with run_lock(run):
-        states = StepRunner(run, dict(COMMON_EXECUTORS)).execute(plan)
+        states = StepRunner(run, {**COMMON_EXECUTORS, "build": _exec_any_build}).execute(plan)
     summary = {
         sid: {
             "status": st.status,
@@ -412,7 +421,7 @@ def cmd_images(args: argparse.Namespace, opts: GlobalOptions) -> int:
 
     from harness.images import bootstrap_base, docker_client, ensure_image
 
-    con = Console(stderr=True)
+    con = Console(stderr=True, emoji=False)
     if args.images_command == "bootstrap-base":
         work = Path(os.environ.get("ANT_KPI_CACHE", opts.project_root / ".ant-kpi/cache")) / "bootstrap"
         ref = bootstrap_base(

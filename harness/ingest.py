@@ -82,6 +82,6 @@ def cmd_ingest(args: argparse.Namespace, opts: GlobalOptions) -> int:
         raise BadInput(f"the files gave no {kpi.id} metric ({', '.join(sorted(metrics))}) through parser {name}")
     for r in rows:
         append_row_journal(run_dir, r)
-    Console(stderr=True).print(f"ingested {len(rows)} rows into run {run_id}")
-    verdicts = evaluate_and_report(run_dir, run_id, m, [kpi], Console())
+    Console(stderr=True, emoji=False).print(f"ingested {len(rows)} rows into run {run_id}")
+    verdicts = evaluate_and_report(run_dir, run_id, m, [kpi], Console(emoji=False))
     return EXIT_KPI_FAILED if "FAIL" in verdicts else EXIT_OK

@@ -78,7 +78,7 @@ def evaluate_and_report(
 
 
 def finish_run(run: Run, kpis: Sequence[Kpi]) -> list[str]:
-    return evaluate_and_report(run.run_dir, run.run_id, run.manifest, kpis, Console())
+    return evaluate_and_report(run.run_dir, run.run_id, run.manifest, kpis, Console(emoji=False))
 
 
 def _runs(runs_dir: Path) -> list[Path]:
@@ -121,7 +121,7 @@ def cmd_report(args: argparse.Namespace, opts: GlobalOptions) -> int:
     if not kpis:
         raise BadInput(f"run {run_dir.name} has no result rows")
     lang = check_lang(getattr(args, "lang", "en"))
-    verdicts = evaluate_and_report(run_dir, run_dir.name, m, kpis, Console(), langs=(lang,),
+    verdicts = evaluate_and_report(run_dir, run_dir.name, m, kpis, Console(emoji=False), langs=(lang,),
                                    html=getattr(args, "html", True))
     return EXIT_KPI_FAILED if "FAIL" in verdicts else EXIT_OK
 

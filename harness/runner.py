@@ -81,7 +81,7 @@ class Run:
     cache_dir: Path
     mode: str
     overrides: Mapping[str, Path] = field(default_factory=dict)
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=lambda: Console(stderr=True, emoji=False))
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     harness_commit: str = ""
     harness_dirty: bool = False
@@ -244,7 +244,7 @@ def open_run(
         cache_dir=cache,
         mode=mode,
         overrides=dict(overrides or {}),
-        console=console or Console(stderr=True),
+        console=console or Console(stderr=True, emoji=False),
         harness_commit=commit,
         harness_dirty=dirty,
     )
