@@ -215,10 +215,27 @@ def _exec_any_build(step: Step, run: Run) -> dict[str, Any]:
     return exec_build(step, run)
 
 
+def evaluate_kpi(run: Run, kpi_id: str) -> dict[str, Any]:
+    """Judge one KPI from the run's journal and keep the evaluation beside the rows."""
+    from harness.fsio import atomic_write_text
+    from harness.results import Results
+    from harness.stats import evaluate
+
+    ev = evaluate(run.manifest.kpi(kpi_id), Results.from_journal(run.run_dir).filter(kpi=kpi_id))
+    doc = {"verdict": ev.verdict.value, "reason": ev.reason, "value": ev.value, "ci": [ev.ci_low, ev.ci_high]}
+    atomic_write_text(run.run_dir / "evaluations" / f"{kpi_id}.json", json.dumps(doc, indent=1, default=str))
+    return {"verdict": ev.verdict.value, "value": ev.value, "reason": ev.reason}
+
+
+def exec_evaluate(step: Step, run: Run) -> dict[str, Any]:
+    return evaluate_kpi(run, step.kpi)
+
+
 COMMON_EXECUTORS: dict[str, Executor] = {
     "source": exec_source,
     "image": exec_image,
     "build": exec_build,
+    "evaluate": exec_evaluate,
 }
 
 

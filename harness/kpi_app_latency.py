@@ -10,7 +10,6 @@ runs them as published, bounded by wall time.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
@@ -21,7 +20,6 @@ from typing import Any, Final
 
 from harness import ant_build
 from harness.errors import Blocked, StepFailed
-from harness.fsio import atomic_write_text
 from harness.parsers import resourcebench
 from harness.procedures.app_latency import SMOKE_SENDS, UPSTREAM_SENDS, wall_bound_s
 from harness.results import Row, append_row_journal
@@ -265,33 +263,9 @@ def exec_parse(step: Step, run: Run) -> dict[str, Any]:
     return {"rows": n}
 
 
-def exec_evaluate(step: Step, run: Run) -> dict[str, Any]:
-    return evaluate_kpi(run, KPI)
-
-
-def evaluate_kpi(run: Run, kpi_id: str) -> dict[str, Any]:
-    """Evaluate one KPI from the run's journal and keep the evaluation beside the rows."""
-    from harness.results import Results
-    from harness.stats import evaluate
-
-    results = Results.from_journal(run.run_dir).filter(kpi=kpi_id)
-    ev = evaluate(run.manifest.kpi(kpi_id), results)
-    path = run.run_dir / "evaluations" / f"{kpi_id}.json"
-    atomic_write_text(
-        path,
-        json.dumps(
-            {"verdict": ev.verdict.value, "reason": ev.reason, "value": ev.value, "ci": [ev.ci_low, ev.ci_high]},
-            indent=1,
-            default=str,
-        ),
-    )
-    return {"verdict": ev.verdict.value, "value": ev.value, "reason": ev.reason}
-
-
 EXECUTORS: dict[str, Executor] = {
     "build": exec_build,
     "deploy": ant_build.exec_deploy,
     "measure": exec_measure,
     "parse": exec_parse,
-    "evaluate": exec_evaluate,
 }

@@ -20,7 +20,6 @@ from typing import Any, Final
 
 from harness import ant_build
 from harness.errors import Blocked, StepFailed
-from harness.kpi_app_latency import evaluate_kpi
 from harness.parsers import streaming
 from harness.results import Row, append_row_journal
 from harness.runner import Executor, Run
@@ -194,14 +193,9 @@ def exec_parse(step: Step, run: Run) -> dict[str, Any]:
     return {"rows": n}
 
 
-def exec_evaluate(step: Step, run: Run) -> dict[str, Any]:
-    return evaluate_kpi(run, KPI)
-
-
 EXECUTORS: dict[str, Executor] = {
     "build": ant_build.exec_ant_build,
     "deploy": ant_build.exec_deploy,
     "measure": exec_measure,
     "parse": exec_parse,
-    "evaluate": exec_evaluate,
 }

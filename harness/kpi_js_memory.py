@@ -7,7 +7,6 @@ static probe and reported beside them. Measure mode runs on a board and needs th
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 from harness import pss, qemu
 from harness.errors import Blocked
 from harness.execute import host_identity
-from harness.fsio import atomic_write_text
 from harness.results import Row, Status, append_row_journal
 from harness.runner import Executor, Run
 from harness.steps import Step
@@ -254,27 +252,8 @@ def exec_parse(step: Step, run: Run) -> dict[str, Any]:
     return {"rows": n}
 
 
-def exec_evaluate(step: Step, run: Run) -> dict[str, Any]:
-    from harness.results import Results
-    from harness.stats import evaluate
-
-    results = Results.from_journal(run.run_dir).filter(kpi=KPI)
-    ev = evaluate(run.manifest.kpi(KPI), results)
-    path = run.run_dir / "evaluations" / f"{KPI}.json"
-    atomic_write_text(
-        path,
-        json.dumps(
-            {"verdict": ev.verdict.value, "reason": ev.reason, "value": ev.value, "ci": [ev.ci_low, ev.ci_high]},
-            indent=1,
-            default=str,
-        ),
-    )
-    return {"verdict": ev.verdict.value}
-
-
 EXECUTORS: dict[str, Executor] = {
     "deploy": exec_deploy,
     "measure": exec_measure,
     "parse": exec_parse,
-    "evaluate": exec_evaluate,
 }

@@ -10,7 +10,6 @@ its build context those steps end BLOCKED and say so.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ import numpy as np
 
 from harness import qemu
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.execute import host_identity
+from harness.execute import _docker, host_identity
 from harness.fsio import atomic_write_text
 from harness.parsers.admm import parse_admm_file
 from harness.parsers.benchmark_model import describe, parse_benchmark_file
@@ -357,16 +356,6 @@ def prepare_admm_tree(src: Path, work: Path) -> tuple[Path, Path]:
     return tree, stubs
 
 
-def _docker(run: Run) -> Any:
-    from harness.images import docker_client
-
-    client = run.options.get("docker_client")
-    if client is None:
-        client = docker_client()
-        run.options["docker_client"] = client
-    return client
-
-
 def exec_train(step: Step, run: Run) -> dict[str, Any]:
     """ADMM_baseline in the cuda-train image (stubs, best_acc1 fix, run from output/); Blocked without it."""
     _require_train_image(run, "ADMM training")
@@ -435,20 +424,9 @@ def _write(run: Run, rows: list[Row]) -> int:
 
 def exec_evaluate_for(kpi_id: str, run: Run) -> dict[str, Any]:
     """Judge the KPI from its journal rows and write evaluations/<kpi>.json."""
-    from harness.results import Results
-    from harness.stats import evaluate
+    from harness.execute import evaluate_kpi
 
-    results = Results.from_journal(run.run_dir).filter(kpi=kpi_id)
-    ev = evaluate(run.manifest.kpi(kpi_id), results)
-    atomic_write_text(
-        run.run_dir / "evaluations" / f"{kpi_id}.json",
-        json.dumps(
-            {"verdict": ev.verdict.value, "reason": ev.reason, "value": ev.value, "ci": [ev.ci_low, ev.ci_high]},
-            indent=1,
-            default=str,
-        ),
-    )
-    return {"verdict": ev.verdict.value}
+    return evaluate_kpi(run, kpi_id)
 
 
 # --------------------------------------------------------------------------------------------
