@@ -13,7 +13,7 @@ import os
 import platform
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +213,24 @@ def _exec_any_build(step: Step, run: Run) -> dict[str, Any]:
 
         return exec_ant_build(step, run)
     return exec_build(step, run)
+
+
+RowsFor = Callable[[Run, Step, dict[str, Any]], list[Any]]
+
+
+def journal_measurements(run: Run, step_ids: Iterable[str], rows_for: RowsFor, needs: str) -> int:
+    """The parse steps' common part: rows of every completed measurement (outputs with `needs`)."""
+    from harness.results import append_row_journal
+
+    n = 0
+    for sid in step_ids:
+        outputs = run.outputs.get(sid)
+        if not outputs or needs not in outputs:
+            continue
+        for row in rows_for(run, run.options["steps"][sid], outputs):
+            append_row_journal(run.run_dir, row)
+            n += 1
+    return n
 
 
 def evaluate_kpi(run: Run, kpi_id: str) -> dict[str, Any]:

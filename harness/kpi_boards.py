@@ -20,8 +20,9 @@ from typing import Any, Final
 
 from harness import ant_build
 from harness.errors import Blocked, StepFailed
+from harness.execute import journal_measurements
 from harness.parsers import streaming
-from harness.results import Row, append_row_journal
+from harness.results import Row
 from harness.runner import Executor, Run
 from harness.steps import Step
 
@@ -182,15 +183,7 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
 
 
 def exec_parse(step: Step, run: Run) -> dict[str, Any]:
-    n = 0
-    for sid in step.depends:
-        outputs = run.outputs.get(sid)
-        if not outputs or "app_log" not in outputs:
-            continue
-        for row in rows_for(run, run.options["steps"][sid], outputs):
-            append_row_journal(run.run_dir, row)
-            n += 1
-    return {"rows": n}
+    return {"rows": journal_measurements(run, step.depends, rows_for, "app_log")}
 
 
 EXECUTORS: dict[str, Executor] = {

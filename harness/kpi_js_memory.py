@@ -14,8 +14,8 @@ from typing import Any
 
 from harness import pss, qemu
 from harness.errors import Blocked
-from harness.execute import host_identity
-from harness.results import Row, Status, append_row_journal
+from harness.execute import host_identity, journal_measurements
+from harness.results import Row, Status
 from harness.runner import Executor, Run
 from harness.steps import Step
 
@@ -234,22 +234,9 @@ def _rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
 
 
 def exec_parse(step: Step, run: Run) -> dict[str, Any]:
-    n = 0
-    for sid in step.params.get("measures", step.depends):
-        outputs = run.outputs.get(sid)
-        if not outputs or "json" not in outputs:
-            continue
-        mstep = run.options["steps"][sid]
-        for row in _rows_for(run, mstep, outputs):
-            append_row_journal(run.run_dir, row)
-            n += 1
-    # The emulator probe is not a dependency of parse in the plan's A/B list; include it here.
-    probe = f"measure:emulator-overhead:{step.target}"
-    if probe in run.outputs:
-        for row in _rows_for(run, run.options["steps"][probe], run.outputs[probe]):
-            append_row_journal(run.run_dir, row)
-            n += 1
-    return {"rows": n}
+    # The emulator probe is not among the A/B measurements; its row is made here too.
+    ids = [*step.params.get("measures", step.depends), f"measure:emulator-overhead:{step.target}"]
+    return {"rows": journal_measurements(run, ids, _rows_for, "json")}
 
 
 EXECUTORS: dict[str, Executor] = {
