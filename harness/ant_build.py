@@ -18,12 +18,10 @@ from harness.container import Container
 from harness.errors import Blocked, StepFailed
 from harness.execute import (
     _check_output_arch,
-    _copy_tree,
-    _dep_output,
-    _derive,
     _docker,
     exec_build,
     host_identity,
+    prepare_tree,
 )
 from harness.fsio import atomic_write_text
 from harness.runner import Run
@@ -91,16 +89,9 @@ def exec_ant_build(step: Step, run: Run) -> dict[str, Any]:
         prov = json.loads(marker.read_text())
         run.console.print(f"[dim]    reuse the ANT build tree for {target}: {root}[/dim]")
         return {**prov["outputs"], "tree": str(tree), "reused": True}
-    src_out = _dep_output(step, run, f"source:{build.source}")
     if root.exists():
         shutil.rmtree(root)  # an interrupted build: start from clean sources
-    _copy_tree(Path(src_out["path"]), tree)
-    overlay_prov = {}
-    if build.overlay is not None:
-        ov = _dep_output(step, run, f"source:{build.overlay.source}")
-        _copy_tree(Path(ov["path"]), tree / build.overlay.path)
-        overlay_prov = {"overlay": build.overlay.path, "overlay_commit": ov["commit"]}
-    derived = _derive(tree, build)
+    src_out, overlay_prov, derived = prepare_tree(step, run, build, tree)
     argv = list(build.full_argv(target))
     env = _cross_env(run.manifest.targets[target].arch)
     log = run.log_path(step.id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from harness.errors import (
     EXIT_BAD_INPUT,
@@ -125,6 +126,21 @@ def _dep_output(step: Step, run: Run, prefix: str) -> dict[str, Any]:
     raise KeyError(f"{step.id} has no dependency {prefix}")
 
 
+def prepare_tree(step: Step, run: Run, build: Build, tree: Path) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Copy the build's source to `tree`, apply its overlay and derived files.
+
+    Returns (the source step's outputs, overlay provenance, derived paths).
+    """
+    src_out = _dep_output(step, run, f"source:{build.source}")
+    _copy_tree(Path(src_out["path"]), tree)
+    overlay_prov: dict[str, str] = {}
+    if build.overlay is not None:
+        ov = _dep_output(step, run, f"source:{build.overlay.source}")
+        _copy_tree(Path(ov["path"]), tree / build.overlay.path)
+        overlay_prov = {"overlay": build.overlay.path, "overlay_commit": ov["commit"]}
+    return src_out, overlay_prov, _derive(tree, build)
+
+
 def exec_build(step: Step, run: Run) -> dict[str, Any]:
     from harness.artefacts import ArtefactStore
     from harness.container import Container
@@ -138,16 +154,9 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
             f"[dim]    reuse {build.name} for {target}: artefact {hit.sha256[:12]} (inputs unchanged)[/dim]"
         )
         return {"sha256": hit.sha256, "path": str(hit.path), "reused": True, "provenance": hit.provenance}
-    src_out = _dep_output(step, run, f"source:{build.source}")
     img_out = run.outputs[f"image:{build.image}"]
     tree = run.work_dir(f"build-{build.name}-{target}") / "src"
-    _copy_tree(Path(src_out["path"]), tree)
-    overlay_prov = {}
-    if build.overlay is not None:
-        ov = _dep_output(step, run, f"source:{build.overlay.source}")
-        _copy_tree(Path(ov["path"]), tree / build.overlay.path)
-        overlay_prov = {"overlay": build.overlay.path, "overlay_commit": ov["commit"]}
-    derived = _derive(tree, build)
+    src_out, overlay_prov, derived = prepare_tree(step, run, build, tree)
     argv = list(build.full_argv(target))
     log = run.log_path(step.id)
     with Container(_docker(run), img_out["tag"], mounts={str(tree): "/src"}, workdir="/src") as c:
@@ -294,34 +303,23 @@ def host_identity() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+# Each KPI's own executors: (module, attribute); a new KPI is a new entry, not a new branch.
+KPI_EXECUTORS: Final[dict[str, tuple[str, str]]] = {
+    "js_memory": ("harness.kpi_js_memory", "EXECUTORS"),
+    "ml_latency": ("harness.kpi_ml", "EXECUTORS_ML_LATENCY"),
+    "ml_memory": ("harness.kpi_ml", "EXECUTORS_ML_MEMORY"),
+    "app_latency": ("harness.kpi_app_latency", "EXECUTORS"),
+    "boards": ("harness.kpi_boards", "EXECUTORS"),
+    "npus": ("harness.kpi_npus", "EXECUTORS"),
+}
+
+
 def _executors_for(kpi_id: str) -> dict[str, Executor]:
     ex = dict(COMMON_EXECUTORS)
-    if kpi_id == "js_memory":
-        from harness import kpi_js_memory
-
-        ex.update(kpi_js_memory.EXECUTORS)
-    elif kpi_id == "ml_latency":
-        from harness import kpi_ml
-
-        ex.update(kpi_ml.EXECUTORS_ML_LATENCY)
-    elif kpi_id == "ml_memory":
-        from harness import kpi_ml
-
-        ex.update(kpi_ml.EXECUTORS_ML_MEMORY)
-    elif kpi_id == "app_latency":
-        from harness import kpi_app_latency
-
-        ex.update(kpi_app_latency.EXECUTORS)
-    elif kpi_id == "boards":
-        from harness import kpi_boards
-
-        ex.update(kpi_boards.EXECUTORS)
-    elif kpi_id == "npus":
-        from harness import kpi_npus
-
-        ex.update(kpi_npus.EXECUTORS)
+    if kpi_id in KPI_EXECUTORS:
+        module, attr = KPI_EXECUTORS[kpi_id]
+        ex.update(getattr(importlib.import_module(module), attr))
     return ex
-
 
 def _filter_plan(plan: KpiPlan, workloads: list[str]) -> KpiPlan:
     if not workloads:

@@ -12,7 +12,6 @@ signal N. Infrastructure failures (board unreachable, host key wrong, connection
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import secrets
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, Protocol, runtime_checkable
 
+from harness.artefacts import sha256_file
 from harness.boards import Board
 from harness.errors import BadInput, Blocked, StepFailed
 
@@ -37,7 +37,6 @@ EXIT_CANNOT_RUN: Final = 126
 EXIT_NOT_FOUND: Final = 127
 PSS_SOURCE: Final = Path(__file__).resolve().parent / "pss.py"
 PSS_GRACE_S: Final = 30.0  # pss.py kills the tree at the timeout; this covers its start and JSON write
-_CHUNK: Final = 1 << 20
 _ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 
@@ -145,14 +144,6 @@ def probe_identity(target: CommandProtocol, *, timeout: float = 60.0) -> dict[st
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _tail(text: str, n: int = 300) -> str:
