@@ -29,9 +29,6 @@ from harness.steps import Step
 
 KPI: Final = "app_latency"
 MAIN_OLD: Final = "app-core/main-old.js"
-# A row's identity is (run, KPI, metric, variant, workload, target, repeat): one row per printed
-# sample needs its own `repeat`, so it is repeat × SAMPLE_STRIDE + the sample's (N).
-SAMPLE_STRIDE: Final = 1000
 
 _STAMP_RE: Final = re.compile(r"(['\"]\*\*ResourceBench\*\* ['\"]\s*\+\s*)startTimeValue\b")
 _LOOP_RE: Final = re.compile(r"\btotalCount < 49\b")
@@ -205,7 +202,7 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
         ),
         **run.provenance_base(),
     )
-    base_repeat = (step.repeat or 0) * SAMPLE_STRIDE
+    repeat = step.repeat or 0
     rows: list[Row] = []
     specs = (
         ("persend", "rtt", resourcebench.WARMUP, "per-send copy: one round trip per line, sample 1 dropped as warm-up"),
@@ -228,7 +225,7 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
                     unit="ms",
                     status="failed",
                     log=log_rel,
-                    repeat=base_repeat,
+                    repeat=repeat,
                     note=f"{why}; {note_base}",
                     **common,
                 )
@@ -236,7 +233,7 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
             continue
         for s in kept:
             ok = not math.isnan(s.ms)
-            label = f"repeat {step.repeat or 0}, sample {s.index}" + ("" if ok else " printed NaN")
+            label = f"sample {s.index}" + ("" if ok else " printed NaN")
             rows.append(
                 Row(
                     metric=metric,
@@ -244,7 +241,8 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
                     unit="ms",
                     status="ok" if ok else "failed",
                     log=log_rel,
-                    repeat=base_repeat + s.index,
+                    repeat=repeat,
+                    sample=s.index,
                     note=f"{label}; {note_base}",
                     **common,
                 )

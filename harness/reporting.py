@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 REPORT_FILES = ("report.md", "report.html", "report.ko.md", "report.ko.html")
 # A row is identified by these; a re-parse after an interrupted parse must not count it twice.
-ROW_IDENTITY = ["run_id", "kpi", "metric", "variant", "workload", "target", "repeat"]
+ROW_IDENTITY = ["run_id", "kpi", "metric", "variant", "workload", "target", "repeat", "sample"]
 
 
 def collect(run_dir: Path) -> Results:

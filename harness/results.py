@@ -32,7 +32,9 @@ from harness.fsio import atomic_write_bytes, atomic_write_text
 from harness.manifest import FIDELITIES, Direction, Fidelity, Statistic
 from harness.stats import Comparison, Summary, compare, summarize
 
-RESULTS_SCHEMA_VERSION: Final = 1
+RESULTS_SCHEMA_VERSION: Final = 2
+# Version 1 had no `sample` column: its files still load, with sample 0 on every row.
+READABLE_SCHEMAS: Final = (1, 2)
 PARQUET_NAME: Final = "results.parquet"
 CSV_NAME: Final = "results.csv"
 META_NAME: Final = "results.meta.json"
@@ -56,6 +58,8 @@ COLUMNS: Final[dict[str, str]] = {
     "fidelity": "string",
     "mode": "string",
     "repeat": "int64",
+    # The n-th sample within one measurement (a KPI 2 session prints one line per send).
+    "sample": "int64",
     "value": "float64",
     "unit": "string",
     "status": "string",
@@ -98,6 +102,7 @@ class Row:
     workload: str = ""
     target: str = ""
     repeat: int = 0
+    sample: int = 0
     status: Status = "ok"
     time: str = field(default_factory=utc_now)
     source_commit: str = ""
@@ -126,9 +131,11 @@ class Row:
             raise BadInput(f"{where}: mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.status not in STATUSES:
             raise BadInput(f"{where}: status {self.status!r} is not one of {', '.join(STATUSES)}")
-        if isinstance(self.repeat, bool) or not isinstance(self.repeat, (int, np.integer)):
-            raise BadInput(f"{where}: repeat must be an integer, not {self.repeat!r}")
-        object.__setattr__(self, "repeat", int(self.repeat))
+        for name in ("repeat", "sample"):
+            got = getattr(self, name)
+            if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
+                raise BadInput(f"{where}: {name} must be an integer, not {got!r}")
+            object.__setattr__(self, name, int(got))
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.number)):
             raise BadInput(f"{where}: value must be a number, not {self.value!r}")
         object.__setattr__(self, "value", float(self.value))
@@ -290,6 +297,7 @@ class Results:
             except json.JSONDecodeError:
                 raise BadInput(f"{where}: argv or target_identity is not JSON") from None
             d["repeat"] = int(d["repeat"])
+            d["sample"] = int(d["sample"])
             d["value"] = float(d["value"])
             d["harness_dirty"] = bool(d["harness_dirty"])
             for c in _STRING_COLUMNS:
@@ -410,12 +418,12 @@ class Results:
     def load(cls, run_dir: str | Path) -> Results:
         """Load a run's results: parquet, or CSV when parquet is absent; BadInput on any problem."""
         d = Path(run_dir)
-        _check_meta(d / META_NAME)
+        schema = _check_meta(d / META_NAME)
         pq_path, csv_path = d / PARQUET_NAME, d / CSV_NAME
         if pq_path.exists():
             return cls._load_parquet(pq_path)
         if csv_path.exists():
-            return cls._load_csv(csv_path)
+            return cls._load_csv(csv_path, schema=schema)
         hint = ""
         if (d / JOURNAL_NAME).exists():
             hint = f" ({JOURNAL_NAME} is there: the run ended before saving)"
@@ -428,24 +436,29 @@ class Results:
         except (OSError, pa.ArrowException) as e:
             raise BadInput(f"{path}: not a readable parquet file ({_first_line(e)})") from None
         found = (table.schema.metadata or {}).get(_PARQUET_META_KEY)
-        if found is not None and found != str(RESULTS_SCHEMA_VERSION).encode():
-            raise BadInput(f"{path}: {_unsupported(found.decode(errors='replace'))}")
+        schema = RESULTS_SCHEMA_VERSION
+        if found is not None:
+            text = found.decode(errors="replace")
+            if text not in {str(v) for v in READABLE_SCHEMAS}:
+                raise BadInput(f"{path}: {_unsupported(text)}")
+            schema = int(text)
         try:
             df = table.to_pandas()
         except (pa.ArrowException, ValueError, TypeError) as e:
             raise BadInput(f"{path}: cannot convert ({_first_line(e)})") from None
-        return cls._wrap(_coerce(df, str(path)))
+        return cls._wrap(_coerce(_upgrade(df, schema), str(path)))
 
     @classmethod
-    def _load_csv(cls, path: Path) -> Results:
+    def _load_csv(cls, path: Path, *, schema: int = RESULTS_SCHEMA_VERSION) -> Results:
         # Read every cell as text: "" stays "", "007" stays "007", and float() below gives back
         # exactly the repr pandas wrote (NaN included) on every pandas version.
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
         except (OSError, ValueError, pd.errors.ParserError) as e:
             raise BadInput(f"{path}: not a readable results CSV ({_first_line(e)})") from None
+        df = _upgrade(df, schema, fill="0")
         _check_columns(df, str(path))
-        for col, conv in (("value", float), ("repeat", int)):
+        for col, conv in (("value", float), ("repeat", int), ("sample", int)):
             try:
                 df[col] = [conv(x) for x in df[col]]
             except ValueError as e:
@@ -489,19 +502,30 @@ def _first_line(e: BaseException) -> str:
 
 def _unsupported(schema: object) -> str:
     return (f"results schema {schema!r} is not supported "
-            f"(this harness reads {RESULTS_SCHEMA_VERSION})")
+            f"(this harness reads {', '.join(map(str, READABLE_SCHEMAS))})")
 
 
-def _check_meta(path: Path) -> None:
+def _upgrade(df: pd.DataFrame, schema: int, *, fill: object = 0) -> pd.DataFrame:
+    """Rows of an older schema in today's columns (version 1 lacks `sample`: 0)."""
+    if schema == 1 and "sample" not in df.columns:
+        df = df.copy()
+        df.insert(list(df.columns).index("repeat") + 1 if "repeat" in df.columns else len(df.columns),
+                  "sample", fill)
+    return df
+
+
+def _check_meta(path: Path) -> int:
+    """The schema version results.meta.json names (today's when there is no meta file)."""
     if not path.exists():
-        return
+        return RESULTS_SCHEMA_VERSION
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadInput(f"{path}: not readable JSON ({_first_line(e)})") from None
     schema = meta.get("schema") if isinstance(meta, dict) else None
-    if schema != RESULTS_SCHEMA_VERSION:
+    if isinstance(schema, bool) or schema not in READABLE_SCHEMAS:
         raise BadInput(f"{path}: {_unsupported(schema)}")
+    return int(schema)
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,7 +541,7 @@ def _journal_row(raw: bytes, where: str) -> Row:
     if not isinstance(data, dict):
         raise BadInput(f"{where}: not a JSON object")
     schema = data.pop("schema", None)
-    if schema != RESULTS_SCHEMA_VERSION:
+    if isinstance(schema, bool) or schema not in READABLE_SCHEMAS:
         raise BadInput(f"{where}: {_unsupported(schema)}")
     return Row.from_record(data, where=where)
 

@@ -261,6 +261,9 @@ def test_rows_keep_every_sample_through_the_report_and_compare_the_two_apis(tmp_
     df = collect(run.run_dir).df
     rtt = df[df.metric == "rtt"]
     assert len(rtt) == 2 * 9  # sample 1 of each dropped as warm-up, none collapsed by the report
+    # Each printed line keeps its own sample index; the repeat stays the measurement's repeat.
+    assert sorted(rtt[rtt.variant == "legacy"]["sample"]) == list(range(2, 11))
+    assert set(rtt["repeat"]) == {steps["legacy"].repeat or 0}
     assert len(df[df.metric == "elapsed_raw"]) == 2 * 4
     assert set(df.fidelity) == {"host"}
     assert rtt.note.str.contains("smoke: 10 sends instead of 50").all()

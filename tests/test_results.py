@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import tempfile
@@ -164,7 +165,7 @@ def test_newer_schema_in_meta_is_refused(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / META_NAME).read_text())
     meta["schema"] = RESULTS_SCHEMA_VERSION + 1
     (tmp_path / META_NAME).write_text(json.dumps(meta))
-    with pytest.raises(BadInput, match="schema 2 is not supported"):
+    with pytest.raises(BadInput, match=f"schema {RESULTS_SCHEMA_VERSION + 1} is not supported"):
         Results.load(tmp_path)
 
 
@@ -293,3 +294,53 @@ def test_any_text_survives_both_file_formats(note: str, argv: list[str], value: 
         assert same_rows(Results.load(d).rows(), rows)
         (Path(d) / PARQUET_NAME).unlink()
         assert same_rows(Results.load(d).rows(), rows)
+
+
+def _as_schema_1(tmp_path: Path) -> Path:
+    """A run directory written by schema 1: no `sample` column, version 1 in meta and parquet."""
+    res = Results.from_rows(tricky_rows())
+    res.save(tmp_path)
+    df = res.df.drop(columns=["sample"])
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[b"ant_kpi.results_schema"] = b"1"
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "results.parquet")
+    df.to_csv(tmp_path / "results.csv", index=False, na_rep="NaN", quoting=csv.QUOTE_ALL)
+    meta_json = json.loads((tmp_path / META_NAME).read_text())
+    meta_json["schema"] = 1
+    (tmp_path / META_NAME).write_text(json.dumps(meta_json))
+    return tmp_path
+
+
+def test_schema_1_parquet_loads_with_sample_zero(tmp_path: Path) -> None:
+    res = Results.load(_as_schema_1(tmp_path))
+    assert len(res) == len(tricky_rows())
+    assert list(res.df["sample"]) == [0] * len(res)
+    assert [r.note for r in res.rows()] == [r.note for r in tricky_rows()]
+
+
+def test_schema_1_csv_loads_with_sample_zero(tmp_path: Path) -> None:
+    d = _as_schema_1(tmp_path)
+    (d / "results.parquet").unlink()
+    res = Results.load(d)
+    assert list(res.df["sample"]) == [0] * len(tricky_rows())
+    assert list(res.df["repeat"]) == [r.repeat for r in tricky_rows()]
+
+
+def test_schema_1_journal_lines_load_with_sample_zero(tmp_path: Path) -> None:
+    row = tricky_rows()[0]
+    record = {"schema": 1, **{k: v for k, v in row.to_record().items() if k != "sample"}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
+    res = Results.from_journal(tmp_path)
+    assert res.rows()[0].sample == 0
+    assert res.rows()[0].metric == row.metric
+
+
+def test_rows_differing_only_in_sample_are_distinct_rows(tmp_path: Path) -> None:
+    from harness.reporting import collect
+
+    base = tricky_rows()[0]
+    for n in (1, 2, 3):
+        append_row_journal(tmp_path, dataclasses.replace(base, sample=n, status="ok", value=float(n)))
+    df = collect(tmp_path).df
+    assert sorted(df["sample"]) == [1, 2, 3]
