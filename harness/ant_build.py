@@ -129,13 +129,108 @@ def exec_ant_build(step: Step, run: Run) -> dict[str, Any]:
     return {**outputs, "tree": str(tree), "reused": False}
 
 
+# --------------------------------------------------------------------------------------------
+# A board: a self-contained runtime bundle, copied over the board's transport
+# --------------------------------------------------------------------------------------------
+
+COLLECTOR: Final = Path(__file__).resolve().parent / "ant_bundle_collect.py"
+TRIPLETS: Final = {"armhf": "arm-linux-gnueabihf", "arm64": "aarch64-linux-gnu", "x86_64": "x86_64-linux-gnu"}
+# The GStreamer plugins of streaming.js's pipeline (KPI 6), by the elements it makes: capsfilter,
+# identity and queue (coreelements), videotestsrc, videoscale + videoconvert (one plugin since
+# GStreamer 1.22), gdppay (gdp), tcpserversink (tcp), v4l2src (video4linux2); appsrc/appsink
+# (app) for antstream's own elements. rpicamsrc and the NVIDIA sources come with the board's OS.
+STREAM_PLUGINS: Final = ("coreelements", "videotestsrc", "videoconvertscale", "gdp", "tcp", "video4linux2", "app")
+REMOTE_ROOT: Final = "ant"
+EXIT_MISSING: Final = 3  # the collector's exit code when a needed library is not in the image
+
+
+def collect_bundle(step: Step, run: Run) -> tuple[Path, dict[str, Any]]:
+    """The runtime, its libraries and the stream plugins of the step's target, from the build image."""
+    build = run.manifest.builds[BUILD]
+    target = step.target
+    built = run.outputs.get(f"build:{BUILD}:{target}")
+    if built is None or "tree" not in built:
+        raise Blocked(f"{step.id}: ANT is not built for {target}", "run the build step first")
+    tree = Path(built["tree"])
+    exe = tree / build.output[target]
+    if not exe.is_file():
+        raise StepFailed(f"{step.id}: the build tree {tree} lost its iotjs")
+    # The native API modules are shared libraries beside the IoT.js build's output.
+    build_root = exe.parent.parent
+    so_dirs = sorted({p.parent.relative_to(tree).as_posix() for p in build_root.rglob("*.so")})
+    work = run.work_dir(f"bundle-{target}")
+    shutil.copy2(COLLECTOR, work / COLLECTOR.name)
+    argv = [
+        "python3", f"{WORK_MOUNT}/{COLLECTOR.name}", "--out", f"{WORK_MOUNT}/bundle",
+        "--triplet", TRIPLETS[run.manifest.targets[target].arch],
+        "--exe", f"{TREE_MOUNT}/{build.output[target]}",
+        *(a for d in so_dirs for a in ("--so-dir", f"{TREE_MOUNT}/{d}")),
+        "--copy-dir", f"{TREE_MOUNT}/app-core=app-core",
+        *(a for p in STREAM_PLUGINS for a in ("--gst-plugin", p)),
+    ]  # fmt: skip
+    img = run.outputs[f"image:{build.image}"]
+    log = run.log_path(f"{step.id}:bundle")
+    with Container(_docker(run), img["tag"], mounts={str(tree): TREE_MOUNT, str(work): WORK_MOUNT},
+                   workdir=WORK_MOUNT) as c:
+        rc = c.run(argv, log_path=log)
+    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+    if rc == EXIT_MISSING:
+        raise Blocked(f"{step.id}: the {build.image} image lacks libraries the runtime needs ({tail[0][:300]})",
+                      f"add the {TRIPLETS[run.manifest.targets[target].arch]} packages to containers/{build.image}")
+    if rc != 0:
+        raise StepFailed(f"{step.id}: collecting the runtime bundle exited {rc}", log=run.rel(log))
+    meta = json.loads((work / "bundle" / "bundle.json").read_text())
+    return work / "bundle", meta
+
+
+def runtime_argv(deploy: Mapping[str, Any]) -> list[str]:
+    """The bundled runtime as a board runs it: its own loader and libraries, never the board's."""
+    b = deploy["remote_bundle"]
+    return [f"{b}/{deploy['loader']}", "--library-path", f"{b}/lib", f"{b}/{deploy['exe']}"]
+
+
+def runtime_env(deploy: Mapping[str, Any]) -> dict[str, str]:
+    """GStreamer finds only the bundled plugins and scans them in-process (no helper binary)."""
+    b = deploy["remote_bundle"]
+    return {
+        "ANT_ROOT": b,
+        "GST_PLUGIN_SYSTEM_PATH_1_0": f"{b}/gst",
+        "GST_PLUGIN_PATH_1_0": f"{b}/gst",
+        "GST_REGISTRY_1_0": f"{b}/gst-registry.bin",
+        "GST_REGISTRY_FORK": "no",
+    }
+
+
+def _deploy_board(step: Step, run: Run) -> dict[str, Any]:
+    from harness import boardrun
+    from harness.transport import deploy
+
+    bundle, meta = collect_bundle(step, run)
+    board, transport = boardrun.session(run, step.target)
+    stage = run.work_dir(f"deploy-{step.target}")
+    remote = boardrun.put_tree(transport, bundle, f"{REMOTE_ROOT}/bundle", stage)
+    sums = deploy(transport, {Path(__file__).resolve().parent / "companion.py": f"{REMOTE_ROOT}/companion.py"})
+    built = run.outputs[f"build:{BUILD}:{step.target}"]
+    return {
+        "board": board.name,
+        "remote_root": transport.remote_path(REMOTE_ROOT),
+        "remote_bundle": remote,
+        "loader": meta["loader"],
+        "exe": meta["exe"],
+        "companion": transport.remote_path(f"{REMOTE_ROOT}/companion.py"),
+        "bundle_files": len(meta["files"]),
+        "bundle_sha256": meta["files"],
+        "sha256": sums,
+        "artefact_sha256": built.get("sha256", ""),
+        "source_commit": built.get("provenance", {}).get("source_commit", ""),
+        "identity": boardrun.public_identity(board, transport),
+    }
+
+
 def exec_deploy(step: Step, run: Run) -> dict[str, Any]:
-    """Stage the build tree for the step's target: it runs in the build image, at /src."""
+    """Stage the build tree for the step's target (the build image, at /src), or bundle it for a board."""
     if step.where == "board":
-        raise Blocked(
-            f"measure mode needs a {step.target} board running ANT with main-old.js",
-            "describe one in boards.toml (lab inventory) and pass --target <board>; smoke mode runs here",
-        )
+        return _deploy_board(step, run)
     build = run.manifest.builds[BUILD]
     built = run.outputs.get(f"build:{BUILD}:{step.target}")
     if built is None or "tree" not in built:

@@ -108,5 +108,10 @@ def put_tree(transport: Transport, local_dir: Path, remote_dir: str, work: Path)
 
 
 def public_identity(board: Board, transport: Transport) -> dict[str, Any]:
-    ident = {**transport.identity(), **board.public()}
+    """The board as provenance: what it says of itself, and what the inventory calls it."""
+    probed = transport.identity()
+    ident = {**probed, **board.public()}
+    # The inventory's model names the board for the KPI; what the hardware reports stays visible.
+    if probed.get("model") and probed["model"] != board.model:
+        ident["hardware_model"] = probed["model"]
     return ident

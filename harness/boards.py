@@ -47,6 +47,7 @@ SSH_ONLY: Final[tuple[str, ...]] = (
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _VIDEO_RE: Final = re.compile(r"^/dev/video[0-9]+$")
+_IFACE_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,15}$")
 _USER_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _HOST_RE: Final = re.compile(r"^[A-Za-z0-9_.:%\-]+$")
 
@@ -68,6 +69,8 @@ class Board:
     connect_timeout_s: float = 10.0
     command_timeout_s: float = 3600.0
     camera_source: str | None = None
+    # The network interface whose address streaming.js serves on (upstream hard-codes eth0).
+    interface: str = "eth0"
     work_dir: str = "/tmp/ant-kpi"
     tags: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -157,7 +160,8 @@ def _type_name(v: object) -> str:
 
 
 _KNOWN_KEYS: Final[tuple[str, ...]] = (
-    "model", "arch", "target", "transport", *SSH_ONLY, "command_timeout_s", "camera_source", "work_dir", "tags",
+    "model", "arch", "target", "transport", *SSH_ONLY, "command_timeout_s", "camera_source", "interface",
+    "work_dir", "tags",
 )
 
 
@@ -258,6 +262,9 @@ def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
     if camera is not None and camera not in CAMERA_KEYWORDS and not _VIDEO_RE.match(camera):
         raise t.error("camera_source", f"{camera!r} is not one of {', '.join(CAMERA_KEYWORDS)} or a /dev/videoN "
                                        f"path{_did_you_mean(camera, CAMERA_KEYWORDS)}")
+    interface = t.get("interface", str, required=False)
+    if interface is not None and not _IFACE_RE.match(interface):
+        raise t.error("interface", "must be a network interface name (letters, digits, '.', '_', '-'; ≤ 15)")
     work_dir = t.get("work_dir", str, required=False)
     if work_dir is not None and (not work_dir.startswith("/") or work_dir.rstrip("/") == ""):
         raise t.error("work_dir", "must be an absolute directory on the board (not '/')")
@@ -269,6 +276,7 @@ def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
         name=name, model=model, arch=cast(Arch, arch), target=target,
         transport=cast(TransportKind, transport), **ssh,
         command_timeout_s=3600.0 if command_timeout is None else float(command_timeout),
-        camera_source=camera, work_dir=(work_dir or "/tmp/ant-kpi").rstrip("/"), tags=tuple(tags),
+        camera_source=camera, interface=interface or "eth0", work_dir=(work_dir or "/tmp/ant-kpi").rstrip("/"),
+        tags=tuple(tags),
         notes=tuple(notes),
     )

@@ -100,11 +100,77 @@ def _raw(run: Run, step: Step, suffix: str) -> Path:
     return p
 
 
+def _session_argv(companion: str, app: str, work: str, copy: str, sends: int, wall: float,
+                  runtime: list[str]) -> list[str]:
+    """The companion stand-in's session driver: install `app` under main-old.js, echo, stop."""
+    return [
+        "python3", companion, "session",
+        "--app", app,
+        "--runtime-log", f"{work}/{copy}.runtime.log",
+        "--cwd", f"{work}/{copy}",
+        "--line-pattern", resourcebench.LINE_PATTERN,
+        "--lines", str(sends),
+        "--duration", f"{wall:g}",
+        "--", *runtime,
+    ]  # fmt: skip
+
+
+def _measure_board(step: Step, run: Run, deploy: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Both copies on the board: the runtime bundle under main-old.js, the stand-in on its loopback."""
+    from harness import boardrun
+    from harness.transport import deploy as put_files
+
+    _, transport = boardrun.session(run, step.target)
+    variant = step.variant or ""
+    sends = int(patch["sends"])
+    wall = wall_bound_s(run.mode)
+    rel = f"{ant_build.REMOTE_ROOT}/{step.id.replace(':', '_')}"
+    work = transport.remote_path(rel)
+    put_files(transport, {Path(patch["scripts"][variant][c]): f"{rel}/{c}.js" for c in COPIES})
+    runtime = [*ant_build.runtime_argv(deploy), f"{deploy['remote_bundle']}/{MAIN_OLD}"]
+    log = run.log_path(step.id)
+    sessions: dict[str, Any] = {}
+    summary: list[str] = []
+    started_at = time.time()
+    for copy in COPIES:
+        res = transport.run(["rm", "-rf", f"{work}/{copy}"], timeout=60)
+        res = transport.run(["mkdir", "-p", f"{work}/{copy}"], timeout=60)
+        if not res.ok:
+            raise StepFailed(f"{step.id}: cannot make {work}/{copy} on board {transport.name}: {res.stderr[:200]}")
+        argv = _session_argv(deploy["companion"], f"{work}/{copy}.js", work, copy, sends, wall, runtime)
+        res = transport.run(argv, timeout=wall + 120, env=ant_build.runtime_env(deploy))
+        with log.open("a", encoding="utf-8") as f:
+            f.write(res.stdout + res.stderr)
+        summary += [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith(("session:", "companion:"))]
+        app_log = _raw(run, step, f".{copy}.log")
+        try:
+            transport.get(f"{rel}/{copy}.runtime.log", app_log)
+        except StepFailed:
+            app_log.write_text("")
+        sessions[copy] = {"rc": res.exit_code, "log": str(app_log), "wall_s": round(res.wall_s, 1)}
+    if all(sess["rc"] != 0 for sess in sessions.values()):
+        raise StepFailed(f"{step.id}: neither session ran on board {transport.name}: {'; '.join(summary[-3:])}",
+                         log=run.rel(log))
+    return {
+        "sessions": sessions,
+        "summary": summary,
+        "sends": sends,
+        "wall_bound_s": wall,
+        "argv": runtime,
+        "started_at": started_at,
+        "driver_log": str(log),
+        "companion": "stand-in on the board's loopback",
+        "identity": deploy["identity"],
+    }
+
+
 def exec_measure(step: Step, run: Run) -> dict[str, Any]:
     deploy = run.outputs.get(f"deploy:{step.target}")
     patch = run.outputs.get(f"patch:per-send:{step.target}")
     if deploy is None or patch is None:
         raise Blocked(f"{step.id}: nothing deployed for {step.target}", "run the build and deploy steps first")
+    if step.where == "board":
+        return _measure_board(step, run, deploy, patch)
     identity = ant_build.check_emulation(step, run)
     variant = step.variant or ""
     sends = int(patch["sends"])
@@ -122,16 +188,8 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
             if cwd.exists():
                 shutil.rmtree(cwd)  # main-old.js would load a leftover app0.js at start-up
             cwd.mkdir()
-            argv = [
-                "python3", companion, "session",
-                "--app", f"{ant_build.WORK_MOUNT}/{copy}.js",
-                "--runtime-log", f"{ant_build.WORK_MOUNT}/{copy}.runtime.log",
-                "--cwd", f"{ant_build.WORK_MOUNT}/{copy}",
-                "--line-pattern", resourcebench.LINE_PATTERN,
-                "--lines", str(sends),
-                "--duration", f"{wall:g}",
-                "--", *runtime,
-            ]  # fmt: skip
+            argv = _session_argv(companion, f"{ant_build.WORK_MOUNT}/{copy}.js", ant_build.WORK_MOUNT, copy,
+                                 sends, wall, runtime)
             t0 = time.monotonic()
             rc = c.run(argv, log_path=log)
             app_log = _raw(run, step, f".{copy}.log")
@@ -214,7 +272,10 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
             continue
         log_rel = run.rel(Path(sess["log"]))
         samples = resourcebench.parse(sess["log"])
-        note_base = "; ".join(p for p in (what, shortened, _session_note(outputs, copy)) if p)
+        companion = outputs.get("companion", "")
+        if companion:
+            companion = f"companion: {companion} (official figures need the phone app on the board's network)"
+        note_base = "; ".join(p for p in (what, shortened, companion, _session_note(outputs, copy)) if p)
         kept = resourcebench.without_warmup(samples, warmup)
         if sess["rc"] != 0 or not kept:
             why = f"session exited {sess['rc']}" if sess["rc"] != 0 else f"{len(samples)} result line(s)"

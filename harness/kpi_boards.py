@@ -36,15 +36,25 @@ CLIENT_FRAMES: Final = 90
 # Under QEMU the first GStreamer start-up also scans every plugin through the emulator.
 EMULATED_SLOWDOWN: Final = 3
 _SOURCE_RE: Final = re.compile(r"(settings\.sourceType\s*=\s*)(['\"])[^'\"]*\2\s*;")
+UPSTREAM_INTERFACE: Final = "eth0"
+_IFACE_RE: Final = re.compile(r"(getMyIPAddress\(\s*)(['\"])eth0\2\s*\)")
 
 
-def derive_streaming(text: str, source_type: str, *, name: str = "streaming.js") -> str:
-    """A copy of streaming.js with `settings.sourceType` set to `source_type`."""
+def derive_streaming(text: str, source_type: str, *, interface: str = UPSTREAM_INTERFACE,
+                     name: str = "streaming.js") -> str:
+    """A copy of streaming.js with `settings.sourceType` and the served interface set."""
     if not re.fullmatch(r"[A-Za-z0-9_./-]+", source_type):
         raise StepFailed(f"{name}: source type {source_type!r} is not a plain name or device path")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,15}", interface):
+        raise StepFailed(f"{name}: {interface!r} is not a network interface name")
     new, n = _SOURCE_RE.subn(lambda m: f"{m.group(1)}'{source_type}';", text)
     if n != 1:
         raise StepFailed(f"{name}: expected one `settings.sourceType = ...;` line, found {n}: the script changed")
+    if interface != UPSTREAM_INTERFACE:
+        new, n = _IFACE_RE.subn(lambda m: f"{m.group(1)}{m.group(2)}{interface}{m.group(2)})", new)
+        if n != 1:
+            raise StepFailed(f"{name}: expected one `getMyIPAddress('{UPSTREAM_INTERFACE}')` call, found {n}: "
+                             "the script changed")
     return new
 
 
@@ -82,10 +92,93 @@ def _wait_ready(path: Path, timeout_s: float, done: threading.Event) -> tuple[st
     return streaming.ready_address(path.read_text(errors="replace")) if path.is_file() else None
 
 
+def _client_container(run: Run) -> Any:
+    """A container of the build image on the harness machine: the external client of a board's stream."""
+    from harness.container import Container
+    from harness.execute import _docker
+
+    build = run.manifest.builds[ant_build.BUILD]
+    return Container(_docker(run), run.outputs[f"image:{build.image}"]["tag"], workdir="/")
+
+
+def _measure_board(step: Step, run: Run, deploy: dict[str, Any]) -> dict[str, Any]:
+    """streaming.js on the board with its camera source; the client connects from the harness machine."""
+    from harness import boardrun
+    from harness.transport import deploy as put_files
+
+    board, transport = boardrun.session(run, step.target)
+    if not board.camera_source:
+        raise Blocked(f"board {board.name} names no camera_source for streaming.js",
+                      "set camera_source in boards.toml (rpi, nvidia, test or /dev/videoN)")
+    script = _script_path(run)
+    local = run.work_dir(f"kpi6-{step.id}") / f"{APP_NAME}.js"
+    local.write_text(derive_streaming(script.read_text(), board.camera_source, interface=board.interface,
+                                      name=str(script)))
+    rel = f"{ant_build.REMOTE_ROOT}/{step.id.replace(':', '_')}"
+    put_files(transport, {local: f"{rel}/{APP_NAME}.js"})
+    b = deploy["remote_bundle"]
+    app_argv = [*ant_build.runtime_argv(deploy), f"{b}/app-core/main.js", APP_NAME,
+                transport.remote_path(f"{rel}/{APP_NAME}.js"), "0"]
+    app_log = _raw(run, step, ".log")
+    client_log = _raw(run, step, ".client.log")
+    for p in (app_log, client_log):
+        p.unlink(missing_ok=True)
+    started_at = time.time()
+    result: list[Any] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+    client_rc: int | None = None
+    address: tuple[str, int] | None = None
+    with _client_container(run) as client:
+
+        def run_app() -> None:
+            try:
+                result.append(transport.run(app_argv, timeout=APP_TIMEOUT_S, stdout_path=app_log,
+                                            cwd=transport.remote_path(rel), env=ant_build.runtime_env(deploy)))
+            except BaseException as e:  # re-raised in the caller's thread
+                errors.append(e)
+            finally:
+                done.set()
+
+        t = threading.Thread(target=run_app, daemon=True)
+        t.start()
+        address = _wait_ready(app_log, READY_TIMEOUT_S, done)
+        if address is not None:
+            # The app serves on the board's own address; 0.0.0.0 means the interface had none.
+            client_rc = client.run(client_argv(*address), log_path=client_log)
+        t.join(APP_TIMEOUT_S + 60)
+    if errors:
+        raise errors[0]
+    if not result:
+        raise StepFailed(f"{step.id}: the app did not finish on board {board.name}", log=run.rel(app_log))
+    res = result[0]
+    # GStreamer's CRITICAL lines go to stderr: kept apart, so the PSS line still ends the output.
+    app_err = _raw(run, step, ".stderr.log")
+    app_err.write_text(res.stderr, encoding="utf-8")
+    return {
+        "app_log": str(app_log),
+        "app_stderr": str(app_err),
+        "client_log": str(client_log) if client_rc is not None else "",
+        "app_exit": res.exit_code,
+        "client_exit": client_rc,
+        "address": f"{address[0]}:{address[1]}" if address else "",
+        "source_type": board.camera_source,
+        "interface": board.interface,
+        "argv": app_argv,
+        "client_argv": client_argv(*address) if address else [],
+        "started_at": started_at,
+        "board": board.name,
+        "board_model": board.model,
+        "identity": deploy["identity"],
+    }
+
+
 def exec_measure(step: Step, run: Run) -> dict[str, Any]:
     deploy = run.outputs.get(f"deploy:{step.target}")
     if deploy is None:
         raise Blocked(f"{step.id}: nothing deployed for {step.target}", "run the build and deploy steps first")
+    if step.where == "board":
+        return _measure_board(step, run, deploy)
     identity = ant_build.check_emulation(step, run)
     source_type = SMOKE_SOURCE
     script = _script_path(run)
@@ -147,9 +240,12 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
     """One `passed` row (1.0 or 0.0) with the app log as its evidence."""
     build = run.outputs.get(f"build:{ant_build.BUILD}:{step.target}", {})
     text = Path(outputs["app_log"]).read_text(errors="replace")
-    c = streaming.check(text, outputs.get("client_exit"))
-    pss = f"final line {c.pss_kb:.2f} KB (PSS; not a figure off a board)" if c.pss_kb is not None else ""
+    err = Path(outputs["app_stderr"]).read_text(errors="replace") if outputs.get("app_stderr") else ""
+    c = streaming.check(text, outputs.get("client_exit"), stderr=err)
+    where = "PSS on the board, as the script samples it" if step.where == "board" else "PSS; not a figure off a board"
+    pss = f"final line {c.pss_kb:.2f} KB ({where})" if c.pss_kb is not None else ""
     extras = [
+        f"board {outputs['board']} ({outputs.get('board_model', '')})" if outputs.get("board") else "",
         f"sourceType '{outputs.get('source_type', '')}'",
         f"client {' '.join(outputs.get('client_argv', [])[2:]) or 'not run'}",
         f"app exit {outputs.get('app_exit')} (not evidence)",

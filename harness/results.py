@@ -505,7 +505,7 @@ def _unsupported(schema: object) -> str:
             f"(this harness reads {', '.join(map(str, READABLE_SCHEMAS))})")
 
 
-def _upgrade(df: pd.DataFrame, schema: int, *, fill: object = 0) -> pd.DataFrame:
+def _upgrade(df: pd.DataFrame, schema: int, *, fill: int | str = 0) -> pd.DataFrame:
     """Rows of an older schema in today's columns (version 1 lacks `sample`: 0)."""
     if schema == 1 and "sample" not in df.columns:
         df = df.copy()

@@ -527,8 +527,8 @@ def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judge
     listed = {_name_key(n): n for n in t.of}
 
     def entity(r: dict[str, Any]) -> str:
-        named = _identity_name(str(r["target_identity"]))
-        for cand in (str(r["variant"]), str(r["target"]), named):
+        named = _identity_names(str(r["target_identity"]))
+        for cand in (str(r["variant"]), str(r["target"]), *named):
             if cand and _name_key(cand) in listed:
                 return listed[_name_key(cand)]
         return str(r["target"] or r["variant"])
@@ -567,17 +567,15 @@ def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judge
                    verdict=verdict, reason=reason, with_evidence=with_ev, without_evidence=without)
 
 
-def _identity_name(text: str) -> str:
+def _identity_names(text: str) -> list[str]:
+    """What a target identity calls the thing measured: board, inventory name, then model."""
     try:
         data = json.loads(text) if text else {}
     except json.JSONDecodeError:
-        return ""
-    if isinstance(data, dict):
-        for key in ("board", "name", "model"):
-            v = data.get(key)
-            if isinstance(v, str) and v:
-                return v
-    return ""
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [v for key in ("board", "name", "model") if isinstance(v := data.get(key), str) and v]
 
 
 def _judge_report(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:

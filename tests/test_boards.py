@@ -57,6 +57,13 @@ def test_ssh_board_gets_documented_defaults(tmp_path: Path) -> None:
     assert b.seed_model
 
 
+def test_stream_interface_defaults_to_eth0_and_refuses_what_is_not_a_name(tmp_path: Path) -> None:
+    assert load_boards(_write(tmp_path, GOOD))["pi"].interface == "eth0"
+    assert load_boards(_write(tmp_path, GOOD + 'interface = "wlan0"\n'))["pi"].interface == "wlan0"
+    with pytest.raises(ManifestError, match="interface"):
+        load_boards(_write(tmp_path, GOOD + 'interface = "eth0; reboot"\n'))
+
+
 def test_local_board_needs_no_ssh_fields(tmp_path: Path) -> None:
     text = '[boards.here]\nmodel = "Jetson Xavier"\narch = "arm64"\ntarget = "arm64"\ntransport = "local"\n'
     b = load_boards(_write(tmp_path, text))["here"]

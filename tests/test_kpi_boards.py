@@ -40,6 +40,17 @@ def test_the_derived_copy_refuses_a_changed_script_or_a_source_type_that_is_code
         derive_streaming(STANDIN, "x'; evil(); '")
 
 
+def test_the_derived_copy_serves_on_the_board_s_interface() -> None:
+    text = "settings.sourceType = 'nvidia';\nsettings.my_ip_address = ant.companion.getMyIPAddress('eth0');\n"
+    out = derive_streaming(text, "rpi", interface="wlan0")
+    assert "getMyIPAddress('wlan0')" in out and "eth0" not in out
+    assert derive_streaming(text, "rpi") == text.replace("'nvidia'", "'rpi'")  # eth0 is upstream's own
+    with pytest.raises(StepFailed, match="interface name"):
+        derive_streaming(text, "rpi", interface="eth0'); evil(); ('")
+    with pytest.raises(StepFailed, match="getMyIPAddress"):
+        derive_streaming("settings.sourceType = 'x';\n", "rpi", interface="wlan0")
+
+
 def test_the_client_stops_after_n_buffers_and_is_bounded_by_a_timeout() -> None:
     argv = client_argv("172.17.0.2", 5000, frames=30, timeout_s=7)
     assert argv[:3] == ["timeout", "7", "gst-launch-1.0"]

@@ -367,6 +367,24 @@ def test_count_at_least_matches_board_names_loosely_and_gates_emulated_rows() ->
     assert ev.value == 2.0
 
 
+def test_count_at_least_names_a_board_by_its_inventory_model_when_its_name_is_the_lab_s_own() -> None:
+    boards = Kpi(
+        id="boards", number=6, session="kpi_boards", title_ko="보드 수", title_en="Boards",
+        procedure="boards", metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        target=KpiTarget(kind="count_at_least", value=2, of=("Raspberry Pi 2", "Jetson TX2")),
+        verdict_fidelity=("board",), variants=(Variant(name="ant"),), workloads=("streaming",),
+        targets=("rpi2",),
+    )
+    # What boardrun.public_identity records: the inventory name, the inventory model, the hardware's own.
+    ident = {"name": "bench1-pi", "model": "Raspberry Pi 2", "hardware_model": "Raspberry Pi 2 Model B Rev 1.1"}
+    rows = [row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="rpi2",
+                value=1.0, unit="count", target_identity=ident)]
+    ev = evaluate(boards, Results.from_rows(rows))
+    assert ev.with_evidence == ("Raspberry Pi 2",)
+    assert ev.without_evidence == ("Jetson TX2",)
+    assert ev.verdict is Verdict.INCONCLUSIVE
+
+
 def test_evaluate_per_workload_separates_fidelities() -> None:
     rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="emulated", mode="smoke")
     cells = evaluate_per_workload(kpi_mem(), Results.from_rows(rows))

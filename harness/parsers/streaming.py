@@ -57,11 +57,15 @@ def app_lines(text: str) -> list[str]:
     ]
 
 
-def check(app_log: str, client_exit: int | None) -> StreamingCheck:
-    """Apply the pass rule to the app's output and the GDP client's exit status."""
+def check(app_log: str, client_exit: int | None, *, stderr: str = "") -> StreamingCheck:
+    """Apply the pass rule to the app's output and the GDP client's exit status.
+
+    `stderr` is the app's error stream when it was kept apart (a board's run): its lines count for
+    the error rule, while the final PSS line must end the output itself.
+    """
     lines = app_lines(app_log)
     ready = next((m for m in map(READY_RE.search, lines) if m is not None), None)
-    errors = tuple(ln for ln in lines if any(r.search(ln) for r in ERROR_RES))
+    errors = tuple(ln for ln in [*lines, *app_lines(stderr)] if any(r.search(ln) for r in ERROR_RES))
     final = PSS_RE.match(lines[-1].strip()) if lines else None
     reasons = []
     if ready is None:

@@ -67,7 +67,8 @@ def plan(ctx: PlanContext) -> None:
             [built.id, f"patch:per-send:{target}"],
         )
         companion = (
-            "the companion app on a phone on the board's network (official numbers)"
+            "the harness's companion stand-in on the board's own loopback (official figures need the "
+            "phone app on the board's network, which is not automated)"
             if where == "board"
             else "the harness's loopback companion stand-in"
         )
