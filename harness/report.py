@@ -24,7 +24,7 @@ from harness.errors import BadInput
 from harness.fsio import atomic_write_text
 from harness.plots import Plot
 from harness.results import GroupSummary, Results
-from harness.stats import Evaluation, Summary, Verdict, WorkloadComparison
+from harness.stats import EntityEvidence, Evaluation, Summary, Verdict, WorkloadComparison
 
 REPORT_NAME: Final = "report.md"
 
@@ -71,6 +71,9 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "NO_VERDICT": "NO_VERDICT",
         "board": "board", "simulator": "simulator", "emulated": "emulated", "host": "host",
         "static": "static",
+        "entities": "Evidence per listed entry", "entity": "entry", "result": "result",
+        "where": "measured on", "log": "log", "passed": "passed", "not counted": "not counted",
+        "no evidence": "no evidence", "listed": "listed", "extra": "not listed",
     },
     "ko": {
         "report": "ANT KPI 평가 보고서", "run": "실행", "summary": "요약", "kpi": "KPI",
@@ -100,6 +103,9 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "NO_VERDICT": "판정 없음",
         "board": "보드", "simulator": "시뮬레이터", "emulated": "에뮬레이션", "host": "호스트",
         "static": "정적",
+        "entities": "항목별 증거", "entity": "항목", "result": "결과",
+        "where": "측정 장치", "log": "로그", "passed": "통과", "not counted": "집계 제외",
+        "no evidence": "증거 없음", "listed": "목록", "extra": "목록 외",
     },
 }
 
@@ -427,6 +433,10 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
         out += [f"### {_per_workload_title(first, lang)}", ""]
         out += _table(_cell_header(first, lang), (_cell_values(c) for c in ev.per_workload))
         out += ["", label("side_note", lang), ""]
+    if ev.entities:
+        out += [f"### {label('entities', lang)}", ""]
+        out += _table(_entity_header(lang), (_entity_values(e, run_dir, lang) for e in ev.entities))
+        out.append("")
     kpi_rows = results.filter(kpi=ev.kpi)
     groups = kpi_rows.summaries()
     if groups:
@@ -441,6 +451,16 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
     out.append("")
     out += _provenance(kpi_rows, lang)
     return out
+
+
+def _entity_header(lang: Lang) -> list[str]:
+    return [label(k, lang) for k in ("entity", "result", "fidelity", "where", "log")]
+
+
+def _entity_values(e: EntityEvidence, run_dir: Path, lang: Lang) -> list[str]:
+    name = e.name if e.listed else f"{e.name} ({label('extra', lang)})"
+    fid = label(e.fidelity, lang) if e.fidelity else "—"
+    return [name, label(e.result, lang), fid, e.where or "—", _link(e.log, run_dir, lang) if e.log else "—"]
 
 
 def _not_ok_lines(rows: Results) -> list[str]:
@@ -539,6 +559,8 @@ letter-spacing:.02em;color:#fff;white-space:nowrap}
 .v-BLOCKED{background:var(--blocked)}.v-NO_VERDICT{background:var(--nov)}
 .chip{display:inline-block;padding:1px 8px;border-radius:6px;font-size:12px;border:1px solid;
 margin:0 4px 2px 0;white-space:nowrap}
+.res{font-weight:600}.res-passed{color:var(--pass)}.res-failed{color:var(--fail)}
+.res-blocked{color:var(--blocked)}.res-not-counted{color:#9a4a00}.res-no-evidence{color:#8a8f98}
 .f-board{color:#1a7f37;border-color:#a7d8b5;background:#eefaf1}
 .f-simulator{color:#0b6b73;border-color:#9fd6da;background:#ecf8f9}
 .f-emulated{color:#9a4a00;border-color:#f0c28e;background:#fff5ea}
@@ -710,6 +732,15 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
                    f"<figcaption>{_e(p.caption)}</figcaption></figure>")
     if ev.per_workload:
         out.append(_html_cells(ev, lang))
+    if ev.entities:
+        rows_html = []
+        for e in ev.entities:
+            name = e.name if e.listed else f"{e.name} ({label('extra', lang)})"
+            badge = f'<span class="res res-{_e(e.result.replace(" ", "-"))}">{_e(label(e.result, lang))}</span>'
+            rows_html.append([_e(name), badge, _chips([e.fidelity], lang) if e.fidelity else "—",
+                              _e(e.where or "—"), _html_link(e.log, run_dir, lang) if e.log else "—"])
+        out.append(f"<h3>{_e(label('entities', lang))}</h3>"
+                   + _html_table(_entity_header(lang), rows_html, raw=range(5)))
     kpi_rows = results.filter(kpi=ev.kpi)
     groups = kpi_rows.summaries()
     if groups:

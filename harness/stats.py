@@ -305,6 +305,7 @@ class Evaluation:
     with_evidence: tuple[str, ...] = ()
     without_evidence: tuple[str, ...] = ()
     per_workload: tuple[WorkloadComparison, ...] = ()
+    entities: tuple[EntityEvidence, ...] = ()  # count KPIs: each listed board / NPU and its evidence
 
 
 def verdict_metric(kpi: Kpi) -> str:
@@ -522,16 +523,65 @@ def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
                    reason=reason)
 
 
+def _entity(listed: dict[str, str], r: dict[str, Any]) -> str:
+    """The listed name (board model, NPU) a row is evidence for, else its target."""
+    named = _identity_names(str(r["target_identity"]))
+    for cand in (str(r["variant"]), str(r["target"]), *named):
+        if cand and _name_key(cand) in listed:
+            return listed[_name_key(cand)]
+    return str(r["target"] or r["variant"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityEvidence:
+    """One listed board or NPU of a count KPI, and the row that speaks for it (if any)."""
+
+    name: str
+    listed: bool
+    result: str  # passed | failed | blocked | not counted | no evidence
+    fidelity: str = ""
+    where: str = ""  # the board (inventory name) or target the row came from
+    log: str = ""
+    note: str = ""
+
+
+def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
+    """Per listed entity (then any other that was tried): what the KPI's rows show for it.
+
+    A row counts only in measure mode with a fidelity the KPI accepts; others are shown as
+    "not counted" with their fidelity, so an emulated pass is visible but never mistaken for one.
+    """
+    t = kpi.target
+    listed = {_name_key(n): n for n in t.of}
+    best: dict[str, EntityEvidence] = {}
+    order = {"passed": 0, "failed": 1, "blocked": 2, "not counted": 3}
+    for r in _records(rows):
+        name = _entity(listed, r)
+        counted = r["mode"] == "measure" and (not kpi.verdict_fidelity or r["fidelity"] in kpi.verdict_fidelity)
+        if r["status"] == "blocked":
+            result = "blocked"
+        elif not counted:
+            result = "not counted"
+        elif r["status"] == "ok" and float(r["value"]) >= 1.0:
+            result = "passed"
+        else:
+            result = "failed"
+        names = _identity_names(str(r["target_identity"]))
+        ev = EntityEvidence(name=name, listed=name in t.of, result=result, fidelity=str(r["fidelity"]),
+                            where=names[0] if names else str(r["target"]), log=str(r["log"]),
+                            note=str(r["note"])[:200])
+        if name not in best or order[result] < order[best[name].result]:
+            best[name] = ev
+    out = [best.get(n, EntityEvidence(name=n, listed=True, result="no evidence")) for n in t.of]
+    return out + [e for n, e in sorted(best.items()) if n not in t.of]
+
+
 def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judged:
     t = kpi.target
     listed = {_name_key(n): n for n in t.of}
 
     def entity(r: dict[str, Any]) -> str:
-        named = _identity_names(str(r["target_identity"]))
-        for cand in (str(r["variant"]), str(r["target"]), *named):
-            if cand and _name_key(cand) in listed:
-                return listed[_name_key(cand)]
-        return str(r["target"] or r["variant"])
+        return _entity(listed, r)
 
     recs = _records(rows)
     passed = sorted({entity(r) for r in recs if float(r["value"]) >= 1.0})
@@ -604,6 +654,8 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         "blocked": n_bad,
         "evidence": _evidence(rows),
     }
+    if kind == "count_at_least":
+        base["entities"] = tuple(evidence_by_entity(kpi, mrows))
     has_bad = bool((mrows["status"] != "ok").any())
     blocked_reason = _blocked_reason(kpi, mrows if has_bad else rows, metric)
     statistic = kpi.compare.statistic if use_compare and kpi.compare is not None else ""

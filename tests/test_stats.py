@@ -385,6 +385,34 @@ def test_count_at_least_names_a_board_by_its_inventory_model_when_its_name_is_th
     assert ev.verdict is Verdict.INCONCLUSIVE
 
 
+def test_evidence_per_entry_shows_passes_failures_uncounted_runs_and_gaps() -> None:
+    from harness.stats import evidence_by_entity
+
+    boards = Kpi(
+        id="boards", number=6, session="kpi_boards", title_ko="보드 수", title_en="Boards",
+        procedure="boards", metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        target=KpiTarget(kind="count_at_least", value=3, of=("Raspberry Pi 2", "Jetson TX2", "ODROID XU4")),
+        verdict_fidelity=("board",), variants=(Variant(name="ant"),), workloads=("streaming",),
+        targets=("rpi2", "arm64"),
+    )
+    rows = [
+        row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="rpi2", value=1.0,
+            unit="count", target_identity={"name": "pi-a", "model": "Raspberry Pi 2"}, log="raw/a.log"),
+        row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="arm64", value=0.0,
+            unit="count", target_identity={"name": "tx2", "model": "Jetson TX2"}, log="raw/b.log"),
+        Row(**{**row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="x86_64",
+                     value=1.0, unit="count").__dict__, "fidelity": "host", "mode": "smoke"}),
+    ]
+    ev = evaluate(boards, Results.from_rows(rows))
+    got = {e.name: (e.result, e.where, e.log) for e in ev.entities}
+    assert got["Raspberry Pi 2"] == ("passed", "pi-a", "raw/a.log")
+    assert got["Jetson TX2"] == ("failed", "tx2", "raw/b.log")
+    assert got["ODROID XU4"] == ("no evidence", "", "")
+    assert got["x86_64"][0] == "not counted"  # a smoke pass is shown, never counted
+    assert [e.name for e in ev.entities][:3] == ["Raspberry Pi 2", "Jetson TX2", "ODROID XU4"]
+    assert evidence_by_entity(boards, Results.from_rows(rows).df)[3].listed is False
+
+
 def test_evaluate_per_workload_separates_fidelities() -> None:
     rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="emulated", mode="smoke")
     cells = evaluate_per_workload(kpi_mem(), Results.from_rows(rows))
