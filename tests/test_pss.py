@@ -175,6 +175,148 @@ def test_parent_scan_finds_the_same_tree_as_the_children_files(alloc: Path) -> N
     assert sorted(scanned) == sorted(walked)
 
 
+# -- measured and carried samples ---------------------------------------------------------------
+
+# A Python process that grows in 4 MiB steps (bytes repetition writes, so touches, every page),
+# holds each step, then frees everything: the steps are faults, the drop an unmap.
+_STEPS = 4
+_STEP_MIB = 4
+_GROW_IN_STEPS = f"""
+import time
+blocks = []
+for _ in range({_STEPS}):
+    blocks.append(b"\\x01" * ({_STEP_MIB} << 20))
+    time.sleep(0.15)
+del blocks
+time.sleep(0.3)
+"""
+
+# A parent touches 16 MiB and forks; the child then writes to every page. Copy-on-write gives each
+# process its own copy, so the tree's PSS grows by 16 MiB while neither process's RSS moves.
+_COW_MIB = 16
+_COPY_ON_WRITE = f"""
+import os, time
+block = bytearray(b"\\x01" * ({_COW_MIB} << 20))
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.3)
+    for i in range(0, len(block), 4096):
+        block[i] = 2
+    time.sleep(0.4)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+# Longer than any test run: only the first sample, moved counters, a changed set of processes or
+# the timeout make such a run measure.
+NEVER = 60.0
+
+
+def _assert_carried_samples_repeat_the_last_measurement(r: pss.PssResult) -> None:
+    assert r.trace[0].measured
+    last = r.trace[0]
+    for s in r.trace[1:]:
+        if s.measured:
+            last = s
+        else:
+            assert (s.pss_kb, s.pss_anon_kb, s.procs) == (last.pss_kb, last.pss_anon_kb, last.procs)
+            assert s.t > last.t
+
+
+def test_peak_of_a_process_growing_in_steps_matches_a_full_rate_sampler() -> None:
+    argv = [sys.executable, "-c", _GROW_IN_STEPS]
+    full = pss.sample_process(argv, remeasure_s=0)
+    gated = pss.sample_process(argv, remeasure_s=NEVER)
+    assert full.exit_status == 0 and gated.exit_status == 0
+    assert full.measured_samples == full.samples
+    assert gated.measured_samples < gated.samples
+    full_peak, gated_peak = full.peak(), gated.peak()
+    assert full_peak is not None and gated_peak is not None
+    # Two runs of the same interpreter differ by a few pages, not by a step.
+    assert abs(gated_peak - full_peak) <= MIB_KB
+    # Every step below the peak is seen as a level of its own, and so is the drop after the free.
+    levels = gated.values("pss_kb")
+    for k in range(1, _STEPS):
+        below = gated_peak - k * _STEP_MIB * MIB_KB
+        assert any(abs(v - below) <= MIB_KB for v in levels), (k, below)
+    final = gated.final()
+    assert final is not None and final <= gated_peak - (_STEPS - 1) * _STEP_MIB * MIB_KB
+
+
+def test_copy_on_write_after_fork_is_measured_though_no_rss_moves() -> None:
+    argv = [sys.executable, "-c", _COPY_ON_WRITE]
+    full = pss.sample_process(argv, remeasure_s=0)
+    gated = pss.sample_process(argv, remeasure_s=NEVER)
+    assert full.exit_status == 0 and gated.exit_status == 0
+    full_peak, gated_peak = full.peak(), gated.peak()
+    assert full_peak is not None and gated_peak is not None
+    assert abs(gated_peak - full_peak) <= MIB_KB
+    # Shared right after the fork, one copy each after the writes.
+    two = [s.pss_kb for s in gated.trace if s.procs == 2]
+    assert two and max(two) - min(two) >= _COW_MIB * MIB_KB - TOLERANCE_KB
+
+
+def test_carried_samples_are_marked_and_repeat_the_last_measurement(alloc: Path) -> None:
+    r = pss.sample_process([str(alloc), "8", "0.5"], remeasure_s=NEVER)
+    assert r.exit_status == 0
+    assert 0 < r.measured_samples < r.samples
+    assert r.measured_samples == sum(1 for s in r.trace if s.measured)
+    assert r.measured_rate_hz < r.rate_hz
+    _assert_carried_samples_repeat_the_last_measurement(r)
+    peak = r.peak()
+    assert peak is not None and peak >= 8 * MIB_KB
+
+
+def test_remeasure_interval_bounds_how_long_a_value_is_carried(alloc: Path) -> None:
+    # The fixture is idle after its first few ms: its counters stand still, only the interval
+    # makes the sampler read PSS again.
+    remeasure = 0.1
+    r = pss.sample_process([str(alloc), "4", "1.0"], remeasure_s=remeasure)
+    assert r.remeasure_s == remeasure
+    _assert_carried_samples_repeat_the_last_measurement(r)
+    measured_at = r.trace[0].t
+    for s in r.trace[1:]:
+        if s.measured:
+            measured_at = s.t
+        else:
+            assert s.t - measured_at < remeasure + 1e-6
+    assert any(s.measured for s in r.trace if s.t >= 0.5)
+    idle = pss.sample_process([str(alloc), "4", "1.0"], remeasure_s=NEVER)
+    assert idle.measured_samples < idle.samples // 2
+
+
+def test_timeout_measures_the_tree_before_killing_it(alloc: Path) -> None:
+    r = pss.sample_process([str(alloc), "4", "30"], timeout=0.5, remeasure_s=NEVER)
+    assert r.timed_out
+    assert r.samples >= 2 and r.trace[-1].measured
+    final = r.final()
+    assert final is not None and final >= 4 * MIB_KB
+
+
+def test_a_root_that_execs_is_followed_into_the_new_program(alloc: Path) -> None:
+    # The shell is measured first; after its exec the same PID holds a new memory map.
+    r = pss.sample_process(["sh", "-c", 'sleep 0.2; exec "$0" 16 0.3', str(alloc)],
+                           remeasure_s=NEVER)
+    assert r.exit_status == 0
+    peak = r.peak()
+    assert peak is not None and peak >= 16 * MIB_KB
+    assert r.trace[-1].t >= 0.4  # sampled until the new program ended, not until the exec
+
+
+def test_memory_counters_are_read_after_a_command_name_with_spaces_and_parentheses() -> None:
+    stat = (b"42 (a) b (c) S 1 42 42 0 -1 4194560 1234 0 5 0 7 3 0 0 20 0 1 0 99 "
+            b"1000448 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
+    assert pss._memory_counters(stat) == (b"1234", b"5", b"1000448", b"200")
+    faulted = stat.replace(b" 1234 ", b" 1235 ")
+    busier = stat.replace(b" 7 3 ", b" 8 3 ")  # user CPU time only
+    unmapped = stat.replace(b" 1000448 200 ", b" 995328 200 ")
+    assert pss._counters_moved([faulted], [stat])
+    assert pss._counters_moved([unmapped], [stat])
+    assert not pss._counters_moved([busier], [stat])
+    assert not pss._counters_moved([stat, busier], [stat, stat])
+    assert pss._counters_moved([stat], [stat, stat])
+
+
 def test_missing_command_raises_a_launch_error_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-command"
     with pytest.raises(pss.LaunchError, match=r"no-such-command.*no such file"):
@@ -203,15 +345,53 @@ def test_one_path_for_both_streams_keeps_both(tmp_path: Path) -> None:
 
 
 def test_json_round_trip_keeps_summary_and_trace(alloc: Path, tmp_path: Path) -> None:
-    r = pss.sample_process([str(alloc), "4", "0.1"])
+    r = pss.sample_process([str(alloc), "4", "0.3"])
     path = tmp_path / "r.json"
     pss.write_json(r, path)
     back = pss.load_json(path)
     assert back == r
     doc = json.loads(path.read_text())
+    assert doc["version"] == pss.FORMAT_VERSION
     assert doc["samples"] == r.samples and len(doc["trace"]) == r.samples
     assert doc["peak_pss_kb"] == r.peak() and doc["final_pss_kb"] == r.final()
     assert doc["rate_hz"] == round(r.rate_hz, 2)
+    assert doc["measured_samples"] == r.measured_samples < r.samples
+    assert doc["measured_rate_hz"] == round(r.measured_rate_hz, 2)
+    assert doc["remeasure_s"] == pss.DEFAULT_REMEASURE
+    # Only carried samples say so; a sample without the key was measured.
+    carried = [s for s in doc["trace"] if "measured" in s]
+    assert carried and all(s["measured"] is False for s in carried)
+    assert len(carried) == r.samples - r.measured_samples
+
+
+# A version 1 document, as written before carried samples existed: every sample was measured.
+_V1_DOC = {
+    "format": "ant-kpi-pss", "version": 1, "argv": ["iotjs", "app.js"], "exit_status": 0,
+    "timed_out": False, "wall_s": 0.03, "interval_s": 0.01, "started_at": 1700000000.0,
+    "samples": 3, "rate_hz": 100.0, "sampler_cpu_s": 0.002, "guest_exe": None, "guest_rule": None,
+    "peak_pss_kb": 2100, "final_pss_kb": 2050,
+    "trace": [
+        {"t": 0.0, "pss_kb": 1900, "pss_anon_kb": 300, "procs": 1},
+        {"t": 0.01, "pss_kb": 2100, "pss_anon_kb": 500, "procs": 1},
+        {"t": 0.02, "pss_kb": 2050, "pss_anon_kb": 450, "procs": 1},
+    ],
+}
+
+
+def test_version_1_document_loads_with_every_sample_measured(tmp_path: Path) -> None:
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(_V1_DOC))
+    r = pss.load_json(path)
+    assert r.samples == r.measured_samples == 3
+    assert all(s.measured for s in r.trace)
+    assert r.remeasure_s is None
+    assert r.rate_hz == pytest.approx(100.0) and r.measured_rate_hz == pytest.approx(r.rate_hz)
+    assert (r.peak(), r.final()) == (2100, 2050)
+    # Written again it is a current document with the same content.
+    again = tmp_path / "again.json"
+    pss.write_json(r, again)
+    assert json.loads(again.read_text())["version"] == pss.FORMAT_VERSION
+    assert pss.load_json(again) == r
 
 
 # -- the command line, run as a stand-alone file the way boards run it ---------------------------
@@ -249,6 +429,13 @@ def test_cli_exit_code_follows_the_command(command: list[str], extra: list[str],
     proc = subprocess.run([sys.executable, str(PSS_PY), "-q", *extra, "--", *command],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == code, proc.stderr
+
+
+def test_cli_refuses_a_negative_remeasure_interval() -> None:
+    proc = subprocess.run([sys.executable, str(PSS_PY), "--remeasure", "-1", "--", "true"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == pss.EXIT_USAGE
+    assert "--remeasure" in proc.stderr
 
 
 def test_cli_without_a_command_is_a_usage_error() -> None:
@@ -348,6 +535,8 @@ def test_read_vminfo_log_rejects_a_log_without_samples(tmp_path: Path) -> None:
         pss.read_vminfo_log(log)
 
 
-def test_result_from_another_format_is_refused() -> None:
-    with pytest.raises(ValueError, match="not a ant-kpi-pss v1 document"):
+def test_result_from_another_format_or_a_newer_version_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a ant-kpi-pss v1-v2 document"):
         pss.PssResult.from_dict({"format": "other", "version": 1})
+    with pytest.raises(ValueError, match="version=3"):
+        pss.PssResult.from_dict({**_V1_DOC, "version": 3})
