@@ -72,7 +72,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "board": "board", "simulator": "simulator", "emulated": "emulated", "host": "host",
         "static": "static",
         "entities": "Evidence per listed entry", "entity": "entry", "result": "result",
-        "where": "measured on", "log": "log", "passed": "passed", "not counted": "not counted",
+        "where": "measured on", "log": "log", "passed": "passed", "passed, not counted": "passed, not counted",
+        "failed, not counted": "failed, not counted",
         "no evidence": "no evidence", "listed": "listed", "extra": "not listed",
     },
     "ko": {
@@ -104,7 +105,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "board": "보드", "simulator": "시뮬레이터", "emulated": "에뮬레이션", "host": "호스트",
         "static": "정적",
         "entities": "항목별 증거", "entity": "항목", "result": "결과",
-        "where": "측정 장치", "log": "로그", "passed": "통과", "not counted": "집계 제외",
+        "where": "측정 장치", "log": "로그", "passed": "통과", "passed, not counted": "통과 (집계 제외)",
+        "failed, not counted": "실패 (집계 제외)",
         "no evidence": "증거 없음", "listed": "목록", "extra": "목록 외",
     },
 }
@@ -560,7 +562,8 @@ letter-spacing:.02em;color:#fff;white-space:nowrap}
 .chip{display:inline-block;padding:1px 8px;border-radius:6px;font-size:12px;border:1px solid;
 margin:0 4px 2px 0;white-space:nowrap}
 .res{font-weight:600}.res-passed{color:var(--pass)}.res-failed{color:var(--fail)}
-.res-blocked{color:var(--blocked)}.res-not-counted{color:#9a4a00}.res-no-evidence{color:#8a8f98}
+.res-blocked{color:var(--blocked)}.res-passed-not-counted,.res-failed-not-counted{color:#9a4a00}
+.res-no-evidence{color:#8a8f98}
 .f-board{color:#1a7f37;border-color:#a7d8b5;background:#eefaf1}
 .f-simulator{color:#0b6b73;border-color:#9fd6da;background:#ecf8f9}
 .f-emulated{color:#9a4a00;border-color:#f0c28e;background:#fff5ea}
@@ -736,7 +739,8 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         rows_html = []
         for e in ev.entities:
             name = e.name if e.listed else f"{e.name} ({label('extra', lang)})"
-            badge = f'<span class="res res-{_e(e.result.replace(" ", "-"))}">{_e(label(e.result, lang))}</span>'
+            css = e.result.replace(",", "").replace(" ", "-")
+            badge = f'<span class="res res-{_e(css)}">{_e(label(e.result, lang))}</span>'
             rows_html.append([_e(name), badge, _chips([e.fidelity], lang) if e.fidelity else "—",
                               _e(e.where or "—"), _html_link(e.log, run_dir, lang) if e.log else "—"])
         out.append(f"<h3>{_e(label('entities', lang))}</h3>"

@@ -538,7 +538,7 @@ class EntityEvidence:
 
     name: str
     listed: bool
-    result: str  # passed | failed | blocked | not counted | no evidence
+    result: str  # passed | failed | blocked | passed, not counted | failed, not counted | no evidence
     fidelity: str = ""
     where: str = ""  # the board (inventory name) or target the row came from
     log: str = ""
@@ -554,18 +554,17 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
     t = kpi.target
     listed = {_name_key(n): n for n in t.of}
     best: dict[str, EntityEvidence] = {}
-    order = {"passed": 0, "failed": 1, "blocked": 2, "not counted": 3}
+    order = {"passed": 0, "failed": 1, "blocked": 2, "passed, not counted": 3, "failed, not counted": 4}
     for r in _records(rows):
         name = _entity(listed, r)
         counted = r["mode"] == "measure" and (not kpi.verdict_fidelity or r["fidelity"] in kpi.verdict_fidelity)
+        passed = r["status"] == "ok" and float(r["value"]) >= 1.0
         if r["status"] == "blocked":
             result = "blocked"
         elif not counted:
-            result = "not counted"
-        elif r["status"] == "ok" and float(r["value"]) >= 1.0:
-            result = "passed"
+            result = "passed, not counted" if passed else "failed, not counted"
         else:
-            result = "failed"
+            result = "passed" if passed else "failed"
         names = _identity_names(str(r["target_identity"]))
         ev = EntityEvidence(name=name, listed=name in t.of, result=result, fidelity=str(r["fidelity"]),
                             where=names[0] if names else str(r["target"]), log=str(r["log"]),

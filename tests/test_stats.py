@@ -408,7 +408,7 @@ def test_evidence_per_entry_shows_passes_failures_uncounted_runs_and_gaps() -> N
     assert got["Raspberry Pi 2"] == ("passed", "pi-a", "raw/a.log")
     assert got["Jetson TX2"] == ("failed", "tx2", "raw/b.log")
     assert got["ODROID XU4"] == ("no evidence", "", "")
-    assert got["x86_64"][0] == "not counted"  # a smoke pass is shown, never counted
+    assert got["x86_64"][0] == "passed, not counted"  # a smoke pass is shown, never counted
     assert [e.name for e in ev.entities][:3] == ["Raspberry Pi 2", "Jetson TX2", "ODROID XU4"]
     assert evidence_by_entity(boards, Results.from_rows(rows).df)[3].listed is False
 
