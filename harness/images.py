@@ -4,6 +4,18 @@ An image built from `containers/<name>/` is tagged `ant-kpi/<name>:<hash[:12]>`,
 covers every file of the build context and the build arguments. The same inputs therefore give
 the same tag, and an existing tag is reused without contacting a registry. The Debian base is made
 locally with debootstrap and `docker import`, so no registry is ever needed.
+
+Two environment variables change what is built, and so the tag:
+  ANT_KPI_BUILD_ARG_<NAME>=value  passes build argument NAME to every image whose Dockerfile
+                                  declares `ARG NAME` (e.g. ANT_KPI_BUILD_ARG_TORCH_BUILD=cpu);
+  ANT_KPI_WHEELHOUSE=dir[:dir…]   directories of wheel files: for a context with a `wheelhouse/`
+                                  folder, the wheels pinned (`name==version`) by its requirements*.txt
+                                  are added to that folder in a temporary copy of the context (hard
+                                  links where possible). Other contexts are not affected.
+
+The engine is the one DOCKER_HOST names, local or remote (`ssh://user@gpu-server`; the SDK speaks
+ssh with paramiko, or through the system's ssh client when paramiko is absent). A remote engine
+receives the build context over that connection and builds and stores the images itself.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import stat
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TextIO
@@ -45,6 +57,12 @@ _STEP_RE: Final = re.compile(r"^Step \d+/\d+ : ")
 _ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*m")
 
 _DAEMON_FIX: Final = "start it (dockerd &, or systemctl start docker) or set DOCKER_HOST"
+WHEELHOUSE_ENV: Final = "ANT_KPI_WHEELHOUSE"
+BUILD_ARG_ENV_PREFIX: Final = "ANT_KPI_BUILD_ARG_"
+# The folder of a build context that receives the wheelhouse's wheels.
+WHEELHOUSE_DIR: Final = "wheelhouse"
+_ARG_RE: Final = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
+_PIN_RE: Final = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,14 +110,20 @@ def _has_module(name: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def context_hash(context_dir: Path, build_args: Mapping[str, str]) -> str:
-    """sha256 over the context's files (relative path, mode, content) and the build arguments."""
+def context_hash(context_dir: Path, build_args: Mapping[str, str],
+                 added: Mapping[str, Path] | None = None) -> str:
+    """sha256 over the context's files (relative path, mode, content) and the build arguments.
+
+    `added` maps context-relative paths to host files put into the context for the build (the
+    wheelhouse): they are hashed as if they were part of the folder.
+    """
     if not context_dir.is_dir():
         raise BadInput(f"build context {context_dir} is not a directory")
     h = hashlib.sha256()
-    entries = sorted(
-        (p.relative_to(context_dir).as_posix(), p) for p in context_dir.rglob("*")
-    )
+    files = {p.relative_to(context_dir).as_posix(): p for p in context_dir.rglob("*")}
+    # An added file is hashed by content wherever it lies (a wheelhouse of symbolic links included).
+    files.update({rel: Path(src).resolve() for rel, src in (added or {}).items()})
+    entries = sorted(files.items())
     for rel, p in entries:
         st = p.lstat()
         if stat.S_ISLNK(st.st_mode):
@@ -109,12 +133,150 @@ def context_hash(context_dir: Path, build_args: Mapping[str, str]) -> str:
             # (0644 vs 0664) must not change the tag, but a script losing +x must.
             mode = b"755" if st.st_mode & 0o111 else b"644"
             h.update(b"F\0" + rel.encode() + b"\0" + mode + b"\0")
-            h.update(hashlib.sha256(p.read_bytes()).digest())
+            h.update(_file_sha256(p, st))
         elif stat.S_ISDIR(st.st_mode):
             h.update(b"D\0" + rel.encode() + b"\0")
     for key in sorted(build_args):
         h.update(b"A\0" + key.encode() + b"=" + build_args[key].encode() + b"\0")
     return h.hexdigest()
+
+
+# Wheels are large (PyTorch's CUDA build brings ~3 GB) and hashed on every run: the digest of a
+# file is remembered for as long as its identity, size and modification time stay the same.
+_DIGESTS: dict[tuple[str, int, int, int], bytes] = {}
+
+
+def _file_sha256(p: Path, st: os.stat_result) -> bytes:
+    key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    found = _DIGESTS.get(key)
+    if found is None:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        found = _DIGESTS[key] = h.digest()
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Build inputs: build arguments from the environment, the wheelhouse
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildInputs:
+    """Everything an image's tag is computed from, and what its build sends to the engine."""
+
+    context_dir: Path
+    build_args: Mapping[str, str]
+    # context-relative path -> host file added to (a copy of) the context for the build
+    added: Mapping[str, Path] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        return context_hash(self.context_dir, self.build_args, self.added)
+
+
+def declared_args(dockerfile: Path) -> set[str]:
+    """The names of the Dockerfile's ARG instructions."""
+    if not dockerfile.is_file():
+        return set()
+    return set(_ARG_RE.findall(dockerfile.read_text(encoding="utf-8")))
+
+
+def env_build_args(declared: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """Build arguments given as ANT_KPI_BUILD_ARG_<NAME>, for the names the Dockerfile declares."""
+    names = set(declared)
+    return {k.removeprefix(BUILD_ARG_ENV_PREFIX): v for k, v in environ.items()
+            if k.startswith(BUILD_ARG_ENV_PREFIX) and k.removeprefix(BUILD_ARG_ENV_PREFIX) in names}
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name as PEP 503 compares it: lower case, runs of -_. as one '-'."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned_requirements(context_dir: Path) -> set[tuple[str, str]]:
+    """(normalized name, version) of every `name==version` line of the context's requirements*.txt."""
+    pins = set()
+    for req in sorted(context_dir.glob("requirements*.txt")):
+        for line in req.read_text(encoding="utf-8").splitlines():
+            m = _PIN_RE.match(line.strip())
+            if m:
+                pins.add((normalize_name(m.group(1)), m.group(2).lower()))
+    return pins
+
+
+def wheel_pin(filename: str) -> tuple[str, str] | None:
+    """(normalized name, version) from a wheel's file name, None if it is not a wheel's name."""
+    if not filename.endswith(".whl"):
+        return None
+    parts = filename[: -len(".whl")].split("-")
+    if len(parts) not in (5, 6):  # name-version[-build]-python-abi-platform
+        return None
+    return normalize_name(parts[0]), parts[1].lower()
+
+
+def wheelhouse_dirs(environ: Mapping[str, str]) -> list[Path]:
+    """The directories ANT_KPI_WHEELHOUSE names (os.pathsep-separated); BadInput for a missing one."""
+    dirs = [Path(d).expanduser() for d in environ.get(WHEELHOUSE_ENV, "").split(os.pathsep) if d.strip()]
+    for d in dirs:
+        if not d.is_dir():
+            raise BadInput(f"{WHEELHOUSE_ENV}: {d} is not a directory")
+    return dirs
+
+
+def wheelhouse_files(dirs: Iterable[Path], pins: set[tuple[str, str]]) -> dict[str, Path]:
+    """`wheelhouse/<file>` -> wheel file, for the wheels the pins name (the first directory wins)."""
+    found: dict[str, Path] = {}
+    for d in dirs:
+        for whl in sorted(d.glob("*.whl")):
+            rel = f"{WHEELHOUSE_DIR}/{whl.name}"
+            if rel not in found and wheel_pin(whl.name) in pins:
+                found[rel] = whl
+    return found
+
+
+def build_inputs(image: Image, root: Path, environ: Mapping[str, str] | None = None) -> BuildInputs:
+    """The build arguments and added files of `image` under this environment."""
+    env = os.environ if environ is None else environ
+    context_dir = (root / image.context).resolve()
+    if not context_dir.is_dir():
+        raise BadInput(f"image {image.name}: build context {image.context} does not exist")
+    build_args = {**env_build_args(declared_args(context_dir / "Dockerfile"), env), "BASE_IMAGE": image.base}
+    added: dict[str, Path] = {}
+    dirs = wheelhouse_dirs(env)
+    # Only a context with a wheelhouse/ folder asks for wheels (its Dockerfile installs from it).
+    if dirs and (context_dir / WHEELHOUSE_DIR).is_dir():
+        added = wheelhouse_files(dirs, pinned_requirements(context_dir))
+    return BuildInputs(context_dir=context_dir, build_args=build_args, added=added)
+
+
+def image_digest(image: Image, root: Path, environ: Mapping[str, str] | None = None) -> str:
+    """The context hash `ensure_image` gives this image under this environment (its tag's suffix)."""
+    return build_inputs(image, root, environ).digest()
+
+
+@contextlib.contextmanager
+def assembled_context(inputs: BuildInputs, scratch: Path) -> Iterator[Path]:
+    """The directory to send to the engine: the context itself, or a temporary copy with the added files."""
+    if not inputs.added:
+        yield inputs.context_dir
+        return
+    scratch.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="context-", dir=scratch))
+    try:
+        ctx = tmp / inputs.context_dir.name
+        shutil.copytree(inputs.context_dir, ctx, symlinks=True)
+        for rel, src in inputs.added.items():
+            dst = ctx / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)  # no copy of gigabytes when the scratch is on the same file system
+            except OSError:
+                shutil.copy2(src, dst)
+        yield ctx
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,11 +401,8 @@ def ensure_image(
 ) -> ImageRef:
     """The image for `image`: reused when its context hash is unchanged, built otherwise."""
     client = client or docker_client()
-    context_dir = (root / image.context).resolve()
-    if not context_dir.is_dir():
-        raise BadInput(f"image {image.name}: build context {image.context} does not exist")
-    build_args = {"BASE_IMAGE": image.base}
-    digest = context_hash(context_dir, build_args)
+    inputs = build_inputs(image, root)
+    digest = inputs.digest()
     tag = image_tag(image, digest)
 
     existing = None if rebuild else _get_image(client, tag)
@@ -267,7 +426,11 @@ def ensure_image(
         # on. The tag does not follow the base: `rebuild=True` moves an image onto a new base.
         f"{LABEL_PREFIX}.base-id": str(base.id),
     }
-    image_id = _build(client, context_dir, tag, build_args, labels, log, console, image.name)
+    if inputs.added:
+        labels[f"{LABEL_PREFIX}.wheelhouse"] = f"{len(inputs.added)} wheel(s) from {WHEELHOUSE_ENV}"
+    with assembled_context(inputs, root / ".ant-kpi" / "tmp") as context_dir:
+        image_id = _build(client, context_dir, tag, dict(inputs.build_args), labels, log, console, image.name,
+                          added=inputs.added)
     built = client.images.get(image_id)
     return _ref(client, image, tag, built, digest, reused=False, log=log)
 
@@ -311,7 +474,8 @@ def _status(console: Console | None, text: str) -> Iterator[Any]:
 
 
 def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args: dict[str, str],
-           labels: dict[str, str], log: Path, console: Console | None, name: str) -> str:
+           labels: dict[str, str], log: Path, console: Console | None, name: str, *,
+           added: Mapping[str, Path] | None = None) -> str:
     from docker.errors import APIError
 
     image_id = ""
@@ -319,6 +483,8 @@ def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args:
     with log.open("w", encoding="utf-8") as out, _status(console, f"building {tag}") as status:
         args = " ".join(f"--build-arg {k}={v}" for k, v in sorted(build_args.items()))
         out.write(f"# docker build {context_dir} -t {tag} {args}\n")
+        for rel, src in sorted((added or {}).items()):
+            out.write(f"# added from {WHEELHOUSE_ENV}: {rel} <- {src}\n")
         try:
             stream = client.api.build(
                 path=str(context_dir), tag=tag, buildargs=build_args, labels=labels,

@@ -26,7 +26,7 @@ import numpy as np
 
 from harness import qemu
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.execute import _docker, host_identity
+from harness.execute import host_identity
 from harness.fsio import atomic_write_text
 from harness.parsers.admm import parse_admm_file
 from harness.parsers.benchmark_model import describe, parse_benchmark_file
@@ -34,6 +34,7 @@ from harness.results import Row, append_row_journal
 from harness.runner import Executor, Run
 from harness.steps import Step
 from harness.tflite_models import lfs_pointer, looks_like_tflite, size_and_sha256
+from harness.training import ENGINE_DATA_ENV, WORK_MOUNT, Patch, prepare_tree, run_training, train_image_tag
 
 KPI_LATENCY: Final = "ml_latency"
 KPI_MEMORY: Final = "ml_memory"
@@ -321,7 +322,18 @@ GLUONCV_STUB: Final = '''"""Stand-in for gluoncv, which will not import under to
 def __getattr__(name):
     raise ImportError("gluoncv is stubbed by the ANT KPI harness: --pretrained needs a pre-converted checkpoint")
 '''
-_BEST_ACC1_ANCHOR: Final = "args = parser.parse_args()"
+ADMM_DIR: Final = "pruning/UVP/ADMM_baseline"
+ADMM_PATCHES: Final = (
+    Patch(
+        file="main.py",
+        old="    args = parser.parse_args()\n",
+        new="    args = parser.parse_args()\n"
+            "    best_acc1 = 0  # ANT KPI harness: assigned before the first checkpoint\n",
+        why="main() assigns best_acc1 only after the ADMM epochs but saves it at the first ADMM checkpoint "
+            "(UnboundLocalError: best_acc1): it is initialised right after argument parsing",
+    ),
+)
+ADMM_STUBS: Final = {"auto_augment.py": AUTO_AUGMENT_STUB, "gluoncv.py": GLUONCV_STUB}
 
 
 def _require_train_image(run: Run, what: str) -> None:
@@ -336,56 +348,36 @@ def _require_train_image(run: Run, what: str) -> None:
 
 def prepare_admm_tree(src: Path, work: Path) -> tuple[Path, Path]:
     """Copy ADMM_baseline to work/src with the best_acc1 fix, stubs in work/stubs; (src, stubs)."""
-    tree = work / "src"
-    if tree.exists():
-        shutil.rmtree(tree)
-    shutil.copytree(src, tree, ignore=shutil.ignore_patterns(".git", "__pycache__"))
-    main = tree / "main.py"
-    lines = main.read_text(encoding="utf-8").splitlines(keepends=True)
-    at = next((i for i, ln in enumerate(lines) if ln.strip() == _BEST_ACC1_ANCHOR), None)
-    if at is None:
-        raise StepFailed(f"{main}: no line `{_BEST_ACC1_ANCHOR}` to add the best_acc1 fix after")
-    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
-    # Upstream reads best_acc1 at the first ADMM checkpoint before assigning it (UnboundLocalError).
-    lines.insert(at + 1, f"{indent}best_acc1 = 0  # ANT KPI harness: assigned before the first checkpoint\n")
-    main.write_text("".join(lines), encoding="utf-8")
-    stubs = work / "stubs"
-    stubs.mkdir(parents=True, exist_ok=True)
-    (stubs / "auto_augment.py").write_text(AUTO_AUGMENT_STUB, encoding="utf-8")
-    (stubs / "gluoncv.py").write_text(GLUONCV_STUB, encoding="utf-8")
-    return tree, stubs
+    return prepare_tree(src, work, patches=ADMM_PATCHES, stubs=ADMM_STUBS)
 
 
 def exec_train(step: Step, run: Run) -> dict[str, Any]:
     """ADMM_baseline in the cuda-train image (stubs, best_acc1 fix, run from output/); Blocked without it."""
     _require_train_image(run, "ADMM training")
-    from harness.container import Container
-
     src_out = next((o for sid, o in run.outputs.items() if sid.startswith("source:auto_compression")), None)
-    img_out = run.outputs.get(f"image:{TRAIN_IMAGE}")
-    if src_out is None or img_out is None:
-        raise Blocked(f"{step.id}: the Auto-Compression checkout or the {TRAIN_IMAGE} image is missing",
-                      "let the source and image steps complete")
+    if src_out is None:
+        raise Blocked(f"{step.id}: the Auto-Compression checkout is missing", "let the source step complete")
+    tag = train_image_tag(run)
+    data: Path | None
     if "data:synthetic" in run.outputs:
         data = Path(run.outputs["data:synthetic"]["path"])
     else:
         given = os.environ.get(IMAGENET_ENV) or run.options.get("imagenet")
-        if not given:
+        if not given and not os.environ.get(ENGINE_DATA_ENV):
             raise Blocked("ADMM training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
-                          f"set {IMAGENET_ENV}=/path/to/imagenet")
-        data = Path(str(given))
+                          f"set {IMAGENET_ENV}=/path/to/imagenet (or, on a remote engine, "
+                          f"{ENGINE_DATA_ENV}=<its path on the engine's machine>)")
+        data = Path(str(given)) if given else None
     work = run.work_dir("admm")
-    prepare_admm_tree(Path(src_out["path"]) / "pruning/UVP/ADMM_baseline", work)
+    prepare_admm_tree(Path(src_out["path"]) / ADMM_DIR, work)
     out_dir = work / "output"
-    out_dir.mkdir(exist_ok=True)
+    # A checkpoint left by an earlier attempt must not be taken for this run's.
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir()
     # The plan's argv is `python3 main.py DATA ARGS…`; the data placeholder becomes the mount.
     argv = ["python3", "/work/src/main.py", "/data", *step.argv[3:]]
-    log = run.log_path(step.id)
-    env = {"WANDB_MODE": "disabled", "PYTHONPATH": "/work/stubs"}
-    mounts: dict[str | Path, str] = {work: "/work", data: "/data"}
     # main.py writes its run folder relative to the working directory: run it from output/.
-    with Container(_docker(run), img_out["tag"], mounts=mounts, workdir="/work/output", env=env) as c:
-        rc = c.run(argv, cwd="/work/output", log_path=log)
+    rc, log = run_training(run, step, argv, work=work, data=data, cwd="/work/output")
     parsed = parse_admm_file(log) if log.is_file() else None
     if rc != 0:
         why = f": {parsed.error}" if parsed is not None and parsed.error else ""
@@ -393,17 +385,116 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
     best = sorted(out_dir.glob("*/model_best.pth.tar"))
     if not best:
         raise StepFailed("ADMM training wrote no */model_best.pth.tar", log=run.rel(log))
-    return {"log": str(log), "checkpoint": str(best[-1]), "argv": argv, "image": img_out.get("tag", "")}
+    return {"log": str(log), "checkpoint": str(best[-1]), "argv": argv, "image": tag}
+
+
+_INPUT_SIZES: Final = {"imagenet": 224, "cifar10": 32, "cifar100": 32}
+_EXPORT_SCRIPT: Final = "admm_export.py"
+_EXPORT_MOUNT: Final = WORK_MOUNT
+_UPSTREAM_MODEL: Final = "pruning/UVP/ADMM_baseline/models/mobilenet_v1.py"
+
+
+def _flag(argv: list[str], *names: str, default: str = "") -> str:
+    """The value of the last `--name V` / `--name=V` in argv (argparse's last-wins rule)."""
+    value = default
+    for i, a in enumerate(argv):
+        for n in names:
+            if a == n and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif a.startswith(f"{n}="):
+                value = a.split("=", 1)[1]
+    return value
+
+
+def export_argv(train_argv: list[str], checkpoint: str, out: str, *, model_dir: str = "") -> list[str]:
+    """admm_export.py's command for a checkpoint of the training run whose argv is `train_argv`."""
+    if not train_argv:
+        raise Blocked("train:admm recorded no command line, so the architecture, width and input size are unknown",
+                      "run train:admm again in this version")
+    arch = _flag(train_argv, "-a", "--arch", default="resnet18")  # main.py's own default
+    if arch != "mobilenet_v1":
+        raise Blocked(f"the harness converts ADMM_baseline's mobilenet_v1 only; this run trained {arch}",
+                      "train with -a mobilenet_v1, or convert the checkpoint by hand")
+    dataset = _flag(train_argv, "--dataset", default="imagenet")
+    if dataset not in _INPUT_SIZES:
+        raise BadInput(f"train:admm --dataset {dataset}: not one of {', '.join(_INPUT_SIZES)}")
+    argv = ["python3", f"{_EXPORT_MOUNT}/{_EXPORT_SCRIPT}", checkpoint, out, "--arch", arch,
+            "--width-mult", _flag(train_argv, "--width-mult", default="1.0"),
+            "--input-size", str(_INPUT_SIZES[dataset]), "--seed", "0"]
+    return [*argv, "--model-dir", model_dir] if model_dir else argv
 
 
 def exec_convert(step: Step, run: Run) -> dict[str, Any]:
-    """PyTorch → TFLite of the training output: not in this version, so always Blocked with the reason."""
+    """PyTorch → TFLite of train:admm's checkpoint: export in cuda-train, write and verify on the host, store."""
     _require_train_image(run, "the PyTorch → TFLite conversion")
-    raise Blocked(
-        "the PyTorch → TFLite conversion of ADMM checkpoints is not in this version "
-        "(Auto-Compression has no convert.py for ADMM_baseline)",
-        "convert model_best.pth.tar by hand and measure it with `python -m harness.litert_bench --graph FILE`",
-    )
+    from harness import admm_convert
+    from harness.artefacts import ArtefactStore
+
+    train = run.outputs.get("train:admm")
+    if not train or not train.get("checkpoint"):
+        raise Blocked(f"{step.id}: no ADMM checkpoint in this run", "let train:admm complete")
+    tag = train_image_tag(run)
+    ckpt = Path(train["checkpoint"])
+    if not ckpt.is_file():
+        raise StepFailed(f"{step.id}: the checkpoint {ckpt} named by train:admm is gone")
+    # One directory holds everything the export reads and writes: run_training mounts it at /work
+    # (or copies it in and back for a remote engine).
+    work = run.work_dir("convert")
+    shutil.copy2(Path(__file__).with_name(_EXPORT_SCRIPT), work / _EXPORT_SCRIPT)
+    # A copy, not a link: a remote engine's /work is copied back over this directory.
+    (work / "checkpoint").mkdir(exist_ok=True)
+    shutil.copy2(ckpt, work / "checkpoint" / ckpt.name)
+    npz = work / "export.npz"
+    npz.unlink(missing_ok=True)
+    # Upstream's own models/mobilenet_v1.py, from the checkout, is PyTorch's reference when present.
+    src_out = next((o for sid, o in run.outputs.items() if sid.startswith("source:auto_compression")), None)
+    upstream = Path(src_out["path"]) / _UPSTREAM_MODEL if src_out else None
+    model_dir = ""
+    if upstream is not None and upstream.is_file():
+        (work / "upstream" / "models").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(upstream, work / "upstream" / "models" / upstream.name)
+        model_dir = f"{_EXPORT_MOUNT}/upstream"
+    argv = export_argv([str(a) for a in train.get("argv", ())], f"{_EXPORT_MOUNT}/checkpoint/{ckpt.name}",
+                       f"{_EXPORT_MOUNT}/{npz.name}", model_dir=model_dir)
+    rc, log = run_training(run, step, argv, work=work, data=None, env={"PYTHONDONTWRITEBYTECODE": "1"},
+                           cwd=_EXPORT_MOUNT)
+    if rc != 0 or not npz.is_file():
+        raise StepFailed(f"admm_export.py exited {rc} in {tag}", log=run.rel(log))
+    name = f"{ARTEFACT}.tflite"
+    try:
+        ver = admm_convert.verify(admm_convert.convert(npz, work / name), npz)
+    except StepFailed as e:
+        raise StepFailed(e.what, log=run.rel(log)) from None
+    meta = admm_convert.load_export(npz).meta
+    prov = {
+        "converter": "harness.admm_convert (BatchNorm folded, the harness's TFLite writer, LiteRT-verified)",
+        "checkpoint": str(ckpt),
+        "checkpoint_sha256": meta["checkpoint"]["sha256"],
+        "best_acc1": meta["checkpoint"]["best_acc1"],
+        "export_argv": argv,
+        "image": tag,
+        "image_id": run.outputs.get(f"image:{TRAIN_IMAGE}", {}).get("id", ""),
+        "reference": meta["reference"],
+        "torch": meta["torch"],
+        "width_mult": meta["width_mult"],
+        "input_size": meta["input_size"],
+        "masks_applied": meta["masks_applied"],
+        "nonzero_under_mask": meta["nonzero_under_mask"],
+        "verification": {k: v for k, v in ver.to_dict().items() if k != "path"},
+        "log": run.rel(log),
+    }
+    art = ArtefactStore(run.cache_dir / "artefacts").put(work / name, name=name, kind="tflite", provenance=prov)
+    return {
+        "path": str(art.path),
+        "sha256": art.sha256,
+        "size": art.size,
+        "max_abs_diff": ver.max_abs_diff,
+        "tolerance": ver.tolerance,
+        "pruned_fraction": ver.pruned_fraction,
+        "ops": ver.ops,
+        "log": str(log),
+        "provenance": prov,
+    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -378,7 +378,7 @@ def _image_fix() -> str:
 
 def exec_image(step: Step, run: Run) -> dict[str, Any]:
     """The tvm-npu image: a named one, or the harness's tag when already built; built only when asked."""
-    from harness.images import context_hash, ensure_image, image_tag, read_tool_versions
+    from harness.images import ensure_image, image_digest, image_tag, read_tool_versions
 
     img = run.manifest.images[IMAGE]
     ctx = run.project_root / img.context
@@ -391,7 +391,7 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
                            log_path=run.log_path(step.id))
         return {"tag": ref.tag, "id": ref.id, "digest": ref.digest, "provenance": ref.to_provenance(),
                 "tool_versions": dict(ref.tool_versions)}
-    tag = named or image_tag(img, context_hash(ctx, {"BASE_IMAGE": img.base}))
+    tag = named or image_tag(img, image_digest(img, run.project_root))
     client = _docker(run)
     from docker.errors import ImageNotFound
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.manifest import Build, Kpi, Manifest, Target
+from harness.manifest import Build, Image, Kpi, Manifest, Target
 from harness.steps import Mode, Step, Where, step_key
 
 
@@ -102,14 +102,13 @@ class PlanContext:
 
     def image(self, name: str) -> Step:
         img = self.manifest.images[name]
-        ctx = self.project_root / img.context
         return self.step(
             id=f"image:{name}",
             kind="image",
             where="host",
             description=f"build image {name} from {img.context} on base {img.base} "
             "(reused when its context hash is unchanged)",
-            key_parts=(img.base, context_digest(ctx, img.base)),
+            key_parts=(img.base, context_digest(img, self.project_root)),
             inputs=(img.context, img.base),
             outputs=(f"ant-kpi/{name}:<context-hash>",),
             notes=(img.purpose,) if img.purpose else (),
@@ -184,11 +183,23 @@ class PlanContext:
         return self.manifest.repeats_for(self.kpi, self.mode)
 
 
-def context_digest(ctx: Path, base: str) -> str:
-    """The image's context hash (the tag it would get); '' when the folder is not in this version."""
-    from harness.images import context_hash
+def context_digest(img: Image, root: Path) -> str:
+    """A key for the image step: its context, the build arguments from the environment and the
+    wheelhouse files it would add; '' when the folder is not in this version.
 
-    return context_hash(ctx, {"BASE_IMAGE": base}) if ctx.is_dir() else ""
+    Added wheels count by name, size and mtime, not content: hashing gigabytes of wheels has no
+    place in a dry run, and the image step itself computes the content tag.
+    """
+    from harness.images import build_inputs, context_hash
+
+    if not (root / img.context).is_dir():
+        return ""
+    inputs = build_inputs(img, root)
+    args = dict(inputs.build_args)
+    for rel, src in sorted(inputs.added.items()):
+        st = Path(src).stat()
+        args[f"added:{rel}"] = f"{st.st_size}:{st.st_mtime_ns}"
+    return context_hash(inputs.context_dir, args)
 
 
 def interleaved(variants: Sequence[str], repeat: int) -> list[str]:

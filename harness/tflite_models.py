@@ -1,10 +1,11 @@
-"""Tiny MobileNet-like TFLite models made in code, and file facts (size, sha256) of .tflite files.
+"""MobileNet-like TFLite models written from weights, and file facts (size, sha256) of .tflite files.
 
 Tests and smoke runs need real .tflite files but may download nothing, so the models here are
 generated from seeded random weights and serialised straight into the TFLite flatbuffer schema
 that ships with the LiteRT runtime (ai-edge-litert): no TensorFlow, no converter, no network.
 `reference_forward` runs the same float network in numpy, so a test can check that the runtime
-computes what the weights say.
+computes what the weights say. `harness.admm_convert` writes KPI 3's trained MobileNetV1 with the
+same writer: PyTorch-style explicit padding, any input size and class count, logits as output.
 """
 
 from __future__ import annotations
@@ -35,21 +36,33 @@ LayerKind = Literal["conv", "depthwise", "pointwise"]
 
 @dataclass(frozen=True, kw_only=True)
 class ConvLayer:
-    """One convolution with fused ReLU6: weights in TFLite layout (OHWI, or 1HWC for depthwise)."""
+    """One convolution with fused ReLU6: weights in TFLite layout (OHWI, or 1HWC for depthwise).
+
+    `pad` None is TFLite's SAME padding; an integer is PyTorch's `Conv2d(padding=pad)`: that many
+    zeros on every side, then a VALID convolution. The two differ for stride 2 on even sizes
+    (SAME pads after, PyTorch before), so a PyTorch model needs the integer.
+    """
 
     kind: LayerKind
     weights: np.ndarray
     bias: np.ndarray
     stride: int
+    pad: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class TinyNet:
-    """The float weights of a tiny MobileNet-like classifier (convs, global average pool, FC)."""
+    """The float weights of a MobileNet-like classifier (convs, global average pool, FC)."""
 
     layers: tuple[ConvLayer, ...]
     fc_weights: np.ndarray  # [classes, channels]
     fc_bias: np.ndarray
+    input_shape: tuple[int, int, int, int] = INPUT_SHAPE  # NHWC, batch 1
+    softmax: bool = True  # False: the model ends in logits, as a PyTorch classifier does
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.fc_weights.shape[0])
 
     @property
     def pointwise_sparsity(self) -> float:
@@ -110,6 +123,54 @@ def lfs_pointer(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+@dataclass(frozen=True, kw_only=True)
+class GraphFacts:
+    """What a .tflite holds, read back from its flatbuffer: operators and 1x1-convolution zeros."""
+
+    ops: tuple[str, ...]
+    pointwise_zero: int
+    pointwise_total: int
+
+    @property
+    def pointwise_sparsity(self) -> float:
+        return self.pointwise_zero / self.pointwise_total if self.pointwise_total else 0.0
+
+
+_WEIGHT_DTYPES: Final = {"FLOAT32": np.float32, "INT8": np.int8, "FLOAT16": np.float16}
+
+
+def read_graph(path: str | os.PathLike[str]) -> GraphFacts:
+    """Operators of the first subgraph, and the zeros stored in its 1x1 CONV_2D weights."""
+    s = _schema()
+    p = Path(path)
+    if not looks_like_tflite(p):
+        raise BadInput(f"{p}: not a TFLite flatbuffer")
+    try:
+        model = s.ModelT.InitFromPackedBuf(p.read_bytes(), 0)
+        graph = model.subgraphs[0]
+    except Exception as e:  # a damaged flatbuffer fails with whatever the generated reader hits
+        raise BadInput(f"{p}: unreadable TFLite flatbuffer ({type(e).__name__}: {e})") from None
+    op_names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
+    ops, zero, total = [], 0, 0
+    for op in graph.operators:
+        oc = model.operatorCodes[op.opcodeIndex]
+        name = op_names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), "CUSTOM")
+        ops.append(name)
+        if name != "CONV_2D":
+            continue
+        w = graph.tensors[op.inputs[1]]
+        shape = [int(d) for d in w.shape]
+        dtype = _WEIGHT_DTYPES.get(type_names.get(w.type, ""))
+        data = model.buffers[w.buffer].data
+        if len(shape) != 4 or shape[1:3] != [1, 1] or dtype is None or data is None:
+            continue
+        values = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
+        zero += int((values == 0).sum())
+        total += values.size
+    return GraphFacts(ops=tuple(ops), pointwise_zero=zero, pointwise_total=total)
+
+
 # --------------------------------------------------------------------------------------------
 # The network
 # --------------------------------------------------------------------------------------------
@@ -160,12 +221,24 @@ def _same_pads(size: int, k: int, stride: int) -> tuple[int, int, int]:
     return out, total // 2, total - total // 2
 
 
+def _pads(size: int, layer: ConvLayer) -> tuple[int, int, int]:
+    """(output size, pad before, pad after) of one spatial axis of `layer`."""
+    k, s = layer.weights.shape[1], layer.stride
+    if layer.pad is None:
+        return _same_pads(size, k, s)
+    p = layer.pad
+    out = (size + 2 * p - k) // s + 1
+    if out < 1:
+        raise BadInput(f"a {k}x{k} convolution with padding {p} does not fit a {size}-pixel input")
+    return out, p, p
+
+
 def _conv_nhwc(x: np.ndarray, layer: ConvLayer) -> np.ndarray:
     w = layer.weights
     k, s = w.shape[1], layer.stride
     _, h, wd, c = x.shape
-    oh, pt, pb = _same_pads(h, k, s)
-    ow, pl, pr = _same_pads(wd, k, s)
+    oh, pt, pb = _pads(h, layer)
+    ow, pl, pr = _pads(wd, layer)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     # Gather every kernel tap as a strided view, then contract channels: no loops over pixels.
     taps = np.stack(
@@ -179,17 +252,20 @@ def _conv_nhwc(x: np.ndarray, layer: ConvLayer) -> np.ndarray:
 
 
 def reference_forward(net: TinyNet, x: np.ndarray, *, return_activations: bool = False) -> Any:
-    """The float network in numpy (NHWC): softmax probabilities, optionally every activation."""
+    """The float network in numpy (NHWC): its output (softmax or logits), optionally every activation."""
     acts = [x.astype(np.float32)]
     for layer in net.layers:
         acts.append(_conv_nhwc(acts[-1], layer))
     pooled = acts[-1].mean(axis=(1, 2))
     logits = pooled @ net.fc_weights.T + net.fc_bias
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = e / e.sum(axis=1, keepdims=True)
+    if net.softmax:
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        out = e / e.sum(axis=1, keepdims=True)
+    else:
+        out = logits
     if return_activations:
-        return probs, [*acts, pooled[:, None, None, :], logits]
-    return probs
+        return out, [*acts, pooled[:, None, None, :], logits]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,16 +404,29 @@ class _AlignedBuffer:
         return int(schema.BufferEnd(builder))
 
 
-def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1) -> bytes:
+def _explicit_pad(layer: ConvLayer) -> int:
+    """Zeros a PAD operator must add before `layer` (0 when the convolution's own padding suffices)."""
+    if layer.pad is None:
+        return 0
+    k = layer.weights.shape[1]
+    # Stride 1 with pad (k-1)/2 is exactly TFLite's SAME: no separate operator, as converters do.
+    if layer.stride == 1 and 2 * layer.pad == k - 1:
+        return 0
+    return layer.pad
+
+
+def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1, description: str = "") -> bytes:
     """Serialise the network as a TFLite flatbuffer: float32, or full-integer int8."""
     s = _schema()
     b = _Builder(s)
     tt, ops, kinds = s.TensorType, s.BuiltinOperator, s.BuiltinOptions
     relu6, same, valid = s.ActivationFunctionType.RELU6, s.Padding.SAME, s.Padding.VALID
+    in_shape = tuple(net.input_shape)
+    n_classes = net.num_classes
     act_quants: list[_Quant] = []
     if int8:
         # Activation ranges from a float pass over random inputs in the input range [-1, 1].
-        x = np.random.default_rng(calibration_seed).uniform(-1, 1, (8, *INPUT_SHAPE[1:])).astype(np.float32)
+        x = np.random.default_rng(calibration_seed).uniform(-1, 1, (8, *in_shape[1:])).astype(np.float32)
         _, acts = reference_forward(net, x, return_activations=True)
         act_quants = [_act_quant(-1.0, 1.0)] + [_act_quant(float(a.min()), float(a.max())) for a in acts[1:]]
     atype = tt.INT8 if int8 else tt.FLOAT32
@@ -345,14 +434,29 @@ def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1) ->
     def aq(i: int) -> _Quant | None:
         return act_quants[i] if int8 else None
 
-    cur = b.tensor("input", INPUT_SHAPE, atype, quant=aq(0))
+    cur = b.tensor("input", in_shape, atype, quant=aq(0))
     model_in = cur
-    h, w = INPUT_SHAPE[1], INPUT_SHAPE[2]
+    h, w = in_shape[1], in_shape[2]
     for i, layer in enumerate(net.layers):
-        k = layer.weights.shape[1]
-        h, w = _same_pads(h, k, layer.stride)[0], _same_pads(w, k, layer.stride)[0]
-        ch = layer.weights.shape[3] if layer.kind == "depthwise" else layer.weights.shape[0]
+        in_ch = layer.weights.shape[3]  # OHWI, or 1HWC for depthwise: channels in are last
         name = f"{layer.kind}{i}"
+        pad = _explicit_pad(layer)
+        if pad:
+            h, w = h + 2 * pad, w + 2 * pad
+            pads = b.tensor(f"{name}/paddings", (4, 2), tt.INT32,
+                            np.array([[0, 0], [pad, pad], [pad, pad], [0, 0]], dtype=np.int32))
+            # PAD keeps its input's quantization, so the zeros it adds are the input's zero point.
+            padded = b.tensor(f"{name}/padded", (1, h, w, in_ch), atype, quant=aq(i))
+            b.op(ops.PAD, 2 if int8 else 1, [cur, pads], [padded], kinds.PadOptions, s.PadOptionsT())
+            cur = padded
+        k = layer.weights.shape[1]
+        if pad or layer.pad == 0:
+            h, w = (h - k) // layer.stride + 1, (w - k) // layer.stride + 1
+            padding = valid
+        else:  # TFLite SAME, asked for or equal to the PyTorch padding (see _explicit_pad)
+            h, w = _same_pads(h, k, layer.stride)[0], _same_pads(w, k, layer.stride)[0]
+            padding = same
+        ch = in_ch if layer.kind == "depthwise" else layer.weights.shape[0]
         if int8:
             axis = 3 if layer.kind == "depthwise" else 0
             qw, wq = _weight_quant(layer.weights, axis)
@@ -372,7 +476,8 @@ def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1) ->
         else:
             opts = s.Conv2DOptionsT()
             code, otype = ops.CONV_2D, kinds.Conv2DOptions
-        opts.padding, opts.strideH, opts.strideW, opts.fusedActivationFunction = same, layer.stride, layer.stride, relu6
+        opts.padding, opts.fusedActivationFunction = padding, relu6
+        opts.strideH = opts.strideW = layer.stride
         # Op versions as the TFLite converter assigns them: int8 per-channel needs version 3.
         b.op(code, 3 if int8 else 1, [cur, wt, bt], [out], otype, opts)
         cur = out
@@ -394,25 +499,27 @@ def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1) ->
         qw, wq = _weight_quant(net.fc_weights, 0)
         bscale = tuple(pool_q.scale[0] * sw for sw in wq.scale)
         fw = b.tensor("fc/weights", net.fc_weights.shape, tt.INT8, qw, wq)
-        fb_ = b.tensor("fc/bias", (NUM_CLASSES,), tt.INT32,
+        fb_ = b.tensor("fc/bias", (n_classes,), tt.INT32,
                        _bias_int32(net.fc_bias, bscale),
-                       _Quant(scale=bscale, zero_point=(0,) * NUM_CLASSES))
+                       _Quant(scale=bscale, zero_point=(0,) * n_classes))
         logit_q: _Quant | None = act_quants[n_layers + 2]
     else:
         fw = b.tensor("fc/weights", net.fc_weights.shape, tt.FLOAT32, net.fc_weights)
-        fb_ = b.tensor("fc/bias", (NUM_CLASSES,), tt.FLOAT32, net.fc_bias)
+        fb_ = b.tensor("fc/bias", (n_classes,), tt.FLOAT32, net.fc_bias)
         logit_q = None
-    logits = b.tensor("fc/out", (1, NUM_CLASSES), atype, quant=logit_q)
+    logits = b.tensor("fc/out", (1, n_classes), atype, quant=logit_q)
     b.op(ops.FULLY_CONNECTED, 4 if int8 else 1, [flat, fw, fb_], [logits], kinds.FullyConnectedOptions,
          s.FullyConnectedOptionsT())
+    kind = "int8" if int8 else "float32"
+    if not net.softmax:
+        return b.finish([model_in], [logits], description or f"ant-kpi MobileNet-like model ({kind})")
     # int8 softmax output is fixed by the kernel: scale 1/256, zero point -128.
-    probs = b.tensor("softmax/out", (1, NUM_CLASSES), atype,
+    probs = b.tensor("softmax/out", (1, n_classes), atype,
                      quant=_Quant(scale=(1.0 / 256,), zero_point=(-128,)) if int8 else None)
     sopts = s.SoftmaxOptionsT()
     sopts.beta = 1.0
     b.op(ops.SOFTMAX, 2 if int8 else 1, [logits], [probs], kinds.SoftmaxOptions, sopts)
-    kind = "int8" if int8 else "float32"
-    return b.finish([model_in], [probs], f"ant-kpi tiny MobileNet-like test model ({kind})")
+    return b.finish([model_in], [probs], description or f"ant-kpi tiny MobileNet-like test model ({kind})")
 
 
 def tiny_mobilenet_like(path: str | os.PathLike[str], *, sparsity: float = 0.0, int8: bool = False,
