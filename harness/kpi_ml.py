@@ -623,6 +623,9 @@ def exec_measure_latency(step: Step, run: Run) -> dict[str, Any]:
     if deploy is None:
         raise Blocked(f"{step.id}: nothing deployed for {step.target}", "run the deploy step first")
     entry = deploy.get("models", {}).get(step.variant)
+    if entry is None and step.variant == ARTEFACT:
+        raise Blocked("this run's training produced no converted model to time",
+                      "let train:admm and convert:tflite complete (the cuda-train image)")
     if entry is None:
         raise Blocked(f"{step.id}: model {step.variant} is not among the deployed models", "see deploy output")
     model = ModelFile.from_dict(step.variant, entry)

@@ -67,7 +67,8 @@ class PlanContext:
         self, *, id: str, kind: str, where: Where, description: str, key_parts: Iterable[object] = (), **kw: Any
     ) -> Step:
         deps = tuple(kw.pop("depends", ()))
-        dep_keys = [s.key for s in self.steps if s.id in deps]
+        after = tuple(kw.get("after", ()))
+        dep_keys = [s.key for s in self.steps if s.id in deps or s.id in after]
         # The KPI is not part of the key: a build shared by two KPIs is one cached build.
         key = step_key(id, list(key_parts), dep_keys, kw.get("argv", ()))
         return self.add(
@@ -158,7 +159,8 @@ class PlanContext:
             return "qemu", "emulated"
         return "host", "host"
 
-    def deploy(self, target: str, artefacts: Sequence[str], depends: Sequence[str]) -> Step:
+    def deploy(self, target: str, artefacts: Sequence[str], depends: Sequence[str], *,
+               after: Sequence[str] = (), always: bool = False) -> Step:
         where, _ = self.run_where(target)
         t = self.manifest.targets[target]
         if where == "board":
@@ -175,6 +177,8 @@ class PlanContext:
             target=target,
             description=desc,
             depends=tuple(depends),
+            after=tuple(after),
+            always=always,
             inputs=tuple(artefacts),
             key_parts=(where,),
         )

@@ -33,6 +33,9 @@ class Step:
     fidelity: str = ""
     notes: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
+    # Order only: run after these and read whatever they produced, but not blocked by them
+    # (e.g. a deploy that stages every model it finds and leaves the missing ones to their rows).
+    after: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     key: str = ""
     # Run every time (cheap, idempotent): e.g. parsing whatever measurements have completed so far.

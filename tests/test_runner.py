@@ -86,6 +86,30 @@ def test_a_blocked_step_blocks_its_dependants_but_not_independent_steps(tmp_path
     assert seen == [("a", "blocked"), ("b", "blocked"), ("c", "failed")]
 
 
+def test_a_step_ordered_after_a_blocked_one_still_runs_and_sees_what_exists(tmp_path: Path) -> None:
+    def work(step: Step, run: Run) -> dict[str, Any]:
+        if step.id == "fetch":
+            raise Blocked("no network", "give a local copy")
+        return {"saw_fetch": "fetch" in run.outputs, "saw_convert": "convert" in run.outputs}
+
+    deploy = Step(id="deploy", kpi="js_memory", kind="measure", where="host", description="deploy",  # type: ignore[arg-type]
+                  after=("fetch", "convert"), key=step_key("deploy"))
+    states = StepRunner(_run(tmp_path), {"measure": work}).execute(_plan(_step("fetch"), _step("convert"), deploy))
+    assert {k: v.status for k, v in states.items()} == {"fetch": "blocked", "convert": "ok", "deploy": "ok"}
+    assert states["deploy"].outputs == {"saw_fetch": False, "saw_convert": True}
+
+
+def test_ml_deploy_waits_for_the_baseline_and_the_conversion_without_being_blocked_by_them() -> None:
+    from harness.plan import plan_kpi
+
+    plan = plan_kpi(M, M.kpi("ml_latency"), mode="smoke", targets=("x86_64",))
+    dep = next(s for s in plan.steps if s.id == "deploy:x86_64")
+    assert "fetch:baseline" not in dep.depends
+    assert set(dep.after) == {"fetch:baseline", "convert:tflite"} and dep.always
+    measured = {s.variant for s in plan.steps if s.kind == "measure"}
+    assert measured == {"mobilenet_v2_1.0_224", "mbv1_0.9_v4u", "mbv1_0.9_v4u.harness"}
+
+
 def test_a_step_without_an_executor_is_blocked_not_faked(tmp_path: Path) -> None:
     states = StepRunner(_run(tmp_path), {}).execute(_plan(_step("x", kind="train")))
     assert states["x"].status == "blocked"
