@@ -163,7 +163,8 @@ class NetnsBoard:
             'model = "Raspberry Pi 2"\narch = "armhf"\ntarget = "rpi2"\ntransport = "ssh"\n'
             f'host = "{self.board_ip}"\nport = {self.port}\nuser = "{self.user}"\n'
             f'identity_file = "{self.client_key}"\nknown_hosts = "{self.known_hosts}"\n'
-            f'connect_timeout_s = 3\ncamera_source = "test"\ninterface = "{self.board_if}"\nwork_dir = "{self.root / "board-work"}"\n'
+            f'connect_timeout_s = 3\ncamera_source = "test"\ninterface = "{self.board_if}"\n'
+            f'work_dir = "{self.root / "board-work"}"\n'
             'tags = ["netns", "test"]\n'
         )
 
