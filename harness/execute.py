@@ -311,6 +311,8 @@ KPI_EXECUTORS: Final[dict[str, tuple[str, str]]] = {
     "app_latency": ("harness.kpi_app_latency", "EXECUTORS"),
     "boards": ("harness.kpi_boards", "EXECUTORS"),
     "npus": ("harness.kpi_npus", "EXECUTORS"),
+    "tinyml_memory": ("harness.kpi_tinyml", "EXECUTORS"),
+    "vit_throughput": ("harness.kpi_vit", "EXECUTORS"),
 }
 
 

@@ -122,3 +122,19 @@ def test_plan_json_is_serialisable() -> None:
     text = json.dumps(doc, ensure_ascii=False)
     assert "경량" in text
     assert len(json.loads(text)) == 8
+
+
+def test_planning_every_kpi_imports_no_data_or_ml_library() -> None:
+    """The dry run must stay fast on a laptop: procedures read plain data, not the executors."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from harness.manifest import load_manifest; "
+        "from harness.plan import plan_all; m = load_manifest(Path('kpis.toml')); "
+        "plan_all(m, mode='smoke'); plan_all(m, mode='measure'); "
+        "heavy = sorted(n for n in ('pandas', 'scipy', 'numpy', 'torch', 'docker', 'matplotlib') if n in sys.modules); "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

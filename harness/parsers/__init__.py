@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import BadInput
-from harness.parsers import admm, benchmark_model, resourcebench, streaming, vela, vminfo
+from harness.parsers import admm, benchmark_model, packvit, patch_aware, resourcebench, streaming, vela, vminfo
 
 Parser = Callable[[Path], list[dict[str, Any]]]
 
@@ -24,6 +24,8 @@ PARSERS: Final[dict[str, Parser]] = {
     "vela": vela.measurements,
     "resourcebench": resourcebench.measurements,
     "streaming": streaming.measurements,
+    "patch_aware": patch_aware.measurements,
+    "packvit": packvit.measurements,
 }
 
 

@@ -142,8 +142,8 @@ def plan(ctx: PlanContext) -> None:
             target,
             ["benchmark_model_aarch64", "mobilenet_v2_1.0_224.tflite", "mbv1_0.9_v4u.tflite",
              f"{ARTEFACT}.tflite"],
-            [shipped.id],
-            after=(fetch.id, "convert:tflite"),
+            [],
+            after=(fetch.id, shipped.id, "convert:tflite"),
             always=True,
         )
         for r in range(ctx.repeats()):
