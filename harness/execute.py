@@ -245,10 +245,11 @@ def journal_measurements(run: Run, step_ids: Iterable[str], rows_for: RowsFor, n
 def evaluate_kpi(run: Run, kpi_id: str) -> dict[str, Any]:
     """Judge one KPI from the run's journal and keep the evaluation beside the rows."""
     from harness.fsio import atomic_write_text
-    from harness.results import Results
+    from harness.reporting import collect
     from harness.stats import evaluate
 
-    ev = evaluate(run.manifest.kpi(kpi_id), Results.from_journal(run.run_dir).filter(kpi=kpi_id))
+    # The journal, one row per identity (a resumed parse journals a row again; the last one counts).
+    ev = evaluate(run.manifest.kpi(kpi_id), collect(run.run_dir).filter(kpi=kpi_id))
     doc = {"verdict": ev.verdict.value, "reason": ev.reason, "value": ev.value, "ci": [ev.ci_low, ev.ci_high]}
     atomic_write_text(run.run_dir / "evaluations" / f"{kpi_id}.json", json.dumps(doc, indent=1, default=str))
     return {"verdict": ev.verdict.value, "value": ev.value, "reason": ev.reason}

@@ -96,6 +96,7 @@ def plan(ctx: PlanContext) -> None:
         ctx.step(
             id=f"parse:{target}",
             kind="parse",
+            always=True,
             where="host",
             target=target,
             depends=tuple(measures),
@@ -105,6 +106,7 @@ def plan(ctx: PlanContext) -> None:
     ctx.step(
         id="evaluate",
         kind="evaluate",
+        always=True,
         where="host",
         depends=tuple(s.id for s in ctx.steps if s.kind == "parse"),
         description="overhead % of the Resource API over the Legacy API (medians) with a "

@@ -43,6 +43,7 @@ def plan(ctx: PlanContext) -> None:
         ctx.step(
             id=f"parse:{target}",
             kind="parse",
+            always=True,
             where="host",
             target=target,
             depends=(f"measure:streaming:{target}",),
@@ -51,6 +52,7 @@ def plan(ctx: PlanContext) -> None:
     ctx.step(
         id="evaluate",
         kind="evaluate",
+        always=True,
         where="host",
         depends=tuple(s.id for s in ctx.steps if s.kind == "parse"),
         description="count of boards that passed, each linked to its log; the nine seed boards "

@@ -104,6 +104,7 @@ def plan(ctx: PlanContext) -> None:
     ctx.step(
         id="parse:accuracy",
         kind="parse",
+        always=True,
         where="host",
         depends=(train.id,),
         description="' * Acc@1 …' lines and the last 'Best accuracy: X.XXX' → top1, accuracy_loss vs dense Top-1",
@@ -166,6 +167,7 @@ def plan(ctx: PlanContext) -> None:
         ctx.step(
             id=f"parse:{target}",
             kind="parse",
+            always=True,
             where="host",
             target=target,
             description="benchmark_model output (all known format versions) → inference_avg rows",
@@ -173,6 +175,7 @@ def plan(ctx: PlanContext) -> None:
     ctx.step(
         id="evaluate",
         kind="evaluate",
+        always=True,
         where="host",
         description="speed-up = baseline avg / compressed avg with 95 % CI; accuracy loss ≤ 3 %p",
     )

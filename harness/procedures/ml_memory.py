@@ -22,6 +22,7 @@ def plan(ctx: PlanContext) -> None:
     ctx.step(
         id="measure:size",
         kind="measure",
+        always=True,  # cheap: sizes whatever models exist now (a conversion may have appeared)
         where="host",
         fidelity="static",
         # No dependencies: each model that is missing gets its own blocked row, the others are sized.
@@ -35,6 +36,7 @@ def plan(ctx: PlanContext) -> None:
     ctx.step(
         id="evaluate",
         kind="evaluate",
+        always=True,
         where="host",
         description="size reduction % vs the baseline (static fidelity: exact, no CI needed)",
     )
