@@ -584,11 +584,7 @@ def _arch(run: Run, target: str) -> str:
 
 def exec_deploy(step: Step, run: Run) -> dict[str, Any]:
     """Locate the models (and the ANT benchmark tool for ARM targets); missing ones keep their reason."""
-    target, arch = step.target, _arch(run, step.target)
-    if step.where == "board" and arch != "x86_64":
-        raise Blocked(f"measure mode of KPI 3 needs a board for target {target}",
-                      "describe one in boards.toml (lab inventory) and pass --target <board>; "
-                      "smoke mode runs the ANT benchmark_model here under QEMU")
+    arch = _arch(run, step.target)
     models = [baseline_model(run), shipped_model(run)]
     art = artefact_model(run)
     if art is not None:
@@ -598,7 +594,60 @@ def exec_deploy(step: Step, run: Run) -> dict[str, Any]:
         tool = _file_in_ant(run, BENCHMARK_TOOL, run.manifest.workloads[BENCHMARK_TOOL].path,
                             "the ANT benchmark_model build for aarch64")
         info["benchmark_model"] = tool.to_dict()
+    if step.where == "board":
+        return _deploy_board(step, run, info, models)
     return info
+
+
+REMOTE_DIR: Final = "kpi3"
+
+
+def _deploy_board(step: Step, run: Run, info: dict[str, Any], models: list[ModelFile]) -> dict[str, Any]:
+    """Copy the benchmark tool and every model that exists to the board (sha256 checked there)."""
+    from harness import boardrun
+    from harness.transport import deploy
+
+    tool = ModelFile.from_dict(BENCHMARK_TOOL, info.get("benchmark_model", {}))
+    if tool.path is None:
+        raise Blocked(tool.reason or f"{BENCHMARK_TOOL} is not available", tool.fix or _COMPLETE_CLONE_FIX)
+    board, transport = boardrun.session(run, step.target)
+    files = {tool.path: f"{REMOTE_DIR}/{BENCHMARK_TOOL}"}
+    files.update({m.path: f"{REMOTE_DIR}/{m.name}.tflite" for m in models if m.path is not None})
+    sums = deploy(transport, files)
+    # git keeps the tool as 0644 in a checkout: make it executable on the board.
+    res = transport.run(["chmod", "+x", transport.remote_path(f"{REMOTE_DIR}/{BENCHMARK_TOOL}")], timeout=60)
+    if not res.ok:
+        raise StepFailed(f"cannot make {BENCHMARK_TOOL} executable on board {board.name}: {res.stderr[:200]}")
+    return {
+        **info,
+        "board": board.name,
+        "remote_tool": transport.remote_path(f"{REMOTE_DIR}/{BENCHMARK_TOOL}"),
+        "remote_models": {m.name: transport.remote_path(f"{REMOTE_DIR}/{m.name}.tflite")
+                          for m in models if m.path is not None},
+        "sha256": sums,
+        "identity": boardrun.public_identity(board, transport),
+    }
+
+
+def _measure_board(step: Step, run: Run, deploy: dict[str, Any], model: ModelFile) -> dict[str, Any]:
+    """benchmark_model on the board; its stdout and stderr (where it logs the timings) in one raw log."""
+    from harness import boardrun
+
+    _, transport = boardrun.session(run, step.target)
+    argv = [deploy["remote_tool"], f"--graph={deploy['remote_models'][step.variant]}", *_bench_flags(step)]
+    log = run.run_dir / "raw" / (step.id.replace(":", "_") + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    res = transport.run(argv, timeout=run.manifest.defaults.timeout_s, stdout_path=log)
+    with log.open("a", encoding="utf-8") as f:
+        f.write(res.stderr)
+    if res.timed_out:
+        raise StepFailed(f"{BENCHMARK_TOOL} on {model.name} timed out on board {transport.name}", log=run.rel(log))
+    if res.exit_code != 0:
+        raise StepFailed(f"{BENCHMARK_TOOL} on {model.name} exited {res.exit_code} on board {transport.name}",
+                         log=run.rel(log))
+    _, sha = size_and_sha256(model.path) if model.path is not None else (0, "")
+    return {"log": str(log), "argv": argv, "identity": deploy["identity"], "tool": BENCHMARK_TOOL,
+            "model": str(model.path), "model_sha256": sha, "source_commit": model.source_commit}
 
 
 def _bench_flags(step: Step) -> list[str]:
@@ -616,9 +665,6 @@ def _python_env() -> dict[str, str]:
 def exec_measure_latency(step: Step, run: Run) -> dict[str, Any]:
     """One benchmark run: litert_bench on x86_64, the ANT benchmark_model under QEMU on ARM; raw log kept."""
     arch = _arch(run, step.target)
-    if step.where == "board":
-        raise Blocked(f"measure mode of KPI 3 needs a board for target {step.target}",
-                      "describe one in boards.toml (lab inventory) and pass --target <board>")
     deploy = run.outputs.get(f"deploy:{step.target}")
     if deploy is None:
         raise Blocked(f"{step.id}: nothing deployed for {step.target}", "run the deploy step first")
@@ -631,6 +677,8 @@ def exec_measure_latency(step: Step, run: Run) -> dict[str, Any]:
     model = ModelFile.from_dict(step.variant, entry)
     if model.path is None:
         raise Blocked(model.reason, model.fix)
+    if step.where == "board":
+        return _measure_board(step, run, deploy, model)
     flags = _bench_flags(step)
     graph = f"--graph={model.path}"
     identity = host_identity()

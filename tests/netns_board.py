@@ -156,11 +156,12 @@ class NetnsBoard:
         values.update(overrides)
         return Board(**values)
 
-    def toml(self, name: str = "nsboard") -> str:
-        """The boards.toml text for this board."""
+    def toml(self, name: str = "nsboard", *, model: str = "Raspberry Pi 2", arch: str = "armhf",
+             target: str = "rpi2") -> str:
+        """The boards.toml text for this board (it runs armhf and arm64 binaries alike, through binfmt)."""
         return (
             f"[boards.{name}]\n"
-            'model = "Raspberry Pi 2"\narch = "armhf"\ntarget = "rpi2"\ntransport = "ssh"\n'
+            f'model = "{model}"\narch = "{arch}"\ntarget = "{target}"\ntransport = "ssh"\n'
             f'host = "{self.board_ip}"\nport = {self.port}\nuser = "{self.user}"\n'
             f'identity_file = "{self.client_key}"\nknown_hosts = "{self.known_hosts}"\n'
             f'connect_timeout_s = 3\ncamera_source = "test"\ninterface = "{self.board_if}"\n'

@@ -405,9 +405,12 @@ def test_arm64_smoke_without_the_ant_benchmark_binary_is_blocked(tmp_path: Path,
 
 def test_measure_mode_on_arm64_needs_a_board(tmp_path: Path, models: dict[str, Any]) -> None:
     steps = plan_steps("ml_latency", mode="measure", targets=("arm64",))
-    with pytest.raises(Blocked, match="needs a board for target arm64"):
-        kpi_ml.exec_deploy(steps["deploy:arm64"], make_run(tmp_path, mode="measure"))
-    with pytest.raises(Blocked, match="board"):
+    run = make_run(tmp_path, mode="measure")
+    run.outputs["source:ant:test/mlbench"] = ant_checkout(
+        tmp_path, {"test/mlbench/benchmark_model_aarch64": b"\x7fELF", "test/mlbench/mbv1_0.9_v4u.tflite": b"x"})
+    with pytest.raises(Blocked, match="measure run on arm64 needs a board"):
+        kpi_ml.exec_deploy(steps["deploy:arm64"], run)
+    with pytest.raises(Blocked, match="nothing deployed"):
         kpi_ml.exec_measure_latency(steps["measure:mbv1_0.9_v4u:arm64:0"], make_run(tmp_path, mode="measure"))
 
 
