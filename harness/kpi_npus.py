@@ -428,6 +428,15 @@ CONFIG_LINES: Final = (
     "set(USE_GEMMINI ON)",
 )
 BUILD_OUTPUTS: Final = ("build/libtvm.so", "build/libvta_fsim.so")
+# What TVM's CMake build reads from its submodules (headers of dmlc-core, dlpack and rang; the VTA
+# hardware sources for the functional simulator; libbacktrace for the runtime's stack traces).
+FORK_SUBMODULES: Final = ("3rdparty/dmlc-core", "3rdparty/dlpack", "3rdparty/rang", "3rdparty/vta-hw",
+                          "3rdparty/libbacktrace")
+
+
+def missing_submodules(compiler: Path) -> list[str]:
+    """The submodule folders the fork's build needs that are absent or empty in `compiler`."""
+    return [d for d in FORK_SUBMODULES if not (compiler / d).is_dir() or not any((compiler / d).iterdir())]
 
 
 def exec_build(step: Step, run: Run) -> dict[str, Any]:
@@ -445,6 +454,16 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
     compiler = Path(src["path"]) / "compiler"
     if not (compiler / "cmake" / "config.cmake").is_file():
         raise StepFailed(f"{compiler} holds no cmake/config.cmake: not the TVM fork the seed builds")
+    absent = missing_submodules(compiler)
+    if absent:
+        # ANT-Model-DB vendors TVM with its .gitmodules but without the submodule commits, so a
+        # clone cannot fill them at a pinned commit.
+        raise Blocked(
+            f"the TVM fork at {str(src.get('commit', ''))[:12] or 'this checkout'} lacks its submodules "
+            f"{', '.join(absent)} (ANT-Model-DB records compiler/.gitmodules but no submodule commits)",
+            "pass --source ant_model_db=PATH: a checkout whose compiler/3rdparty holds those trees at the "
+            "commits of Apache TVM v0.13.0",
+        )
     if tree.exists():
         shutil.rmtree(tree)
     shutil.copytree(compiler, tree, symlinks=True, ignore=shutil.ignore_patterns(".git"))

@@ -261,3 +261,18 @@ def test_smoke_run_counts_the_vela_pass_and_names_every_gap_of_the_seed_path(
     assert "Corstone-300 FVP" in table[("Ethos-U55", "seed test_ethosu.py")]["reason"]
     assert "Spike with the Gemmini extension" in table[("Gemmini", "seed test_gemmini.py")]["reason"]
     assert "Arm Corstone-300 FVP (installed only" not in table[("VTA", "seed test_vta.py")]["reason"]
+
+
+def test_a_fork_without_its_submodules_is_blocked_naming_them(tmp_path: Path) -> None:
+    compiler = tmp_path / "amdb" / "compiler"
+    (compiler / "cmake").mkdir(parents=True)
+    (compiler / "cmake" / "config.cmake").write_text("set(USE_LLVM OFF)\n")
+    (compiler / "3rdparty" / "dlpack" / "include").mkdir(parents=True)  # one of them is there
+    (compiler / "3rdparty" / "rang").mkdir(parents=True)  # an empty folder counts as missing
+    run = make_run(tmp_path)
+    run.outputs["source:ant_model_db:compiler"] = {"path": str(tmp_path / "amdb"), "commit": "6bccd836" * 5}
+    run.outputs["image:tvm-npu"] = {"tag": "ant-kpi/tvm-npu:x"}
+    with pytest.raises(Blocked) as e:
+        kpi_npus.exec_build(plan_steps()["build:tvm-fork"], run)
+    assert "3rdparty/dmlc-core, 3rdparty/rang, 3rdparty/vta-hw, 3rdparty/libbacktrace" in e.value.what
+    assert "dlpack" not in e.value.what and "--source ant_model_db=PATH" in e.value.fix
