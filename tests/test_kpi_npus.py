@@ -265,8 +265,8 @@ def test_smoke_run_counts_the_vela_pass_and_names_every_gap_of_the_seed_path(
 
 def test_a_fork_without_its_submodules_is_blocked_naming_them(tmp_path: Path) -> None:
     compiler = tmp_path / "amdb" / "compiler"
-    (compiler / "cmake").mkdir(parents=True)
-    (compiler / "cmake" / "config.cmake").write_text("set(USE_LLVM OFF)\n")
+    compiler.mkdir(parents=True)
+    (compiler / "CMakeLists.txt").write_text("project(tvm)\n")  # like 6bccd836: no cmake/config.cmake
     (compiler / "3rdparty" / "dlpack" / "include").mkdir(parents=True)  # one of them is there
     (compiler / "3rdparty" / "rang").mkdir(parents=True)  # an empty folder counts as missing
     run = make_run(tmp_path)
