@@ -432,6 +432,11 @@ BUILD_OUTPUTS: Final = ("build/libtvm.so", "build/libvta_fsim.so")
 # hardware sources for the functional simulator; libbacktrace for the runtime's stack traces).
 FORK_SUBMODULES: Final = ("3rdparty/dmlc-core", "3rdparty/dlpack", "3rdparty/rang", "3rdparty/vta-hw",
                           "3rdparty/libbacktrace")
+# The kpis.toml source that fills each of them (the fork records no submodule commits).
+SUBMODULE_SOURCES: Final = {
+    "3rdparty/dmlc-core": "tvm_dmlc_core", "3rdparty/dlpack": "tvm_dlpack", "3rdparty/rang": "tvm_rang",
+    "3rdparty/vta-hw": "tvm_vta_hw", "3rdparty/libbacktrace": "tvm_libbacktrace",
+}
 
 
 def missing_submodules(compiler: Path) -> list[str]:
@@ -454,19 +459,26 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
     compiler = Path(src["path"]) / "compiler"
     if not (compiler / "CMakeLists.txt").is_file():
         raise StepFailed(f"{compiler} holds no CMakeLists.txt: not the TVM fork the seed builds")
-    absent = missing_submodules(compiler)
+    if tree.exists():
+        shutil.rmtree(tree)
+    shutil.copytree(compiler, tree, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    filled = {}
+    for sub in missing_submodules(tree):
+        out = run.outputs.get(f"source:{SUBMODULE_SOURCES[sub]}")
+        if out is not None:
+            shutil.rmtree(tree / sub, ignore_errors=True)
+            shutil.copytree(out["path"], tree / sub, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+            filled[sub] = str(out.get("commit", ""))
+    absent = missing_submodules(tree)
     if absent:
         # ANT-Model-DB vendors TVM with its .gitmodules but without the submodule commits, so a
         # clone cannot fill them at a pinned commit.
         raise Blocked(
             f"the TVM fork at {str(src.get('commit', ''))[:12] or 'this checkout'} lacks its submodules "
             f"{', '.join(absent)} (ANT-Model-DB records compiler/.gitmodules but no submodule commits)",
-            "pass --source ant_model_db=PATH: a checkout whose compiler/3rdparty holds those trees at the "
-            "commits of Apache TVM v0.13.0",
+            "let the source:tvm_* steps complete (kpis.toml pins them at Apache TVM v0.13.dev0's commits), or "
+            "pass --source ant_model_db=PATH: a checkout whose compiler/3rdparty holds those trees",
         )
-    if tree.exists():
-        shutil.rmtree(tree)
-    shutil.copytree(compiler, tree, symlinks=True, ignore=shutil.ignore_patterns(".git"))
     (tree / "build").mkdir(exist_ok=True)
     # The fork's .gitignore drops config.cmake, so 6bccd836 has none: TVM's CMakeLists.txt gives every
     # option its default, and the lines below switch on what the seed asks for.
@@ -483,7 +495,7 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
     if missing:
         raise StepFailed(f"the TVM fork build produced no {', '.join(missing)}", log=run.rel(log))
     out = {"path": str(tree), "source_commit": str(src.get("commit", "")), "image": img["tag"],
-           "config": list(CONFIG_LINES), "log": run.rel(log)}
+           "config": list(CONFIG_LINES), "submodules": filled, "log": run.rel(log)}
     atomic_write_text(done, json.dumps(out, indent=1))
     return {**out, "reused": False}
 

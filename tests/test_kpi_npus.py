@@ -276,3 +276,23 @@ def test_a_fork_without_its_submodules_is_blocked_naming_them(tmp_path: Path) ->
         kpi_npus.exec_build(plan_steps()["build:tvm-fork"], run)
     assert "3rdparty/dmlc-core, 3rdparty/rang, 3rdparty/vta-hw, 3rdparty/libbacktrace" in e.value.what
     assert "dlpack" not in e.value.what and "--source ant_model_db=PATH" in e.value.fix
+
+
+def test_the_pinned_submodule_sources_fill_the_fork_s_empty_folders(tmp_path: Path) -> None:
+    compiler = tmp_path / "amdb" / "compiler"
+    compiler.mkdir(parents=True)
+    (compiler / "CMakeLists.txt").write_text("project(tvm)\n")
+    run = make_run(tmp_path)
+    run.outputs["source:ant_model_db:compiler"] = {"path": str(tmp_path / "amdb"), "commit": "6bccd836" * 5}
+    run.outputs["image:tvm-npu"] = {"tag": "ant-kpi/tvm-npu:x"}
+    for name in ("tvm_dmlc_core", "tvm_dlpack", "tvm_rang"):
+        d = tmp_path / name
+        (d / "include").mkdir(parents=True)
+        (d / "include" / f"{name}.h").write_text("/* header */\n")
+        run.outputs[f"source:{name}"] = {"path": str(d), "commit": "a" * 40}
+    with pytest.raises(Blocked) as e:
+        kpi_npus.exec_build(plan_steps()["build:tvm-fork"], run)
+    assert "3rdparty/vta-hw, 3rdparty/libbacktrace" in e.value.what  # the two not given
+    assert "dmlc-core" not in e.value.what and "dlpack" not in e.value.what
+    tree = next((run.cache_dir / "tvm-fork").iterdir())
+    assert (tree / "3rdparty" / "rang" / "include" / "tvm_rang.h").is_file()
