@@ -428,6 +428,7 @@ CONFIG_LINES: Final = (
     "set(USE_GEMMINI ON)",
 )
 BUILD_OUTPUTS: Final = ("build/libtvm.so", "build/libvta_fsim.so")
+GEMMINI_DIR: Final = "3rdparty/gemmini"
 # What TVM's CMake build reads from its submodules (headers of dmlc-core, dlpack and rang; the VTA
 # hardware sources for the functional simulator; libbacktrace for the runtime's stack traces).
 FORK_SUBMODULES: Final = ("3rdparty/dmlc-core", "3rdparty/dlpack", "3rdparty/rang", "3rdparty/vta-hw",
@@ -484,7 +485,14 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
     # option its default, and the lines below switch on what the seed asks for.
     template = tree / "cmake" / "config.cmake"
     cfg = template.read_text() if template.is_file() else ""
-    (tree / "build" / "config.cmake").write_text(cfg + "\n# ANT KPI harness (KPI 7)\n" + "\n".join(CONFIG_LINES) + "\n")
+    lines, not_built = list(CONFIG_LINES), {}
+    if not (tree / GEMMINI_DIR).is_dir() or not any((tree / GEMMINI_DIR).iterdir()):
+        # Gemmini.cmake copies sources out of 3rdparty/gemmini, a submodule the fork added without a
+        # commit (not one of TVM's): build the other back ends and say why Gemmini is not there.
+        lines = [ln if ln != "set(USE_GEMMINI ON)" else "set(USE_GEMMINI OFF)" for ln in lines]
+        not_built["Gemmini"] = (f"the fork's {GEMMINI_DIR} (ucb-bar/gemmini, added by ANT-Model-DB) has no "
+                                "recorded commit, so the Gemmini back end was built OFF")
+    (tree / "build" / "config.cmake").write_text(cfg + "\n# ANT KPI harness (KPI 7)\n" + "\n".join(lines) + "\n")
     log = run.log_path(step.id)
     # The plan's argv (cmake + make, from /src) is what runs, so the dry run shows the real command.
     with Container(_docker(run), img["tag"], mounts={str(tree): "/src"}, workdir="/src") as c:
@@ -495,7 +503,7 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
     if missing:
         raise StepFailed(f"the TVM fork build produced no {', '.join(missing)}", log=run.rel(log))
     out = {"path": str(tree), "source_commit": str(src.get("commit", "")), "image": img["tag"],
-           "config": list(CONFIG_LINES), "submodules": filled, "log": run.rel(log)}
+           "config": lines, "submodules": filled, "not_built": not_built, "log": run.rel(log)}
     atomic_write_text(done, json.dumps(out, indent=1))
     return {**out, "reused": False}
 
@@ -528,6 +536,10 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
     if build is None or img is None:
         raise Blocked(f"{step.id}: the TVM fork build or the {IMAGE} image is missing", "let build:tvm-fork complete")
     missing = testcase_requirements(step.variant, dict(img.get("tool_versions", {})))
+    if step.variant in build.get("not_built", {}):
+        missing.append((build["not_built"][step.variant],
+                        f"pass --source ant_model_db=PATH with a checkout whose compiler/{GEMMINI_DIR} holds the "
+                        "Gemmini release the fork was written against (with its gemmini-rocc-tests)"))
     if missing:
         raise Blocked("; ".join(w for w, _ in missing), "; ".join(dict.fromkeys(f for _, f in missing)))
     tree = Path(build["path"])
