@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.execute import _dep_output, host_identity, journal_measurements
+from harness.execute import _dep_output, journal_measurements
 from harness.kpi_ml import IMAGENET_ENV, synthetic_imagefolder
 from harness.parsers.patch_aware import parse_patch_aware_file
 from harness.results import Row, append_row_journal
@@ -41,7 +41,7 @@ from harness.tinyml_spec import (
     SHIMS_DIR,
     TRAIN_DIR,
 )
-from harness.training import TRAIN_IMAGE, prepare_tree, run_training
+from harness.training import prepare_tree, run_training, train_identity, train_image, train_row
 
 MCU_BLOCKED: Final = (
     "the MCU peak SRAM comes from the TinyEngine memory scheduler (tinyml/code_generator) on an int8 TFLite "
@@ -67,9 +67,6 @@ def _source(step: Step, run: Run) -> tuple[Path, str]:
 def _work(run: Run, variant: str) -> Path:
     return run.work_dir(f"tinyml-{variant}")
 
-
-def _image(run: Run) -> dict[str, Any]:
-    return run.outputs.get(f"image:{TRAIN_IMAGE}", {})
 
 
 def _data(run: Run) -> Path:
@@ -123,7 +120,7 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
                          log=run.rel(log))
     return {"log": str(log), "work": str(work), "checkpoint": str(ckpt), "source_commit": commit,
             "patchwise_layers": parsed.patchwise_layers, "argv": list(step.argv),
-            "image": _image(run).get("tag", ""), "patches": [p.why for p in PATCHES]}
+            "image": train_image(run).get("tag", ""), "patches": [p.why for p in PATCHES]}
 
 
 def exec_measure(step: Step, run: Run) -> dict[str, Any]:
@@ -147,26 +144,15 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
                          log=run.rel(log))
     if not out.is_file():
         raise StepFailed(f"patch_memory.py ({step.variant}) wrote no {MEMORY_JSON}", log=run.rel(log))
-    return {"json": str(out), "log": str(log), "argv": list(step.argv), "identity": _identity(run),
+    return {"json": str(out), "log": str(log), "argv": list(step.argv), "identity": train_identity(run),
             "source_commit": train.get("source_commit", "")}
 
-
-def _identity(run: Run) -> dict[str, Any]:
-    img = _image(run)
-    return {**host_identity(), "container_image": img.get("tag", ""), "image_id": img.get("id", "")}
 
 
 # --------------------------------------------------------------------------------------------
 # Rows
 # --------------------------------------------------------------------------------------------
 
-
-def _row(run: Run, **kw: Any) -> Row:
-    img = _image(run)
-    fields: dict[str, Any] = {"run_id": run.run_id, "kpi": KPI, "mode": run.mode, "target": "x86_64",
-                              "image_digest": str(img.get("digest") or img.get("id") or ""),
-                              **run.provenance_base(), **kw}
-    return Row(**fields)
 
 
 def peak_memory_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
@@ -184,22 +170,23 @@ def peak_memory_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
         pb = doc.get("patch_based")
         sha = str(doc.get("checkpoint_sha256", ""))
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return _row(run, value=float("nan"), status="failed", note=f"unreadable patch_memory output: {e}", **common)
+        return train_row(run, KPI, value=float("nan"), status="failed",
+                         note=f"unreadable patch_memory output: {e}", **common)
     lbl_kb = lbl["peak_bytes"] / 1024
     if step.variant == "plain":
         note = (f"layer by layer: {lbl_kb:.1f} KB live at {lbl['at']}; fp32 tensors crossing module boundaries, "
                 f"BatchNorm folded ({doc.get('bn_folded', 0)}); int8 equivalent {lbl['peak_elements'] / 1024:.1f} KB")
-        return _row(run, value=lbl_kb, status="ok", artefact_sha256=sha, note=note, **common)
+        return train_row(run, KPI, value=lbl_kb, status="ok", artefact_sha256=sha, note=note, **common)
     if pb is None:
         why = doc.get("patch_based_reason", "no patch-based schedule")
-        return _row(run, value=float("nan"), status="failed", artefact_sha256=sha,
+        return train_row(run, KPI, value=float("nan"), status="failed", artefact_sha256=sha,
                     note=f"the patch-aware model has no patch-wise stage to run tile by tile: {why}", **common)
     stage = pb["stage_units"]
     note = (f"patch-based: {pb['grid']}x{pb['grid']} tiles of {pb['tile'][0]}x{pb['tile'][1]} through "
             f"{stage[0]}..{stage[-1]}, peak in the {pb['phase']} ({pb['at']}); outputs equal the whole network's "
             f"(max rel. diff {pb['max_rel_diff']:.1e}); int8 equivalent {pb['peak_elements'] / 1024:.1f} KB; "
             f"the same model layer by layer: {lbl_kb:.1f} KB")
-    return _row(run, value=pb["peak_bytes"] / 1024, status="ok", artefact_sha256=sha, note=note, **common)
+    return train_row(run, KPI, value=pb["peak_bytes"] / 1024, status="ok", artefact_sha256=sha, note=note, **common)
 
 
 def top1_row(run: Run, step: Step, train: dict[str, Any]) -> Row:
@@ -214,15 +201,16 @@ def top1_row(run: Run, step: Step, train: dict[str, Any]) -> Row:
     try:
         parsed = parse_patch_aware_file(log)
     except BadInput as e:
-        return _row(run, value=float("nan"), status="failed", note=e.one_line(), **common)
+        return train_row(run, KPI, value=float("nan"), status="failed", note=e.one_line(), **common)
     if parsed.error or parsed.top1 is None:
-        return _row(run, value=float("nan"), status="failed", note=parsed.error or "no 'Test:  Acc@1' line", **common)
+        return train_row(run, KPI, value=float("nan"), status="failed",
+                         note=parsed.error or "no 'Test:  Acc@1' line", **common)
     n = sum(1 for e in parsed.evaluations if not e.suffix)
     data = "2 classes x 8 random images, 1 epoch (smoke: proves the run, says nothing of accuracy)" if smoke \
         else "ImageNet val"
     note = (f"last of {n} 'Test:  Acc@1' line(s) (Acc@5 {parsed.top5:g}); {parsed.patchwise_layers} patch-wise "
             f"layer(s); {data}")
-    return _row(run, value=parsed.top1, status="ok", note=note, **common)
+    return train_row(run, KPI, value=parsed.top1, status="ok", note=note, **common)
 
 
 def exec_parse(step: Step, run: Run) -> dict[str, Any]:

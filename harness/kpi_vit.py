@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.execute import _dep_output, host_identity, journal_measurements
+from harness.execute import _dep_output, journal_measurements
 from harness.kpi_ml import IMAGENET_ENV, synthetic_imagefolder
 from harness.parsers.packvit import PackVitLog, parse_log_txt, parse_packvit_file
 from harness.results import Row, append_row_journal
 from harness.runner import Executor, Run
 from harness.steps import Step
-from harness.training import TRAIN_IMAGE, prepare_tree, run_training
+from harness.training import prepare_tree, run_training, train_identity, train_image, train_row
 from harness.vit_spec import (
     ARCH,
     BENCH_TOOL,
@@ -71,9 +71,6 @@ def _host(work: Path, container_path: str) -> Path:
     """The host path of a /work/... path in the container."""
     return work / Path(container_path).relative_to("/work")
 
-
-def _image(run: Run) -> dict[str, Any]:
-    return run.outputs.get(f"image:{TRAIN_IMAGE}", {})
 
 
 def _prepare(step: Step, run: Run) -> tuple[Path, str]:
@@ -169,7 +166,7 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
         raise StepFailed("PackViT training wrote no checkpoint_best.pth or checkpoint.pth", log=run.rel(log))
     return {"log": str(log), "log_txt": str(out / "log.txt"), "checkpoint": str(ckpt), "work": str(work),
             "source_commit": commit, "argv": list(step.argv), "weights": weights.get("origin", ""),
-            "image": _image(run).get("tag", "")}
+            "image": train_image(run).get("tag", "")}
 
 
 def exec_convert(step: Step, run: Run) -> dict[str, Any]:
@@ -198,8 +195,7 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
         why = _crash(log)
         raise StepFailed(f"vit_throughput_bench.py ({step.variant}) exited {rc}" + (f": {why}" if why else ""),
                          log=run.rel(log))
-    img = _image(run)
-    ident = {**host_identity(), "container_image": img.get("tag", ""), "image_id": img.get("id", "")}
+    ident = train_identity(run)
     return {"json": str(out), "log": str(log), "argv": argv, "identity": ident,
             "source_commit": train.get("source_commit", "")}
 
@@ -208,13 +204,6 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
 # Rows
 # --------------------------------------------------------------------------------------------
 
-
-def _row(run: Run, **kw: Any) -> Row:
-    img = _image(run)
-    fields: dict[str, Any] = {"run_id": run.run_id, "kpi": KPI, "mode": run.mode, "target": "x86_64",
-                              "image_digest": str(img.get("digest") or img.get("id") or ""),
-                              **run.provenance_base(), **kw}
-    return Row(**fields)
 
 
 def throughput_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
@@ -235,11 +224,11 @@ def throughput_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
                 f"PyTorch {doc['torch']} eager (not TFLite); tokens per block {toks}")
         sha = str(doc.get("checkpoint_sha256", ""))
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return _row(run, value=float("nan"), status="failed", note=f"unreadable bench output: {e}", **common)
+        return train_row(run, KPI, value=float("nan"), status="failed", note=f"unreadable bench output: {e}", **common)
     if not ips > 0:
-        return _row(run, value=float("nan"), status="failed", artefact_sha256=sha,
+        return train_row(run, KPI, value=float("nan"), status="failed", artefact_sha256=sha,
                     note=f"non-positive throughput {ips}", **common)
-    return _row(run, value=ips, status="ok", artefact_sha256=sha, note=note, **common)
+    return train_row(run, KPI, value=ips, status="ok", artefact_sha256=sha, note=note, **common)
 
 
 def top1_row(run: Run, train: dict[str, Any]) -> Row:
@@ -254,20 +243,21 @@ def top1_row(run: Run, train: dict[str, Any]) -> Row:
     try:
         parsed: PackVitLog = parse_packvit_file(log)
     except BadInput as e:
-        return _row(run, value=float("nan"), status="failed", note=e.one_line(), **common)
+        return train_row(run, KPI, value=float("nan"), status="failed", note=e.one_line(), **common)
     top1 = parsed.top1
     which = "'Max accuracy' of the console log"
     if top1 is None and Path(train.get("log_txt", "")).is_file():
         stats = parse_log_txt(Path(train["log_txt"]).read_text(encoding="utf-8"), source=train["log_txt"])
         top1, which = max(s.test_acc1 for s in stats), "best test_acc1 of log.txt"
     if parsed.error or top1 is None:
-        return _row(run, value=float("nan"), status="failed", note=parsed.error or "no accuracy line", **common)
+        return train_row(run, KPI, value=float("nan"), status="failed",
+                         note=parsed.error or "no accuracy line", **common)
     spars = parsed.evaluations[-1].sparsity if parsed.evaluations else ()
     data = ("2 classes x 8 random images, 1 epoch from random DeiT-S weights (smoke: proves the run, says "
             "nothing of accuracy)") if smoke else "ImageNet val"
     note = (f"{which}; tokens dropped at blocks 3/6/9 during evaluation: "
             f"{', '.join(f'{s:.2f}' for s in spars) or 'not printed'}; {data}")
-    return _row(run, value=top1, status="ok", note=note, **common)
+    return train_row(run, KPI, value=top1, status="ok", note=note, **common)
 
 
 def exec_parse(step: Step, run: Run) -> dict[str, Any]:

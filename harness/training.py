@@ -25,12 +25,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlparse
 
 from harness.container import GPUS_ENV, Container, GpuChoice, gpu_choice
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.patching import Patch, apply_patch
+from harness.results import Row
 from harness.runner import Run
 from harness.steps import Step
 
@@ -118,6 +119,29 @@ def train_image_tag(run: Run) -> str:
         raise Blocked(f"the {TRAIN_IMAGE} image is not built in this run",
                       f"let the image:{TRAIN_IMAGE} step complete (or `ant-kpi images build {TRAIN_IMAGE}`)")
     return str(out["tag"])
+
+
+def train_image(run: Run) -> dict[str, Any]:
+    """The image step's outputs for cuda-train in this run ({} before it ran)."""
+    out: dict[str, Any] = run.outputs.get(f"image:{TRAIN_IMAGE}", {})
+    return out
+
+
+def train_identity(run: Run) -> dict[str, Any]:
+    """Where a training-image measurement ran: this host, in the cuda-train image."""
+    from harness.execute import host_identity
+
+    img = train_image(run)
+    return {**host_identity(), "container_image": img.get("tag", ""), "image_id": img.get("id", "")}
+
+
+def train_row(run: Run, kpi: str, **kw: Any) -> Row:
+    """A result row of a measurement in the training image (on this host: target x86_64)."""
+    img = train_image(run)
+    fields: dict[str, Any] = {"run_id": run.run_id, "kpi": kpi, "mode": run.mode, "target": "x86_64",
+                              "image_digest": str(img.get("digest") or img.get("id") or ""),
+                              **run.provenance_base(), **kw}
+    return Row(**fields)
 
 
 def run_training(run: Run, step: Step, argv: Sequence[str], *, work: Path, data: Path | None,
