@@ -115,6 +115,24 @@ def _session_argv(companion: str, app: str, work: str, copy: str, sends: int, wa
     ]  # fmt: skip
 
 
+def _summary_lines(text: str) -> list[str]:
+    """The session driver's own report: one `session:` and one `companion:` line per session."""
+    return [ln for ln in text.splitlines() if ln.startswith(("session:", "companion:"))]
+
+
+def _measured(step: Step, run: Run, *, sessions: dict[str, Any], summary: list[str], sends: int, wall: float,
+              runtime: list[str], started_at: float, log: Path, identity: dict[str, Any], where: str = "",
+              companion: str = "") -> dict[str, Any]:
+    """The outputs of one measure step, wherever it ran; StepFailed when neither session ran."""
+    if all(sess["rc"] != 0 for sess in sessions.values()):
+        raise StepFailed(f"{step.id}: neither session ran{where}: {'; '.join(summary[-3:])}", log=run.rel(log))
+    out = {"sessions": sessions, "summary": summary, "sends": sends, "wall_bound_s": wall, "argv": runtime,
+           "started_at": started_at, "driver_log": str(log), "identity": identity}
+    if companion:
+        out["companion"] = companion
+    return out
+
+
 def _measure_board(step: Step, run: Run, deploy: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Both copies on the board: the runtime bundle under main-old.js, the stand-in on its loopback."""
     from harness import boardrun
@@ -141,27 +159,16 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], patch: dict[str
         res = transport.run(argv, timeout=wall + 120, env=ant_build.runtime_env(deploy))
         with log.open("a", encoding="utf-8") as f:
             f.write(res.stdout + res.stderr)
-        summary += [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith(("session:", "companion:"))]
+        summary += _summary_lines(res.stdout + res.stderr)
         app_log = _raw(run, step, f".{copy}.log")
         try:
             transport.get(f"{rel}/{copy}.runtime.log", app_log)
         except StepFailed:
             app_log.write_text("")
         sessions[copy] = {"rc": res.exit_code, "log": str(app_log), "wall_s": round(res.wall_s, 1)}
-    if all(sess["rc"] != 0 for sess in sessions.values()):
-        raise StepFailed(f"{step.id}: neither session ran on board {transport.name}: {'; '.join(summary[-3:])}",
-                         log=run.rel(log))
-    return {
-        "sessions": sessions,
-        "summary": summary,
-        "sends": sends,
-        "wall_bound_s": wall,
-        "argv": runtime,
-        "started_at": started_at,
-        "driver_log": str(log),
-        "companion": "stand-in on the board's loopback",
-        "identity": deploy["identity"],
-    }
+    return _measured(step, run, sessions=sessions, summary=summary, sends=sends, wall=wall, runtime=runtime,
+                     started_at=started_at, log=log, identity=deploy["identity"], where=f" on board {transport.name}",
+                     companion="stand-in on the board's loopback")
 
 
 def exec_measure(step: Step, run: Run) -> dict[str, Any]:
@@ -199,19 +206,9 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
             else:
                 app_log.write_text("")
             sessions[copy] = {"rc": rc, "log": str(app_log), "wall_s": round(time.monotonic() - t0, 1)}
-    summary = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith(("session:", "companion:"))]
-    if all(s["rc"] != 0 for s in sessions.values()):
-        raise StepFailed(f"{step.id}: neither session ran: {'; '.join(summary[-3:])}", log=run.rel(log))
-    return {
-        "sessions": sessions,
-        "summary": summary,
-        "sends": sends,
-        "wall_bound_s": wall,
-        "argv": runtime,
-        "started_at": started_at,
-        "driver_log": str(log),
-        "identity": {**identity, "container_image": deploy["image_id"]},
-    }
+    summary = _summary_lines(log.read_text(errors="replace"))
+    return _measured(step, run, sessions=sessions, summary=summary, sends=sends, wall=wall, runtime=runtime,
+                     started_at=started_at, log=log, identity={**identity, "container_image": deploy["image_id"]})
 
 
 # --------------------------------------------------------------------------------------------
