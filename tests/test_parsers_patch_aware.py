@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,11 @@ import pytest
 
 from harness.errors import BadInput
 from harness.parsers import patch_aware
+from tests.golden import check_fixture_names, check_golden, golden_files, golden_id
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DIRS = (FIXTURES / "tinyml",)
-GOLDEN = sorted(p for d in DIRS for p in d.glob("*.expected.json"))
+GOLDEN = golden_files(DIRS)
 
 
 def _parse(parser: str, text: str, source: str) -> Any:
@@ -24,23 +24,12 @@ def _parse(parser: str, text: str, source: str) -> Any:
 
 
 def test_every_fixture_has_a_golden_file_and_says_where_it_came_from() -> None:
-    texts = sorted(p for d in DIRS for p in d.glob("*.txt"))
-    assert texts
-    for t in texts:
-        assert t.with_name(t.name.removesuffix(".txt") + ".expected.json").is_file(), t.name
-        assert ".captured." in t.name or ".handwritten." in t.name, t.name
+    check_fixture_names(DIRS)
 
 
-@pytest.mark.parametrize("expected", GOLDEN, ids=lambda p: f"{p.parent.name}/{p.name.removesuffix('.expected.json')}")
+@pytest.mark.parametrize("expected", GOLDEN, ids=golden_id)
 def test_parser_matches_golden_file(expected: Path) -> None:
-    golden = json.loads(expected.read_text(encoding="utf-8"))
-    txt = expected.with_name(expected.name.removesuffix(".expected.json") + ".txt")
-    text = txt.read_text(encoding="utf-8")
-    if golden.get("bad_input"):
-        with pytest.raises(BadInput):
-            _parse(golden["parser"], text, txt.name)
-        return
-    assert json.loads(json.dumps(_parse(golden["parser"], text, txt.name))) == golden["result"]
+    check_golden(expected, _parse)
 
 
 # ---- patch_aware_train.py -----------------------------------------------------------------------
