@@ -6,6 +6,10 @@
 dry_run: wall time of `ant-kpi plan --json` for all eight KPIs in a fresh interpreter (what a
 user waits for), median of 5 after one warm-up; target < 0.5 s on a 2-core machine.
 sampler_cpu: CPU time the PSS sampler itself uses at 100 Hz, as % of one core; target < 1 %.
+    Printed beside it, the floor of this machine: what a loop that only wakes 100 times a second
+    costs, in Python (as the sampler waits) and in C, alone and with one /proc/PID/stat read per
+    wake-up (the least a tick of the sampler does). On a VM each wake-up is a timer exit to the
+    hypervisor, so the floor differs much from machine to machine.
 overhead: wall time of a fixed workload run under the sampler vs bare (the KPI 1 measurement
 phase), median of 5 each, interleaved; target <= 3 %.
 build_arm: `ant-kpi build` cold (empty cache) then warm, with the user's sources (mirrors through
@@ -15,6 +19,7 @@ GIT_CONFIG_GLOBAL or the network); only when named explicitly, as it builds upst
 from __future__ import annotations
 
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -53,12 +58,93 @@ def bench_sampler_cpu() -> None:
     with tempfile.TemporaryDirectory() as d:
         alloc = _alloc_binary(Path(d))
         res = pss.sample_process([str(alloc), "32", "5"], interval=0.01, stdout=subprocess.DEVNULL)
+        floor = _wake_floor(Path(d), alloc)
     share = 100 * res.sampler_cpu_s / res.wall_s
     # The peak shows that the cheaper sampling still finds the 32 MiB block.
     print(f"sampler_cpu: {res.samples} samples in {res.wall_s:.2f} s ({res.rate_hz:.0f} Hz), "
           f"{res.measured_samples} with PSS read ({res.measured_rate_hz:.1f} Hz, remeasure "
           f"{res.remeasure_s} s), peak PSS {res.peak()} KB: sampler CPU {res.sampler_cpu_s:.3f} s = "
           f"{share:.2f} % of one core; target < 1 %: {'met' if share < 1 else 'NOT met'}")
+    print(floor)
+
+
+_WAKE_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* usage: wake TICKS INTERVAL_NS [FILE]: wake TICKS times on a fixed grid, pread FILE each time;
+ * print the process CPU seconds used. */
+int main(int argc, char **argv)
+{
+    long ticks = atol(argv[1]), step = atol(argv[2]);
+    int fd = argc > 3 ? open(argv[3], O_RDONLY) : -1;
+    char buf[1024];
+    struct timespec next, c0, c1;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+    for (long i = 0; i < ticks; i++) {
+        if (fd >= 0 && pread(fd, buf, sizeof buf, 0) < 0)
+            return 1;
+        next.tv_nsec += step;
+        while (next.tv_nsec >= 1000000000L) {
+            next.tv_nsec -= 1000000000L;
+            next.tv_sec++;
+        }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+    }
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    printf("%.6f\n", (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9);
+    return 0;
+}
+"""
+
+
+def _python_wake_cpu(ticks: int, interval: float, path: str | None) -> float:
+    """CPU seconds of `ticks` wake-ups on a fixed grid, waiting as the sampler does (poll)."""
+    fd = os.open(path, os.O_RDONLY) if path else -1
+    waiter = select.poll()
+    try:
+        c0 = time.process_time()
+        next_tick = time.monotonic()
+        for _ in range(ticks):
+            if fd >= 0:
+                os.pread(fd, 1024, 0)
+            next_tick += interval
+            waiter.poll(max(0, round((next_tick - time.monotonic()) * 1000)))
+        return time.process_time() - c0
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _wake_floor(work: Path, alloc: Path, ticks: int = 500, interval: float = 0.01) -> str:
+    """The floor line: wake-up cost in Python and C, alone and with one /proc/PID/stat read."""
+    wall = ticks * interval
+    held = subprocess.Popen([str(alloc), "32", str(4 * wall + 2)], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)  # let it allocate: the read is then of an idle 32 MiB process, as above
+        stat = f"/proc/{held.pid}/stat"
+        parts = [f"Python wake-up only {100 * _python_wake_cpu(ticks, interval, None) / wall:.2f} %",
+                 f"+ one stat read {100 * _python_wake_cpu(ticks, interval, stat) / wall:.2f} %"]
+        src = work / "wake.c"
+        src.write_text(_WAKE_C)
+        try:
+            subprocess.run(["gcc", "-O2", "-o", str(work / "wake"), str(src)], check=True,
+                           capture_output=True)
+        except (OSError, subprocess.CalledProcessError):
+            parts.append("C: no gcc here")
+        else:
+            for label, extra in (("C wake-up only", []), ("+ one stat read", [stat])):
+                out = subprocess.run([str(work / "wake"), str(ticks), str(round(interval * 1e9)),
+                                      *extra], check=True, capture_output=True, text=True).stdout
+                parts.append(f"{label} {100 * float(out) / wall:.2f} %")
+    finally:
+        held.kill()
+        held.wait()
+    return f"sampler_cpu floor ({ticks} wake-ups at {1 / interval:.0f} Hz): " + "; ".join(parts)
 
 
 def bench_overhead(n: int = 5) -> None:
