@@ -480,6 +480,7 @@ def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args:
 
     image_id = ""
     error = ""
+    trail = BuildTrail()
     with log.open("w", encoding="utf-8") as out, _status(console, f"building {tag}") as status:
         args = " ".join(f"--build-arg {k}={v}" for k, v in sorted(build_args.items()))
         out.write(f"# docker build {context_dir} -t {tag} {args}\n")
@@ -492,20 +493,64 @@ def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args:
             )
             for chunk in stream:
                 image_id = _record_build_line(chunk, out, status, name) or image_id
+                if "stream" in chunk:
+                    trail.feed(_ANSI_RE.sub("", str(chunk["stream"])))
                 if "error" in chunk:
                     error = str(chunk["error"]).strip()
         except APIError as e:
             error = str(e.explanation or e)
             out.write(f"# API error: {error}\n")
     if error:
-        last = error.splitlines()[-1][:200] if error.splitlines() else error
-        raise StepFailed(f"image {name}: docker build failed: {last}", log=log)
+        raise StepFailed(f"image {name}: docker build failed{trail.summary(error)}", log=log)
     if not image_id:
         # Older engines report the id only as "Successfully built <short id>"; the tag is set.
         image_id = str(client.images.get(tag).id)
     if console is not None:
         console.print(f"  built {tag} ({image_id[:19]}); log: {log}")
     return image_id
+
+
+class BuildTrail:
+    """What a failed build's one-line error needs from its output: the step, the cause, a fix.
+
+    Docker's own error repeats the whole RUN command ("The command '/bin/sh -c …' returned a
+    non-zero code: 1"); the cause is the last error line the command printed itself (pip's
+    "ERROR: …", apt's "E: …"), and a build that could not reach a package index says so.
+    """
+
+    _CAUSE_RE: Final = re.compile(r"^(ERROR:|E:|error:|fatal:|FATAL:)\s*\S")
+    _OFFLINE_RE: Final = re.compile(
+        r"CERTIFICATE_VERIFY_FAILED|Could not fetch URL|Temporary failure resolving|"
+        r"Failed to establish a new connection|Network is unreachable|Could not resolve host"
+    )
+
+    def __init__(self) -> None:
+        self.step = ""
+        self.cause = ""
+        self.offline = False
+
+    def feed(self, text: str) -> None:
+        for line in text.splitlines():
+            line = line.strip()
+            if _STEP_RE.match(line):
+                self.step = line.split(" : ", 1)[0]
+                self.cause = ""
+            elif self._CAUSE_RE.match(line) and "The command '" not in line:
+                self.cause = line  # Docker's own "The command '…' returned …" is the symptom
+            if self._OFFLINE_RE.search(line):
+                self.offline = True
+
+    def summary(self, error: str) -> str:
+        """`` at Step 14/25: ERROR: … (fix)`` or, with nothing better, Docker's last error line."""
+        lines = error.strip().splitlines()
+        cause = self.cause or (lines[-1] if lines else error)
+        text = f" at {self.step}: " if self.step else ": "
+        text += cause[:200]
+        if self.offline:
+            text += (f" (the build could not reach a package index: for pip, give it the "
+                     f"wheels through {WHEELHOUSE_ENV}; for apt, the engine needs the Debian "
+                     f"mirror or a proxy)")
+        return text
 
 
 def _record_build_line(chunk: Mapping[str, Any], out: TextIO, status: Any, name: str) -> str:

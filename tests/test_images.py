@@ -7,6 +7,7 @@ answers; the first run bootstraps the Debian base (a few minutes) and builds arm
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -190,6 +191,47 @@ def test_a_failing_build_raises_step_failed_and_keeps_its_log(
     assert err.value.log == str(log)
     assert "about-to-fail" in log.read_text()
     assert not client.images.list(name="ant-kpi/test-broken")
+
+
+@pytest.mark.docker
+def test_a_failed_build_names_its_step_and_the_commands_own_error(
+    client: Any, base: str, tmp_path: Path
+) -> None:
+    # What pip prints when the build cannot reach its index, then fails as pip does.
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN true\n"
+        "RUN echo \"Could not fetch URL https://pypi.org/simple/numpy/: CERTIFICATE_VERIFY_FAILED\"; "
+        "echo 'ERROR: No matching distribution found for numpy==2.4.6' >&2; exit 1\n"
+    )
+    image = Image(name="test-offline", context=str(ctx), base=base)
+    with pytest.raises(StepFailed) as err:
+        ensure_image(image, root=ROOT, client=client, log_path=tmp_path / "offline.log")
+    message = str(err.value)
+    assert re.search(r"docker build failed at Step \d+/\d+: "
+                     r"ERROR: No matching distribution found for numpy==2\.4\.6", message)
+    assert "ANT_KPI_WHEELHOUSE" in message
+    assert "/bin/sh -c" not in message  # not Docker's echo of the whole RUN line
+    assert "\n" not in message
+
+
+def test_build_trail_keeps_the_last_error_of_the_failing_step_only() -> None:
+    trail = images.BuildTrail()
+    trail.feed("Step 1/3 : FROM base\nStep 2/3 : RUN apt-get update\nE: an error that was retried\n")
+    trail.feed("Step 3/3 : RUN make\nmake: *** [all] Error 2\nerror: ld returned 1 exit status\n")
+    assert trail.summary("The command '/bin/sh -c make' returned a non-zero code: 2") == (
+        " at Step 3/3: error: ld returned 1 exit status")
+
+
+def test_build_trail_without_an_error_line_falls_back_to_dockers_and_hints_when_offline() -> None:
+    trail = images.BuildTrail()
+    trail.feed("Step 1/2 : FROM base\nStep 2/2 : RUN apt-get install -y x\n"
+               "Err:1 http://deb.debian.org/debian bookworm InRelease\n"
+               "  Temporary failure resolving 'deb.debian.org'\n")
+    text = trail.summary("first line\nThe command '/bin/sh -c apt-get install -y x' returned a non-zero code: 100")
+    assert text.startswith(" at Step 2/2: The command '/bin/sh -c apt-get install -y x' returned a non-zero code: 100")
+    assert "for apt, the engine needs the Debian mirror or a proxy" in text
 
 
 @pytest.mark.docker
