@@ -68,13 +68,21 @@ def evaluate_and_report(
 
     results = collect(run_dir)
     results.save(run_dir, run_id=run_id)
-    evaluations = [evaluate(k, results.filter(kpi=k.id)) for k in kpis]
-    paths = write_reports(run_dir, evaluations, results, langs=langs, html=html)
-    render_console(evaluations, results, console)
+    # The report files cover every KPI with rows in the run: a run resumed for some of its KPIs
+    # must not drop the others from report.md. The console and the verdicts returned are those
+    # of `kpis`, what this command ran or was asked for.
+    done = set(results.df["kpi"]) if "kpi" in results.df.columns else set()
+    wanted = {k.id for k in kpis}
+    every = [k for k in manifest.kpis if k.id in done or k.id in wanted]
+    every += [k for k in kpis if k not in every]
+    evaluations = {k.id: evaluate(k, results.filter(kpi=k.id)) for k in every}
+    paths = write_reports(run_dir, list(evaluations.values()), results, langs=langs, html=html)
+    asked = [evaluations[k.id] for k in kpis]
+    render_console(asked, results, console)
     for path in paths:
         if path.suffix in (".md", ".html"):
             console.print(f"report: {path}")
-    return [e.verdict.value for e in evaluations]
+    return [e.verdict.value for e in asked]
 
 
 def finish_run(run: Run, kpis: Sequence[Kpi]) -> list[str]:

@@ -320,6 +320,24 @@ def test_report_command_writes_markdown_html_and_plots_in_korean(
     assert info.value.code == 2
 
 
+def test_a_run_resumed_for_one_kpi_still_reports_every_kpi_it_has_rows_for(tmp_path: Path) -> None:
+    from harness.manifest import load_manifest
+    from harness.reporting import evaluate_and_report
+
+    run_dir = make_run_dir(tmp_path / "runs")
+    small_results().filter(kpi=["js_memory", "app_latency"]).save(run_dir)
+    manifest = load_manifest(Path(__file__).resolve().parent.parent / "kpis.toml")
+    asked = [k for k in manifest.kpis if k.id == "app_latency"]
+    console = Console(record=True, width=200)
+    verdicts = evaluate_and_report(run_dir, RUN_ID, manifest, asked, console, html=False)
+    assert len(verdicts) == 1  # the verdict of what was asked for, not of the whole run
+    text = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## 1 · js_memory" in text and "## 2 · app_latency" in text
+    shown = console.export_text()
+    assert "KPI 2" in shown or "app_latency" in shown
+    assert "js_memory" not in shown
+
+
 def test_the_default_run_is_the_one_measured_last_not_the_last_by_name(tmp_path: Path) -> None:
     from harness.reporting import resolve_run
     from harness.results import append_row_journal
