@@ -140,6 +140,11 @@ def cmd_runs(args: argparse.Namespace, opts: GlobalOptions) -> int:
     for col in ("run", "KPIs", "rows", "ok", "blocked/failed", "report"):
         t.add_column(col)
     for p in _runs(opts.runs_dir):
+        if _measured_at(p) is None and not (p / "results.csv").exists():
+            # A build (`ant-kpi build`) or a run stopped before its first row: nothing is broken.
+            what = "builds.json" if (p / "builds.json").exists() else "no result rows yet"
+            t.add_row(p.name, "-", "0", "0", "0", what)
+            continue
         try:
             res = collect(p)
         except BadInput as e:
