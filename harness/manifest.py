@@ -151,18 +151,24 @@ class KpiTarget:
     unit: str = ""
     of: tuple[str, ...] = ()
 
-    def describe(self, compare: Compare | None = None) -> str:
+    def describe(self, compare: Compare | None = None, lang: str = "en") -> str:
+        """The target in words, in English or (lang "ko") Korean."""
+        ko = lang == "ko"
         if self.kind == "better_than_baseline":
             if compare is not None:
+                if ko:
+                    return f"{compare.baseline} 대비 {compare.candidate} 개선 ({compare.metric})"
                 return f"{compare.candidate} better than {compare.baseline} ({compare.metric})"
-            return "ANT better than baseline"
+            return "기준 대비 ANT 개선" if ko else "ANT better than baseline"
         if self.kind == "at_most":
             return f"{self.metric} ≤ {self.value:g} {self.unit}".rstrip()
         if self.kind == "at_least":
             return f"{self.metric} ≥ {self.value:g} {self.unit}".rstrip()
         if self.kind == "count_at_least":
+            if ko:
+                return f"목록 {len(self.of)}개 중 {self.value:g}개 이상 통과"
             return f"≥ {self.value:g} of {len(self.of)} listed pass"
-        return "report (no numeric target set)"
+        return "보고 (수치 목표 없음)" if ko else "report (no numeric target set)"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -112,6 +112,14 @@ LABELS: Final[dict[str, dict[str, str]]] = {
 }
 
 
+def _target(ev: Evaluation, lang: Lang) -> str:
+    return ev.target_ko if lang == "ko" and ev.target_ko else ev.target
+
+
+def _reason(ev: Evaluation, lang: Lang) -> str:
+    return ev.reason_ko if lang == "ko" and ev.reason_ko else ev.reason
+
+
 def label(key: str, lang: Lang = "en") -> str:
     """A fixed word of the report in `lang` (English when the language lacks it)."""
     return LABELS.get(lang, LABELS["en"]).get(key, LABELS["en"].get(key, key))
@@ -355,7 +363,7 @@ def render_markdown(
     out += _table(
         ["#", label("kpi", lang), label("target", lang), label("value_ci", lang), label("unit", lang),
          label("fidelity", lang), label("verdict", lang)],
-        ([str(ev.number), _title(ev, lang), ev.target, fmt_value(ev.value, ev.ci_low, ev.ci_high),
+        ([str(ev.number), _title(ev, lang), _target(ev, lang), fmt_value(ev.value, ev.ci_low, ev.ci_high),
           ev.unit, _fidelity(ev, lang), f"**{label(ev.verdict.value, lang)}**"] for ev in evaluations),
     )
     out.append("")
@@ -420,10 +428,10 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
     out = [f"## {ev.number} · {ev.kpi} — {main}", ""]
     if second:
         out += [second, ""]
-    out.append(f"- **{label('Target', lang)}:** {ev.target}")
+    out.append(f"- **{label('Target', lang)}:** {_target(ev, lang)}")
     out.append(f"- **{label('Value', lang)}:** {_value_line(ev, lang)}")
     out.append(f"- **{label('Fidelity', lang)}:** {_fidelity(ev, lang)}")
-    out.append(f"- **{label('Verdict', lang)}:** **{label(ev.verdict.value, lang)}** — {ev.reason}")
+    out.append(f"- **{label('Verdict', lang)}:** **{label(ev.verdict.value, lang)}** — {_reason(ev, lang)}")
     if ev.with_evidence or ev.without_evidence:
         out.append(f"- **{label('with_evidence', lang)}:** {', '.join(ev.with_evidence) or '—'}")
         out.append(f"- **{label('without_evidence', lang)}:** {', '.join(ev.without_evidence) or '—'}")
@@ -652,7 +660,7 @@ def _html_summary(evaluations: Sequence[Evaluation], lang: Lang) -> str:
     rows = []
     for ev in evaluations:
         title = f'<a href="#kpi-{_e(ev.kpi)}">{_e(_kpi_titles(ev, lang)[0])}</a>'
-        rows.append([str(ev.number), title, ev.target, _value_cell(ev), ev.unit,
+        rows.append([str(ev.number), title, _target(ev, lang), _value_cell(ev), ev.unit,
                      _chips(ev.fidelity, lang), _badge(ev.verdict, lang)])
     header = ["#", label("kpi", lang), label("target", lang), label("value_ci", lang), label("unit", lang),
               label("fidelity", lang), label("verdict", lang)]
@@ -717,7 +725,7 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         value = (f'<div class="big">{_e(_fmt(ev.value, d))} <small>{_e(ev.unit)}</small></div>'
                  f'<div class="ci">{_e(_what(ev))}{" · " + _e(ci) if ci else ""} · n = {ev.n}</div>')
     facts = [
-        (label("Target", lang), f'<div class="v">{_e(ev.target)}</div>'),
+        (label("Target", lang), f'<div class="v">{_e(_target(ev, lang))}</div>'),
         (label("Value", lang), value),
         (label("Fidelity", lang), f'<div class="v">{_chips(ev.fidelity, lang)}</div>'),
     ]
@@ -729,7 +737,7 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         facts.append((label("blocked_rows", lang), f'<div class="v">{ev.blocked}</div>'))
     out.append('<div class="facts">' + "".join(f'<div class="fact"><div class="k">{_e(k)}</div>{v}</div>'
                                                for k, v in facts) + "</div>")
-    out.append(f'<div class="reason"><b>{_e(label("reason", lang))}:</b> {_e(ev.reason)}</div>')
+    out.append(f'<div class="reason"><b>{_e(label("reason", lang))}:</b> {_e(_reason(ev, lang))}</div>')
     for p in plots:
         out.append(f'<figure><img src="{_e(quote(p.path))}" alt="{_e(p.caption)}" loading="lazy">'
                    f"<figcaption>{_e(p.caption)}</figcaption></figure>")

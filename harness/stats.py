@@ -302,6 +302,8 @@ class Evaluation:
     n: int
     blocked: int
     statistic: str = ""
+    target_ko: str = ""  # the target and the reason in Korean, for the Korean report
+    reason_ko: str = ""
     with_evidence: tuple[str, ...] = ()
     without_evidence: tuple[str, ...] = ()
     per_workload: tuple[WorkloadComparison, ...] = ()
@@ -399,12 +401,14 @@ def evaluate_per_workload(kpi: Kpi, results: Results) -> list[WorkloadComparison
     return _cells(kpi, _ok(results.filter(kpi=kpi.id).df))
 
 
-def _blocked_reason(kpi: Kpi, rows: pd.DataFrame, metric: str) -> str:
+def _blocked_reason(kpi: Kpi, rows: pd.DataFrame, metric: str) -> tuple[str, str]:
+    """Why there is no value, in English and Korean (the rows' own notes stay as they are)."""
     bad = rows[rows["status"] != "ok"]
     if rows.empty:
-        return f"no result rows for {kpi.id}: run `ant-kpi run {kpi.id}` (or ingest logs)"
+        return (f"no result rows for {kpi.id}: run `ant-kpi run {kpi.id}` (or ingest logs)",
+                f"{kpi.id}의 결과 행이 없음: `ant-kpi run {kpi.id}`를 실행하거나 로그를 ingest하세요")
     if bad.empty:
-        return f"no ok rows of metric {metric!r}"
+        return f"no ok rows of metric {metric!r}", f"지표 {metric!r}의 정상 행이 없음"
     lines = sorted({
         f"{r['status']} {r['variant']}{'/' + str(r['workload']) if r['workload'] else ''}"
         f"{' on ' + str(r['target']) if r['target'] else ''}: {r['note'] or 'no note'}"
@@ -412,18 +416,24 @@ def _blocked_reason(kpi: Kpi, rows: pd.DataFrame, metric: str) -> str:
     })
     head = "; ".join(lines[:5])
     more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
-    return f"{len(bad)} row(s) blocked or failed — {head}{more}"
+    more_ko = f"; 외 {len(lines) - 5}건" if len(lines) > 5 else ""
+    return (f"{len(bad)} row(s) blocked or failed — {head}{more}",
+            f"{len(bad)}개 행이 차단 또는 실패 — {head}{more_ko}")
 
 
-def _gate_reason(kpi: Kpi, ok: pd.DataFrame) -> str:
+def _gate_reason(kpi: Kpi, ok: pd.DataFrame) -> tuple[str, str]:
     allowed = " or ".join(kpi.verdict_fidelity) or "an allowed fidelity"
+    allowed_ko = " 또는 ".join(kpi.verdict_fidelity) or "허용된 측정 방식"
     measured = ok[ok["mode"] == "measure"]
     if measured.empty:
         fids = ", ".join(_fidelities(ok))
         return (f"smoke run ({fids}) proves the steps run; "
-                f"a verdict needs a measure run at {allowed} fidelity")
+                f"a verdict needs a measure run at {allowed} fidelity",
+                f"스모크 실행({fids})은 단계가 동작함을 보일 뿐이며, "
+                f"판정에는 {allowed_ko} 측정 방식의 측정 실행(measure)이 필요함")
     fids = ", ".join(_fidelities(measured))
-    return f"{fids} fidelity proves the steps run; a verdict needs {allowed}"
+    return (f"{fids} fidelity proves the steps run; a verdict needs {allowed}",
+            f"{fids} 측정 방식은 단계가 동작함을 보일 뿐이며, 판정에는 {allowed_ko} 방식이 필요함")
 
 
 def _display_rows(ok: pd.DataFrame, *, one_fidelity: bool) -> pd.DataFrame:
@@ -448,13 +458,14 @@ class _Judged:
     unit: str
     verdict: Verdict
     reason: str
+    reason_ko: str
     statistic: str = ""
     with_evidence: tuple[str, ...] = ()
     without_evidence: tuple[str, ...] = ()
     cells: tuple[WorkloadComparison, ...] = ()
 
 
-def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: str | None) -> _Judged:
+def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, str] | None) -> _Judged:
     cmp = kpi.compare
     assert cmp is not None
     unit = STATISTIC_UNITS[cmp.statistic]
@@ -463,11 +474,12 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: str | None) 
     if not complete:
         if blocked_reason is not None:
             return _Judged(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=unit,
-                           verdict=Verdict.BLOCKED, reason=blocked_reason, statistic=cmp.statistic,
-                           cells=cells)
+                           verdict=Verdict.BLOCKED, reason=blocked_reason[0], reason_ko=blocked_reason[1],
+                           statistic=cmp.statistic, cells=cells)
         return _Judged(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=unit,
                        verdict=Verdict.INCONCLUSIVE, statistic=cmp.statistic, cells=cells,
-                       reason=f"no workload has ok rows of both {cmp.baseline} and {cmp.candidate}")
+                       reason=f"no workload has ok rows of both {cmp.baseline} and {cmp.candidate}",
+                       reason_ko=f"{cmp.baseline}와 {cmp.candidate}의 정상 행이 모두 있는 워크로드가 없음")
     comps = [c.comparison for c in complete if c.comparison is not None]
     value = float(np.median([c.value for c in comps]))
     lo = float(min(c.ci_low for c in comps))
@@ -475,30 +487,39 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: str | None) 
     thr, sign = good_threshold(cmp.statistic, _metric_direction(kpi, cmp.metric))
     better = f"{'above' if sign > 0 else 'below'} {thr:g}"
     worse = f"{'at or below' if sign > 0 else 'at or above'} {thr:g}"
+    better_ko = f"{thr:g} {'초과' if sign > 0 else '미만'}"
+    worse_ko = f"{thr:g} {'이하' if sign > 0 else '이상'}"
     if kpi.target.kind != "better_than_baseline":
         return _Judged(value=value, ci_low=lo, ci_high=hi, unit=unit, verdict=Verdict.NO_VERDICT,
                        statistic=cmp.statistic, cells=cells,
                        reason=f"no numeric target: {cmp.statistic} of {cmp.candidate} vs "
-                              f"{cmp.baseline} is reported ({len(complete)} workload(s))")
+                              f"{cmp.baseline} is reported ({len(complete)} workload(s))",
+                       reason_ko=f"수치 목표 없음: {cmp.baseline} 대비 {cmp.candidate}의 {cmp.statistic}을 "
+                                 f"보고함 (워크로드 {len(complete)}개)")
     bad = [c.label for c in complete if c.side == "bad"]
     straddle = [c.label for c in complete if c.side == "straddles"]
     incomplete = [c.label for c in cells if c.comparison is None]
     if bad:
         verdict = Verdict.FAIL
         reason = f"95 % CI of {cmp.statistic} is wholly {worse} for: {', '.join(bad)}"
+        reason_ko = f"{cmp.statistic}의 95 % 신뢰구간이 전부 {worse_ko}인 워크로드: {', '.join(bad)}"
     elif straddle or incomplete:
-        parts = []
+        parts, parts_ko = [], []
         if straddle:
             parts.append(f"95 % CI of {cmp.statistic} straddles {thr:g} for: {', '.join(straddle)}")
+            parts_ko.append(f"{cmp.statistic}의 95 % 신뢰구간이 {thr:g}에 걸친 워크로드: {', '.join(straddle)}")
         if incomplete:
             parts.append(f"baseline or candidate rows missing for: {', '.join(incomplete)}")
-        verdict, reason = Verdict.INCONCLUSIVE, "; ".join(parts)
+            parts_ko.append(f"기준 또는 비교 대상 행이 없는 워크로드: {', '.join(incomplete)}")
+        verdict, reason, reason_ko = Verdict.INCONCLUSIVE, "; ".join(parts), "; ".join(parts_ko)
     else:
         verdict = Verdict.PASS
         reason = (f"95 % CI of {cmp.statistic} is {better} on every workload "
                   f"({len(complete)} of {len(cells)})")
+        reason_ko = (f"모든 워크로드에서 {cmp.statistic}의 95 % 신뢰구간이 {better_ko} "
+                     f"({len(cells)}개 중 {len(complete)}개)")
     return _Judged(value=value, ci_low=lo, ci_high=hi, unit=unit, verdict=verdict, reason=reason,
-                   statistic=cmp.statistic, cells=cells)
+                   reason_ko=reason_ko, statistic=cmp.statistic, cells=cells)
 
 
 def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
@@ -507,20 +528,23 @@ def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
     unit = t.unit or _metric_unit(kpi, metric, rows)
     v = float(t.value if t.value is not None else math.nan)
     ci = f"95 % CI [{s.ci_low:g}, {s.ci_high:g}] {unit}".rstrip()
+    ci_ko = f"95 % 신뢰구간 [{s.ci_low:g}, {s.ci_high:g}] {unit}".rstrip()
     if t.kind == "at_most":
         ok_all, ok_none, rel = s.ci_high <= v, s.ci_low > v, "≤"
     else:
         ok_all, ok_none, rel = s.ci_low >= v, s.ci_high < v, "≥"
     if ok_all:
-        verdict, reason = Verdict.PASS, f"{ci} is wholly {rel} {v:g}"
+        verdict, reason, reason_ko = Verdict.PASS, f"{ci} is wholly {rel} {v:g}", f"{ci_ko}이 전부 {rel} {v:g}"
     elif ok_none:
         verdict, reason = Verdict.FAIL, f"{ci} is wholly outside {rel} {v:g}"
+        reason_ko = f"{ci_ko}이 전부 {rel} {v:g} 범위 밖"
     else:
-        verdict, reason = Verdict.INCONCLUSIVE, f"{ci} straddles {v:g}"
+        verdict, reason, reason_ko = Verdict.INCONCLUSIVE, f"{ci} straddles {v:g}", f"{ci_ko}이 {v:g}에 걸침"
     if s.note:
         reason += f" ({s.note})"
+        reason_ko += f" ({s.note})"
     return _Judged(value=s.median, ci_low=s.ci_low, ci_high=s.ci_high, unit=unit, verdict=verdict,
-                   reason=reason)
+                   reason=reason, reason_ko=reason_ko)
 
 
 def _entity(listed: dict[str, str], r: dict[str, Any]) -> str:
@@ -593,27 +617,33 @@ def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judge
     need = float(t.value if t.value is not None else math.inf)
     untested = [n for n in without if n not in failed_listed]
     detail = f"{count} passed with evidence"
+    detail_ko = f"증거와 함께 통과 {count}개"
     if with_ev:
         detail += f": {', '.join(with_ev)}"
+        detail_ko += f": {', '.join(with_ev)}"
     if unlisted:
         detail += f"; also passed (not listed): {', '.join(unlisted)}"
+        detail_ko += f"; 목록 밖 통과: {', '.join(unlisted)}"
     if failed_listed:
         detail += f"; failed: {', '.join(n for n in failed_listed)}"
+        detail_ko += f"; 실패: {', '.join(n for n in failed_listed)}"
     if untested:
         detail += f"; no evidence: {', '.join(untested)}"
+        detail_ko += f"; 증거 없음: {', '.join(untested)}"
         # Say which of them had rows at all: blocked or emulated runs are not evidence.
         seen = [n for n in untested if n in tried]
         if seen:
             detail += f" (blocked, failed or not usable: {', '.join(seen)})"
+            detail_ko += f" (차단, 실패 또는 쓸 수 없음: {', '.join(seen)})"
     if count >= need:
         verdict = Verdict.PASS
     elif count + len(untested) < need:
         verdict = Verdict.FAIL  # even if every untested one passed, the target is out of reach
     else:
         verdict = Verdict.INCONCLUSIVE
-    reason = f"{detail}; target ≥ {need:g}"
     return _Judged(value=float(count), ci_low=float(count), ci_high=float(count), unit="count",
-                   verdict=verdict, reason=reason, with_evidence=with_ev, without_evidence=without)
+                   verdict=verdict, reason=f"{detail}; target ≥ {need:g}",
+                   reason_ko=f"{detail_ko}; 목표 ≥ {need:g}", with_evidence=with_ev, without_evidence=without)
 
 
 def _identity_names(text: str) -> list[str]:
@@ -631,7 +661,8 @@ def _judge_report(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
     s = summarize(rows["value"].to_numpy(dtype=float))
     return _Judged(value=s.median, ci_low=s.ci_low, ci_high=s.ci_high,
                    unit=_metric_unit(kpi, metric, rows), verdict=Verdict.NO_VERDICT,
-                   reason=f"no numeric target: median {metric} is reported")
+                   reason=f"no numeric target: median {metric} is reported",
+                   reason_ko=f"수치 목표 없음: {metric}의 중앙값을 보고함")
 
 
 def evaluate(kpi: Kpi, results: Results) -> Evaluation:
@@ -649,6 +680,7 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         "title_en": kpi.title_en,
         "title_ko": kpi.title_ko,
         "target": kpi.target.describe(kpi.compare),
+        "target_ko": kpi.target.describe(kpi.compare, "ko"),
         "metric": metric,
         "blocked": n_bad,
         "evidence": _evidence(rows),
@@ -656,7 +688,7 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
     if kind == "count_at_least":
         base["entities"] = tuple(evidence_by_entity(kpi, mrows))
     has_bad = bool((mrows["status"] != "ok").any())
-    blocked_reason = _blocked_reason(kpi, mrows if has_bad else rows, metric)
+    blocked_reason = _blocked_reason(kpi, mrows if has_bad else rows, metric)  # (English, Korean)
     statistic = kpi.compare.statistic if use_compare and kpi.compare is not None else ""
     if statistic:
         default_unit = STATISTIC_UNITS[statistic]
@@ -667,7 +699,8 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
     if ok.empty:
         return Evaluation(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=default_unit,
                           fidelity=_fidelities(mrows), verdict=Verdict.BLOCKED,
-                          reason=blocked_reason, n=0, statistic=statistic, **base)
+                          reason=blocked_reason[0], reason_ko=blocked_reason[1], n=0, statistic=statistic,
+                          **base)
     allowed = ok["fidelity"].isin(list(kpi.verdict_fidelity))
     eligible = ok[((ok["mode"] == "measure") & allowed).to_numpy()]
     gated = eligible.empty
@@ -688,16 +721,20 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
     else:
         judged = _judge_report(kpi, shown, metric)
 
-    verdict, reason = judged.verdict, judged.reason
+    verdict, reason, reason_ko = judged.verdict, judged.reason, judged.reason_ko
     if gated and verdict != Verdict.BLOCKED:
         # The value is still shown, but emulated or smoke numbers never decide a KPI.
         verdict = Verdict.NO_VERDICT
-        reason = f"{_gate_reason(kpi, ok)} (for information: {judged.reason})"
+        gate, gate_ko = _gate_reason(kpi, ok)
+        reason = f"{gate} (for information: {judged.reason})"
+        reason_ko = f"{gate_ko} (참고: {judged.reason_ko})"
     elif not gated and len(eligible) < len(ok):
-        reason += f" ({len(ok) - len(eligible)} smoke or non-verdict-fidelity row(s) not used)"
+        unused = len(ok) - len(eligible)
+        reason += f" ({unused} smoke or non-verdict-fidelity row(s) not used)"
+        reason_ko += f" (스모크이거나 판정에 쓰지 않는 측정 방식의 행 {unused}개는 쓰지 않음)"
     return Evaluation(
         value=judged.value, ci_low=judged.ci_low, ci_high=judged.ci_high, unit=judged.unit,
-        fidelity=_fidelities(shown), verdict=verdict, reason=reason, n=len(shown),
+        fidelity=_fidelities(shown), verdict=verdict, reason=reason, reason_ko=reason_ko, n=len(shown),
         statistic=judged.statistic, with_evidence=judged.with_evidence,
         without_evidence=judged.without_evidence, per_workload=judged.cells, **base,
     )

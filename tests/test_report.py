@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,17 @@ def evaluations(res: Results) -> list[Evaluation]:
 def test_small_run_evaluates_to_one_verdict_of_each_kind() -> None:
     got = [e.verdict for e in evaluations(small_results())]
     assert got == [Verdict.PASS, Verdict.BLOCKED, Verdict.NO_VERDICT, Verdict.INCONCLUSIVE]
+
+
+def test_every_verdict_has_its_target_and_reason_in_korean_too() -> None:
+    for ev in evaluations(small_results()):
+        assert ev.target_ko and ev.reason_ko, ev.kpi
+        assert any("\uac00" <= ch <= "\ud7a3" for ch in ev.reason_ko), ev.reason_ko  # Hangul
+        assert not any("\uac00" <= ch <= "\ud7a3" for ch in ev.reason), ev.reason
+    # An evaluation made without them (an older evaluations file) falls back to English.
+    ev = replace(evaluations(small_results())[0], target_ko="", reason_ko="")
+    text = render_markdown([ev], small_results(), run_id=RUN_ID, run_dir=".", lang="ko")
+    assert ev.reason in text and ev.target in text
 
 
 def test_markdown_report_matches_the_golden_file(tmp_path: Path) -> None:
