@@ -89,7 +89,11 @@ def render_reproduce(results: Results, *, run_id: str, workloads: Collection[str
     out = [f"# Reproducing run `{run_id}`", ""]
     versions = sorted({str(v) for v in df["harness_version"].tolist() if str(v)})
     dirty = bool(df["harness_dirty"].any()) if len(df) else False
-    out.append("1. Check out the harness at the version the rows were measured with:")
+    if len(versions) > 1:
+        out.append(f"1. The rows were measured with {len(versions)} harness versions (a run resumed after a "
+                   "change); each command below names its own. Check out the one it names:")
+    else:
+        out.append("1. Check out the harness at the version the rows were measured with:")
     out.append("")
     for v in versions:
         commit = _harness_commit(v)
@@ -122,8 +126,11 @@ def render_reproduce(results: Results, *, run_id: str, workloads: Collection[str
                    f"metrics: {', '.join(sorted(set(g['metric'].tolist())))}; repeats: "
                    f"{', '.join(str(r) for r in repeats)}; fidelity: "
                    f"{', '.join(sorted(set(g['fidelity'].tolist())))}")
-        for label, col in (("source commit", "source_commit"), ("image", "image_digest"),
-                           ("artefact sha256", "artefact_sha256")):
+        labels = [("source commit", "source_commit"), ("image", "image_digest"),
+                  ("artefact sha256", "artefact_sha256")]
+        if len(versions) > 1:
+            labels.insert(0, ("harness", "harness_version"))
+        for label, col in labels:
             vals = sorted({str(v) for v in g[col].tolist() if str(v)})
             if vals:
                 out.append(f"- {label}: {', '.join(f'`{v}`' for v in vals)}")

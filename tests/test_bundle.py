@@ -23,6 +23,7 @@ from harness.bundle import (
 )
 from harness.cli import main
 from harness.manifest import load_manifest
+from harness.results import Results
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "kpis.toml"
@@ -149,6 +150,20 @@ def test_reproduce_lists_the_run_command_and_exact_argv_of_each_row_group() -> N
     assert "uncommitted changes" in text  # the ml rows were measured from a dirty tree
     # A workload that is the variant (one script per API) is not passed as --workload.
     assert "--workload legacy" not in text
+
+
+def test_reproduce_of_a_run_resumed_under_a_newer_harness_names_each_groups_version() -> None:
+    df = small_results().df.copy()
+    one = df["kpi"] == "js_memory"
+    df.loc[one, "harness_version"] = "0.1.0+abcdefabcdef"
+    text = render_reproduce(Results(df), run_id=RUN_ID)
+    assert "measured with 2 harness versions" in text
+    assert "git checkout abcdefabcdef" in text and "git checkout 1234567890ab" in text
+    js = text[text.index("## js_memory"):]
+    js = js[:js.index("\n## ", 1)]
+    assert "- harness: `0.1.0+abcdefabcdef`" in js and "1234567890ab" not in js
+    single = render_reproduce(small_results(), run_id=RUN_ID)
+    assert "- harness:" not in single and "harness versions" not in single
 
 
 def test_bundle_cli_writes_beside_the_run_by_default(bundled: tuple[Path, Path], tmp_path: Path,
