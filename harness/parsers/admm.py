@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from harness.errors import BadInput
 from harness.parsers.benchmark_model import read_text
+from harness.parsers.traininglog import Traceback
 
 _NUM: Final = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _ACC_RE: Final = re.compile(rf"^\s*\*\s+Acc@1\s+(?P<top1>{_NUM})\s+Acc@5\s+(?P<top5>{_NUM})", re.ASCII)
@@ -25,8 +26,6 @@ _NONZERO_RE: Final = re.compile(
     rf"\s*\((?P<pct>{_NUM})%\)",
     re.ASCII,
 )
-_TRACEBACK: Final = "Traceback (most recent call last):"
-_EXC_RE: Final = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.]*)(?:Error|Exception|Interrupt|Exit)\b.*")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,8 +63,7 @@ def parse_admm_text(text: str, *, source: str = "ADMM log") -> AdmmLog:
     best: float | None = None
     n_best = 0
     nonzero: tuple[int, int, float] | None = None
-    error = ""
-    in_traceback = False
+    crash = Traceback()
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
         if m := _ACC_RE.match(line):
@@ -74,10 +72,9 @@ def parse_admm_text(text: str, *, source: str = "ADMM log") -> AdmmLog:
             best, n_best = float(m["best"]), n_best + 1
         elif m := _NONZERO_RE.match(line):
             nonzero = (int(m["nz"]), int(m["total"]), float(m["pct"]))
-        elif line.startswith(_TRACEBACK):
-            in_traceback = True
-        elif in_traceback and (m := _EXC_RE.match(line)):
-            error, in_traceback = m.group()[:200], False
+        else:
+            crash.feed(line)
+    error = crash.error
     if not accs and best is None and not error:
         raise BadInput(f"{source}: no ' * Acc@1 … Acc@5 …' or 'Best accuracy:' line (not an ADMM_baseline log?)")
     return AdmmLog(

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from harness.errors import BadInput
 from harness.parsers.benchmark_model import read_text
+from harness.parsers.traininglog import Traceback, training_seconds
 
 _NUM: Final = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|nan|inf"
 _SPARSITY_RE: Final = re.compile(
@@ -40,11 +41,6 @@ _PARAMS_RE: Final = re.compile(r"^number of params: (?P<n>[0-9]+)\s*$")
 _LOOP_RE: Final = re.compile(
     rf"^(?P<header>.*?)\s*Total time: (?P<total>[0-9:]+(?:\.[0-9]+)?) \((?P<per>{_NUM}) s / it\)\s*$"
 )
-_TIME_RE: Final = re.compile(
-    r"^Training time (?:(?P<days>[0-9]+) days?, )?(?P<h>[0-9]+):(?P<m>[0-9]{2}):(?P<s>[0-9]{2})"
-)
-_TRACEBACK: Final = "Traceback (most recent call last):"
-_EXC_RE: Final = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.]*)(?:Error|Exception|Interrupt|Exit)\b.*")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,8 +92,7 @@ def parse_packvit_text(text: str, *, source: str = "PackViT log") -> PackVitLog:
     images: int | None = None
     params: int | None = None
     seconds: int | None = None
-    error = ""
-    in_traceback = False
+    crash = Traceback()
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
         if m := _SPARSITY_RE.match(line):
@@ -114,12 +109,11 @@ def parse_packvit_text(text: str, *, source: str = "PackViT log") -> PackVitLog:
             params = int(m["n"])
         elif m := _LOOP_RE.match(line):
             loops.append(Loop(line=number, header=m["header"].strip(), seconds_per_it=float(m["per"])))
-        elif m := _TIME_RE.match(line):
-            seconds = int(m["days"] or 0) * 86400 + int(m["h"]) * 3600 + int(m["m"]) * 60 + int(m["s"])
-        elif line.startswith(_TRACEBACK):
-            in_traceback = True
-        elif in_traceback and (m := _EXC_RE.match(line)):
-            error, in_traceback = m.group()[:200], False
+        elif (took := training_seconds(line)) is not None:
+            seconds = took
+        else:
+            crash.feed(line)
+    error = crash.error
     if not evals and best is None and not error:
         raise BadInput(f"{source}: no '* Acc@1 … Acc@5 …' or 'Max accuracy:' line and no traceback "
                        "(not a PackViT training log?)")

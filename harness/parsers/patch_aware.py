@@ -18,17 +18,13 @@ from typing import Any, Final
 
 from harness.errors import BadInput
 from harness.parsers.benchmark_model import read_text
+from harness.parsers.traininglog import Traceback, training_seconds
 
 _NUM: Final = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _TEST_RE: Final = re.compile(
     rf"^Test:\s+(?:(?P<suffix>\S+)\s+)?Acc@1\s+(?P<top1>{_NUM})\s+Acc@5\s+(?P<top5>{_NUM})\s*$", re.ASCII
 )
-_TIME_RE: Final = re.compile(
-    r"^Training time (?:(?P<days>[0-9]+) days?, )?(?P<h>[0-9]+):(?P<m>[0-9]{2}):(?P<s>[0-9]{2})"
-)
 _WRAPPER_RE: Final = re.compile(r"^(?P<cls>MyConv_function_\w+|MySqueezeExcitation)\($")
-_TRACEBACK: Final = "Traceback (most recent call last):"
-_EXC_RE: Final = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.]*)(?:Error|Exception|Interrupt|Exit)\b.*")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,21 +64,19 @@ def parse_patch_aware_text(text: str, *, source: str = "patch_aware_train.py log
     evals: list[Evaluation] = []
     seconds: int | None = None
     classes: list[str] = []
-    error = ""
-    in_traceback = False
+    crash = Traceback()
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
         if m := _TEST_RE.match(line):
             evals.append(Evaluation(line=number, top1=float(m["top1"]), top5=float(m["top5"]),
                                     suffix=m["suffix"] or ""))
-        elif m := _TIME_RE.match(line):
-            seconds = int(m["days"] or 0) * 86400 + int(m["h"]) * 3600 + int(m["m"]) * 60 + int(m["s"])
+        elif (took := training_seconds(line)) is not None:
+            seconds = took
         elif m := _WRAPPER_RE.match(line):
             classes.append(m["cls"])
-        elif line.startswith(_TRACEBACK):
-            in_traceback = True
-        elif in_traceback and (m := _EXC_RE.match(line)):
-            error, in_traceback = m.group()[:200], False
+        else:
+            crash.feed(line)
+    error = crash.error
     if not evals and not error:
         raise BadInput(f"{source}: no 'Test:  Acc@1 … Acc@5 …' line and no traceback "
                        "(not a patch_aware_train.py log?)")
