@@ -242,6 +242,19 @@ def journal_measurements(run: Run, step_ids: Iterable[str], rows_for: RowsFor, n
     return n
 
 
+def measured_fields(run: Run, step: Step, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The row fields every measure step gives the same way: variant, fidelity, repeat and provenance.
+
+    `outputs` is what the measure step returned: `argv`, `identity`, `log`, `source_commit`.
+    """
+    return {
+        "variant": step.variant, "fidelity": step.fidelity or "host", "repeat": step.repeat or 0,
+        "argv": [str(a) for a in outputs.get("argv", ())], "target_identity": outputs.get("identity", {}),
+        "log": run.rel(Path(outputs["log"])) if outputs.get("log") else "",
+        "source_commit": str(outputs.get("source_commit", "")),
+    }
+
+
 def evaluate_kpi(run: Run, kpi_id: str) -> dict[str, Any]:
     """Judge one KPI from the run's journal and keep the evaluation beside the rows."""
     from harness.fsio import atomic_write_text

@@ -26,7 +26,7 @@ import numpy as np
 
 from harness import qemu
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.execute import host_identity
+from harness.execute import host_identity, measured_fields
 from harness.fsio import atomic_write_text
 from harness.parsers.admm import parse_admm_file
 from harness.parsers.benchmark_model import describe, parse_benchmark_file
@@ -712,11 +712,8 @@ def exec_measure_latency(step: Step, run: Run) -> dict[str, Any]:
 def latency_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
     """The inference_avg row of one measure step's log (failed when the log has no timing)."""
     common: dict[str, Any] = dict(
-        metric="inference_avg", variant=step.variant, workload=step.workload or step.variant, target=step.target,
-        fidelity=step.fidelity or "host", repeat=step.repeat or 0, unit="us",
-        artefact_sha256=str(outputs.get("model_sha256", "")), source_commit=str(outputs.get("source_commit", "")),
-        argv=[str(a) for a in outputs.get("argv", ())], target_identity=outputs.get("identity", {}),
-        log=run.rel(Path(outputs["log"])),
+        metric="inference_avg", workload=step.workload or step.variant, target=step.target, unit="us",
+        artefact_sha256=str(outputs.get("model_sha256", "")), **measured_fields(run, step, outputs),
     )
     try:
         res = parse_benchmark_file(outputs["log"])

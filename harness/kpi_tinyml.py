@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.execute import _dep_output, journal_measurements
+from harness.execute import _dep_output, journal_measurements, measured_fields
 from harness.kpi_ml import IMAGENET_ENV, synthetic_imagefolder
 from harness.parsers.patch_aware import parse_patch_aware_file
 from harness.results import Row, append_row_journal
@@ -157,13 +157,8 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
 
 def peak_memory_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
     """The peak_memory row (KB) of one measure step: layer by layer for plain, patch-based for patch."""
-    common: dict[str, Any] = dict(
-        metric="peak_memory", variant=step.variant, workload=step.workload or MEMORY_WORKLOAD,
-        fidelity=step.fidelity or "host", repeat=step.repeat or 0, unit="KB",
-        argv=[str(a) for a in outputs.get("argv", ())], target_identity=outputs.get("identity", {}),
-        log=run.rel(Path(outputs["log"])) if outputs.get("log") else "",
-        source_commit=str(outputs.get("source_commit", "")),
-    )
+    common: dict[str, Any] = dict(metric="peak_memory", workload=step.workload or MEMORY_WORKLOAD, unit="KB",
+                                  **measured_fields(run, step, outputs))
     try:
         doc = json.loads(Path(outputs["json"]).read_text(encoding="utf-8"))
         lbl = doc["layer_by_layer"]

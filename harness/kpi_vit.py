@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.execute import _dep_output, journal_measurements
+from harness.execute import _dep_output, journal_measurements, measured_fields
 from harness.kpi_ml import IMAGENET_ENV, synthetic_imagefolder
 from harness.parsers.packvit import PackVitLog, parse_log_txt, parse_packvit_file
 from harness.results import Row, append_row_journal
@@ -208,13 +208,8 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
 
 def throughput_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
     """The throughput row (images/s) of one bench run."""
-    common: dict[str, Any] = dict(
-        metric="throughput", variant=step.variant, workload=step.workload or WORKLOAD, target=step.target,
-        fidelity=step.fidelity or "host", repeat=step.repeat or 0, unit="images/s",
-        argv=[str(a) for a in outputs.get("argv", ())], target_identity=outputs.get("identity", {}),
-        log=run.rel(Path(outputs["log"])) if outputs.get("log") else "",
-        source_commit=str(outputs.get("source_commit", "")),
-    )
+    common: dict[str, Any] = dict(metric="throughput", workload=step.workload or WORKLOAD, target=step.target,
+                                  unit="images/s", **measured_fields(run, step, outputs))
     try:
         doc = json.loads(Path(outputs["json"]).read_text(encoding="utf-8"))
         ips = float(doc["images_per_s"])
