@@ -175,21 +175,24 @@ def test_the_base_records_its_suite_mirror_and_debootstrap_version(
     assert not list(tmp_path.iterdir()), "a reused base leaves no scratch files"
 
 
+def _failed_build(client: Any, base: str, tmp_path: Path, name: str, runs: str) -> StepFailed:
+    """Build a context whose Dockerfile ends in `runs` (RUN lines that fail); the StepFailed raised."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n{runs}")
+    image = Image(name=name, context=str(ctx), base=base)
+    with pytest.raises(StepFailed) as err:
+        ensure_image(image, root=ROOT, client=client, log_path=tmp_path / f"{name}.log")
+    return err.value
+
+
 @pytest.mark.docker
 def test_a_failing_build_raises_step_failed_and_keeps_its_log(
     client: Any, base: str, tmp_path: Path
 ) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(
-        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo about-to-fail && false\n"
-    )
-    image = Image(name="test-broken", context=str(ctx), base=base)
-    log = tmp_path / "broken.log"
-    with pytest.raises(StepFailed) as err:
-        ensure_image(image, root=ROOT, client=client, log_path=log)
-    assert err.value.log == str(log)
-    assert "about-to-fail" in log.read_text()
+    err = _failed_build(client, base, tmp_path, "test-broken", "RUN echo about-to-fail && false\n")
+    assert err.log == str(tmp_path / "test-broken.log")
+    assert "about-to-fail" in (tmp_path / "test-broken.log").read_text()
     assert not client.images.list(name="ant-kpi/test-broken")
 
 
@@ -198,17 +201,13 @@ def test_a_failed_build_names_its_step_and_the_commands_own_error(
     client: Any, base: str, tmp_path: Path
 ) -> None:
     # What pip prints when the build cannot reach its index, then fails as pip does.
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(
-        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN true\n"
+    err = _failed_build(
+        client, base, tmp_path, "test-offline",
+        "RUN true\n"
         "RUN echo \"Could not fetch URL https://pypi.org/simple/numpy/: CERTIFICATE_VERIFY_FAILED\"; "
-        "echo 'ERROR: No matching distribution found for numpy==2.4.6' >&2; exit 1\n"
+        "echo 'ERROR: No matching distribution found for numpy==2.4.6' >&2; exit 1\n",
     )
-    image = Image(name="test-offline", context=str(ctx), base=base)
-    with pytest.raises(StepFailed) as err:
-        ensure_image(image, root=ROOT, client=client, log_path=tmp_path / "offline.log")
-    message = str(err.value)
+    message = str(err)
     assert re.search(r"docker build failed at Step \d+/\d+: "
                      r"ERROR: No matching distribution found for numpy==2\.4\.6", message)
     assert "ANT_KPI_WHEELHOUSE" in message
