@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
+from harness.artefacts import sha256_file
 from harness.errors import EXIT_OK, BadInput
 from harness.fsio import atomic_write_bytes
 
@@ -52,15 +53,6 @@ class Verified:
     files: int
     manifest_sha256: str
     root: str
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _run_files(run_dir: Path) -> Iterator[Path]:
