@@ -492,9 +492,7 @@ def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args:
                 decode=True, rm=True, forcerm=True, pull=False, timeout=BUILD_HTTP_TIMEOUT_S,
             )
             for chunk in stream:
-                image_id = _record_build_line(chunk, out, status, name) or image_id
-                if "stream" in chunk:
-                    trail.feed(_ANSI_RE.sub("", str(chunk["stream"])))
+                image_id = _record_build_line(chunk, out, status, name, trail) or image_id
                 if "error" in chunk:
                     error = str(chunk["error"]).strip()
         except APIError as e:
@@ -553,11 +551,13 @@ class BuildTrail:
         return text
 
 
-def _record_build_line(chunk: Mapping[str, Any], out: TextIO, status: Any, name: str) -> str:
-    """Write one decoded build message to the log; returns the image id if it carries one."""
+def _record_build_line(chunk: Mapping[str, Any], out: TextIO, status: Any, name: str,
+                       trail: BuildTrail) -> str:
+    """Write one decoded build message to the log (and the trail); returns the image id if it carries one."""
     if "stream" in chunk:
         text = _ANSI_RE.sub("", str(chunk["stream"]))
         out.write(text)
+        trail.feed(text)
         line = text.strip()
         if status is not None and _STEP_RE.match(line):
             status.update(f"image {name}: {line[:110]}")
