@@ -53,7 +53,7 @@ def _alloc_binary(work: Path) -> Path:
 
 
 def bench_sampler_cpu() -> None:
-    from harness import pss
+    from harness.payload import pss
 
     with tempfile.TemporaryDirectory() as d:
         alloc = _alloc_binary(Path(d))
@@ -148,7 +148,7 @@ def _wake_floor(work: Path, alloc: Path, ticks: int = 500, interval: float = 0.0
 
 
 def bench_overhead(n: int = 5) -> None:
-    from harness import pss
+    from harness.payload import pss
 
     with tempfile.TemporaryDirectory() as d:
         alloc = _alloc_binary(Path(d))

@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import importlib
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from harness import __version__
-from harness.errors import EXIT_OK, BadInput, HarnessError
+from harness.errors import HarnessError
+from harness.options import SOURCE_ROOT, EnvSettings, GlobalOptions
 
 EPILOG = """exit codes: 0 ok · 1 a KPI failed its target · 2 bad input · 3 blocked (a component is
 missing; the message names the fix) · 4 a step's tool failed (build error, crashed benchmark)"""
-
-
-@dataclass(frozen=True, kw_only=True)
-class GlobalOptions:
-    manifest: Path
-    project_root: Path
-    runs_dir: Path
-
-
-def _project_root(manifest: Path) -> Path:
-    return manifest.resolve().parent
-
-
-def _default_manifest() -> Path:
-    env = os.environ.get("ANT_KPI_MANIFEST")
-    if env:
-        return Path(env)
-    here = Path.cwd() / "kpis.toml"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parent.parent / "kpis.toml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +119,24 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# Each command: (module under harness.commands, function). The function takes the parsed
+# arguments and the resolved GlobalOptions and returns the exit code.
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    "validate": ("plan", "cmd_validate"),
+    "plan": ("plan", "cmd_plan"),
+    "run": ("run", "cmd_run"),
+    "build": ("build", "cmd_build"),
+    "report": ("report", "cmd_report"),
+    "runs": ("report", "cmd_runs"),
+    "bundle": ("bundle", "cmd_bundle"),
+    "verify": ("bundle", "cmd_verify"),
+    "compare": ("compare", "cmd_compare"),
+    "ingest": ("ingest", "cmd_ingest"),
+    "doctor": ("doctor", "cmd_doctor"),
+    "images": ("images", "cmd_images"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # A shell that starts us in the background may have set SIGINT to "ignore", which Python keeps:
     # Ctrl-C and `kill -INT` must still stop a run cleanly, and so must SIGTERM.
@@ -148,95 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        manifest = args.manifest or _default_manifest()
-        if args.command == "validate" and args.path is not None:
-            manifest = args.path
-        opts = GlobalOptions(
-            manifest=manifest,
-            project_root=_project_root(manifest),
-            runs_dir=args.runs_dir or Path(os.environ.get("ANT_KPI_RUNS", _project_root(manifest) / "runs")),
-        )
-        return _dispatch(args, opts)
+        manifest = args.path if args.command == "validate" and args.path is not None else args.manifest
+        opts = GlobalOptions.resolve(manifest=manifest, runs_dir=args.runs_dir, env=EnvSettings.from_environ(),
+                                     package_root=SOURCE_ROOT)
+        module, func = COMMANDS[args.command]
+        command = getattr(importlib.import_module(f"harness.commands.{module}"), func)
+        code: int = command(args, opts)
+        return code
     except HarnessError as e:
         print(e.one_line(), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: completed steps and rows are kept; re-run with --run-id to resume", file=sys.stderr)
         return 130
-
-
-def _dispatch(args: argparse.Namespace, opts: GlobalOptions) -> int:
-    cmd = args.command
-    if cmd == "validate":
-        from harness.manifest import load_manifest
-
-        m = load_manifest(opts.manifest)
-        print(
-            f"{opts.manifest}: ok — {len(m.kpis)} KPIs, {len(m.sources)} sources, "
-            f"{len(m.images)} images, {len(m.targets)} targets, {len(m.workloads)} workloads"
-        )
-        return EXIT_OK
-    if cmd == "plan":
-        return _cmd_plan(args, opts)
-    if cmd == "run":
-        from harness.execute import cmd_run
-
-        return cmd_run(args, opts)
-    if cmd == "build":
-        from harness.execute import cmd_build
-
-        return cmd_build(args, opts)
-    if cmd == "report":
-        from harness.reporting import cmd_report
-
-        return cmd_report(args, opts)
-    if cmd == "runs":
-        from harness.reporting import cmd_runs
-
-        return cmd_runs(args, opts)
-    if cmd == "bundle":
-        from harness.bundle import cmd_bundle
-
-        return cmd_bundle(args, opts)
-    if cmd == "verify":
-        from harness.bundle import cmd_verify
-
-        return cmd_verify(args, opts)
-    if cmd == "compare":
-        from harness.compare import cmd_compare
-
-        return cmd_compare(args, opts)
-    if cmd == "ingest":
-        from harness.ingest import cmd_ingest
-
-        return cmd_ingest(args, opts)
-    if cmd == "doctor":
-        from harness.doctor import cmd_doctor
-
-        return cmd_doctor(args, opts)
-    if cmd == "images":
-        from harness.execute import cmd_images
-
-        return cmd_images(args, opts)
-    raise BadInput(f"unknown command {cmd!r}")
-
-
-def _cmd_plan(args: argparse.Namespace, opts: GlobalOptions) -> int:
-    from harness.manifest import load_manifest
-    from harness.plan import plan_all
-
-    m = load_manifest(opts.manifest)
-    plans = plan_all(m, args.kpis, mode=args.mode, target=args.target, project_root=opts.project_root)
-    if args.json:
-        doc = {
-            "manifest": str(opts.manifest),
-            "mode": args.mode,
-            "harness_version": __version__,
-            "kpis": [p.to_dict() for p in plans],
-        }
-        sys.stdout.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-        return EXIT_OK
-    from harness.planview import print_plans
-
-    print_plans(plans)
-    return EXIT_OK

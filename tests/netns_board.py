@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.boards import Board
+from harness.env.lab.inventory import Board
 
 SSHD = Path("/usr/sbin/sshd")
 PORT = 2222

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import admm_convert, kpi_ml
+from harness.core.manifest import load_manifest
+from harness.core.runner import Run
+from harness.core.steps import Step
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.manifest import load_manifest
-from harness.procedures.ml_latency import SEED_ARGS
-from harness.runner import Run
-from harness.steps import Step
-from harness.tflite_models import ConvLayer, TinyNet, read_graph, reference_forward, to_tflite
+from harness.kpis.common.tflite import ConvLayer, TinyNet, read_graph, reference_forward, to_tflite
+from harness.kpis.ml import convert as admm_convert
+from harness.kpis.ml import execute as kpi_ml
+from harness.kpis.ml.plan_latency import SEED_ARGS
 
 pytest.importorskip("ai_edge_litert", reason="pip install ai-edge-litert (the LiteRT runtime)")
 
@@ -36,7 +37,7 @@ SPARSITY = 0.75
 @pytest.fixture(scope="module")
 def ex() -> ModuleType:
     pytest.importorskip("torch", reason=TORCH_REASON)
-    from harness import admm_export
+    from harness.payload import admm_export
 
     return admm_export
 
@@ -353,7 +354,7 @@ def test_export_argv_follows_the_training_argv() -> None:
 
 def _run_training_here(run: Run, step: Step, argv: Sequence[str], *, work: Path, data: Path | None,
                        env: dict[str, str] | None = None, cwd: str = "/work") -> tuple[int, Path]:
-    """Stands in for harness.training.run_training: the command runs here, /work mapped to `work`."""
+    """Stands in for harness.kpis.common.training.run_training: the command runs here, /work mapped to `work`."""
 
     def host(a: str) -> str:
         return str(work) + a[len("/work"):] if a == "/work" or a.startswith("/work/") else a

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import ant_build, ant_bundle_collect
-from harness.boards import load_boards
-from harness.transport import transport_for
+from harness.env.lab.inventory import load_boards
+from harness.env.lab.session import transport_for
+from harness.kpis.common import ant_build
+from harness.payload import ant_bundle_collect
 from tests import netns_board
 
 ROOT = Path(__file__).resolve().parent.parent
-COLLECTOR = ROOT / "harness" / "ant_bundle_collect.py"
+COLLECTOR = ROOT / "harness" / "payload" / "ant_bundle_collect.py"
 CC = "arm-linux-gnueabihf-gcc"
 SYSROOT_LIB = Path("/usr/arm-linux-gnueabihf/lib")
 
@@ -119,7 +120,7 @@ def test_an_unknown_stream_plugin_is_reported_missing(program: tuple[Path, Path]
 @pytest.mark.qemu
 def test_the_bundle_runs_on_the_namespace_board_through_its_own_loader(program: tuple[Path, Path],
                                                                        tmp_path: Path) -> None:
-    from harness import boardrun
+    from harness.env.lab import session as boardrun
 
     missing = netns_board.missing_tools()
     if missing:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.artefacts import Artefact, ArtefactStore, sha256_file
+from harness.core.artefacts import Artefact, ArtefactStore, sha256_file
 from harness.errors import BadInput
 
 PROV = {"source": "iotjs", "source_commit": "02599f35810cfa6ea5495bbc42194ed576b969de",

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.boards import SEED_MODELS, Board, boards_for_target, inventory_path, load_boards
+from harness.env.lab.inventory import SEED_MODELS, Board, boards_for_target, inventory_path, load_boards
 from harness.errors import EXIT_BAD_INPUT, EXIT_BLOCKED, Blocked, ManifestError
+from harness.options import EnvSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "boards.example.toml"
@@ -137,12 +138,12 @@ def test_missing_inventory_is_blocked_with_the_fix(tmp_path: Path) -> None:
 
 def test_inventory_path_prefers_option_then_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("ANT_KPI_BOARDS", raising=False)
-    assert inventory_path() == Path("boards.toml")
+    assert inventory_path(env=EnvSettings.from_environ()) == Path("boards.toml")
     monkeypatch.setenv("ANT_KPI_BOARDS", str(tmp_path / "lab.toml"))
-    assert inventory_path() == tmp_path / "lab.toml"
-    assert inventory_path(tmp_path / "x.toml") == tmp_path / "x.toml"
+    assert inventory_path(env=EnvSettings.from_environ()) == tmp_path / "lab.toml"
+    assert inventory_path(tmp_path / "x.toml", env=EnvSettings.from_environ()) == tmp_path / "x.toml"
     (tmp_path / "lab.toml").write_text(GOOD)
-    assert list(load_boards()) == ["pi"]
+    assert list(load_boards(inventory_path(env=EnvSettings.from_environ()))) == ["pi"]
 
 
 def test_targets_can_come_from_the_manifest(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.buildnotes import build_notes_markdown, builds_of
-from harness.manifest import load_manifest
+from harness.core.manifest import load_manifest
+from harness.report.buildnotes import build_notes_markdown, builds_of
 
 M = load_manifest(Path(__file__).resolve().parent.parent / "kpis.toml")
 

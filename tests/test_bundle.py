@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from test_report import RUN_ID, make_run_dir, small_results
 
-from harness.bundle import (
+from harness.cli import main
+from harness.core.manifest import load_manifest
+from harness.report.bundle import (
     MANIFEST_NAME,
     REPRODUCE_NAME,
     BundleError,
@@ -21,9 +23,7 @@ from harness.bundle import (
     render_reproduce,
     verify_bundle,
 )
-from harness.cli import main
-from harness.manifest import load_manifest
-from harness.results import Results
+from harness.results.store import Results
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "kpis.toml"

@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from harness.cli import main
-from harness.compare import compare_runs, mann_whitney_p, render_table
-from harness.results import Results, Row
+from harness.report.compare import compare_runs, mann_whitney_p, render_table
+from harness.results.store import Results, Row
 
 
 def _rows(run_id: str, values: dict[tuple[str, str], list[float]], **kw: Any) -> list[Row]:

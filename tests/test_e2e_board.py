@@ -118,7 +118,7 @@ def test_board_lost_mid_run_blocks_the_rest_keeps_the_rest_and_resume_finishes(l
 
 
 def test_a_board_leased_by_another_run_is_refused(lab) -> None:  # type: ignore[no-untyped-def]
-    from harness.lease import lease
+    from harness.env.lab.lease import lease
 
     tmp = lab[0]
     with lease("nsboard", leases_dir=tmp / "cache" / "leases", run_id="someone-else", ttl_s=60):

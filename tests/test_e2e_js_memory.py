@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
+from harness.options import EnvSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "minijs" / "minijs.c"
@@ -25,11 +26,11 @@ pytestmark = [pytest.mark.docker, pytest.mark.qemu]
 
 
 def _docker_or_skip() -> None:
+    from harness.env.images import docker_client
     from harness.errors import Blocked
-    from harness.images import docker_client
 
     try:
-        docker_client(timeout=10).ping()
+        docker_client(EnvSettings.from_environ(), timeout=10).ping()
     except Blocked as e:
         pytest.skip(f"no Docker daemon on this machine: {e}")
     if shutil.which("qemu-arm-static") is None:

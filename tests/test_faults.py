@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 
 from harness.errors import BadInput
-from harness.results import JOURNAL_NAME, Results, Row, append_row_journal
+from harness.options import EnvSettings
+from harness.results.store import JOURNAL_NAME, Results, Row, append_row_journal
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIJS = ROOT / "tests" / "fixtures" / "minijs" / "minijs.c"
@@ -52,11 +53,11 @@ build/iotjs: minijs.c
 
 
 def _docker_or_skip() -> None:
+    from harness.env.images import docker_client
     from harness.errors import Blocked
-    from harness.images import docker_client
 
     try:
-        docker_client(timeout=10).ping()
+        docker_client(EnvSettings.from_environ(), timeout=10).ping()
     except Blocked as e:
         pytest.skip(f"no Docker daemon on this machine: {e}")
 

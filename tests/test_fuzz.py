@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.core.manifest import Manifest, load_manifest
 from harness.errors import BadInput, ManifestError
-from harness.manifest import Manifest, load_manifest
 from harness.parsers import PARSERS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from harness import images
-from harness.container import Container
-from harness.errors import Blocked, StepFailed
-from harness.images import (
+from harness.core.manifest import Image, load_manifest
+from harness.env import images
+from harness.env.container import Container
+from harness.env.images import (
     DEFAULT_BASE_TAG,
     TOOL_VERSIONS_PATH,
     ImageRef,
@@ -29,7 +29,8 @@ from harness.images import (
     docker_client,
     ensure_image,
 )
-from harness.manifest import Image, load_manifest
+from harness.errors import Blocked, StepFailed
+from harness.options import EnvSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "tests" / "fixtures" / "hello.c"
@@ -51,7 +52,7 @@ CROSS = {
 @pytest.fixture(scope="module")
 def client() -> Any:
     try:
-        return docker_client()
+        return docker_client(EnvSettings.from_environ())
     except Blocked as e:
         pytest.skip(f"Docker daemon unreachable, image tests cannot run: {e}")
 
@@ -71,7 +72,7 @@ def arm_cross(client: Any, base: str, tmp_path_factory: pytest.TempPathFactory) 
     image = load_manifest(ROOT / "kpis.toml").images["arm-cross"]
     assert image.base == base
     log = tmp_path_factory.mktemp("arm-cross") / "build.log"
-    return ensure_image(image, root=ROOT, client=client, log_path=log)
+    return ensure_image(image, root=ROOT, env=EnvSettings.from_environ(), client=client, log_path=log)
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ def test_context_hash_changes_with_a_new_file_the_exec_bit_and_build_args(tmp_pa
 def test_docker_client_with_an_unreachable_host_is_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     with pytest.raises(Blocked) as err:
-        docker_client()
+        docker_client(EnvSettings.from_environ())
     assert "unix:///nonexistent.sock" in err.value.what
     assert "DOCKER_HOST" in err.value.fix
 
@@ -138,7 +139,7 @@ def test_docker_client_with_an_unreachable_host_is_blocked(monkeypatch: pytest.M
 def test_bootstrap_base_without_debootstrap_is_blocked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("harness.images.shutil.which", lambda _name: None)
+    monkeypatch.setattr("harness.env.images.shutil.which", lambda _name: None)
     with pytest.raises(Blocked) as err:
         bootstrap_base(work_dir=tmp_path, client=object(), force=True)
     assert err.value.what == "debootstrap not installed"
@@ -149,7 +150,7 @@ def test_bootstrap_base_as_a_normal_user_is_blocked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(images, "debootstrap_version", lambda: "1.0.128")
-    monkeypatch.setattr("harness.images.os.geteuid", lambda: 1000)
+    monkeypatch.setattr("harness.env.images.os.geteuid", lambda: 1000)
     with pytest.raises(Blocked) as err:
         bootstrap_base(work_dir=tmp_path, client=object(), force=True)
     assert "root" in err.value.what
@@ -182,7 +183,7 @@ def _failed_build(client: Any, base: str, tmp_path: Path, name: str, runs: str) 
     (ctx / "Dockerfile").write_text(f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n{runs}")
     image = Image(name=name, context=str(ctx), base=base)
     with pytest.raises(StepFailed) as err:
-        ensure_image(image, root=ROOT, client=client, log_path=tmp_path / f"{name}.log")
+        ensure_image(image, root=ROOT, env=EnvSettings.from_environ(), client=client, log_path=tmp_path / f"{name}.log")
     return err.value
 
 
@@ -238,14 +239,14 @@ def test_ensure_image_builds_then_reuses_the_same_image(
     client: Any, tiny_image: Image, tmp_path: Path
 ) -> None:
     log = tmp_path / "tiny.log"
-    first = ensure_image(tiny_image, root=ROOT, client=client, log_path=log)
+    first = ensure_image(tiny_image, root=ROOT, env=EnvSettings.from_environ(), client=client, log_path=log)
     assert not first.reused
     assert first.tag == f"ant-kpi/test-tiny:{first.context_hash[:12]}"
     assert first.id.startswith("sha256:")
     assert first.base_id == client.images.get(tiny_image.base).id
     assert "COPY stamp /stamp" in log.read_text()
 
-    second = ensure_image(tiny_image, root=ROOT, client=client, log_path=tmp_path / "again.log")
+    second = ensure_image(tiny_image, root=ROOT, env=EnvSettings.from_environ(), client=client, log_path=tmp_path / "again.log")
     assert second.reused
     assert (second.id, second.tag, second.base_id) == (first.id, first.tag, first.base_id)
     assert not (tmp_path / "again.log").exists()
@@ -256,7 +257,7 @@ def test_ensure_image_reuses_arm_cross_when_its_context_is_unchanged(
     client: Any, arm_cross: ImageRef
 ) -> None:
     image = load_manifest(ROOT / "kpis.toml").images["arm-cross"]
-    again = ensure_image(image, root=ROOT, client=client)
+    again = ensure_image(image, root=ROOT, env=EnvSettings.from_environ(), client=client)
     assert again.reused
     assert again.id == arm_cross.id
     assert again.to_provenance()["tool_versions"] == dict(arm_cross.tool_versions)
@@ -272,7 +273,7 @@ def test_ensure_image_with_a_missing_base_is_blocked_naming_bootstrap_base(
     missing = f"ant-kpi/absent:{uuid.uuid4().hex[:8]}"
     image = Image(name="test-orphan", context=str(ctx), base=missing)
     with pytest.raises(Blocked) as err:
-        ensure_image(image, root=ROOT, client=client, log_path=tmp_path / "log")
+        ensure_image(image, root=ROOT, env=EnvSettings.from_environ(), client=client, log_path=tmp_path / "log")
     assert image.base in err.value.what
     assert "bootstrap-base" in err.value.fix
 
@@ -386,7 +387,7 @@ def test_a_failed_container_is_kept_when_asked(
     client: Any, base: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ANT_KPI_KEEP_CONTAINER", "1")
-    c = Container(client, base)
+    c = Container(client, base, keep_on_failure=EnvSettings.from_environ().keep_container)
     try:
         with pytest.raises(RuntimeError), c:
             raise RuntimeError("boom")

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import companion
+from harness.core.manifest import load_manifest, parse_manifest, tomllib
+from harness.core.runner import open_run
 from harness.errors import ManifestError, StepFailed
-from harness.kpi_app_latency import SMOKE_SENDS, UPSTREAM_SENDS, derive_copy, rows_for
-from harness.manifest import load_manifest, parse_manifest, tomllib
+from harness.kpis import plan_kpi
+from harness.kpis.app_latency.execute import SMOKE_SENDS, UPSTREAM_SENDS, derive_copy, rows_for
 from harness.parsers import resourcebench
-from harness.plan import plan_kpi
-from harness.reporting import collect
-from harness.results import append_row_journal
-from harness.runner import open_run
-from harness.stats import Verdict, evaluate
+from harness.payload import companion
+from harness.results.runs import collect
+from harness.results.store import append_row_journal
+from harness.results.verdicts import Verdict, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "ant"

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.manifest import load_manifest
+from harness.core.runner import Run, open_run
+from harness.core.steps import Step
 from harness.errors import Blocked, StepFailed
-from harness.kpi_boards import client_argv, derive_streaming, rows_for
-from harness.manifest import load_manifest
-from harness.plan import plan_kpi
-from harness.reporting import collect
-from harness.results import append_row_journal
-from harness.runner import Run, open_run
-from harness.stats import Verdict, evaluate
-from harness.steps import Step
+from harness.kpis import plan_kpi
+from harness.kpis.streaming_boards.execute import client_argv, derive_streaming, rows_for
+from harness.results.runs import collect
+from harness.results.store import append_row_journal
+from harness.results.verdicts import Verdict, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "ant"
@@ -107,7 +107,7 @@ def test_a_smoke_pass_is_shown_but_never_counts_toward_the_nine_boards(tmp_path:
 
 
 def test_arm_builds_end_blocked_naming_what_the_image_lacks(tmp_path: Path) -> None:
-    from harness.ant_build import _check_image_supports
+    from harness.kpis.common.ant_build import _check_image_supports
 
     run = _run(tmp_path)
     image = {"tag": "ant-kpi/ant-build:x", "provenance": {"tool_versions": {"gcc": "12.2.0"}}}

@@ -15,20 +15,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import kpi_ml
+from harness.core.manifest import load_manifest
+from harness.core.runner import Run
+from harness.core.steps import Step
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.manifest import load_manifest
-from harness.parsers.benchmark_model import parse_benchmark_file, parse_benchmark_text
-from harness.plan import plan_kpi
-from harness.results import Results
-from harness.runner import Run
-from harness.steps import Step
-from harness.tflite_models import (
+from harness.kpis import plan_kpi
+from harness.kpis.common.datasets import synthetic_imagefolder
+from harness.kpis.common.tflite import (
     looks_like_tflite,
     reference_forward,
     size_and_sha256,
     tiny_mobilenet_like,
 )
+from harness.kpis.ml import execute as kpi_ml
+from harness.options import EnvSettings
+from harness.parsers.benchmark_model import parse_benchmark_file, parse_benchmark_text
+from harness.results.store import Results
 
 pytest.importorskip("ai_edge_litert", reason="pip install ai-edge-litert (the LiteRT runtime)")
 
@@ -157,7 +159,7 @@ def test_sparsity_out_of_range_is_bad_input(tmp_path: Path) -> None:
 def test_litert_bench_output_parses_as_benchmark_model(models: dict[str, Any]) -> None:
     for m in models.values():
         proc = subprocess.run(
-            [sys.executable, "-m", "harness.litert_bench", f"--graph={m.path}", "--warmup_runs=2", *FAST],
+            [sys.executable, "-m", "harness.payload.litert_bench", f"--graph={m.path}", "--warmup_runs=2", *FAST],
             capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         r = parse_benchmark_text(proc.stdout + proc.stderr)
@@ -168,7 +170,7 @@ def test_litert_bench_output_parses_as_benchmark_model(models: dict[str, Any]) -
 
 
 def test_litert_bench_on_a_missing_model_fails_with_no_timing(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "harness.litert_bench", f"--graph={tmp_path / 'nope.tflite'}"],
+    proc = subprocess.run([sys.executable, "-m", "harness.payload.litert_bench", f"--graph={tmp_path / 'nope.tflite'}"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert proc.returncode == 1
     with pytest.raises(BadInput, match="Could not open"):
@@ -191,12 +193,14 @@ def test_local_baseline_is_used_and_pinned(tmp_path: Path, models: dict[str, Any
     run = make_run(tmp_path)
     step = plan_steps("ml_memory")["fetch:baseline"]
     monkeypatch.setenv(kpi_ml.BASELINE_ENV, str(models["float"].path))
+    run.env = EnvSettings.from_environ()
     out = kpi_ml.exec_fetch(step, run)
     assert (out["sha256"], out["pin"]) == (models["float"].sha256, "pinned now")
     pin = kpi_ml.pin_path(run.cache_dir, "mobilenet_v2_1.0_224.tflite")
     assert pin.read_text().split()[0] == models["float"].sha256
     assert kpi_ml.exec_fetch(step, run)["pin"] == "pinned"
     monkeypatch.setenv(kpi_ml.BASELINE_ENV, str(models["int8"].path))
+    run.env = EnvSettings.from_environ()
     with pytest.raises(StepFailed, match="differs from the one pinned"):
         kpi_ml.exec_fetch(step, run)
 
@@ -204,8 +208,10 @@ def test_local_baseline_is_used_and_pinned(tmp_path: Path, models: dict[str, Any
 def test_local_baseline_path_that_does_not_exist_is_bad_input(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(kpi_ml.BASELINE_ENV, str(tmp_path / "nope.tflite"))
+    run = make_run(tmp_path)
+    run.env = EnvSettings.from_environ()
     with pytest.raises(BadInput, match="no such file"):
-        kpi_ml.exec_fetch(plan_steps("ml_memory")["fetch:baseline"], make_run(tmp_path))
+        kpi_ml.exec_fetch(plan_steps("ml_memory")["fetch:baseline"], run)
 
 
 def _tgz(path: Path, member: str, data: bytes) -> Path:
@@ -304,7 +310,7 @@ def test_nothing_to_size_blocks_the_step(tmp_path: Path) -> None:
 
 
 def test_synthetic_imagefolder_layout(tmp_path: Path) -> None:
-    out = kpi_ml.synthetic_imagefolder(tmp_path / "synth", size=16, jpeg=False)
+    out = synthetic_imagefolder(tmp_path / "synth", size=16, jpeg=False)
     files = sorted((tmp_path / "synth").rglob("*.ppm"))
     assert out["images"] == len(files) == 32 and out["format"] == "ppm"
     assert {p.parent.name for p in files} == {"c0", "c1"} and {p.parent.parent.name for p in files} == {"train", "val"}
@@ -345,6 +351,7 @@ def test_accuracy_rows_from_an_admm_log(tmp_path: Path, monkeypatch: pytest.Monk
     assert rows["accuracy_loss"].status == "blocked" and kpi_ml.DENSE_TOP1_ENV in rows["accuracy_loss"].note
     monkeypatch.setenv(kpi_ml.DENSE_TOP1_ENV, "64.0")
     run2 = make_run(tmp_path / "2")
+    run2.env = EnvSettings.from_environ()
     run2.outputs["train:admm"] = run.outputs["train:admm"]
     kpi_ml.exec_parse_latency(step, run2)
     loss = next(r for r in journal(run2) if r.metric == "accuracy_loss")
@@ -357,7 +364,7 @@ def _latency_run(tmp_path: Path, models: dict[str, Any], target: str) -> tuple[R
     steps = {sid: dataclasses.replace(s, argv=(*s.argv, *FAST)) if s.kind == "measure" else s
              for sid, s in steps.items()}
     run = make_run(tmp_path)
-    run.options["steps"] = steps
+    run.steps = steps
     run.outputs["fetch:baseline"] = {"path": str(models["float"].path)}
     run.outputs["source:ant:test/mlbench"] = ant_checkout(
         tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()})

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from harness import kpi_ml
-from harness.boards import load_boards
+from harness.env.lab.inventory import load_boards
+from harness.env.lab.session import Lab
 from harness.errors import Blocked
-from harness.results import Results
+from harness.kpis.ml import execute as kpi_ml
+from harness.results.store import Results
 from tests import netns_board
 from tests.test_kpi_ml import ant_checkout, make_run, plan_steps
 
@@ -67,9 +68,10 @@ def test_arm64_board_times_each_model_there_and_a_missing_model_blocks_only_its_
         (tmp_path / "boards.toml").write_text(nb.toml("pi4", model="Raspberry Pi 4", arch="arm64", target="arm64"))
         board = load_boards(tmp_path / "boards.toml")["pi4"]
         run = make_run(tmp_path, mode="measure")
-        run.options.update(boards={"arm64": board}, exit_stack=stack)
+        run.lab = stack.enter_context(Lab(boards={"arm64": board}, leases_dir=tmp_path / "leases",
+                                          run_id=run.run_id, ttl_s=3600))
         steps = plan_steps("ml_latency", mode="measure", targets=("arm64",))
-        run.options["steps"] = steps
+        run.steps = steps
         run.outputs["source:ant:test/mlbench"] = ant_checkout(tmp_path, {
             "test/mlbench/mbv1_0.9_v4u.tflite": model.read_bytes(),
             "test/mlbench/benchmark_model_aarch64": stand_in.read_bytes(),

@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from harness import kpi_npus
+from harness.core.manifest import load_manifest
+from harness.core.runner import Run, StepRunner
+from harness.core.steps import Step
 from harness.errors import BadInput, Blocked
-from harness.manifest import load_manifest
+from harness.kpis import plan_kpi
+from harness.kpis.npus import execute as kpi_npus
+from harness.options import EnvSettings
 from harness.parsers.vela import UnsupportedOperator, VelaSummary, parse_vela_file
-from harness.plan import plan_kpi
-from harness.results import Results
-from harness.runner import Run, StepRunner
-from harness.steps import Step
+from harness.results.store import Results
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = load_manifest(ROOT / "kpis.toml")
@@ -46,7 +47,7 @@ def plan_steps(mode: str = "smoke") -> dict[str, Step]:
 def make_run(tmp_path: Path, *, project_root: Path = ROOT) -> Run:
     run = Run(run_id="test-run", run_dir=tmp_path / "run", manifest=MANIFEST, project_root=project_root,
               cache_dir=tmp_path / "cache", mode="smoke")
-    run.options["steps"] = plan_steps()
+    run.steps = plan_steps()
     return run
 
 
@@ -78,9 +79,9 @@ def test_smoke_plan_adds_the_vela_compile_step_and_measure_plan_does_not() -> No
 
 
 def test_executors_cover_every_step_kind_of_the_plan() -> None:
-    from harness.execute import _executors_for
+    from harness.kpis import executors_for
 
-    ex = _executors_for("npus")
+    ex = executors_for("npus")
     assert {s.kind for s in plan_steps().values()} <= set(ex)
     assert ex["image"] is kpi_npus.exec_image and ex["build"] is kpi_npus.exec_build
 
@@ -159,7 +160,7 @@ def test_vela_rule_fails_a_crashed_compilation() -> None:
 @needs_vela
 def test_vela_smoke_compiles_the_generated_model_onto_the_npu(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    step = run.options["steps"][kpi_npus.VELA_STEP]
+    step = run.steps[kpi_npus.VELA_STEP]
     out = kpi_npus.exec_convert(step, run)
     assert out["passed"] and out["ethosu_custom_ops"] >= 1 and out["cpu_ops"] == 0
     df = journal(run)
@@ -178,7 +179,7 @@ def test_vela_smoke_without_vela_is_blocked_with_a_row(tmp_path: Path, monkeypat
     monkeypatch.setattr(kpi_npus.sys, "executable", str(tmp_path / "no-python"))
     run = make_run(tmp_path)
     with pytest.raises(Blocked, match="ethos-u-vela"):
-        kpi_npus.exec_convert(run.options["steps"][kpi_npus.VELA_STEP], run)
+        kpi_npus.exec_convert(run.steps[kpi_npus.VELA_STEP], run)
     row = journal(run).iloc[0]
     assert row["status"] == "blocked" and row["variant"] == "Ethos-U55" and kpi_npus.VELA_FIX in row["note"]
 
@@ -190,7 +191,7 @@ def test_image_not_built_is_blocked_not_built_unasked(tmp_path: Path, monkeypatc
     monkeypatch.delenv(kpi_npus.IMAGE_ENV, raising=False)
     monkeypatch.delenv(kpi_npus.BUILD_IMAGE_ENV, raising=False)
     run = make_run(tmp_path)
-    run.options["docker_client"] = _NoImages()
+    run.docker = _NoImages()
     with pytest.raises(Blocked) as e:
         kpi_npus.exec_image(plan_steps()["image:tvm-npu"], run)
     assert "not built on this machine" in e.value.what and "ACCEPT_ARM_FVP_EULA=yes" in e.value.fix
@@ -199,7 +200,8 @@ def test_image_not_built_is_blocked_not_built_unasked(tmp_path: Path, monkeypatc
 def test_named_image_that_does_not_exist_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(kpi_npus.IMAGE_ENV, "ant-kpi/tvm-npu:missing")
     run = make_run(tmp_path)
-    run.options["docker_client"] = _NoImages()
+    run.env = EnvSettings.from_environ()
+    run.docker = _NoImages()
     with pytest.raises(BadInput, match=kpi_npus.IMAGE_ENV):
         kpi_npus.exec_image(plan_steps()["image:tvm-npu"], run)
 
@@ -237,14 +239,15 @@ def _offline_source(step: Step, run: Run) -> dict[str, Any]:
 def test_smoke_run_counts_the_vela_pass_and_names_every_gap_of_the_seed_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.execute import _executors_for, record_blocked
+    from harness.kpis import executors_for
+    from harness.kpis.common.executors import record_blocked
 
     monkeypatch.delenv(kpi_npus.IMAGE_ENV, raising=False)
     monkeypatch.delenv(kpi_npus.BUILD_IMAGE_ENV, raising=False)
     run = make_run(tmp_path)
-    run.options["docker_client"] = _NoImages()
+    run.docker = _NoImages()
     plan = plan_kpi(MANIFEST, MANIFEST.kpi("npus"), mode="smoke", project_root=ROOT)
-    ex = {**_executors_for("npus"), "source": _offline_source}
+    ex = {**executors_for("npus"), "source": _offline_source}
     states = StepRunner(run, ex, on_blocked=record_blocked).execute(plan)
     assert states[kpi_npus.VELA_STEP].status == "ok"
     assert {states[f"measure:{n}"].status for n in kpi_npus.NPUS} == {"blocked"}

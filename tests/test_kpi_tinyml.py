@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from harness import kpi_tinyml
+from harness.core.manifest import load_manifest
+from harness.core.runner import Run
+from harness.core.steps import Step
 from harness.errors import Blocked, StepFailed
-from harness.manifest import load_manifest
-from harness.plan import plan_kpi
-from harness.runner import Run
-from harness.steps import Step
-from harness.training import prepare_tree
+from harness.kpis import plan_kpi
+from harness.kpis.common.training import prepare_tree
+from harness.kpis.tinyml import execute as kpi_tinyml
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = load_manifest(ROOT / "kpis.toml")
@@ -128,7 +128,7 @@ def test_shims_refuse_options_the_kpi_command_does_not_use() -> None:
 @pytest.fixture(scope="module")
 def pm() -> Any:
     pytest.importorskip("torch")
-    from harness import patch_memory
+    from harness.payload import patch_memory
 
     return patch_memory
 
@@ -343,7 +343,7 @@ def test_top1_row_comes_from_the_last_test_line(tmp_path: Path) -> None:
 def test_parse_writes_the_top1_and_peak_memory_rows_of_a_variant(tmp_path: Path) -> None:
     steps = plan_steps()
     run = make_run(tmp_path)
-    run.options["steps"] = steps
+    run.steps = steps
     run.outputs["train:plain"] = {"log": str(FIXTURES / "plain_smoke_1_epoch.handwritten.txt"), "argv": []}
     run.outputs["measure:peak-memory:plain"] = _outputs(tmp_path, _memory_doc(None))
     assert kpi_tinyml.exec_parse(steps["parse:plain"], run) == {"rows": 2}
@@ -390,9 +390,9 @@ def test_measure_plan_uses_the_seed_settings_and_adds_the_blocked_mcu_step() -> 
 
 def test_patch_memory_script_has_no_harness_imports() -> None:
     # It is copied into the image alone: only the standard library and torch at module level.
-    text = (ROOT / "harness" / "patch_memory.py").read_text()
+    text = (ROOT / "harness" / "payload" / "patch_memory.py").read_text()
     assert "from harness" not in text and "import harness" not in text
-    proc = subprocess.run([sys.executable, str(ROOT / "harness" / "patch_memory.py"), "--help"],
+    proc = subprocess.run([sys.executable, str(ROOT / "harness" / "payload" / "patch_memory.py"), "--help"],
                           capture_output=True, text=True, cwd="/", check=False)
     if proc.returncode != 0 and "No module named 'torch'" in proc.stderr:
         pytest.skip("torch is not installed here")

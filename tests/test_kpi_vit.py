@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from harness import kpi_vit
+from harness.core.manifest import load_manifest
+from harness.core.runner import Run
+from harness.core.steps import Step
 from harness.errors import Blocked, StepFailed
-from harness.manifest import load_manifest
-from harness.plan import plan_kpi
-from harness.runner import Run
-from harness.steps import Step
-from harness.training import prepare_tree
+from harness.kpis import plan_kpi
+from harness.kpis.common.training import prepare_tree
+from harness.kpis.vit import execute as kpi_vit
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = load_manifest(ROOT / "kpis.toml")
@@ -124,7 +124,7 @@ def test_a_missing_anchor_names_the_file_and_why(tmp_path: Path) -> None:
 @pytest.fixture
 def bench() -> Any:
     pytest.importorskip("torch")
-    from harness import vit_throughput_bench
+    from harness.payload import vit_throughput_bench
 
     return vit_throughput_bench
 
@@ -208,7 +208,7 @@ def test_init_checkpoint_writes_the_deit_layout(bench: Any, fake_src: Path, tmp_
 
 
 def test_bench_script_has_no_harness_imports() -> None:
-    text = (ROOT / "harness" / "vit_throughput_bench.py").read_text()
+    text = (ROOT / "harness" / "payload" / "vit_throughput_bench.py").read_text()
     assert "from harness" not in text and "import harness" not in text
 
 
@@ -271,7 +271,7 @@ def test_top1_row_is_max_accuracy_with_the_token_drop_shares(tmp_path: Path) -> 
 def test_parse_throughput_writes_a_row_per_completed_measurement(tmp_path: Path) -> None:
     steps = plan_steps()
     run = make_run(tmp_path)
-    run.options["steps"] = steps
+    run.steps = steps
     run.outputs["measure:vit:x86_64:0"] = _outputs(tmp_path, _bench_doc())
     assert kpi_vit.exec_parse(steps["parse:throughput"], run) == {"rows": 1}
 

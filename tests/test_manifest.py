@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.manifest import load_manifest
 from harness.errors import EXIT_BAD_INPUT, ManifestError
-from harness.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "kpis.toml"

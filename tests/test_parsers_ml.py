@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import BadInput
-from harness.litert_bench import RunStats
 from harness.parsers import admm, benchmark_model
 from harness.parsers.admm import parse_admm_text
 from harness.parsers.benchmark_model import parse_benchmark_text
+from harness.payload.litert_bench import RunStats
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ml"
 GOLDEN = sorted(FIXTURES.glob("*.expected.json"))

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.manifest import load_manifest
+from harness.core.plan import interleaved
 from harness.errors import BadInput
-from harness.manifest import load_manifest
-from harness.plan import interleaved, plan_all, plan_kpi
+from harness.kpis import plan_all, plan_kpi
 
 ROOT = Path(__file__).resolve().parent.parent
 M = load_manifest(ROOT / "kpis.toml")
@@ -130,8 +131,8 @@ def test_planning_every_kpi_imports_no_data_or_ml_library() -> None:
     import sys
 
     code = (
-        "import sys; from pathlib import Path; from harness.manifest import load_manifest; "
-        "from harness.plan import plan_all; m = load_manifest(Path('kpis.toml')); "
+        "import sys; from pathlib import Path; from harness.core.manifest import load_manifest; "
+        "from harness.kpis import plan_all; m = load_manifest(Path('kpis.toml')); "
         "plan_all(m, mode='smoke'); plan_all(m, mode='measure'); "
         "heavy = sorted(n for n in ('pandas', 'scipy', 'numpy', 'torch', 'docker', 'matplotlib') if n in sys.modules); "
         "print(','.join(heavy))"

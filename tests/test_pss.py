@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import pss
+from harness.payload import pss
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alloc.c"
 PSS_PY = Path(pss.__file__)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import pss, qemu
+from harness.env import qemu
 from harness.errors import BadInput, Blocked
+from harness.payload import pss
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alloc.c"
 MIB_KB = 1024

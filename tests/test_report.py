@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from harness.manifest import Compare, Kpi, KpiTarget, Metric, Variant
-from harness.plots import Plot
-from harness.report import fmt_num, fmt_value, render_console, render_html, render_markdown, write_report
-from harness.results import Results, Row
-from harness.stats import Evaluation, Verdict, evaluate
+from harness.core.manifest import Compare, Kpi, KpiTarget, Metric, Variant
+from harness.report.plots import Plot
+from harness.report.render import fmt_num, fmt_value, render_console, render_html, render_markdown, write_report
+from harness.results.store import Results, Row
+from harness.results.verdicts import Evaluation, Verdict, evaluate
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "report_small.md"
 UPDATE = os.environ.get("ANT_KPI_UPDATE_GOLDEN") == "1"
@@ -286,8 +286,8 @@ def test_korean_html_uses_korean_labels_and_titles(tmp_path: Path) -> None:
 
 
 def test_plots_are_png_files_next_to_the_report(tmp_path: Path) -> None:
-    from harness.plots import make_plots
-    from harness.pss import PssResult, Sample, write_json
+    from harness.payload.pss import PssResult, Sample, write_json
+    from harness.report.plots import make_plots
 
     res = small_results()
     run_dir = make_run_dir(tmp_path)
@@ -333,8 +333,8 @@ def test_report_command_writes_markdown_html_and_plots_in_korean(
 
 
 def test_a_run_resumed_for_one_kpi_still_reports_every_kpi_it_has_rows_for(tmp_path: Path) -> None:
-    from harness.manifest import load_manifest
-    from harness.reporting import evaluate_and_report
+    from harness.core.manifest import load_manifest
+    from harness.report.finish import evaluate_and_report
 
     run_dir = make_run_dir(tmp_path / "runs")
     small_results().filter(kpi=["js_memory", "app_latency"]).save(run_dir)
@@ -351,8 +351,8 @@ def test_a_run_resumed_for_one_kpi_still_reports_every_kpi_it_has_rows_for(tmp_p
 
 
 def test_the_default_run_is_the_one_measured_last_not_the_last_by_name(tmp_path: Path) -> None:
-    from harness.reporting import resolve_run
-    from harness.results import append_row_journal
+    from harness.results.runs import resolve_run
+    from harness.results.store import append_row_journal
 
     for name, age in (("zz-named-early", 3600), ("20240501-later", 0)):
         append_row_journal(tmp_path / name, row())

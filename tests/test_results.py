@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import BadInput
-from harness.results import (
+from harness.results.store import (
     COLUMNS,
     CSV_NAME,
     JOURNAL_NAME,
@@ -337,7 +337,7 @@ def test_schema_1_journal_lines_load_with_sample_zero(tmp_path: Path) -> None:
 
 
 def test_rows_differing_only_in_sample_are_distinct_rows(tmp_path: Path) -> None:
-    from harness.reporting import collect
+    from harness.results.runs import collect
 
     base = tricky_rows()[0]
     for n in (1, 2, 3):

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from harness.core.fsio import LockBusy, atomic_write_text, exclusive_lock
+from harness.core.manifest import load_manifest
+from harness.core.plan import KpiPlan
+from harness.core.runner import Run, StepRunner, open_run
+from harness.core.steps import Step, step_key
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.execute import _check_output_arch
-from harness.fsio import LockBusy, atomic_write_text, exclusive_lock
-from harness.manifest import load_manifest
-from harness.plan import KpiPlan
-from harness.runner import Run, StepRunner, open_run
-from harness.steps import Step, step_key
+from harness.kpis.common.executors import _check_output_arch
 
 ROOT = Path(__file__).resolve().parent.parent
 M = load_manifest(ROOT / "kpis.toml")
@@ -100,7 +100,7 @@ def test_a_step_ordered_after_a_blocked_one_still_runs_and_sees_what_exists(tmp_
 
 
 def test_ml_deploy_waits_for_the_baseline_and_the_conversion_without_being_blocked_by_them() -> None:
-    from harness.plan import plan_kpi
+    from harness.kpis import plan_kpi
 
     plan = plan_kpi(M, M.kpi("ml_latency"), mode="smoke", targets=("x86_64",))
     dep = next(s for s in plan.steps if s.id == "deploy:x86_64")

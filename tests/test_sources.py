@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BadInput, Blocked
-from harness.manifest import Source
-from harness.sources import (
+from harness.core.manifest import Source
+from harness.env.sources import (
     Checkout,
     checkout,
     mirror_path,
     parse_source_overrides,
     resolve_submodule_url,
 )
+from harness.errors import BadInput, Blocked
 
 REMOTE = "https://example.invalid/"
 
@@ -294,7 +294,7 @@ def test_an_unreachable_submodule_url_is_blocked_naming_the_submodule(
 
 def test_git_runs_without_prompts_and_ignores_an_inherited_git_dir(
         world: World, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.sources as sources
+    import harness.env.sources as sources
 
     seen: list[dict[str, str]] = []
     real_run = subprocess.run
@@ -550,7 +550,7 @@ IOTJS_MIRRORS = {
                     reason="needs local mirrors of IoT.js and its 4 submodules under /work/.mirror")
 def test_real_iotjs_pin_checks_out_from_local_mirrors(
         tmp_path: Path, gitconfig: Path) -> None:
-    from harness.manifest import load_manifest
+    from harness.core.manifest import load_manifest
 
     manifest = load_manifest(Path(__file__).resolve().parent.parent / "kpis.toml")
     src = manifest.sources["iotjs"]

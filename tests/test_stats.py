@@ -8,17 +8,10 @@ from typing import Any
 import pytest
 import scipy.stats
 
-from harness.manifest import Compare, Kpi, KpiTarget, Metric, Variant
-from harness.results import Results, Row
-from harness.stats import (
-    Verdict,
-    compare,
-    evaluate,
-    evaluate_per_workload,
-    order_statistic_ci_indices,
-    side_of,
-    summarize,
-)
+from harness.core.manifest import Compare, Kpi, KpiTarget, Metric, Variant
+from harness.results.statistics import compare, order_statistic_ci_indices, side_of, summarize
+from harness.results.store import Results, Row
+from harness.results.verdicts import Verdict, evaluate, evaluate_per_workload
 
 TIME = "2024-05-01T12:00:00+00:00"
 
@@ -386,7 +379,7 @@ def test_count_at_least_names_a_board_by_its_inventory_model_when_its_name_is_th
 
 
 def test_evidence_per_entry_shows_passes_failures_uncounted_runs_and_gaps() -> None:
-    from harness.stats import evidence_by_entity
+    from harness.results.verdicts import evidence_by_entity
 
     boards = Kpi(
         id="boards", number=6, session="kpi_boards", title_ko="보드 수", title_en="Boards",

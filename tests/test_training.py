@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from harness import images
-from harness.container import GpuChoice, decide_gpus
+from harness.core.manifest import Image, load_manifest
+from harness.core.runner import Run
+from harness.core.steps import Step
+from harness.env import images
+from harness.env.container import GpuChoice, decide_gpus
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.manifest import Image, load_manifest
-from harness.runner import Run
-from harness.steps import Step
-from harness.training import (
+from harness.kpis.common.training import (
     DATA_MOUNT,
     ENGINE_DATA_ENV,
     ENGINE_FILES_ENV,
@@ -30,6 +30,7 @@ from harness.training import (
     run_training,
     transfer_mode,
 )
+from harness.options import EnvSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXT = ROOT / "containers" / "cuda-train"
@@ -116,7 +117,7 @@ def test_stub_names_must_be_module_files(upstream: Path, tmp_path: Path) -> None
 
 
 def test_the_admm_tree_is_prepared_through_prepare_tree(upstream: Path, tmp_path: Path) -> None:
-    from harness import kpi_ml
+    from harness.kpis.ml import execute as kpi_ml
 
     tree, stubs = kpi_ml.prepare_admm_tree(upstream, tmp_path / "work")
     assert "best_acc1 = 0" in (tree / "main.py").read_text()
@@ -224,39 +225,39 @@ def test_only_the_pinned_wheels_are_added_and_the_first_directory_wins(tmp_path:
     other.mkdir()
     (other / NUMPY).write_bytes(b"another copy")
     env = {images.WHEELHOUSE_ENV: f"{wheels}:{other}"}
-    inputs = images.build_inputs(image, ROOT, env)
+    inputs = images.build_inputs(image, ROOT, EnvSettings.from_environ(env))
     assert inputs.added == {f"wheelhouse/{n}": wheels / n for n in (NUMPY, YAML, TORCH_CPU)}
 
 
 def test_the_wheelhouse_changes_the_hash_and_a_changed_wheel_changes_it_again(tmp_path: Path) -> None:
     image = _context(tmp_path)
     wheels = _wheels(tmp_path, NUMPY)
-    plain = images.image_digest(image, ROOT, {})
-    with_wheels = images.image_digest(image, ROOT, {images.WHEELHOUSE_ENV: str(wheels)})
+    plain = images.image_digest(image, ROOT, EnvSettings.from_environ({}))
+    with_wheels = images.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)}))
     assert plain != with_wheels
     assert plain == images.context_hash(Path(image.context), {"BASE_IMAGE": image.base})
     (wheels / NUMPY).write_bytes(b"rebuilt wheel, same name")
-    assert images.image_digest(image, ROOT, {images.WHEELHOUSE_ENV: str(wheels)}) != with_wheels
+    assert images.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})) != with_wheels
 
 
 def test_a_context_without_a_wheelhouse_folder_is_not_affected(tmp_path: Path) -> None:
     image = _context(tmp_path, wheelhouse=False)
     wheels = _wheels(tmp_path, NUMPY)
-    assert images.build_inputs(image, ROOT, {images.WHEELHOUSE_ENV: str(wheels)}).added == {}
+    assert images.build_inputs(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})).added == {}
     arm = MANIFEST.images["arm-cross"]
-    assert images.image_digest(arm, ROOT, {images.WHEELHOUSE_ENV: str(wheels)}) == images.context_hash(
+    assert images.image_digest(arm, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})) == images.context_hash(
         ROOT / arm.context, {"BASE_IMAGE": arm.base})
 
 
 def test_a_missing_wheelhouse_directory_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="ANT_KPI_WHEELHOUSE"):
-        images.build_inputs(_context(tmp_path), ROOT, {images.WHEELHOUSE_ENV: str(tmp_path / "nowhere")})
+        images.build_inputs(_context(tmp_path), ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(tmp_path / "nowhere")}))
 
 
 def test_the_assembled_context_holds_the_folder_and_the_wheels_and_is_removed_after(tmp_path: Path) -> None:
     image = _context(tmp_path)
     wheels = _wheels(tmp_path, NUMPY, YAML)
-    inputs = images.build_inputs(image, ROOT, {images.WHEELHOUSE_ENV: str(wheels)})
+    inputs = images.build_inputs(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)}))
     with images.assembled_context(inputs, tmp_path / "scratch") as ctx:
         assert ctx != inputs.context_dir
         assert sorted(p.name for p in (ctx / "wheelhouse").iterdir()) == sorted(["README.md", NUMPY, YAML])
@@ -265,7 +266,7 @@ def test_the_assembled_context_holds_the_folder_and_the_wheels_and_is_removed_af
         assert images.context_hash(ctx, inputs.build_args) == inputs.digest()
     assert not ctx.exists()
     assert sorted(p.name for p in (inputs.context_dir / "wheelhouse").iterdir()) == ["README.md"]
-    without = images.build_inputs(image, ROOT, {})
+    without = images.build_inputs(image, ROOT, EnvSettings.from_environ({}))
     with images.assembled_context(without, tmp_path / "scratch") as ctx:
         assert ctx == without.context_dir
 
@@ -273,11 +274,11 @@ def test_the_assembled_context_holds_the_folder_and_the_wheels_and_is_removed_af
 def test_build_arguments_from_the_environment_reach_only_images_that_declare_them(tmp_path: Path) -> None:
     image = _context(tmp_path)
     env = {"ANT_KPI_BUILD_ARG_TORCH_BUILD": "cpu", "ANT_KPI_BUILD_ARG_UNDECLARED": "x", "TORCH_BUILD": "no"}
-    inputs = images.build_inputs(image, ROOT, env)
+    inputs = images.build_inputs(image, ROOT, EnvSettings.from_environ(env))
     assert dict(inputs.build_args) == {"BASE_IMAGE": image.base, "TORCH_BUILD": "cpu"}
-    assert inputs.digest() != images.image_digest(image, ROOT, {})
+    assert inputs.digest() != images.image_digest(image, ROOT, EnvSettings.from_environ({}))
     arm = MANIFEST.images["arm-cross"]
-    assert dict(images.build_inputs(arm, ROOT, env).build_args) == {"BASE_IMAGE": arm.base}
+    assert dict(images.build_inputs(arm, ROOT, EnvSettings.from_environ(env)).build_args) == {"BASE_IMAGE": arm.base}
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,10 +317,10 @@ def test_the_device_request_asks_for_the_gpu_capability() -> None:
 ])
 def test_a_remote_engine_gets_files_copied_instead_of_mounted(host: str, local: bool) -> None:
     assert engine_is_local(host) is local
-    assert transfer_mode(host, {}) == ("mount" if local else "copy")
-    assert transfer_mode(host, {ENGINE_FILES_ENV: "copy"}) == "copy"
+    assert transfer_mode(host, "") == ("mount" if local else "copy")
+    assert transfer_mode(host, "copy") == "copy"
     with pytest.raises(BadInput):
-        transfer_mode(host, {ENGINE_FILES_ENV: "rsync"})
+        transfer_mode(host, "rsync")
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +331,7 @@ def test_a_remote_engine_gets_files_copied_instead_of_mounted(host: str, local: 
 @pytest.fixture(scope="module")
 def client() -> Any:
     try:
-        return images.docker_client()
+        return images.docker_client(EnvSettings.from_environ())
     except Blocked as e:
         pytest.skip(f"Docker daemon unreachable: {e}")
 
@@ -348,7 +349,7 @@ def run(tmp_path: Path, client: Any, base: str) -> Iterator[Run]:
             cache_dir=tmp_path / "cache", mode="smoke")
     # The base stands in for cuda-train: these commands need only a shell.
     r.outputs["image:cuda-train"] = {"tag": base}
-    r.options["docker_client"] = client
+    r.docker = client
     yield r
 
 
@@ -373,6 +374,7 @@ def test_run_training_mounts_or_copies_work_and_data_read_only(
 ) -> None:
     monkeypatch.setenv(ENGINE_FILES_ENV, mode)
     monkeypatch.setenv("ANT_KPI_GPUS", "none")
+    run.env = EnvSettings.from_environ()
     work, data = _work_and_data(tmp_path)
     rc, log = run_training(run, STEP, ["sh", "-c", SCRIPT], work=work, data=data, env={"WANDB_API_KEY": "s3cret"})
     text = log.read_text()
@@ -401,6 +403,7 @@ def test_engine_data_is_mounted_by_its_path_on_the_engine(
     work, data = _work_and_data(tmp_path)
     monkeypatch.setenv(ENGINE_DATA_ENV, str(data))  # the local engine's machine is this one
     monkeypatch.setenv(ENGINE_FILES_ENV, "copy")
+    run.env = EnvSettings.from_environ()
     rc, log = run_training(run, STEP, ["sh", "-c", f"cat {DATA_MOUNT}/train/label"], work=work, data=None)
     assert rc == 0 and "c0" in log.read_text()
 
@@ -412,6 +415,7 @@ def test_asking_for_gpus_an_engine_lacks_is_blocked(
     if "nvidia" in (client.info().get("Runtimes") or {}):
         pytest.skip("this engine has GPUs")
     monkeypatch.setenv("ANT_KPI_GPUS", "all")
+    run.env = EnvSettings.from_environ()
     work, data = _work_and_data(tmp_path)
     with pytest.raises(Blocked) as err:
         run_training(run, STEP, ["true"], work=work, data=data)

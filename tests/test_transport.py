@@ -1,4 +1,4 @@
-"""Board transports (harness/transport.py) and leases (harness/lease.py).
+"""Board transports (harness/env/transport/) and leases (harness/env/lab/lease.py).
 
 Tests marked `ssh` run against a real board: Debian's sshd in its own network namespace
 (tests/netns_board.py), with verified host keys, ARM binaries run through binfmt, and the board
@@ -21,11 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import pss, transport
-from harness.boards import Board, load_boards
+from harness.core.artefacts import sha256_file
+from harness.env import transport
+from harness.env.lab.inventory import Board, load_boards
+from harness.env.lab.lease import holder, lease
+from harness.env.lab.session import transport_for
+from harness.env.transport import CommandResult, LocalTransport, SshTransport, deploy, run_sampled
 from harness.errors import Blocked, StepFailed
-from harness.lease import holder, lease
-from harness.transport import CommandResult, LocalTransport, SshTransport, deploy, run_sampled, transport_for
+from harness.payload import pss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns_board  # a helper module beside the tests (tests/ is not a package)
@@ -114,7 +117,7 @@ def test_local_put_get_verify_and_keep_mode(local: LocalTransport, tmp_path: Pat
     digest = local.put(src, "bin/tool")
     placed = Path(local.remote_path("bin/tool"))
     assert placed.read_bytes() == src.read_bytes() and placed.stat().st_mode & 0o777 == 0o755
-    assert digest == transport.sha256_file(src)
+    assert digest == sha256_file(src)
     back = local.get("bin/tool", tmp_path / "back" / "tool")
     assert back.read_bytes() == src.read_bytes()
     with pytest.raises(StepFailed):
@@ -175,7 +178,7 @@ def test_deploy_returns_verified_sha_per_remote_path(local: LocalTransport, tmp_
     a.write_text("console.log(1)\n")
     b.write_text("console.log(2)\n")
     shas = deploy(local, {a: "apps/a.js", b: "apps/b.js"})
-    assert shas == {"apps/a.js": transport.sha256_file(a), "apps/b.js": transport.sha256_file(b)}
+    assert shas == {"apps/a.js": sha256_file(a), "apps/b.js": sha256_file(b)}
 
 
 # -- ssh without a board: failures that must stay readable and credential-free ----------------
@@ -236,7 +239,7 @@ def test_second_lease_on_a_board_is_blocked_with_the_holder(tmp_path: Path) -> N
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from harness.lease import lease
+from harness.env.lab.lease import lease
 with lease("pi", leases_dir=Path(sys.argv[1]), run_id="run-dead", ttl_s=60):
     print("held", flush=True)
     time.sleep(60)
@@ -361,7 +364,7 @@ def test_ssh_put_and_get_are_verified_by_sha256(ssh: SshTransport, tmp_path: Pat
     src.write_bytes(os.urandom(300_000))
     src.chmod(0o750)
     digest = ssh.put(src, "files/blob.bin")
-    assert digest == transport.sha256_file(src)
+    assert digest == sha256_file(src)
     # The namespace shares this filesystem: what landed on the "board" can be checked directly.
     placed = Path(ssh.remote_path("files/blob.bin"))
     assert placed.read_bytes() == src.read_bytes() and placed.stat().st_mode & 0o777 == 0o750
@@ -375,7 +378,7 @@ def test_ssh_put_and_get_are_verified_by_sha256(ssh: SshTransport, tmp_path: Pat
 @pytest.mark.ssh
 def test_ssh_deploy_and_run_an_armhf_static_binary(ssh: SshTransport, armhf_hello: Path) -> None:
     shas = deploy(ssh, {armhf_hello: "bin/hello"})
-    assert shas == {"bin/hello": transport.sha256_file(armhf_hello)}
+    assert shas == {"bin/hello": sha256_file(armhf_hello)}
     r = ssh.run([ssh.remote_path("bin/hello"), "a b", "$x"], timeout=60)
     # binfmt runs it under qemu-arm, which reports an ARMv7 machine
     assert r.exit_code == 3 and r.stdout == "hello from armv7l [a b] [$x]\n"

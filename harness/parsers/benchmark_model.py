@@ -1,4 +1,4 @@
-"""TFLite `benchmark_model` output (and harness.litert_bench, which prints the same lines).
+"""TFLite `benchmark_model` output (and harness.payload.litert_bench, which prints the same lines).
 
 Timing summary, by format version (the last one in the text counts):
   current  `Inference timings in us: Init: I, First inference: F, Warmup (avg): W, Inference (avg): A`

@@ -10,7 +10,7 @@ Lines read from the console log (accuracies are percentages):
   `<header> Total time: H:MM:SS (S s / it)`   end of each training or evaluation loop
   `Training time H:MM:SS`                     last line of a completed run
 and `output_dir/log.txt`: one JSON object per epoch (train_*, test_*, epoch, n_parameters).
-PackViT prints no throughput; images/s come from the harness's own timer (harness.vit_throughput_bench).
+PackViT prints no throughput; images/s come from the harness's own timer (harness.payload.vit_throughput_bench).
 A Python traceback in the log is reported as `error` (the last exception line).
 """
 

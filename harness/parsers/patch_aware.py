@@ -5,7 +5,7 @@ Lines read (accuracies are percentages):
   `Training time H:MM:SS`          last line of a completed run
   `MyConv_function_…(` / `MySqueezeExcitation(` at the start of a line: zero_borderkernel prints each
                                    patch-wise layer as it replaces one (0 for the plain model)
-The script prints no memory figure: peak memory is measured by the harness (harness.patch_memory).
+The script prints no memory figure: peak memory is measured by the harness (harness.payload.patch_memory).
 A Python traceback in the log is reported as `error` (the last exception line).
 """
 

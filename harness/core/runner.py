@@ -1,0 +1,271 @@
+"""Execute a KPI plan: one run directory, a lock, step states keyed by content, resume, BLOCKED.
+
+A step whose key matches a completed state in the run directory is skipped, so an interrupted run
+resumes where it stopped. A step that cannot run here ends BLOCKED with what is missing; steps that
+depend on it are blocked too, every other step still runs, and rows already measured are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness import __version__
+from harness.core.fsio import atomic_write_text, exclusive_lock
+from harness.core.manifest import Manifest
+from harness.core.plan import KpiPlan
+from harness.core.steps import Step
+from harness.errors import EXIT_STEP_FAILED, Blocked, HarnessError
+from harness.options import DEFAULT_CACHE_DIR, DEFAULT_RUNS_DIR, EnvSettings
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def harness_revision(root: Path) -> tuple[str, bool]:
+    """(git commit of the harness tree, dirty flag); ('', False) outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+        )
+        return head, dirty
+    except (OSError, subprocess.SubprocessError):
+        return "", False
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepState:
+    id: str
+    key: str
+    status: str  # ok | blocked | failed
+    started: str
+    ended: str
+    message: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    code: int = 0  # the exit code this outcome maps to (errors.EXIT_*); 0 when ok
+
+
+@dataclass(kw_only=True)
+class Run:
+    """One run: its directory, the manifest, options and the outputs steps hand to each other."""
+
+    run_id: str
+    run_dir: Path
+    manifest: Manifest
+    project_root: Path
+    cache_dir: Path
+    mode: str
+    overrides: Mapping[str, Path] = field(default_factory=dict)
+    console: Console = field(default_factory=lambda: Console(stderr=True, emoji=False))
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    harness_commit: str = ""
+    harness_dirty: bool = False
+    env: EnvSettings = field(default_factory=EnvSettings)
+    # Every planned step of the run by id (parse steps read their measure steps' plan data).
+    steps: dict[str, Step] = field(default_factory=dict)
+    # The run's boards, leases and transports (env.lab.session.Lab), made on first use.
+    lab: Any = None
+    # The Docker client, made on first use (kpis.common.executors.docker_for).
+    docker: Any = None
+
+    def log_path(self, step_id: str, suffix: str = ".log") -> Path:
+        p = self.run_dir / "logs" / (safe_name(step_id) + suffix)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def work_dir(self, name: str) -> Path:
+        p = self.run_dir / "work" / safe_name(name)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def raw_path(self, step_id: str, suffix: str) -> Path:
+        """Where a measure step keeps a raw trace or log: raw/<step id with ':' as '_'><suffix>."""
+        p = self.run_dir / "raw" / (step_id.replace(":", "_") + suffix)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def state_path(self, kpi: str, step_id: str) -> Path:
+        """The stored state of a step: steps/<kpi>/<step id>.json."""
+        return self.run_dir / "steps" / safe_name(kpi) / f"{safe_name(step_id)}.json"
+
+    def rel(self, p: Path) -> str:
+        try:
+            return str(Path(p).resolve().relative_to(self.run_dir.resolve()))
+        except ValueError:
+            return str(p)
+
+    def provenance_base(self) -> dict[str, Any]:
+        return {
+            "harness_version": f"{__version__}+{self.harness_commit[:12]}" if self.harness_commit else __version__,
+            "harness_dirty": self.harness_dirty,
+        }
+
+
+Executor = Callable[[Step, Run], dict[str, Any] | None]
+
+
+def safe_name(name: str) -> str:
+    """A step id or name as a file name: anything but [A-Za-z0-9_.-] becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StepRunner:
+    """Runs steps in plan order, skipping completed ones, recording every outcome."""
+
+    def __init__(
+        self,
+        run: Run,
+        executors: Mapping[str, Executor],
+        on_blocked: Callable[[Step, Run, StepState], None] | None = None,
+    ) -> None:
+        self.run = run
+        self.executors = executors
+        self.on_blocked = on_blocked
+        self.states_dir = run.run_dir / "steps"
+        self.states_dir.mkdir(parents=True, exist_ok=True)
+
+    def _state_path(self, step: Step) -> Path:
+        return self.run.state_path(step.kpi, step.id)
+
+    def load_state(self, step: Step) -> StepState | None:
+        p = self._state_path(step)
+        try:
+            d = json.loads(p.read_text())
+            return StepState(**d)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _save(self, step: Step, state: StepState) -> None:
+        atomic_write_text(self._state_path(step), json.dumps(state.__dict__, indent=1, default=str))
+
+    def execute(self, plan: KpiPlan) -> dict[str, StepState]:
+        done: dict[str, StepState] = {}
+        con = self.run.console
+        for step in plan.steps:
+            blocked_dep = next((d for d in step.depends if d in done and done[d].status != "ok"), None)
+            if blocked_dep is not None:
+                st = StepState(
+                    id=step.id,
+                    key=step.key,
+                    status="blocked",
+                    started=_now(),
+                    ended=_now(),
+                    message=f"depends on {blocked_dep}: {done[blocked_dep].message}",
+                    code=done[blocked_dep].code,
+                )
+                self._save(step, st)
+                done[step.id] = st
+                self._on_blocked(step, st)
+                continue
+            prev = self.load_state(step)
+            if prev is not None and prev.status == "ok" and prev.key == step.key and not step.always:
+                self.run.outputs[step.id] = prev.outputs
+                done[step.id] = prev
+                con.print(f"[dim]  skip  {step.id} (done, key {step.key})[/dim]")
+                continue
+            executor = self.executors.get(step.kind)
+            started = _now()
+            t0 = time.monotonic()
+            con.print(f"  [bold]run[/bold]   {step.id}: {step.description}")
+            try:
+                if executor is None:
+                    raise Blocked(
+                        f"step {step.id}: no executor for {step.kind!r} steps of KPI {plan.kpi.id}",
+                        f"this version of the harness plans KPI {plan.kpi.id} but cannot run it yet; "
+                        f"see `ant-kpi plan {plan.kpi.id}`",
+                    )
+                outputs = executor(step, self.run) or {}
+                st = StepState(id=step.id, key=step.key, status="ok", started=started, ended=_now(), outputs=outputs)
+            except Blocked as e:
+                st = StepState(id=step.id, key=step.key, status="blocked", started=started, ended=_now(),
+                               message=str(e), code=e.exit_code)
+            except HarnessError as e:
+                # A failed tool or a bad input ends this step only: other steps and rows go on.
+                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(),
+                               message=e.one_line(), code=e.exit_code)
+            except Exception as e:  # a defect in an executor must not lose the run's other results
+                tb = self.run.log_path(step.id, ".traceback")
+                tb.write_text(traceback.format_exc())
+                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(),
+                               message=f"internal error {type(e).__name__}: {e} (traceback: {self.run.rel(tb)})",
+                               code=EXIT_STEP_FAILED)
+            self._save(step, st)
+            done[step.id] = st
+            if st.status == "ok":
+                self.run.outputs[step.id] = st.outputs
+                con.print(f"[green]  ok[/green]    {step.id} ({time.monotonic() - t0:.1f} s)")
+            else:
+                self._on_blocked(step, st)
+        return done
+
+    def _on_blocked(self, step: Step, st: StepState) -> None:
+        colour = "yellow" if st.status == "blocked" else "red"
+        self.run.console.print(f"[{colour}]  {st.status.upper():7}[/{colour}] {step.id}: {st.message}")
+        if self.on_blocked is not None:
+            self.on_blocked(step, self.run, st)
+
+
+def open_run(
+    *,
+    manifest: Manifest,
+    project_root: Path,
+    mode: str,
+    runs_dir: Path | None = None,
+    run_id: str | None = None,
+    cache_dir: Path | None = None,
+    overrides: Mapping[str, Path] | None = None,
+    console: Console | None = None,
+    env: EnvSettings | None = None,
+) -> Run:
+    runs = runs_dir or project_root / DEFAULT_RUNS_DIR
+    rid = run_id or new_run_id()
+    # The run directory is made by the first step, under the lock: a run refused by the lock
+    # leaves nothing behind.
+    run_dir = runs / rid
+    commit, dirty = harness_revision(project_root)
+    cache = cache_dir or project_root / DEFAULT_CACHE_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    return Run(
+        run_id=rid,
+        run_dir=run_dir,
+        manifest=manifest,
+        project_root=project_root,
+        cache_dir=cache,
+        mode=mode,
+        overrides=dict(overrides or {}),
+        console=console or Console(stderr=True, emoji=False),
+        harness_commit=commit,
+        harness_dirty=dirty,
+        env=env or EnvSettings(),
+    )
+
+
+def run_lock(run: Run, *, wait: bool = False) -> Any:
+    """Exclusive lock on the runs directory: two runs never interleave measurements."""
+    return exclusive_lock(run.run_dir.parent / ".lock", wait=wait)

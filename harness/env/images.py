@@ -1,0 +1,720 @@
+"""Container images: the Docker client, content-addressed image builds and the offline base.
+
+An image built from `containers/<name>/` is tagged `ant-kpi/<name>:<hash[:12]>`, where the hash
+covers every file of the build context and the build arguments. The same inputs therefore give
+the same tag, and an existing tag is reused without contacting a registry. The Debian base is made
+locally with debootstrap and `docker import`, so no registry is ever needed.
+
+Two settings (options.EnvSettings, from these environment variables) change what is built, and so the tag:
+  ANT_KPI_BUILD_ARG_<NAME>=value  passes build argument NAME to every image whose Dockerfile
+                                  declares `ARG NAME` (e.g. ANT_KPI_BUILD_ARG_TORCH_BUILD=cpu);
+  ANT_KPI_WHEELHOUSE=dir[:dir…]   directories of wheel files: for a context with a `wheelhouse/`
+                                  folder, the wheels pinned (`name==version`) by its requirements*.txt
+                                  are added to that folder in a temporary copy of the context (hard
+                                  links where possible). Other contexts are not affected.
+
+The engine is the one DOCKER_HOST names, local or remote (`ssh://user@gpu-server`; the SDK speaks
+ssh with paramiko, or through the system's ssh client when paramiko is absent). A remote engine
+receives the build context over that connection and builds and stores the images itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final, TextIO
+
+from harness.core.manifest import Image
+from harness.errors import BadInput, Blocked, StepFailed
+from harness.options import EnvSettings
+
+if TYPE_CHECKING:
+    import docker
+    from rich.console import Console
+
+IMAGE_REPOSITORY: Final = "ant-kpi"
+DEFAULT_BASE_TAG: Final = "ant-kpi/debian:bookworm"
+TOOL_VERSIONS_PATH: Final = "/etc/ant-kpi/tool-versions.json"
+# Labels the harness writes on images it makes; read back as provenance on reuse.
+LABEL_PREFIX: Final = "org.ant-kpi"
+# A build may stay silent for minutes (a large compile step): the read timeout of its HTTP
+# stream must not be the client's default 60 s.
+BUILD_HTTP_TIMEOUT_S: Final = 6 * 3600
+_STEP_RE: Final = re.compile(r"^Step \d+/\d+ : ")
+# The classic builder colours a RUN step's stderr; the log keeps plain text.
+_ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*m")
+
+_DAEMON_FIX: Final = "start it (dockerd &, or systemctl start docker) or set DOCKER_HOST"
+WHEELHOUSE_ENV: Final = "ANT_KPI_WHEELHOUSE"
+BUILD_ARG_ENV_PREFIX: Final = "ANT_KPI_BUILD_ARG_"
+# The folder of a build context that receives the wheelhouse's wheels.
+WHEELHOUSE_DIR: Final = "wheelhouse"
+_ARG_RE: Final = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
+_PIN_RE: Final = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+
+
+# --------------------------------------------------------------------------------------------
+# Client
+# --------------------------------------------------------------------------------------------
+
+
+def docker_host(env: EnvSettings) -> str:
+    """Where the Docker engine is expected: DOCKER_HOST, or the default local socket."""
+    return env.docker_host or "unix:///var/run/docker.sock"
+
+
+def docker_client(env: EnvSettings, *, timeout: int = 60) -> docker.DockerClient:
+    """A Docker client for the engine DOCKER_HOST names (the SDK also reads DOCKER_TLS_VERIFY, DOCKER_CERT_PATH)."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as e:
+        raise Blocked("the Docker SDK for Python is not installed",
+                      "pip install 'docker>=7'") from e
+    where = docker_host(env)
+    # ssh:// engines need paramiko in the SDK; without it, use the system ssh client instead.
+    use_ssh_client = where.startswith("ssh://") and not _has_module("paramiko")
+    try:
+        client = docker.from_env(timeout=timeout, use_ssh_client=use_ssh_client)
+        client.ping()
+    except (DockerException, OSError) as e:
+        # A socket that exists but refuses this user is not fixed by starting a daemon.
+        if "Permission denied" in str(e):
+            raise Blocked(f"Docker daemon at {where} refuses this user (permission denied)",
+                          "add the user to the docker group (usermod -aG docker USER) "
+                          "or run as root") from e
+        raise Blocked(f"Docker daemon not reachable at {where}", _DAEMON_FIX) from e
+    return client
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Context hash
+# --------------------------------------------------------------------------------------------
+
+
+def context_hash(context_dir: Path, build_args: Mapping[str, str],
+                 added: Mapping[str, Path] | None = None) -> str:
+    """sha256 over the context's files (relative path, mode, content) and the build arguments.
+
+    `added` maps context-relative paths to host files put into the context for the build (the
+    wheelhouse): they are hashed as if they were part of the folder.
+    """
+    if not context_dir.is_dir():
+        raise BadInput(f"build context {context_dir} is not a directory")
+    h = hashlib.sha256()
+    files = {p.relative_to(context_dir).as_posix(): p for p in context_dir.rglob("*")}
+    # An added file is hashed by content wherever it lies (a wheelhouse of symbolic links included).
+    files.update({rel: Path(src).resolve() for rel, src in (added or {}).items()})
+    entries = sorted(files.items())
+    for rel, p in entries:
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            h.update(b"L\0" + rel.encode() + b"\0" + os.readlink(p).encode() + b"\0")
+        elif stat.S_ISREG(st.st_mode):
+            # Only the executable bit, as git records it: umask differences between clones
+            # (0644 vs 0664) must not change the tag, but a script losing +x must.
+            mode = b"755" if st.st_mode & 0o111 else b"644"
+            h.update(b"F\0" + rel.encode() + b"\0" + mode + b"\0")
+            h.update(_file_sha256(p, st))
+        elif stat.S_ISDIR(st.st_mode):
+            h.update(b"D\0" + rel.encode() + b"\0")
+    for key in sorted(build_args):
+        h.update(b"A\0" + key.encode() + b"=" + build_args[key].encode() + b"\0")
+    return h.hexdigest()
+
+
+# Wheels are large (PyTorch's CUDA build brings ~3 GB) and hashed on every run: the digest of a
+# file is remembered for as long as its identity, size and modification time stay the same.
+_DIGESTS: dict[tuple[str, int, int, int], bytes] = {}
+
+
+def _file_sha256(p: Path, st: os.stat_result) -> bytes:
+    key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    found = _DIGESTS.get(key)
+    if found is None:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        found = _DIGESTS[key] = h.digest()
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Build inputs: build arguments from the environment, the wheelhouse
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildInputs:
+    """Everything an image's tag is computed from, and what its build sends to the engine."""
+
+    context_dir: Path
+    build_args: Mapping[str, str]
+    # context-relative path -> host file added to (a copy of) the context for the build
+    added: Mapping[str, Path] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        return context_hash(self.context_dir, self.build_args, self.added)
+
+
+def declared_args(dockerfile: Path) -> set[str]:
+    """The names of the Dockerfile's ARG instructions."""
+    if not dockerfile.is_file():
+        return set()
+    return set(_ARG_RE.findall(dockerfile.read_text(encoding="utf-8")))
+
+
+def env_build_args(declared: Iterable[str], given: Mapping[str, str]) -> dict[str, str]:
+    """Build arguments given as ANT_KPI_BUILD_ARG_<NAME>, for the names the Dockerfile declares."""
+    names = set(declared)
+    return {k: v for k, v in given.items() if k in names}
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name as PEP 503 compares it: lower case, runs of -_. as one '-'."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned_requirements(context_dir: Path) -> set[tuple[str, str]]:
+    """(normalized name, version) of every `name==version` line of the context's requirements*.txt."""
+    pins = set()
+    for req in sorted(context_dir.glob("requirements*.txt")):
+        for line in req.read_text(encoding="utf-8").splitlines():
+            m = _PIN_RE.match(line.strip())
+            if m:
+                pins.add((normalize_name(m.group(1)), m.group(2).lower()))
+    return pins
+
+
+def wheel_pin(filename: str) -> tuple[str, str] | None:
+    """(normalized name, version) from a wheel's file name, None if it is not a wheel's name."""
+    if not filename.endswith(".whl"):
+        return None
+    parts = filename[: -len(".whl")].split("-")
+    if len(parts) not in (5, 6):  # name-version[-build]-python-abi-platform
+        return None
+    return normalize_name(parts[0]), parts[1].lower()
+
+
+def wheelhouse_dirs(wheelhouse: str) -> list[Path]:
+    """The directories ANT_KPI_WHEELHOUSE names (os.pathsep-separated); BadInput for a missing one."""
+    dirs = [Path(d).expanduser() for d in wheelhouse.split(os.pathsep) if d.strip()]
+    for d in dirs:
+        if not d.is_dir():
+            raise BadInput(f"{WHEELHOUSE_ENV}: {d} is not a directory")
+    return dirs
+
+
+def wheelhouse_files(dirs: Iterable[Path], pins: set[tuple[str, str]]) -> dict[str, Path]:
+    """`wheelhouse/<file>` -> wheel file, for the wheels the pins name (the first directory wins)."""
+    found: dict[str, Path] = {}
+    for d in dirs:
+        for whl in sorted(d.glob("*.whl")):
+            rel = f"{WHEELHOUSE_DIR}/{whl.name}"
+            if rel not in found and wheel_pin(whl.name) in pins:
+                found[rel] = whl
+    return found
+
+
+def build_inputs(image: Image, root: Path, env: EnvSettings) -> BuildInputs:
+    """The build arguments and added files of `image` under these settings."""
+    context_dir = (root / image.context).resolve()
+    if not context_dir.is_dir():
+        raise BadInput(f"image {image.name}: build context {image.context} does not exist")
+    build_args = {**env_build_args(declared_args(context_dir / "Dockerfile"), env.build_args),
+                  "BASE_IMAGE": image.base}
+    added: dict[str, Path] = {}
+    dirs = wheelhouse_dirs(env.wheelhouse)
+    # Only a context with a wheelhouse/ folder asks for wheels (its Dockerfile installs from it).
+    if dirs and (context_dir / WHEELHOUSE_DIR).is_dir():
+        added = wheelhouse_files(dirs, pinned_requirements(context_dir))
+    return BuildInputs(context_dir=context_dir, build_args=build_args, added=added)
+
+
+def image_digest(image: Image, root: Path, env: EnvSettings) -> str:
+    """The context hash `ensure_image` gives this image under these settings (its tag's suffix)."""
+    return build_inputs(image, root, env).digest()
+
+
+def context_digest(image: Image, root: Path, env: EnvSettings) -> str:
+    """A key for the plan's image step: its context, the build arguments and the wheelhouse files it
+    would add; '' when the folder is not in this version.
+
+    Added wheels count by name, size and mtime, not content: hashing gigabytes of wheels has no
+    place in a dry run, and the image step itself computes the content tag.
+    """
+    if not (root / image.context).is_dir():
+        return ""
+    inputs = build_inputs(image, root, env)
+    args = dict(inputs.build_args)
+    for rel, src in sorted(inputs.added.items()):
+        st = Path(src).stat()
+        args[f"added:{rel}"] = f"{st.st_size}:{st.st_mtime_ns}"
+    return context_hash(inputs.context_dir, args)
+
+
+@contextlib.contextmanager
+def assembled_context(inputs: BuildInputs, scratch: Path) -> Iterator[Path]:
+    """The directory to send to the engine: the context itself, or a temporary copy with the added files."""
+    if not inputs.added:
+        yield inputs.context_dir
+        return
+    scratch.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="context-", dir=scratch))
+    try:
+        ctx = tmp / inputs.context_dir.name
+        shutil.copytree(inputs.context_dir, ctx, symlinks=True)
+        for rel, src in inputs.added.items():
+            dst = ctx / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)  # no copy of gigabytes when the scratch is on the same file system
+            except OSError:
+                shutil.copy2(src, dst)
+        yield ctx
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Image references
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRef:
+    """A built (or reused) image and what it was made from."""
+
+    name: str
+    tag: str
+    id: str
+    digest: str
+    base: str
+    base_id: str
+    context_hash: str
+    reused: bool
+    tool_versions: Mapping[str, str] = field(default_factory=dict)
+    log: str | None = None
+
+    def to_provenance(self) -> dict[str, Any]:
+        return {
+            "image": self.name,
+            "tag": self.tag,
+            "id": self.id,
+            "digest": self.digest,
+            "base": self.base,
+            "base_id": self.base_id,
+            "context_hash": self.context_hash,
+            "reused": self.reused,
+            "tool_versions": dict(self.tool_versions),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseImageRef:
+    """The offline Debian base: a debootstrapped root file system imported as an image."""
+
+    tag: str
+    id: str
+    suite: str
+    mirror: str
+    variant: str
+    debootstrap_version: str
+    created: str
+    reused: bool
+
+    def to_provenance(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "id": self.id,
+            "suite": self.suite,
+            "mirror": self.mirror,
+            "variant": self.variant,
+            "debootstrap_version": self.debootstrap_version,
+            "created": self.created,
+            "reused": self.reused,
+        }
+
+
+def image_tag(image: Image, digest: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{image.name}:{digest[:12]}"
+
+
+def _get_image(client: docker.DockerClient, tag: str) -> Any | None:
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(tag)
+    except ImageNotFound:
+        return None
+
+
+def _digest(img: Any) -> str:
+    digests = img.attrs.get("RepoDigests") or []
+    return str(digests[0]) if digests else str(img.id)
+
+
+def _labels(img: Any) -> dict[str, str]:
+    return dict((img.attrs.get("Config") or {}).get("Labels") or {})
+
+
+def read_tool_versions(client: docker.DockerClient, image_id: str) -> dict[str, str]:
+    """The versions the image recorded at build time; {} when it has no such file."""
+    from docker.errors import APIError, NotFound
+
+    # A created (never started) container is enough to read a file: no process runs.
+    cid = client.api.create_container(image_id, command=["true"])["Id"]
+    try:
+        try:
+            chunks, _ = client.api.get_archive(cid, TOOL_VERSIONS_PATH)
+        except NotFound:
+            return {}
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.next()
+            f = tar.extractfile(member) if member is not None else None
+            if f is None:
+                return {}
+            data = json.loads(f.read().decode())
+        return {str(k): str(v) for k, v in data.items()}
+    except (APIError, ValueError, tarfile.TarError):
+        return {}
+    finally:
+        client.api.remove_container(cid, force=True)
+
+
+# --------------------------------------------------------------------------------------------
+# ensure_image
+# --------------------------------------------------------------------------------------------
+
+
+def ensure_image(
+    image: Image,
+    *,
+    root: Path,
+    env: EnvSettings,
+    client: docker.DockerClient | None = None,
+    console: Console | None = None,
+    rebuild: bool = False,
+    log_path: Path | None = None,
+) -> ImageRef:
+    """The image for `image`: reused when its context hash is unchanged, built otherwise."""
+    client = client or docker_client(env)
+    inputs = build_inputs(image, root, env)
+    digest = inputs.digest()
+    tag = image_tag(image, digest)
+
+    existing = None if rebuild else _get_image(client, tag)
+    if existing is not None:
+        return _ref(client, image, tag, existing, digest, reused=True, log=None)
+
+    base = _get_image(client, image.base)
+    if base is None:
+        raise Blocked(
+            f"base image {image.base} is missing",
+            "run `ant-kpi images bootstrap-base` "
+            "(debootstrap from a Debian mirror, no registry needed)",
+        )
+    log = log_path or root / ".ant-kpi" / "logs" / f"image-{image.name}-{digest[:12]}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    labels = {
+        f"{LABEL_PREFIX}.image": image.name,
+        f"{LABEL_PREFIX}.context-hash": digest,
+        f"{LABEL_PREFIX}.base": image.base,
+        # A re-bootstrapped base keeps its tag, so only the id says which base this was built
+        # on. The tag does not follow the base: `rebuild=True` moves an image onto a new base.
+        f"{LABEL_PREFIX}.base-id": str(base.id),
+    }
+    if inputs.added:
+        labels[f"{LABEL_PREFIX}.wheelhouse"] = f"{len(inputs.added)} wheel(s) from {WHEELHOUSE_ENV}"
+    with assembled_context(inputs, root / ".ant-kpi" / "tmp") as context_dir:
+        image_id = _build(client, context_dir, tag, dict(inputs.build_args), labels, log, console, image.name,
+                          added=inputs.added)
+    built = client.images.get(image_id)
+    return _ref(client, image, tag, built, digest, reused=False, log=log)
+
+
+def _ref(client: docker.DockerClient, image: Image, tag: str, img: Any, digest: str, *,
+         reused: bool, log: Path | None) -> ImageRef:
+    labels = _labels(img)
+    return ImageRef(
+        name=image.name,
+        tag=tag,
+        id=str(img.id),
+        digest=_digest(img),
+        base=image.base,
+        base_id=labels.get(f"{LABEL_PREFIX}.base-id", ""),
+        context_hash=digest,
+        reused=reused,
+        tool_versions=read_tool_versions(client, str(img.id)),
+        log=None if log is None else str(log),
+    )
+
+
+@contextlib.contextmanager
+def _status(console: Console | None, text: str) -> Iterator[Any]:
+    """A rich status line, or None when quiet or when another live display owns the terminal."""
+    if console is None:
+        yield None
+        return
+    from rich.errors import LiveError
+
+    status = console.status(text)
+    try:
+        status.start()
+    except LiveError:
+        # A caller's progress display is already live; the log still gets every line.
+        yield None
+        return
+    try:
+        yield status
+    finally:
+        status.stop()
+
+
+def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args: dict[str, str],
+           labels: dict[str, str], log: Path, console: Console | None, name: str, *,
+           added: Mapping[str, Path] | None = None) -> str:
+    from docker.errors import APIError
+
+    image_id = ""
+    error = ""
+    trail = BuildTrail()
+    with log.open("w", encoding="utf-8") as out, _status(console, f"building {tag}") as status:
+        args = " ".join(f"--build-arg {k}={v}" for k, v in sorted(build_args.items()))
+        out.write(f"# docker build {context_dir} -t {tag} {args}\n")
+        for rel, src in sorted((added or {}).items()):
+            out.write(f"# added from {WHEELHOUSE_ENV}: {rel} <- {src}\n")
+        try:
+            stream = client.api.build(
+                path=str(context_dir), tag=tag, buildargs=build_args, labels=labels,
+                decode=True, rm=True, forcerm=True, pull=False, timeout=BUILD_HTTP_TIMEOUT_S,
+            )
+            for chunk in stream:
+                image_id = _record_build_line(chunk, out, status, name, trail) or image_id
+                if "error" in chunk:
+                    error = str(chunk["error"]).strip()
+        except APIError as e:
+            error = str(e.explanation or e)
+            out.write(f"# API error: {error}\n")
+    if error:
+        raise StepFailed(f"image {name}: docker build failed{trail.summary(error)}", log=log)
+    if not image_id:
+        # Older engines report the id only as "Successfully built <short id>"; the tag is set.
+        image_id = str(client.images.get(tag).id)
+    if console is not None:
+        console.print(f"  built {tag} ({image_id[:19]}); log: {log}")
+    return image_id
+
+
+class BuildTrail:
+    """What a failed build's one-line error needs from its output: the step, the cause, a fix.
+
+    Docker's own error repeats the whole RUN command ("The command '/bin/sh -c …' returned a
+    non-zero code: 1"); the cause is the last error line the command printed itself (pip's
+    "ERROR: …", apt's "E: …"), and a build that could not reach a package index says so.
+    """
+
+    _CAUSE_RE: Final = re.compile(r"^(ERROR:|E:|error:|fatal:|FATAL:)\s*\S")
+    _OFFLINE_RE: Final = re.compile(
+        r"CERTIFICATE_VERIFY_FAILED|Could not fetch URL|Temporary failure resolving|"
+        r"Failed to establish a new connection|Network is unreachable|Could not resolve host"
+    )
+
+    def __init__(self) -> None:
+        self.step = ""
+        self.cause = ""
+        self.offline = False
+
+    def feed(self, text: str) -> None:
+        for line in text.splitlines():
+            line = line.strip()
+            if _STEP_RE.match(line):
+                self.step = line.split(" : ", 1)[0]
+                self.cause = ""
+            elif self._CAUSE_RE.match(line) and "The command '" not in line:
+                self.cause = line  # Docker's own "The command '…' returned …" is the symptom
+            if self._OFFLINE_RE.search(line):
+                self.offline = True
+
+    def summary(self, error: str) -> str:
+        """`` at Step 14/25: ERROR: … (fix)`` or, with nothing better, Docker's last error line."""
+        lines = error.strip().splitlines()
+        cause = self.cause or (lines[-1] if lines else error)
+        text = f" at {self.step}: " if self.step else ": "
+        text += cause[:200]
+        if self.offline:
+            text += (f" (the build could not reach a package index: for pip, give it the "
+                     f"wheels through {WHEELHOUSE_ENV}; for apt, the engine needs the Debian "
+                     f"mirror or a proxy)")
+        return text
+
+
+def _record_build_line(chunk: Mapping[str, Any], out: TextIO, status: Any, name: str,
+                       trail: BuildTrail) -> str:
+    """Write one decoded build message to the log (and the trail); returns the image id if it carries one."""
+    if "stream" in chunk:
+        text = _ANSI_RE.sub("", str(chunk["stream"]))
+        out.write(text)
+        trail.feed(text)
+        line = text.strip()
+        if status is not None and _STEP_RE.match(line):
+            status.update(f"image {name}: {line[:110]}")
+    elif "error" in chunk:
+        out.write(f"ERROR: {chunk['error']}\n")
+    elif "status" in chunk:
+        out.write(f"{chunk['status']} {chunk.get('progress', '')}\n")
+    aux = chunk.get("aux")
+    out.flush()
+    if isinstance(aux, Mapping) and isinstance(aux.get("ID"), str):
+        return str(aux["ID"])
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# The offline base
+# --------------------------------------------------------------------------------------------
+
+
+def debootstrap_version() -> str:
+    """debootstrap's version, as `debootstrap --version` prints it."""
+    exe = shutil.which("debootstrap")
+    if exe is None:
+        raise Blocked("debootstrap not installed", "apt-get install debootstrap")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
+    return out.strip().removeprefix("debootstrap").strip() or "unknown"
+
+
+def bootstrap_base(
+    tag: str = DEFAULT_BASE_TAG,
+    *,
+    suite: str = "bookworm",
+    mirror: str = "http://deb.debian.org/debian",
+    variant: str = "minbase",
+    work_dir: Path,
+    client: docker.DockerClient,
+    console: Console | None = None,
+    log_path: Path | None = None,
+    force: bool = False,
+) -> BaseImageRef:
+    """Make the Debian base image offline: debootstrap a root file system, `docker import` it."""
+    existing = None if force else _get_image(client, tag)
+    if existing is not None:
+        return _base_ref(tag, existing, reused=True)
+
+    version = debootstrap_version()
+    if os.geteuid() != 0:
+        raise Blocked("debootstrap needs root (it creates device nodes and chroots)",
+                      "run `ant-kpi images bootstrap-base` as root, e.g. with sudo")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log = log_path or work_dir / f"bootstrap-{suite}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    scratch = Path(tempfile.mkdtemp(prefix="base-", dir=work_dir))
+    try:
+        rootfs = scratch / "rootfs"
+        with log.open("w", encoding="utf-8") as out:
+            argv = ["debootstrap", f"--variant={variant}", suite, str(rootfs), mirror]
+            _run_logged(argv, out, console, f"debootstrap {suite} from {mirror}")
+            _trim_rootfs(rootfs)
+            tar_path = scratch / "rootfs.tar"
+            # GNU tar keeps ownership, modes, hard links and device nodes exactly; numeric ids
+            # so the host's user database does not leak into the image.
+            _run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar_path), "."],
+                        out, console, "packing the root file system")
+            shutil.rmtree(rootfs)
+            repository, _, tag_part = tag.rpartition(":")
+            if not repository or "/" in tag_part:
+                repository, tag_part = tag, "latest"
+            labels = {
+                f"{LABEL_PREFIX}.base.suite": suite,
+                f"{LABEL_PREFIX}.base.mirror": mirror,
+                f"{LABEL_PREFIX}.base.variant": variant,
+                f"{LABEL_PREFIX}.base.debootstrap": version,
+                f"{LABEL_PREFIX}.base.created": created,
+            }
+            changes = [
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                'CMD ["bash"]',
+                *(f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()),
+            ]
+            with _status(console, f"importing {tag}"):
+                result = client.api.import_image(src=str(tar_path), repository=repository,
+                                                 tag=tag_part, changes=changes)
+            out.write(f"# docker import → {tag}: {str(result).strip()}\n")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    img = _get_image(client, tag)
+    if img is None:
+        raise StepFailed(f"docker import did not create {tag}", log=log)
+    if console is not None:
+        console.print(f"  imported {tag} ({str(img.id)[:19]}); log: {log}")
+    return _base_ref(tag, img, reused=False)
+
+
+def _base_ref(tag: str, img: Any, *, reused: bool) -> BaseImageRef:
+    labels = _labels(img)
+
+    def label(key: str) -> str:
+        return labels.get(f"{LABEL_PREFIX}.base.{key}", "")
+
+    return BaseImageRef(
+        tag=tag, id=str(img.id), suite=label("suite"), mirror=label("mirror"),
+        variant=label("variant"), debootstrap_version=label("debootstrap"),
+        created=label("created") or str(img.attrs.get("Created", "")), reused=reused,
+    )
+
+
+def _trim_rootfs(rootfs: Path) -> None:
+    """Drop what a container image must not carry: downloaded .debs, apt lists, device nodes."""
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "dev"):
+        d = rootfs / sub
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                if p.name != "partial":
+                    shutil.rmtree(p)
+            elif p.name != "lock":
+                p.unlink()
+
+
+def _run_logged(argv: list[str], out: TextIO, console: Console | None, what: str) -> None:
+    """Run argv, appending its output to `out`; the last line shows as the status."""
+    out.write(f"$ {' '.join(argv)}\n")
+    out.flush()
+    with _status(console, what) as status:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")
+        assert proc.stdout is not None
+        for line in _lines(proc.stdout):
+            out.write(line)
+            if status is not None and line.strip():
+                status.update(f"{what}: {line.strip()[:100]}")
+        rc = proc.wait()
+    out.flush()
+    if rc != 0:
+        raise StepFailed(f"{argv[0]} exited {rc}", log=out.name)
+
+
+def _lines(stream: IO[str]) -> Iterator[str]:
+    yield from iter(stream.readline, "")

@@ -1,0 +1,284 @@
+"""The lab inventory (boards.toml): which boards exist, what they are, and how to reach them.
+
+boards.toml is local to a lab and never committed (boards.example.toml is): it names hosts, users
+and key files. Those credentials stay inside `Board` (hidden from its repr) and are never part of
+`Board.public()`, the record that goes into results, logs and reports.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, cast, get_args
+
+from harness.errors import Blocked, ManifestError
+from harness.options import EnvSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+SCHEMA_VERSION: Final = 1
+DEFAULT_PATH: Final = "boards.toml"
+ENV_PATH: Final = "ANT_KPI_BOARDS"
+
+Arch = Literal["armhf", "arm64", "x86_64"]
+TransportKind = Literal["ssh", "local"]
+ARCHES: Final[tuple[str, ...]] = get_args(Arch)
+TRANSPORTS: Final[tuple[str, ...]] = get_args(TransportKind)
+
+# The nine boards the seed procedure lists for KPI 6; other models are accepted as extra boards.
+SEED_MODELS: Final[tuple[str, ...]] = (
+    "Raspberry Pi 2", "Raspberry Pi 3", "Raspberry Pi 4", "Raspberry Pi 5",
+    "ODROID XU3", "ODROID XU4", "Jetson TX1", "Jetson TX2", "Jetson Xavier",
+)
+# kpis.toml targets and their arch; load_boards(targets=...) takes the manifest's own table instead.
+DEFAULT_TARGETS: Final[Mapping[str, str]] = {"rpi2": "armhf", "arm64": "arm64", "x86_64": "x86_64"}
+CAMERA_KEYWORDS: Final[tuple[str, ...]] = ("rpi", "nvidia", "test")
+PUBLIC_FIELDS: Final[tuple[str, ...]] = ("name", "model", "arch", "target", "transport", "tags")
+SSH_ONLY: Final[tuple[str, ...]] = (
+    "host", "port", "user", "identity_file", "known_hosts", "connect_timeout_s",
+)
+
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_VIDEO_RE: Final = re.compile(r"^/dev/video[0-9]+$")
+_IFACE_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,15}$")
+_USER_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_HOST_RE: Final = re.compile(r"^[A-Za-z0-9_.:%\-]+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Board:
+    """One board of the lab; `user` and `identity_file` are credentials and stay out of repr and public()."""
+
+    name: str
+    model: str
+    arch: Arch
+    target: str
+    transport: TransportKind
+    host: str = ""
+    port: int = 22
+    user: str = field(default="", repr=False)
+    identity_file: str = field(default="", repr=False)
+    known_hosts: str = ""
+    connect_timeout_s: float = 10.0
+    command_timeout_s: float = 3600.0
+    camera_source: str | None = None
+    # The network interface whose address streaming.js serves on (upstream hard-codes eth0).
+    interface: str = "eth0"
+    work_dir: str = "/tmp/ant-kpi"
+    tags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def seed_model(self) -> bool:
+        """True for one of the nine boards the seed procedure lists."""
+        return self.model in SEED_MODELS
+
+    @property
+    def address(self) -> str:
+        """Where the board is, for messages: host:port over ssh, "this machine" when local."""
+        return f"{self.host}:{self.port}" if self.transport == "ssh" else "this machine"
+
+    def public(self) -> dict[str, Any]:
+        """The board as provenance: name, model, arch, target, transport, tags (no credentials)."""
+        return {"name": self.name, "model": self.model, "arch": self.arch, "target": self.target,
+                "transport": self.transport, "tags": list(self.tags)}
+
+
+def inventory_path(path: str | os.PathLike[str] | None = None, *, env: EnvSettings | None = None) -> Path:
+    """The inventory file: `path` (--boards), else $ANT_KPI_BOARDS, else ./boards.toml."""
+    if path is not None:
+        return Path(path)
+    if env is not None and env.boards is not None:
+        return env.boards
+    return Path(DEFAULT_PATH)
+
+
+def load_boards(path: str | os.PathLike[str] | None = None, *,
+                targets: Mapping[str, str] | None = None) -> dict[str, Board]:
+    """Read boards.toml strictly; `targets` maps kpis.toml target names to their arch."""
+    p = inventory_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Blocked(
+            f"no board inventory at {p}",
+            f"copy boards.example.toml to {DEFAULT_PATH} and describe the lab's boards, or set {ENV_PATH}",
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(p, "", f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(p, "", f"not valid TOML: {e}") from None
+    return parse_boards(raw, p, targets=targets)
+
+
+def parse_boards(raw: Mapping[str, Any], path: Path, *,
+                 targets: Mapping[str, str] | None = None) -> dict[str, Board]:
+    """Check an already-parsed inventory document; errors name `path` and the key."""
+    known_targets = dict(DEFAULT_TARGETS if targets is None else targets)
+    top = _Table(path, "", raw)
+    top.only(("schema", "boards"))
+    schema = top.get("schema", int, required=False)
+    if schema is not None and schema != SCHEMA_VERSION:
+        raise ManifestError(path, "schema", f"version {schema} is not supported (this harness reads {SCHEMA_VERSION})")
+    tables = top.get("boards", dict, required=True)
+    boards: dict[str, Board] = {}
+    for name, table in tables.items():
+        if not _NAME_RE.match(name):
+            raise ManifestError(path, f"boards.{name}", "board names use letters, digits, '_', '-', '.'")
+        boards[name] = _read_board(name, _Table(path, f"boards.{name}", table), known_targets)
+    return boards
+
+
+def boards_for_target(boards: Mapping[str, Board], target: str) -> list[Board]:
+    """The boards of one kpis.toml target, by name."""
+    return [b for _, b in sorted(boards.items()) if b.target == target]
+
+
+# -- strict reading ------------------------------------------------------------------------------
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_TYPE_NAMES: Final[Mapping[type, str]] = {
+    dict: "a table", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+}
+
+
+def _type_name(v: object) -> str:
+    return _TYPE_NAMES.get(type(v), type(v).__name__)
+
+
+_KNOWN_KEYS: Final[tuple[str, ...]] = (
+    "model", "arch", "target", "transport", *SSH_ONLY, "command_timeout_s", "camera_source", "interface",
+    "work_dir", "tags",
+)
+
+
+class _Table:
+    """One TOML table read strictly; never puts a value into an error (values may be credentials)."""
+
+    def __init__(self, path: Path, key: str, table: object) -> None:
+        if not isinstance(table, dict):
+            raise ManifestError(path, key, f"must be a table, not {_type_name(table)}")
+        self.path, self.key, self.table = path, key, table
+
+    def sub(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, kind: type, *, required: bool) -> Any:
+        if name not in self.table:
+            if required:
+                raise ManifestError(self.path, self.sub(name), "required key is missing")
+            return None
+        v = self.table[name]
+        if kind is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        elif kind is bool:
+            ok = isinstance(v, bool)
+        else:
+            ok = isinstance(v, kind) and not isinstance(v, bool)
+        if not ok:
+            raise ManifestError(self.path, self.sub(name), f"must be {_TYPE_NAMES[kind]}, not {_type_name(v)}")
+        return v
+
+    def error(self, name: str, problem: str) -> ManifestError:
+        return ManifestError(self.path, self.sub(name), problem)
+
+    def only(self, allowed: tuple[str, ...]) -> None:
+        """Reject unknown keys first, so a misspelt key is not reported as a missing one."""
+        for k in self.table:
+            if k not in allowed:
+                raise self.error(k, f"unknown key{_did_you_mean(k, allowed)}")
+
+
+def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
+    t.only(_KNOWN_KEYS)
+    notes: list[str] = []
+    model = t.get("model", str, required=True).strip()
+    if not model:
+        raise t.error("model", "must not be empty")
+    if model not in SEED_MODELS:
+        notes.append(f"model {model!r} is not one of the nine seed boards{_did_you_mean(model, SEED_MODELS)}; "
+                     "it counts as an extra board")
+    arch = t.get("arch", str, required=True)
+    if arch not in ARCHES:
+        raise t.error("arch", f"{arch!r} is not one of {', '.join(ARCHES)}{_did_you_mean(arch, ARCHES)}")
+    target = t.get("target", str, required=True)
+    if target not in targets:
+        names = tuple(targets)
+        raise t.error("target", f"{target!r} is not a kpis.toml target ({', '.join(names)})"
+                                f"{_did_you_mean(target, names)}")
+    if targets[target] != arch:
+        raise t.error("arch", f"{arch!r} does not match target {target!r}, whose arch is {targets[target]!r}")
+    transport = t.get("transport", str, required=True)
+    if transport not in TRANSPORTS:
+        raise t.error("transport", f"{transport!r} is not one of {', '.join(TRANSPORTS)}"
+                                   f"{_did_you_mean(transport, TRANSPORTS)}")
+
+    ssh: dict[str, Any] = {}
+    if transport == "ssh":
+        host = t.get("host", str, required=True)
+        if not host or not _HOST_RE.match(host) or host.startswith("-"):
+            raise t.error("host", "must be a host name or an IP address")
+        ssh["host"] = host
+        port = t.get("port", int, required=False)
+        if port is not None and not 1 <= port <= 65535:
+            raise t.error("port", "must be a TCP port (1-65535)")
+        ssh["port"] = 22 if port is None else port
+        user = t.get("user", str, required=False)
+        if user is not None and not _USER_RE.match(user):
+            # The value is not echoed: a user name is a credential.
+            raise t.error("user", "must be a plain user name (letters, digits, '_', '-', '.')")
+        ssh["user"] = user or ""
+        for key in ("identity_file", "known_hosts"):
+            v = t.get(key, str, required=False)
+            if v is not None and not v.strip():
+                raise t.error(key, "must not be empty (leave the key out instead)")
+            ssh[key] = os.path.expanduser(v) if v else ""
+        timeout = t.get("connect_timeout_s", float, required=False)
+        if timeout is not None and timeout <= 0:
+            raise t.error("connect_timeout_s", "must be > 0")
+        ssh["connect_timeout_s"] = 10.0 if timeout is None else float(timeout)
+    else:
+        for key in SSH_ONLY:
+            if key in t.table:
+                raise t.error(key, f"only for transport = 'ssh' (this board's transport is {transport!r})")
+
+    command_timeout = t.get("command_timeout_s", float, required=False)
+    if command_timeout is not None and command_timeout <= 0:
+        raise t.error("command_timeout_s", "must be > 0")
+    camera = t.get("camera_source", str, required=False)
+    if camera is not None and camera not in CAMERA_KEYWORDS and not _VIDEO_RE.match(camera):
+        raise t.error("camera_source", f"{camera!r} is not one of {', '.join(CAMERA_KEYWORDS)} or a /dev/videoN "
+                                       f"path{_did_you_mean(camera, CAMERA_KEYWORDS)}")
+    interface = t.get("interface", str, required=False)
+    if interface is not None and not _IFACE_RE.match(interface):
+        raise t.error("interface", "must be a network interface name (letters, digits, '.', '_', '-'; ≤ 15)")
+    work_dir = t.get("work_dir", str, required=False)
+    if work_dir is not None and (not work_dir.startswith("/") or work_dir.rstrip("/") == ""):
+        raise t.error("work_dir", "must be an absolute directory on the board (not '/')")
+    tags = t.get("tags", list, required=False) or []
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, str):
+            raise t.error(f"tags[{i}]", f"must be a string, not {_type_name(tag)}")
+    return Board(
+        name=name, model=model, arch=cast(Arch, arch), target=target,
+        transport=cast(TransportKind, transport), **ssh,
+        command_timeout_s=3600.0 if command_timeout is None else float(command_timeout),
+        camera_source=camera, interface=interface or "eth0", work_dir=(work_dir or "/tmp/ant-kpi").rstrip("/"),
+        tags=tuple(tags),
+        notes=tuple(notes),
+    )

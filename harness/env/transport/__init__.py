@@ -1,0 +1,35 @@
+"""Reaching a board: protocols (protocols.py) and two drivers, local.py and ssh.py; sampled.py runs a
+command under the PSS sampler there. The driver for a board is chosen by the lab (env.lab.session).
+"""
+
+from harness.env.transport.local import LocalTransport
+from harness.env.transport.protocols import (
+    FIDELITY,
+    CommandProtocol,
+    CommandResult,
+    Endpoint,
+    FileTransferProtocol,
+    IdentityProtocol,
+    Transport,
+    parse_identity,
+    probe_identity,
+)
+from harness.env.transport.sampled import deploy, ensure_pss, run_sampled
+from harness.env.transport.ssh import SshTransport
+
+__all__ = [
+    "FIDELITY",
+    "CommandProtocol",
+    "CommandResult",
+    "Endpoint",
+    "FileTransferProtocol",
+    "IdentityProtocol",
+    "LocalTransport",
+    "SshTransport",
+    "Transport",
+    "deploy",
+    "ensure_pss",
+    "parse_identity",
+    "probe_identity",
+    "run_sampled",
+]

@@ -1,0 +1,592 @@
+"""Tidy result rows: one schema for every KPI, a versioned file format and a crash-safe journal.
+
+A run directory holds:
+  results.parquet    the rows (preferred on load; pyarrow)
+  results.csv        the same rows, for spreadsheets and as a fallback
+  results.meta.json  schema version, run id, harness version, creation time, columns
+  results.jsonl      append-only journal: one row per line, fsynced as each measurement ends
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness import __version__
+from harness.core.fsio import atomic_write_bytes, atomic_write_text
+from harness.core.manifest import FIDELITIES, Direction, Fidelity, Statistic
+from harness.errors import BadInput
+from harness.results.statistics import Comparison, Summary, compare, summarize
+
+RESULTS_SCHEMA_VERSION: Final = 2
+# Version 1 had no `sample` column: its files still load, with sample 0 on every row.
+READABLE_SCHEMAS: Final = (1, 2)
+PARQUET_NAME: Final = "results.parquet"
+CSV_NAME: Final = "results.csv"
+META_NAME: Final = "results.meta.json"
+JOURNAL_NAME: Final = "results.jsonl"
+# Key in the parquet schema metadata, so a parquet file copied without its meta.json is checked too.
+_PARQUET_META_KEY: Final = b"ant_kpi.results_schema"
+
+Mode = Literal["smoke", "measure"]
+Status = Literal["ok", "blocked", "failed"]
+MODES: Final[tuple[str, ...]] = get_args(Mode)
+STATUSES: Final[tuple[str, ...]] = get_args(Status)
+
+# Column → pandas dtype. "string" (pd.NA for missing) behaves the same on pandas 2 and 3.
+COLUMNS: Final[dict[str, str]] = {
+    "run_id": "string",
+    "kpi": "string",
+    "metric": "string",
+    "variant": "string",
+    "workload": "string",
+    "target": "string",
+    "fidelity": "string",
+    "mode": "string",
+    "repeat": "int64",
+    # The n-th sample within one measurement (a KPI 2 session prints one line per send).
+    "sample": "int64",
+    "value": "float64",
+    "unit": "string",
+    "status": "string",
+    "time": "string",
+    "source_commit": "string",
+    "image_digest": "string",
+    "artefact_sha256": "string",
+    "argv": "string",
+    "target_identity": "string",
+    "harness_version": "string",
+    "harness_dirty": "bool",
+    "log": "string",
+    "note": "string",
+}
+_STRING_COLUMNS: Final = tuple(c for c, t in COLUMNS.items() if t == "string")
+
+
+def utc_now() -> str:
+    """The current time as UTC ISO-8601 with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_text(obj: object) -> str:
+    # sort_keys makes the stored text deterministic; ensure_ascii=False keeps unicode readable.
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    """One measured (or blocked) value with its provenance."""
+
+    run_id: str
+    kpi: str
+    metric: str
+    variant: str
+    value: float
+    unit: str
+    fidelity: Fidelity
+    mode: Mode
+    workload: str = ""
+    target: str = ""
+    repeat: int = 0
+    sample: int = 0
+    status: Status = "ok"
+    time: str = field(default_factory=utc_now)
+    source_commit: str = ""
+    image_digest: str = ""
+    artefact_sha256: str = ""
+    argv: Sequence[str] = ()
+    target_identity: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    harness_version: str = ""
+    harness_dirty: bool = False
+    log: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"result row {self.kpi}/{self.metric}/{self.variant}"
+        for name in _STRING_COLUMNS:
+            if name in ("argv", "target_identity"):
+                continue
+            got = getattr(self, name)
+            if not isinstance(got, str):
+                raise BadInput(f"{where}: {name} must be a string, not {type(got).__name__}")
+        if self.fidelity not in FIDELITIES:
+            raise BadInput(
+                f"{where}: fidelity {self.fidelity!r} is not one of {', '.join(FIDELITIES)}"
+            )
+        if self.mode not in MODES:
+            raise BadInput(f"{where}: mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.status not in STATUSES:
+            raise BadInput(f"{where}: status {self.status!r} is not one of {', '.join(STATUSES)}")
+        for name in ("repeat", "sample"):
+            got = getattr(self, name)
+            if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
+                raise BadInput(f"{where}: {name} must be an integer, not {got!r}")
+            object.__setattr__(self, name, int(got))
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.number)):
+            raise BadInput(f"{where}: value must be a number, not {self.value!r}")
+        object.__setattr__(self, "value", float(self.value))
+        if self.status == "ok" and math.isnan(self.value):
+            raise BadInput(f"{where}: value is NaN but status is ok (use blocked or failed)")
+        if not isinstance(self.harness_dirty, (bool, np.bool_)):
+            raise BadInput(
+                f"{where}: harness_dirty must be true or false, not {self.harness_dirty!r}"
+            )
+        object.__setattr__(self, "harness_dirty", bool(self.harness_dirty))
+        if isinstance(self.argv, str) or not all(isinstance(a, str) for a in self.argv):
+            raise BadInput(f"{where}: argv must be a list of strings")
+        object.__setattr__(self, "argv", tuple(self.argv))
+        try:
+            _json_text(dict(self.target_identity))
+        except (TypeError, ValueError) as e:
+            raise BadInput(f"{where}: target_identity is not JSON data ({e})") from None
+        object.__setattr__(self, "target_identity", dict(self.target_identity))
+        _check_time(self.time, where)
+
+    def to_record(self) -> dict[str, Any]:
+        """The row as JSON-ready data (NaN → null; argv a list; target_identity an object)."""
+        d = asdict(self)
+        d["argv"] = list(self.argv)
+        d["target_identity"] = dict(self.target_identity)
+        d["value"] = None if math.isnan(self.value) else self.value
+        return d
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any], *, where: str = "row") -> Row:
+        """Build a row from `to_record` data; unknown or missing keys → BadInput."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise BadInput(f"{where}: unknown field(s) {', '.join(unknown)}")
+        kw = dict(data)
+        if kw.get("value", 0.0) is None:
+            kw["value"] = math.nan
+        try:
+            return cls(**kw)
+        except TypeError as e:
+            raise BadInput(f"{where}: {e}") from None
+
+
+def _check_time(text: str, where: str) -> None:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"{where}: time {text!r} is not ISO-8601") from None
+    offset = t.utcoffset()
+    if offset is None or offset.total_seconds() != 0:
+        raise BadInput(f"{where}: time {text!r} must be UTC (end in +00:00 or Z)")
+
+
+# --------------------------------------------------------------------------------------------
+# The result object
+# --------------------------------------------------------------------------------------------
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in COLUMNS.items()})
+
+
+def _coerce(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Exactly the schema's columns, in order, with its dtypes; anything else → BadInput."""
+    _check_columns(df, where)
+    out = df.loc[:, list(COLUMNS)].reset_index(drop=True).copy()
+    for c, t in COLUMNS.items():
+        try:
+            out[c] = out[c].astype(pd.api.types.pandas_dtype(t))
+        except (TypeError, ValueError) as e:
+            raise BadInput(f"{where}: column {c} is not {t} ({e})") from None
+        if t == "string" and bool(out[c].isna().any()):
+            raise BadInput(f"{where}: column {c} has missing values")
+    return out
+
+
+def _check_columns(df: pd.DataFrame, where: str) -> None:
+    missing = [c for c in COLUMNS if c not in df.columns]
+    extra = [str(c) for c in df.columns if c not in COLUMNS]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(missing)}")
+        if extra:
+            parts.append(f"unknown column(s) {', '.join(extra)}")
+        raise BadInput(f"{where}: {'; '.join(parts)}")
+
+
+def _row_to_flat(r: Row) -> dict[str, Any]:
+    d = asdict(r)
+    d["argv"] = _json_text(list(r.argv))
+    d["target_identity"] = _json_text(dict(r.target_identity))
+    return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupSummary:
+    """The statistics of one group of rows (one metric of one variant on one workload)."""
+
+    kpi: str
+    metric: str
+    target: str
+    workload: str
+    variant: str
+    fidelity: str
+    mode: str
+    unit: str
+    summary: Summary | None
+    not_ok: int
+
+
+class Results:
+    """Result rows as a pandas DataFrame with a fixed schema, plus statistics on them."""
+
+    def __init__(self, df: pd.DataFrame | None = None) -> None:
+        self._df = _empty_frame() if df is None else _coerce(df, "results")
+
+    @classmethod
+    def _wrap(cls, df: pd.DataFrame) -> Results:
+        """A Results around a frame already in the schema (no second validation pass)."""
+        r = cls()
+        r._df = df.reset_index(drop=True)
+        return r
+
+    # ---- construction and access ----------------------------------------------------------
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Row]) -> Results:
+        """Results holding `rows`, in order."""
+        flat = [_row_to_flat(r) for r in rows]
+        if not flat:
+            return cls()
+        return cls(pd.DataFrame(flat, columns=list(COLUMNS)))
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """The rows as a DataFrame (treat as read-only; use append/filter to change)."""
+        return self._df
+
+    def __len__(self) -> int:
+        return len(self._df)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows())
+
+    def __repr__(self) -> str:
+        return f"Results({len(self)} rows)"
+
+    def rows(self) -> list[Row]:
+        """The rows as Row objects (argv and target_identity decoded from JSON)."""
+        out = []
+        for i, rec in enumerate(self._df.to_dict("records")):
+            d: dict[str, Any] = {str(k): v for k, v in rec.items()}
+            where = f"results row {i}"
+            try:
+                d["argv"] = json.loads(str(d["argv"]))
+                d["target_identity"] = json.loads(str(d["target_identity"]))
+            except json.JSONDecodeError:
+                raise BadInput(f"{where}: argv or target_identity is not JSON") from None
+            d["repeat"] = int(d["repeat"])
+            d["sample"] = int(d["sample"])
+            d["value"] = float(d["value"])
+            d["harness_dirty"] = bool(d["harness_dirty"])
+            for c in _STRING_COLUMNS:
+                if c not in ("argv", "target_identity"):
+                    d[c] = str(d[c])
+            out.append(Row.from_record(d, where=where))
+        return out
+
+    def append(self, rows: Iterable[Row] | Results) -> Results:
+        """Add rows in place; returns self so calls can chain."""
+        more = rows if isinstance(rows, Results) else Results.from_rows(rows)
+        if len(more):
+            frames = [f for f in (self._df, more._df) if len(f)]
+            self._df = pd.concat(frames, ignore_index=True)
+        return self
+
+    def filter(self, **where: object) -> Results:
+        """Rows whose columns equal the given values (a list, tuple or set matches any of them)."""
+        mask = pd.Series(True, index=self._df.index)
+        for col, want in where.items():
+            if col not in COLUMNS:
+                raise BadInput(f"cannot filter on {col!r}: columns are {', '.join(COLUMNS)}")
+            if isinstance(want, (list, tuple, set, frozenset)):
+                mask &= self._df[col].isin(list(want))
+            else:
+                mask &= self._df[col] == want
+        return Results._wrap(self._df[mask.astype(bool)])
+
+    def ok_values(self, metric: str, **where: object) -> np.ndarray:
+        """Finite values of the ok rows of `metric` matching `where`."""
+        sel = self.filter(metric=metric, status="ok", **where).df["value"].to_numpy(dtype=float)
+        return sel[np.isfinite(sel)]
+
+    # ---- statistics on the result object ---------------------------------------------------
+
+    def summary(self, metric: str, **where: object) -> Summary:
+        """Median with a 95 % CI (and spread) of the ok rows of `metric` matching `where`."""
+        values = self.ok_values(metric, **where)
+        if values.size == 0:
+            raise BadInput(f"no ok rows of metric {metric!r}{_describe_where(where)}")
+        return summarize(values)
+
+    def compare(
+        self,
+        metric: str,
+        *,
+        baseline: str,
+        candidate: str,
+        statistic: Statistic,
+        direction: Direction = "lower",
+        **where: object,
+    ) -> Comparison:
+        """Compare the candidate variant's ok rows with the baseline's (see stats.compare)."""
+        b = self.ok_values(metric, variant=baseline, **where)
+        c = self.ok_values(metric, variant=candidate, **where)
+        for name, v in ((baseline, b), (candidate, c)):
+            if v.size == 0:
+                raise BadInput(
+                    f"no ok rows of metric {metric!r} for variant {name!r}{_describe_where(where)}"
+                )
+        return compare(b, c, statistic, direction)
+
+    def summaries(self, **where: object) -> list[GroupSummary]:
+        """Median and CI per (kpi, metric, target, workload, variant, fidelity, mode) group."""
+        df = self.filter(**where).df
+        keys = ["kpi", "metric", "target", "workload", "variant", "fidelity", "mode"]
+        out = []
+        for key, g in df.groupby(keys, sort=True):
+            k = [str(x) for x in (key if isinstance(key, tuple) else (key,))]
+            values = g[g["status"] == "ok"]["value"].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            units = sorted(set(g["unit"].tolist()))
+            out.append(GroupSummary(
+                kpi=k[0], metric=k[1], target=k[2], workload=k[3], variant=k[4], fidelity=k[5],
+                mode=k[6], unit=", ".join(units),
+                summary=summarize(values) if values.size else None,
+                not_ok=int((g["status"] != "ok").sum()),
+            ))
+        return out
+
+    # ---- files ----------------------------------------------------------------------------
+
+    def save(self, run_dir: str | Path, *, run_id: str | None = None) -> Path:
+        """Write results.parquet, results.csv and results.meta.json atomically; returns run_dir."""
+        d = Path(run_dir)
+        ids = sorted(set(self._df["run_id"].tolist()))
+        rid = run_id if run_id is not None else (ids[0] if len(ids) == 1 else d.name)
+        atomic_write_bytes(d / PARQUET_NAME, self.to_parquet_bytes())
+        atomic_write_bytes(d / CSV_NAME, self.to_csv_text().encode("utf-8"))
+        meta = {
+            "schema": RESULTS_SCHEMA_VERSION,
+            "run_id": rid,
+            "harness_version": __version__,
+            "created": utc_now(),
+            "rows": len(self),
+            "columns": dict(COLUMNS),
+        }
+        atomic_write_text(d / META_NAME, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        return d
+
+    def to_parquet_bytes(self) -> bytes:
+        """The rows as a parquet file, schema version in its metadata."""
+        table = pa.Table.from_pandas(self._df, preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[_PARQUET_META_KEY] = str(RESULTS_SCHEMA_VERSION).encode()
+        table = table.replace_schema_metadata(meta)
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return buf.getvalue()
+
+    def to_csv_text(self) -> str:
+        """The rows as CSV, every field quoted; NaN written as 'NaN', so "" stays ""."""
+        # Quote every field: a lone "\r" in a note is otherwise written bare and read as a line end.
+        return self._df.to_csv(index=False, na_rep="NaN", lineterminator="\n",
+                               quoting=csv.QUOTE_ALL)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Results:
+        """Load a run's results: parquet, or CSV when parquet is absent; BadInput on any problem."""
+        d = Path(run_dir)
+        schema = _check_meta(d / META_NAME)
+        pq_path, csv_path = d / PARQUET_NAME, d / CSV_NAME
+        if pq_path.exists():
+            return cls._load_parquet(pq_path)
+        if csv_path.exists():
+            return cls._load_csv(csv_path, schema=schema)
+        hint = ""
+        if (d / JOURNAL_NAME).exists():
+            hint = f" ({JOURNAL_NAME} is there: the run ended before saving)"
+        raise BadInput(f"{d}: no {PARQUET_NAME} or {CSV_NAME}{hint}")
+
+    @classmethod
+    def _load_parquet(cls, path: Path) -> Results:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            raise BadInput(f"{path}: not a readable parquet file ({_first_line(e)})") from None
+        found = (table.schema.metadata or {}).get(_PARQUET_META_KEY)
+        schema = RESULTS_SCHEMA_VERSION
+        if found is not None:
+            text = found.decode(errors="replace")
+            if text not in {str(v) for v in READABLE_SCHEMAS}:
+                raise BadInput(f"{path}: {_unsupported(text)}")
+            schema = int(text)
+        try:
+            df = table.to_pandas()
+        except (pa.ArrowException, ValueError, TypeError) as e:
+            raise BadInput(f"{path}: cannot convert ({_first_line(e)})") from None
+        return cls._wrap(_coerce(_upgrade(df, schema), str(path)))
+
+    @classmethod
+    def _load_csv(cls, path: Path, *, schema: int = RESULTS_SCHEMA_VERSION) -> Results:
+        # Read every cell as text: "" stays "", "007" stays "007", and float() below gives back
+        # exactly the repr pandas wrote (NaN included) on every pandas version.
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        except (OSError, ValueError, pd.errors.ParserError) as e:
+            raise BadInput(f"{path}: not a readable results CSV ({_first_line(e)})") from None
+        df = _upgrade(df, schema, fill="0")
+        _check_columns(df, str(path))
+        for col, conv in (("value", float), ("repeat", int), ("sample", int)):
+            try:
+                df[col] = [conv(x) for x in df[col]]
+            except ValueError as e:
+                raise BadInput(f"{path}: column {col}: {_first_line(e)}") from None
+        if not bool(df["harness_dirty"].isin(["True", "False"]).all()):
+            raise BadInput(f"{path}: harness_dirty must be True or False")
+        df["harness_dirty"] = df["harness_dirty"] == "True"
+        return cls._wrap(_coerce(df, str(path)))
+
+    @classmethod
+    def from_journal(cls, run_dir: str | Path) -> Results:
+        """Rows from results.jsonl; a torn last line (a crash mid-write) is ignored."""
+        path = Path(run_dir) / JOURNAL_NAME
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return cls()
+        except OSError as e:
+            raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+        lines = data.split(b"\n")
+        torn_tail = lines[-1]  # b"" when the file ends with a newline
+        rows = []
+        for i, raw in enumerate(lines[:-1], start=1):
+            if raw.strip():
+                rows.append(_journal_row(raw, f"{path}:{i}"))
+        if torn_tail.strip():
+            # No newline after it: the write was cut short. Keep it only if it is whole.
+            with contextlib.suppress(BadInput):
+                rows.append(_journal_row(torn_tail, f"{path}:{len(lines)}"))
+        return cls.from_rows(rows)
+
+
+def _describe_where(where: Mapping[str, object]) -> str:
+    return "".join(f", {k}={v!r}" for k, v in where.items())
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _unsupported(schema: object) -> str:
+    return (f"results schema {schema!r} is not supported "
+            f"(this harness reads {', '.join(map(str, READABLE_SCHEMAS))})")
+
+
+def _upgrade(df: pd.DataFrame, schema: int, *, fill: int | str = 0) -> pd.DataFrame:
+    """Rows of an older schema in today's columns (version 1 lacks `sample`: 0)."""
+    if schema == 1 and "sample" not in df.columns:
+        df = df.copy()
+        df.insert(list(df.columns).index("repeat") + 1 if "repeat" in df.columns else len(df.columns),
+                  "sample", fill)
+    return df
+
+
+def _check_meta(path: Path) -> int:
+    """The schema version results.meta.json names (today's when there is no meta file)."""
+    if not path.exists():
+        return RESULTS_SCHEMA_VERSION
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"{path}: not readable JSON ({_first_line(e)})") from None
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    if isinstance(schema, bool) or schema not in READABLE_SCHEMAS:
+        raise BadInput(f"{path}: {_unsupported(schema)}")
+    return int(schema)
+
+
+# --------------------------------------------------------------------------------------------
+# The journal
+# --------------------------------------------------------------------------------------------
+
+
+def _journal_row(raw: bytes, where: str) -> Row:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadInput(f"{where}: not a JSON line") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{where}: not a JSON object")
+    schema = data.pop("schema", None)
+    if isinstance(schema, bool) or schema not in READABLE_SCHEMAS:
+        raise BadInput(f"{where}: {_unsupported(schema)}")
+    return Row.from_record(data, where=where)
+
+
+def append_row_journal(run_dir: str | Path, row: Row) -> Path:
+    """Append one row to results.jsonl and fsync, so a finished measurement survives a crash."""
+    path = Path(run_dir) / JOURNAL_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"schema": RESULTS_SCHEMA_VERSION, **row.to_record()}
+    line = (_json_text(record) + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as e:
+        raise BadInput(f"cannot open {path}: {e.strerror}") from None
+    try:
+        _drop_torn_tail(fd)
+        view = memoryview(line)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except OSError as e:
+        raise BadInput(f"cannot append to {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    return path
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """End a last line left without its newline by a crash: keep it if whole, else cut it."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    # Walk back to the last newline in chunks: the tail is one line, the file may be long.
+    pos, cut = size, 0
+    while pos > 0:
+        start = max(0, pos - 65536)
+        nl = os.pread(fd, pos - start, start).rfind(b"\n")
+        if nl >= 0:
+            cut = start + nl + 1
+            break
+        pos = start
+    try:
+        _journal_row(os.pread(fd, size - cut, cut), "journal tail")
+    except BadInput:
+        os.ftruncate(fd, cut)
+    else:
+        os.write(fd, b"\n")
