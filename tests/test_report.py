@@ -16,8 +16,11 @@ import pytest
 from rich.console import Console
 
 from harness.core.manifest import Compare, Kpi, KpiTarget, Metric, Variant
+from harness.report.console import render_console
+from harness.report.html import render_html
+from harness.report.markdown import render_markdown, write_report
 from harness.report.plots import Plot
-from harness.report.render import fmt_num, fmt_value, render_console, render_html, render_markdown, write_report
+from harness.report.text import fmt_num, fmt_value
 from harness.results.store import Results, Row
 from harness.results.verdicts import Evaluation, Verdict, evaluate
 

@@ -16,7 +16,7 @@ from harness.results.runs import collect, list_runs, measured_at, resolve_run
 
 
 def cmd_report(args: argparse.Namespace, opts: GlobalOptions) -> int:
-    from harness.report.render import check_lang
+    from harness.report.text import check_lang
 
     m = load_manifest(opts.manifest)
     run_dir = resolve_run(opts.runs_dir, args.run)

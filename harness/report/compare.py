@@ -133,7 +133,7 @@ def _fmt_p(p: float) -> str:
 
 def render_table(changes: Sequence[MetricChange], console: Console, *, name_a: str, name_b: str) -> None:
     """The comparison as a rich table, significant changes coloured by whether they are better."""
-    from harness.report.render import fmt_num
+    from harness.report.text import fmt_num
 
     t = Table(title=Text(f"{name_a} → {name_b}"), title_justify="left")
     for col, justify in (("KPI", "left"), ("metric", "left"), ("variant", "left"), ("workload", "left"),

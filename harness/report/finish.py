@@ -14,7 +14,7 @@ from harness.results.store import Results
 
 if TYPE_CHECKING:
     from harness.core.runner import Run
-    from harness.report.render import Lang
+    from harness.report.text import Lang
     from harness.results.verdicts import Evaluation
 
 REPORT_FILES = ("report.md", "report.html", "report.ko.md", "report.ko.html")
@@ -28,8 +28,9 @@ def write_reports(
 
     source_dir is where the run's logs and traces are, when the reports go elsewhere (a bundle).
     """
+    from harness.report.html import write_html_report
+    from harness.report.markdown import write_report
     from harness.report.plots import make_plots
-    from harness.report.render import write_html_report, write_report
 
     src = source_dir or run_dir
     paths = [write_report(run_dir, evaluations, results, lang=lang, links_from=src) for lang in langs]
@@ -47,7 +48,7 @@ def evaluate_and_report(
     run_dir: Path, run_id: str, manifest: Manifest, kpis: Sequence[Kpi], console: Console, *,
     langs: Sequence[Lang] = ("en",), html: bool = True,
 ) -> list[str]:
-    from harness.report.render import render_console
+    from harness.report.console import render_console
     from harness.results.verdicts import evaluate
 
     results = collect(run_dir)
