@@ -21,6 +21,8 @@ from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis.common.tflite import ConvLayer, TinyNet, read_graph, reference_forward, to_tflite
 from harness.kpis.ml import convert as admm_convert
 from harness.kpis.ml import execute as kpi_ml
+from harness.kpis.ml import models as ml_models
+from harness.kpis.ml import train as ml_train
 from harness.kpis.ml.plan_latency import SEED_ARGS
 
 pytest.importorskip("ai_edge_litert", reason="pip install ai-edge-litert (the LiteRT runtime)")
@@ -339,17 +341,17 @@ MANIFEST = load_manifest(ROOT / "kpis.toml")
 
 
 def test_export_argv_follows_the_training_argv() -> None:
-    argv = kpi_ml.export_argv(["python3", "/work/src/main.py", "/data", *SEED_ARGS], "/work/c/m.pth.tar", "/work/e.npz")
+    argv = ml_train.export_argv(["python3", "/work/src/main.py", "/data", *SEED_ARGS], "/work/c/m.pth.tar", "/work/e.npz")
     assert argv[:4] == ["python3", "/work/admm_export.py", "/work/c/m.pth.tar", "/work/e.npz"]
     assert argv[argv.index("--width-mult") + 1] == "1.0" and argv[argv.index("--input-size") + 1] == "224"
-    cifar = kpi_ml.export_argv(["-a", "mobilenet_v1", "--dataset", "cifar10", "--width-mult=0.9"], "c", "o",
+    cifar = ml_train.export_argv(["-a", "mobilenet_v1", "--dataset", "cifar10", "--width-mult=0.9"], "c", "o",
                                model_dir="/work/upstream")
     assert cifar[cifar.index("--input-size") + 1] == "32" and cifar[cifar.index("--width-mult") + 1] == "0.9"
     assert cifar[-2:] == ["--model-dir", "/work/upstream"]
     with pytest.raises(Blocked, match="mobilenet_v1 only"):
-        kpi_ml.export_argv(["-a", "mobilenet_v2"], "c", "o")
+        ml_train.export_argv(["-a", "mobilenet_v2"], "c", "o")
     with pytest.raises(Blocked, match="recorded no command line"):
-        kpi_ml.export_argv([], "c", "o")
+        ml_train.export_argv([], "c", "o")
 
 
 def _run_training_here(run: Run, step: Step, argv: Sequence[str], *, work: Path, data: Path | None,
@@ -370,7 +372,7 @@ def _run_training_here(run: Run, step: Step, argv: Sequence[str], *, work: Path,
 def test_convert_step_stores_a_verified_tflite_that_later_steps_find(
         ex: ModuleType, converted: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = tmp_path / "project"
-    (project / MANIFEST.images[kpi_ml.TRAIN_IMAGE].context).mkdir(parents=True)
+    (project / MANIFEST.images[ml_models.TRAIN_IMAGE].context).mkdir(parents=True)
     run = Run(run_id="t", run_dir=tmp_path / "run", manifest=MANIFEST, project_root=project,
               cache_dir=tmp_path / "cache", mode="smoke")
     src = tmp_path / "auto-compression"
@@ -379,10 +381,10 @@ def test_convert_step_stores_a_verified_tflite_that_later_steps_find(
         "train:admm": {"checkpoint": str(converted["dir"] / "model_best.pth.tar"),
                        "argv": ["python3", "/work/src/main.py", "/data", "-a", "mobilenet_v1", "--dataset", "cifar10",
                                 "--width-mult", str(WIDTH)]},
-        f"image:{kpi_ml.TRAIN_IMAGE}": {"tag": "ant-kpi/cuda-train:test", "id": "sha256:0"},
+        f"image:{ml_models.TRAIN_IMAGE}": {"tag": "ant-kpi/cuda-train:test", "id": "sha256:0"},
         "source:auto_compression:pruning/UVP/ADMM_baseline": {"path": str(src), "commit": "0" * 40},
     })
-    monkeypatch.setattr(kpi_ml, "run_training", _run_training_here)
+    monkeypatch.setattr(ml_train, "run_training", _run_training_here)
     step = Step(id="convert:tflite", kpi="ml_latency", kind="convert", where="image", description="test")
     out = kpi_ml.exec_convert(step, run)
     assert out["sha256"] == converted["verification"].sha256  # same checkpoint, same bytes

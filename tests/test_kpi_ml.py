@@ -28,6 +28,9 @@ from harness.kpis.common.tflite import (
     tiny_mobilenet_like,
 )
 from harness.kpis.ml import execute as kpi_ml
+from harness.kpis.ml import fetch as ml_fetch
+from harness.kpis.ml import models as ml_models
+from harness.kpis.ml import train as ml_train
 from harness.options import EnvSettings
 from harness.parsers.benchmark_model import parse_benchmark_file, parse_benchmark_text
 from harness.results.store import Results
@@ -60,7 +63,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         raise urllib.error.URLError("network is unreachable (test)")
 
     monkeypatch.setattr("urllib.request.urlopen", refuse)
-    monkeypatch.delenv(kpi_ml.BASELINE_ENV, raising=False)
+    monkeypatch.delenv(ml_models.BASELINE_ENV, raising=False)
     monkeypatch.delenv(kpi_ml.DENSE_TOP1_ENV, raising=False)
 
 
@@ -184,7 +187,7 @@ def test_missing_baseline_is_blocked_naming_the_url_and_the_env_var(tmp_path: Pa
     run = make_run(tmp_path)
     with pytest.raises(Blocked) as e:
         kpi_ml.exec_fetch(plan_steps("ml_memory")["fetch:baseline"], run)
-    assert kpi_ml.BASELINE_ENV in str(e.value)
+    assert ml_models.BASELINE_ENV in str(e.value)
     assert MANIFEST.workloads["mobilenet_v2_1.0_224"].url in str(e.value)
 
 
@@ -192,14 +195,14 @@ def test_local_baseline_is_used_and_pinned(tmp_path: Path, models: dict[str, Any
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     run = make_run(tmp_path)
     step = plan_steps("ml_memory")["fetch:baseline"]
-    monkeypatch.setenv(kpi_ml.BASELINE_ENV, str(models["float"].path))
+    monkeypatch.setenv(ml_models.BASELINE_ENV, str(models["float"].path))
     run.env = EnvSettings.from_environ()
     out = kpi_ml.exec_fetch(step, run)
     assert (out["sha256"], out["pin"]) == (models["float"].sha256, "pinned now")
-    pin = kpi_ml.pin_path(run.cache_dir, "mobilenet_v2_1.0_224.tflite")
+    pin = ml_fetch.pin_path(run.cache_dir, "mobilenet_v2_1.0_224.tflite")
     assert pin.read_text().split()[0] == models["float"].sha256
     assert kpi_ml.exec_fetch(step, run)["pin"] == "pinned"
-    monkeypatch.setenv(kpi_ml.BASELINE_ENV, str(models["int8"].path))
+    monkeypatch.setenv(ml_models.BASELINE_ENV, str(models["int8"].path))
     run.env = EnvSettings.from_environ()
     with pytest.raises(StepFailed, match="differs from the one pinned"):
         kpi_ml.exec_fetch(step, run)
@@ -207,7 +210,7 @@ def test_local_baseline_is_used_and_pinned(tmp_path: Path, models: dict[str, Any
 
 def test_local_baseline_path_that_does_not_exist_is_bad_input(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(kpi_ml.BASELINE_ENV, str(tmp_path / "nope.tflite"))
+    monkeypatch.setenv(ml_models.BASELINE_ENV, str(tmp_path / "nope.tflite"))
     run = make_run(tmp_path)
     run.env = EnvSettings.from_environ()
     with pytest.raises(BadInput, match="no such file"):
@@ -234,7 +237,7 @@ def test_downloaded_archive_is_pinned_then_reused_from_cache(tmp_path: Path, mod
     first = kpi_ml.exec_fetch(step, run)
     assert first["origin"].startswith("download of file:")
     assert first["sha256"] == models["float"].sha256
-    assert kpi_ml.pin_path(run.cache_dir, "mobilenet_v2_1.0_224.tgz").is_file()
+    assert ml_fetch.pin_path(run.cache_dir, "mobilenet_v2_1.0_224.tgz").is_file()
     archive.unlink()  # the second run must not need the source any more
     second = kpi_ml.exec_fetch(step, run)
     assert second["origin"].startswith("cached download") and second["path"] == first["path"]
@@ -302,7 +305,7 @@ def test_nothing_to_size_blocks_the_step(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     with pytest.raises(Blocked) as e:
         kpi_ml.exec_measure_size(plan_steps("ml_memory")["measure:size"], run)
-    assert kpi_ml.BASELINE_ENV in str(e.value)
+    assert ml_models.BASELINE_ENV in str(e.value)
     assert journal(run) == []
 
 
@@ -329,7 +332,7 @@ def test_admm_tree_gets_the_best_acc1_fix_and_stubs(tmp_path: Path) -> None:
     src = tmp_path / "ADMM_baseline"
     src.mkdir()
     (src / "main.py").write_text("def main():\n    args = parser.parse_args()\n    run(args)\n")
-    tree, stubs = kpi_ml.prepare_admm_tree(src, tmp_path / "work")
+    tree, stubs = ml_train.prepare_admm_tree(src, tmp_path / "work")
     lines = (tree / "main.py").read_text().splitlines()
     assert lines[1:3] == ["    args = parser.parse_args()", lines[2]] and lines[2].startswith("    best_acc1 = 0")
     assert (src / "main.py").read_text().count("best_acc1") == 0  # the checkout is left alone
@@ -338,7 +341,7 @@ def test_admm_tree_gets_the_best_acc1_fix_and_stubs(tmp_path: Path) -> None:
     assert ns["AutoAugment"]()("img") == "img" and ns["Cutout"](16)("img") == "img"
     (src / "main.py").write_text("print('no parser')\n")
     with pytest.raises(StepFailed, match="best_acc1"):
-        kpi_ml.prepare_admm_tree(src, tmp_path / "work2")
+        ml_train.prepare_admm_tree(src, tmp_path / "work2")
 
 
 def test_accuracy_rows_from_an_admm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -389,7 +392,7 @@ def test_host_measure_of_a_missing_model_is_blocked_with_its_reason(tmp_path: Pa
     run, steps = _latency_run(tmp_path, models, "x86_64")
     run.outputs.pop("fetch:baseline")
     run.outputs["deploy:x86_64"] = kpi_ml.exec_deploy(steps["deploy:x86_64"], run)
-    with pytest.raises(Blocked, match=kpi_ml.BASELINE_ENV):
+    with pytest.raises(Blocked, match=ml_models.BASELINE_ENV):
         kpi_ml.exec_measure_latency(steps["measure:mobilenet_v2_1.0_224:x86_64:0"], run)
 
 

@@ -21,6 +21,7 @@ from harness.env.lab.inventory import load_boards
 from harness.env.lab.session import Lab
 from harness.errors import Blocked
 from harness.kpis.ml import execute as kpi_ml
+from harness.kpis.ml import models as ml_models
 from harness.results.store import Results
 from tests import netns_board
 from tests.test_kpi_ml import ant_checkout, make_run, plan_steps
@@ -82,7 +83,7 @@ def test_arm64_board_times_each_model_there_and_a_missing_model_blocks_only_its_
         assert deploy["identity"]["model"] == "Raspberry Pi 4"
         sid = "measure:mbv1_0.9_v4u:arm64:0"
         run.outputs[sid] = kpi_ml.exec_measure_latency(steps[sid], run)
-        with pytest.raises(Blocked, match=kpi_ml.BASELINE_ENV):  # the baseline was never fetched
+        with pytest.raises(Blocked, match=ml_models.BASELINE_ENV):  # the baseline was never fetched
             kpi_ml.exec_measure_latency(steps["measure:mobilenet_v2_1.0_224:arm64:0"], run)
         kpi_ml.exec_parse_latency(steps["parse:arm64"], run)
     [row] = Results.from_journal(run.run_dir).rows()

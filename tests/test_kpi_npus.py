@@ -15,6 +15,9 @@ from harness.core.steps import Step
 from harness.errors import BadInput, Blocked
 from harness.kpis import plan_kpi
 from harness.kpis.npus import execute as kpi_npus
+from harness.kpis.npus import rows as npus_rows
+from harness.kpis.npus import rules as npus_rules
+from harness.kpis.npus import vela_smoke as npus_vela_smoke
 from harness.options import EnvSettings
 from harness.parsers.vela import UnsupportedOperator, VelaSummary, parse_vela_file
 from harness.results.store import Results
@@ -36,7 +39,7 @@ def _has_vela_and_litert() -> bool:
 
 
 needs_vela = pytest.mark.skipif(not _has_vela_and_litert(),
-                                reason=f"{kpi_npus.VELA_FIX} and pip install ai-edge-litert")
+                                reason=f"{npus_rows.VELA_FIX} and pip install ai-edge-litert")
 
 
 def plan_steps(mode: str = "smoke") -> dict[str, Step]:
@@ -71,10 +74,10 @@ class _NoImages:
 
 def test_smoke_plan_adds_the_vela_compile_step_and_measure_plan_does_not() -> None:
     smoke = plan_steps("smoke")
-    step = smoke[kpi_npus.VELA_STEP]
+    step = smoke[npus_rows.VELA_STEP]
     assert (step.kind, step.where, step.variant, step.fidelity) == ("convert", "host", "Ethos-U55", "simulator")
     assert "ethos-u55-128" in step.argv and step.workload == kpi_npus.SMOKE_MODEL
-    assert kpi_npus.VELA_STEP not in plan_steps("measure")
+    assert npus_rows.VELA_STEP not in plan_steps("measure")
     assert [s.variant for s in smoke.values() if s.kind == "measure"] == list(kpi_npus.NPUS)
 
 
@@ -93,7 +96,7 @@ def test_executors_cover_every_step_kind_of_the_plan() -> None:
 def test_testcase_rule_decides_as_documented(expected: Path) -> None:
     want = json.loads(expected.read_text(encoding="utf-8"))
     text = expected.with_name(expected.name.removesuffix(".expected.json") + ".txt").read_text(encoding="utf-8")
-    got = kpi_npus.JUDGES[want["npu"]](text, want["exit_status"])
+    got = npus_rules.JUDGES[want["npu"]](text, want["exit_status"])
     assert (got.passed, got.blocked) == (want["passed"], want["blocked"])
     assert want["reason_contains"] in got.reason
 
@@ -106,19 +109,19 @@ def test_rule_fixtures_say_they_are_handwritten_in_the_tutorial_format() -> None
 
 def test_passing_log_with_nonzero_exit_is_not_a_pass() -> None:
     text = (RULE_FIXTURES / "vta_fsim_cat.tutorial-format.handwritten.txt").read_text()
-    j = kpi_npus.judge_vta(text, 139)
+    j = npus_rules.judge_vta(text, 139)
     assert not j.passed and "exited 139" in j.reason
 
 
 def test_a_skipped_testcase_is_not_a_pass() -> None:
     text = (RULE_FIXTURES / "ethosu_fvp_tabby.tutorial-format.handwritten.txt").read_text()
-    j = kpi_npus.judge_ethosu("SKIPPED: ethos-u codegen not enabled\n" + text, 0)
+    j = npus_rules.judge_ethosu("SKIPPED: ethos-u codegen not enabled\n" + text, 0)
     assert not j.passed and "skipped" in j.reason
 
 
 def test_ethosu_expected_label_is_a_parameter() -> None:
     text = (RULE_FIXTURES / "ethosu_fvp_wrong_label.tutorial-format.handwritten.txt").read_text()
-    assert kpi_npus.judge_ethosu(text, 0, expected_label="tiger cat").passed
+    assert npus_rules.judge_ethosu(text, 0, expected_label="tiger cat").passed
 
 
 # ---- the Vela rule -----------------------------------------------------------------------------
@@ -126,31 +129,31 @@ def test_ethosu_expected_label_is_a_parameter() -> None:
 
 def test_vela_rule_passes_the_captured_int8_compilation() -> None:
     s = parse_vela_file(VELA_FIXTURES / "vela_5.2.0_u55_128_tiny_int8.captured.txt")
-    j = kpi_npus.judge_vela(s, exit_status=0, npu_custom_ops=1)
+    j = npus_rules.judge_vela(s, exit_status=0, npu_custom_ops=1)
     assert j.passed and "45 NPU / 0 CPU" in j.reason
 
 
 def test_vela_rule_fails_a_model_that_falls_back_to_the_cpu_entirely() -> None:
     s = parse_vela_file(VELA_FIXTURES / "vela_5.2.0_u55_128_tiny_float_all_cpu.captured.txt")
-    j = kpi_npus.judge_vela(s, exit_status=0, npu_custom_ops=0)
+    j = npus_rules.judge_vela(s, exit_status=0, npu_custom_ops=0)
     assert not j.passed and "every operator fell back to the CPU" in j.reason
 
 
 def test_vela_rule_fails_a_partial_fallback_and_names_the_first_operator() -> None:
     s = VelaSummary(network="m", npu_ops=10, cpu_ops=2,
                     unsupported=(UnsupportedOperator(op="TANH", ofm="t", reason="unsupported"),))
-    j = kpi_npus.judge_vela(s, exit_status=0, npu_custom_ops=1)
+    j = npus_rules.judge_vela(s, exit_status=0, npu_custom_ops=1)
     assert not j.passed and "2 operator(s) fell back" in j.reason and "TANH" in j.reason
 
 
 def test_vela_rule_fails_when_the_output_holds_no_ethos_u_operator() -> None:
     s = VelaSummary(network="m", npu_ops=3, cpu_ops=0)
-    assert not kpi_npus.judge_vela(s, exit_status=0, npu_custom_ops=0).passed
+    assert not npus_rules.judge_vela(s, exit_status=0, npu_custom_ops=0).passed
 
 
 def test_vela_rule_fails_a_crashed_compilation() -> None:
     s = parse_vela_file(VELA_FIXTURES / "vela_5.2.0_not_a_tflite.captured.txt")
-    j = kpi_npus.judge_vela(s, exit_status=1, npu_custom_ops=None)
+    j = npus_rules.judge_vela(s, exit_status=1, npu_custom_ops=None)
     assert not j.passed and "No networks defined" in j.reason
 
 
@@ -160,7 +163,7 @@ def test_vela_rule_fails_a_crashed_compilation() -> None:
 @needs_vela
 def test_vela_smoke_compiles_the_generated_model_onto_the_npu(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    step = run.steps[kpi_npus.VELA_STEP]
+    step = run.steps[npus_rows.VELA_STEP]
     out = kpi_npus.exec_convert(step, run)
     assert out["passed"] and out["ethosu_custom_ops"] >= 1 and out["cpu_ops"] == 0
     df = journal(run)
@@ -171,25 +174,25 @@ def test_vela_smoke_compiles_the_generated_model_onto_the_npu(tmp_path: Path) ->
     metrics = set(df["metric"])
     assert {"npu_cycles", "sram_kb", "npu_ops", "cpu_ops"} <= metrics
     ident = json.loads(passed["target_identity"])
-    assert ident["tool"] == "ethos-u-vela" and ident["pinned"] == kpi_npus.VELA_VERSION
+    assert ident["tool"] == "ethos-u-vela" and ident["pinned"] == npus_rows.VELA_VERSION
 
 
 def test_vela_smoke_without_vela_is_blocked_with_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kpi_npus.shutil, "which", lambda name: None)
-    monkeypatch.setattr(kpi_npus.sys, "executable", str(tmp_path / "no-python"))
+    monkeypatch.setattr(npus_vela_smoke.shutil, "which", lambda name: None)
+    monkeypatch.setattr(npus_vela_smoke.sys, "executable", str(tmp_path / "no-python"))
     run = make_run(tmp_path)
     with pytest.raises(Blocked, match="ethos-u-vela"):
-        kpi_npus.exec_convert(run.steps[kpi_npus.VELA_STEP], run)
+        kpi_npus.exec_convert(run.steps[npus_rows.VELA_STEP], run)
     row = journal(run).iloc[0]
-    assert row["status"] == "blocked" and row["variant"] == "Ethos-U55" and kpi_npus.VELA_FIX in row["note"]
+    assert row["status"] == "blocked" and row["variant"] == "Ethos-U55" and npus_rows.VELA_FIX in row["note"]
 
 
 # ---- the seed path: BLOCKED, naming what is missing ------------------------------------------
 
 
 def test_image_not_built_is_blocked_not_built_unasked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(kpi_npus.IMAGE_ENV, raising=False)
-    monkeypatch.delenv(kpi_npus.BUILD_IMAGE_ENV, raising=False)
+    monkeypatch.delenv(npus_rows.IMAGE_ENV, raising=False)
+    monkeypatch.delenv(npus_rows.BUILD_IMAGE_ENV, raising=False)
     run = make_run(tmp_path)
     run.docker = _NoImages()
     with pytest.raises(Blocked) as e:
@@ -198,11 +201,11 @@ def test_image_not_built_is_blocked_not_built_unasked(tmp_path: Path, monkeypatc
 
 
 def test_named_image_that_does_not_exist_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(kpi_npus.IMAGE_ENV, "ant-kpi/tvm-npu:missing")
+    monkeypatch.setenv(npus_rows.IMAGE_ENV, "ant-kpi/tvm-npu:missing")
     run = make_run(tmp_path)
     run.env = EnvSettings.from_environ()
     run.docker = _NoImages()
-    with pytest.raises(BadInput, match=kpi_npus.IMAGE_ENV):
+    with pytest.raises(BadInput, match=npus_rows.IMAGE_ENV):
         kpi_npus.exec_image(plan_steps()["image:tvm-npu"], run)
 
 
@@ -242,14 +245,14 @@ def test_smoke_run_counts_the_vela_pass_and_names_every_gap_of_the_seed_path(
     from harness.kpis import executors_for
     from harness.kpis.common.executors import record_blocked
 
-    monkeypatch.delenv(kpi_npus.IMAGE_ENV, raising=False)
-    monkeypatch.delenv(kpi_npus.BUILD_IMAGE_ENV, raising=False)
+    monkeypatch.delenv(npus_rows.IMAGE_ENV, raising=False)
+    monkeypatch.delenv(npus_rows.BUILD_IMAGE_ENV, raising=False)
     run = make_run(tmp_path)
     run.docker = _NoImages()
     plan = plan_kpi(MANIFEST, MANIFEST.kpi("npus"), mode="smoke", project_root=ROOT)
     ex = {**executors_for("npus"), "source": _offline_source}
     states = StepRunner(run, ex, on_blocked=record_blocked).execute(plan)
-    assert states[kpi_npus.VELA_STEP].status == "ok"
+    assert states[npus_rows.VELA_STEP].status == "ok"
     assert {states[f"measure:{n}"].status for n in kpi_npus.NPUS} == {"blocked"}
     assert states["image:tvm-npu"].status == "blocked"
     ev = json.loads((run.run_dir / "evaluations" / "npus.json").read_text())

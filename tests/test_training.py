@@ -117,9 +117,9 @@ def test_stub_names_must_be_module_files(upstream: Path, tmp_path: Path) -> None
 
 
 def test_the_admm_tree_is_prepared_through_prepare_tree(upstream: Path, tmp_path: Path) -> None:
-    from harness.kpis.ml import execute as kpi_ml
+    from harness.kpis.ml import train as ml_train
 
-    tree, stubs = kpi_ml.prepare_admm_tree(upstream, tmp_path / "work")
+    tree, stubs = ml_train.prepare_admm_tree(upstream, tmp_path / "work")
     assert "best_acc1 = 0" in (tree / "main.py").read_text()
     assert sorted(p.name for p in stubs.iterdir()) == ["auto_augment.py", "gluoncv.py"]
     assert "UnboundLocalError" in (tmp_path / "work" / "patches.json").read_text()

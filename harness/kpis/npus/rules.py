@@ -1,0 +1,167 @@
+"""KPI 7's pass rules: what each NPU's testcase output must show to count."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from harness.kpis.npus.rows import ETHOSU_EXPECTED_LABEL
+from harness.parsers.vela import (
+    VelaSummary,
+)
+
+# --------------------------------------------------------------------------------------------
+# Pass rules
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Judgement:
+    """A pass/fail decision from one log, its reason, and the log lines it rests on."""
+
+    passed: bool
+    reason: str
+    evidence: tuple[str, ...] = ()
+    blocked: bool = False  # the log shows a missing component (the network), not a failed NPU path
+
+
+_NETWORK_RE: Final = re.compile(
+    r"URLError|urlopen error|Temporary failure in name resolution|Name or service not known|"
+    r"Network is unreachable|Connection refused|Failed to download|Max retries exceeded|HTTP Error [45][0-9][0-9]"
+)
+_ERROR_LINE_RE: Final = re.compile(r"^(?:[A-Za-z_.]*(?:Error|Exception)|Traceback)\b.*$", re.MULTILINE)
+_SKIP_RE: Final = re.compile(
+    r"^\s*(?:SKIP(?:PED)?\b.*|.*\btest(?:case)?s? (?:was |were )?skipped\b.*|Skipping (?:the )?test\b.*)$",
+    re.MULTILINE | re.IGNORECASE,
+)
+_VTA_STAT_RE: Final = re.compile(r"^\s+(?P<key>[a-z_]+)\s*:\s*(?P<val>[0-9]+)\s*$", re.MULTILINE)
+_VTA_TOP_RE: Final = re.compile(r"^\s*#(?P<rank>[1-5]):\s*(?P<label>.+?)\s*$", re.MULTILINE)
+_ETHOSU_LABEL_RE: Final = re.compile(r"The image has been classified as '(?P<label>[^']*)'")
+_ETHOSU_INVOKE_RE: Final = re.compile(r"ethosu_invoke\b.*COMMAND_STREAM|handle_command_stream:")
+_ETHOSU_PMU_RE: Final = re.compile(
+    r"(?:ethosu_pmu_cycle_cntr|NPU (?:total |active )?cycles)\s*[:=]\s*(?P<n>[0-9]+)", re.IGNORECASE
+)
+_SPIKE_GEMMINI_RE: Final = re.compile(r"\bspike\b[^\n]*--extension=gemmini")
+_GEMMINI_TOP5_RE: Final = re.compile(
+    r"^(?P<which>Real|Expected) Top-5 output labels: \[ (?P<labels>[0-9 ]*)\]", re.MULTILINE
+)
+
+
+def _last_error(text: str) -> str:
+    found = [m.group(0).strip() for m in _ERROR_LINE_RE.finditer(text) if not m.group(0).startswith("Traceback")]
+    return found[-1] if found else ""
+
+
+def _common_failure(npu: str, text: str, exit_status: int) -> Judgement | None:
+    """What every testcase shares: network failures block, a non-zero exit or a skip fails."""
+    net = next((ln.strip() for ln in text.splitlines() if _NETWORK_RE.search(ln)), None)
+    if exit_status != 0 and net is not None:
+        return Judgement(passed=False, blocked=True, evidence=(net,),
+                         reason=f"{npu} testcase could not download its model or data ({net})")
+    if exit_status != 0:
+        err = _last_error(text)
+        return Judgement(passed=False, evidence=(err,) if err else (),
+                         reason=f"{npu} testcase exited {exit_status}" + (f": {err}" if err else ""))
+    skip = _SKIP_RE.search(text)
+    if skip:
+        return Judgement(passed=False, evidence=(skip.group(0).strip(),),
+                         reason=f"{npu} testcase skipped: {skip.group(0).strip()}")
+    return None
+
+
+def judge_vta(text: str, exit_status: int) -> Judgement:
+    """VTA: fsim execution statistics with GEMM work, and a cat among the top-5 classes."""
+    if (j := _common_failure("VTA", text, exit_status)) is not None:
+        return j
+    head = text.find("Execution statistics:")
+    if head < 0:
+        return Judgement(passed=False, reason="no 'Execution statistics:' from the VTA functional simulator: "
+                                              "the network did not run on VTA (target not 'sim'?)")
+    stats = {m["key"]: int(m["val"]) for m in _VTA_STAT_RE.finditer(text, head)}
+    gemm = stats.get("gemm_counter", 0)
+    if gemm <= 0:
+        return Judgement(passed=False, evidence=(f"gemm_counter : {gemm}",),
+                         reason="the VTA simulator counted no GEMM operations: the convolutions ran on the CPU")
+    top = [m["label"] for m in _VTA_TOP_RE.finditer(text, head)]
+    if not top:
+        return Judgement(passed=False, reason="no top-5 classification printed after the simulator statistics")
+    evidence = (f"gemm_counter : {gemm}", f"#1: {top[0]}")
+    if not any("cat" in label for label in top[:5]):
+        return Judgement(passed=False, evidence=evidence,
+                         reason=f"no cat class among the top-5 ({', '.join(top[:5])}) for the cat test image")
+    return Judgement(passed=True, evidence=evidence,
+                     reason=f"ran on the VTA fsim ({gemm} GEMM ops per inference), top-1 '{top[0]}'")
+
+
+def judge_ethosu(text: str, exit_status: int, *, expected_label: str = ETHOSU_EXPECTED_LABEL) -> Judgement:
+    """Ethos-U55 on the FVP: the NPU driver ran a command stream (or PMU cycles > 0), and the label."""
+    if (j := _common_failure("Ethos-U55", text, exit_status)) is not None:
+        return j
+    invoke = _ETHOSU_INVOKE_RE.search(text)
+    pmu = [int(m["n"]) for m in _ETHOSU_PMU_RE.finditer(text)]
+    if invoke is None and not any(n > 0 for n in pmu):
+        return Judgement(passed=False, reason="no Ethos-U command stream and no NPU cycles in the FVP output: "
+                                              "the model ran on the Cortex-M55 alone")
+    npu_line = invoke.group(0).strip() if invoke is not None else f"NPU cycles {max(pmu)}"
+    labels = [m["label"] for m in _ETHOSU_LABEL_RE.finditer(text)]
+    if not labels:
+        return Judgement(passed=False, evidence=(npu_line,),
+                         reason="the NPU ran but the application printed no classification")
+    if labels[-1] != expected_label:
+        return Judgement(passed=False, evidence=(npu_line, labels[-1]),
+                         reason=f"classified as '{labels[-1]}', expected '{expected_label}'")
+    return Judgement(passed=True, evidence=(npu_line, labels[-1]),
+                     reason=f"the Ethos-U55 ran on the FVP ({npu_line}), classified as '{labels[-1]}'")
+
+
+def judge_gemmini(text: str, exit_status: int) -> Judgement:
+    """Gemmini: Spike ran with the Gemmini extension, and its top-1 label matches the expected one."""
+    if (j := _common_failure("Gemmini", text, exit_status)) is not None:
+        return j
+    tops = {m["which"]: [int(x) for x in m["labels"].split()] for m in _GEMMINI_TOP5_RE.finditer(text)}
+    if "Real" not in tops:
+        return Judgement(passed=False, reason="no Spike run in the log (no 'Real Top-5 output labels'): "
+                                              "the model was compiled but not run on Gemmini")
+    spike = _SPIKE_GEMMINI_RE.search(text)
+    if spike is None:
+        return Judgement(passed=False, reason="the log does not show Spike run with --extension=gemmini: "
+                                              "the result may come from a CPU-only run")
+    real, expected = tops["Real"], tops.get("Expected", [])
+    evidence = (spike.group(0).strip(), f"real top-5 {real}", f"expected top-5 {expected}")
+    if not real or not expected:
+        return Judgement(passed=False, evidence=evidence, reason="the Spike run printed no labels to compare")
+    if real[0] != expected[0]:
+        return Judgement(passed=False, evidence=evidence,
+                         reason=f"Gemmini top-1 label {real[0]} differs from the expected {expected[0]}")
+    return Judgement(passed=True, evidence=evidence,
+                     reason=f"ran on Spike with Gemmini, top-1 label {real[0]} as expected")
+
+
+JUDGES: Final[dict[str, Callable[[str, int], Judgement]]] = {
+    "VTA": judge_vta,
+    "Ethos-U55": judge_ethosu,
+    "Gemmini": judge_gemmini,
+}
+
+
+def judge_vela(summary: VelaSummary, *, exit_status: int, npu_custom_ops: int | None) -> Judgement:
+    """The Vela smoke: compiled, at least one NPU operator, none left to the CPU, an Ethos-U op in the output."""
+    if exit_status != 0 or summary.error:
+        return Judgement(passed=False, reason=f"Vela exited {exit_status}" + (f": {summary.error}" if summary.error
+                                                                                else ""))
+    if not summary.compiled:
+        return Judgement(passed=False, reason="Vela printed no network summary")
+    ops = f"{summary.npu_ops} NPU / {summary.cpu_ops or 0} CPU operators"
+    if not summary.npu_ops:
+        return Judgement(passed=False, evidence=(ops,), reason=f"every operator fell back to the CPU ({ops})")
+    # The smoke model holds only operators the Ethos-U55 supports: any fallback is a regression.
+    if summary.cpu_ops:
+        first = summary.unsupported[0] if summary.unsupported else None
+        why = f"; first: {first.op} ({first.reason})" if first is not None else ""
+        return Judgement(passed=False, evidence=(ops,),
+                         reason=f"{summary.cpu_ops} operator(s) fell back to the CPU{why}")
+    if npu_custom_ops is not None and npu_custom_ops < 1:
+        return Judgement(passed=False, evidence=(ops,), reason="the compiled model holds no ethos-u operator")
+    return Judgement(passed=True, evidence=(ops,), reason=f"all operators on the NPU ({ops})")

@@ -1,0 +1,222 @@
+"""The seed path of KPI 7: the tvm-npu image, the TVM fork built in it, and the fork's testcases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Final
+
+from harness.core.fsio import atomic_write_text
+from harness.core.runner import Run
+from harness.core.steps import Step
+from harness.errors import BadInput, Blocked, StepFailed
+from harness.kpis.common.executors import container_for, docker_for
+from harness.kpis.npus.rows import _SEED_PATH_NOTE, BUILD_IMAGE_ENV, IMAGE, IMAGE_ENV, VELA_STEP, _row, _write
+from harness.kpis.npus.rules import JUDGES
+from harness.kpis.npus.vela_smoke import exec_vela
+
+# --------------------------------------------------------------------------------------------
+# The seed path: tvm-npu image, TVM fork build, testcases
+# --------------------------------------------------------------------------------------------
+
+
+def _image_fix() -> str:
+    return (f"build it once with `ant-kpi images build {IMAGE}` (or run with {BUILD_IMAGE_ENV}=1); for the "
+            f"Ethos-U55 FVP build by hand with --build-arg ACCEPT_ARM_FVP_EULA=yes --build-arg FVP_SHA256=<sha256> "
+            f"(see containers/tvm-npu/README.md) and pass {IMAGE_ENV}=<tag>")
+
+
+def exec_image(step: Step, run: Run) -> dict[str, Any]:
+    """The tvm-npu image: a named one, or the harness's tag when already built; built only when asked."""
+    from harness.env.images import ensure_image, image_digest, image_tag, read_tool_versions
+
+    img = run.manifest.images[IMAGE]
+    ctx = run.project_root / img.context
+    if not ctx.is_dir():
+        raise Blocked(f"image {IMAGE}: its build context {img.context} is not in this version of the harness",
+                      "add containers/tvm-npu")
+    named = run.env.tvm_npu_image
+    if run.env.build_tvm_npu_image and not named:
+        ref = ensure_image(img, root=run.project_root, env=run.env, client=docker_for(run), console=run.console,
+                           log_path=run.log_path(step.id))
+        return {"tag": ref.tag, "id": ref.id, "digest": ref.digest, "provenance": ref.to_provenance(),
+                "tool_versions": dict(ref.tool_versions)}
+    tag = named or image_tag(img, image_digest(img, run.project_root, run.env))
+    client = docker_for(run)
+    from docker.errors import ImageNotFound
+
+    try:
+        found = client.images.get(tag)
+    except ImageNotFound:
+        if named:
+            raise BadInput(f"{IMAGE_ENV}={named}: no such image on this Docker host") from None
+        raise Blocked(
+            f"image {IMAGE} ({tag}) is not built on this machine, and a KPI run does not build it unasked "
+            "(LLVM, the TVM fork's Python dependencies, Spike and the RISC-V toolchain for Gemmini, "
+            "the Corstone-300 FVP only with its licence accepted)",
+            _image_fix(),
+        ) from None
+    versions = read_tool_versions(client, str(found.id))
+    return {"tag": tag, "id": str(found.id), "digest": str(found.id), "tool_versions": versions,
+            "provenance": {"image": IMAGE, "tag": tag, "id": str(found.id), "tool_versions": versions}}
+
+
+def _fork_source(run: Run) -> dict[str, Any]:
+    out = next((o for sid, o in run.outputs.items() if sid.startswith("source:ant_model_db")), None)
+    if out is None:
+        raise Blocked("the ANT-Model-DB checkout (compiler/, the TVM 0.13.dev0 fork) is missing",
+                      "let source:ant_model_db complete, or pass --source ant_model_db=PATH (a local clone)")
+    return out
+
+
+# Appended to build/config.cmake: a later set() wins, while -D on the cmake line would be shadowed
+# by the set(... OFF) lines config.cmake already holds.
+CONFIG_LINES: Final = (
+    "set(USE_LLVM llvm-config-14)",
+    "set(USE_VTA_FSIM ON)",
+    "set(USE_ETHOSU ON)",
+    "set(USE_GEMMINI ON)",
+)
+BUILD_OUTPUTS: Final = ("build/libtvm.so", "build/libvta_fsim.so")
+GEMMINI_DIR: Final = "3rdparty/gemmini"
+# What TVM's CMake build reads from its submodules (headers of dmlc-core, dlpack and rang; the VTA
+# hardware sources for the functional simulator; libbacktrace for the runtime's stack traces).
+FORK_SUBMODULES: Final = ("3rdparty/dmlc-core", "3rdparty/dlpack", "3rdparty/rang", "3rdparty/vta-hw",
+                          "3rdparty/libbacktrace")
+# The kpis.toml source that fills each of them (the fork records no submodule commits).
+SUBMODULE_SOURCES: Final = {
+    "3rdparty/dmlc-core": "tvm_dmlc_core", "3rdparty/dlpack": "tvm_dlpack", "3rdparty/rang": "tvm_rang",
+    "3rdparty/vta-hw": "tvm_vta_hw", "3rdparty/libbacktrace": "tvm_libbacktrace",
+}
+
+
+def missing_submodules(compiler: Path) -> list[str]:
+    """The submodule folders the fork's build needs that are absent or empty in `compiler`."""
+    return [d for d in FORK_SUBMODULES if not (compiler / d).is_dir() or not any((compiler / d).iterdir())]
+
+
+def exec_build(step: Step, run: Run) -> dict[str, Any]:
+    """Build the TVM fork in the tvm-npu image (cached by the step key): libtvm.so and libvta_fsim.so."""
+
+    src = _fork_source(run)
+    img = run.outputs.get(f"image:{IMAGE}")
+    if img is None:
+        raise Blocked(f"the {IMAGE} image is missing", _image_fix())
+    tree = run.cache_dir / "tvm-fork" / step.key
+    done = tree / ".ant-kpi-build.json"
+    if done.is_file():
+        return {**json.loads(done.read_text()), "reused": True}
+    compiler = Path(src["path"]) / "compiler"
+    if not (compiler / "CMakeLists.txt").is_file():
+        raise StepFailed(f"{compiler} holds no CMakeLists.txt: not the TVM fork the seed builds")
+    if tree.exists():
+        shutil.rmtree(tree)
+    shutil.copytree(compiler, tree, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    filled = {}
+    for sub in missing_submodules(tree):
+        out = run.outputs.get(f"source:{SUBMODULE_SOURCES[sub]}")
+        if out is not None:
+            shutil.rmtree(tree / sub, ignore_errors=True)
+            shutil.copytree(out["path"], tree / sub, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+            filled[sub] = str(out.get("commit", ""))
+    absent = missing_submodules(tree)
+    if absent:
+        # ANT-Model-DB vendors TVM with its .gitmodules but without the submodule commits, so a
+        # clone cannot fill them at a pinned commit.
+        raise Blocked(
+            f"the TVM fork at {str(src.get('commit', ''))[:12] or 'this checkout'} lacks its submodules "
+            f"{', '.join(absent)} (ANT-Model-DB records compiler/.gitmodules but no submodule commits)",
+            "let the source:tvm_* steps complete (kpis.toml pins them at Apache TVM v0.13.dev0's commits), or "
+            "pass --source ant_model_db=PATH: a checkout whose compiler/3rdparty holds those trees",
+        )
+    (tree / "build").mkdir(exist_ok=True)
+    # The fork's .gitignore drops config.cmake, so 6bccd836 has none: TVM's CMakeLists.txt gives every
+    # option its default, and the lines below switch on what the seed asks for.
+    template = tree / "cmake" / "config.cmake"
+    cfg = template.read_text() if template.is_file() else ""
+    lines, not_built = list(CONFIG_LINES), {}
+    if not (tree / GEMMINI_DIR).is_dir() or not any((tree / GEMMINI_DIR).iterdir()):
+        # Gemmini.cmake copies sources out of 3rdparty/gemmini, a submodule the fork added without a
+        # commit (not one of TVM's): build the other back ends and say why Gemmini is not there.
+        lines = [ln if ln != "set(USE_GEMMINI ON)" else "set(USE_GEMMINI OFF)" for ln in lines]
+        not_built["Gemmini"] = (f"the fork's {GEMMINI_DIR} (ucb-bar/gemmini, added by ANT-Model-DB) has no "
+                                "recorded commit, so the Gemmini back end was built OFF")
+    (tree / "build" / "config.cmake").write_text(cfg + "\n# ANT KPI harness (KPI 7)\n" + "\n".join(lines) + "\n")
+    log = run.log_path(step.id)
+    # The plan's argv (cmake + make, from /src) is what runs, so the dry run shows the real command.
+    with container_for(run, img["tag"], mounts={str(tree): "/src"}, workdir="/src") as c:
+        rc = c.run(list(step.argv), cwd="/src", log_path=log)
+    if rc != 0:
+        raise StepFailed(f"the TVM fork build exited {rc}", log=run.rel(log))
+    missing = [p for p in BUILD_OUTPUTS if not (tree / p).is_file()]
+    if missing:
+        raise StepFailed(f"the TVM fork build produced no {', '.join(missing)}", log=run.rel(log))
+    out = {"path": str(tree), "source_commit": str(src.get("commit", "")), "image": img["tag"],
+           "config": lines, "submodules": filled, "not_built": not_built, "log": run.rel(log)}
+    atomic_write_text(done, json.dumps(out, indent=1))
+    return {**out, "reused": False}
+
+
+def testcase_requirements(npu: str, tool_versions: dict[str, str]) -> list[tuple[str, str]]:
+    """(what is missing, fix) for one testcase, from the tool versions the image recorded."""
+    missing = []
+    if npu == "Ethos-U55" and not tool_versions.get("fvp_corstone_sse_300"):
+        missing.append(("the Arm Corstone-300 FVP (installed only when its licence is accepted at image build "
+                        "time: ACCEPT_ARM_FVP_EULA=yes with FVP_SHA256)",
+                        "build the image by hand with --build-arg ACCEPT_ARM_FVP_EULA=yes --build-arg "
+                        f"FVP_SHA256=<sha256> (containers/tvm-npu/README.md) and pass {IMAGE_ENV}=<tag>"))
+    if npu == "Gemmini":
+        wanted = (("spike", "Spike with the Gemmini extension (esp-isa-sim) and libgemmini"),
+                  ("riscv64-unknown-elf-gcc", "the RISC-V bare-metal GCC (riscv64-unknown-elf-gcc)"))
+        for tool, what in wanted:
+            if not tool_versions.get(tool):
+                missing.append((f"{what}, installed only with INSTALL_GEMMINI_TOOLCHAIN=yes",
+                                "build the image by hand with --build-arg INSTALL_GEMMINI_TOOLCHAIN=yes and the "
+                                f"pinned URLs and sha256 (containers/tvm-npu/README.md); pass {IMAGE_ENV}=<tag>"))
+    return missing
+
+
+def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
+    """Run testcase/test_<npu>.py in the image against the built fork; one `passed` row from its rule."""
+
+    build = run.outputs.get("build:tvm-fork")
+    img = run.outputs.get(f"image:{IMAGE}")
+    if build is None or img is None:
+        raise Blocked(f"{step.id}: the TVM fork build or the {IMAGE} image is missing", "let build:tvm-fork complete")
+    missing = testcase_requirements(step.variant, dict(img.get("tool_versions", {})))
+    if step.variant in build.get("not_built", {}):
+        missing.append((build["not_built"][step.variant],
+                        f"pass --source ant_model_db=PATH with a checkout whose compiler/{GEMMINI_DIR} holds the "
+                        "Gemmini release the fork was written against (with its gemmini-rocc-tests)"))
+    if missing:
+        raise Blocked("; ".join(w for w, _ in missing), "; ".join(dict.fromkeys(f for _, f in missing)))
+    tree = Path(build["path"])
+    log = run.raw_path(step.id, ".log")
+    env = {"TVM_HOME": "/src", "PYTHONPATH": "/src/python:/src/vta/python", "TVM_LIBRARY_PATH": "/src/build"}
+    with container_for(run, img["tag"], mounts={str(tree): "/src"}, workdir="/src", env=env) as c:
+        rc = c.run(list(step.argv), cwd="/src", log_path=log)
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    verdict = JUDGES[step.variant](text, rc)
+    if verdict.blocked:
+        raise Blocked(verdict.reason, "give the container network access, or pre-fetch the models into the "
+                                      "download cache the testcase reads")
+    _write(run, [_row(run, step, metric="passed", value=1.0 if verdict.passed else 0.0, unit="count", status="ok",
+                      workload=step.workload, argv=list(step.argv), log=run.rel(log),
+                      source_commit=str(build.get("source_commit", "")), image_digest=str(img.get("id", "")),
+                      note=f"{_SEED_PATH_NOTE}: {verdict.reason}")])
+    return {"log": str(log), "exit_status": rc, "passed": verdict.passed, "reason": verdict.reason}
+
+
+def exec_measure(step: Step, run: Run) -> dict[str, Any]:
+    """measure:<NPU>: the seed's testcase."""
+    if step.variant not in JUDGES:
+        raise BadInput(f"{step.id}: no pass rule for NPU {step.variant!r}; rules: {', '.join(JUDGES)}")
+    return exec_testcase(step, run)
+
+
+def exec_convert(step: Step, run: Run) -> dict[str, Any]:
+    """convert:vela:Ethos-U55: the Vela smoke."""
+    if step.id != VELA_STEP:
+        raise Blocked(f"step {step.id}: this version knows no conversion of that name", "see `ant-kpi plan npus`")
+    return exec_vela(step, run)
