@@ -12,7 +12,8 @@ from rich.console import Console
 
 from harness.cli import main
 from harness.report.compare import compare_runs, mann_whitney_p, render_table
-from harness.results.store import Results, Row
+from harness.results.rows import Row
+from harness.results.store import Results
 
 
 def _rows(run_id: str, values: dict[tuple[str, str], list[float]], **kw: Any) -> list[Row]:

@@ -25,7 +25,9 @@ import pytest
 
 from harness.errors import BadInput
 from harness.options import EnvSettings
-from harness.results.store import JOURNAL_NAME, Results, Row, append_row_journal
+from harness.results.journal import append_row_journal
+from harness.results.rows import JOURNAL_NAME, Row
+from harness.results.store import Results
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIJS = ROOT / "tests" / "fixtures" / "minijs" / "minijs.c"

@@ -18,17 +18,11 @@ from typing import Any
 import pytest
 
 from harness.core.manifest import Image, load_manifest
-from harness.env import images
+from harness.env import base_image, images
+from harness.env.base_image import bootstrap_base
 from harness.env.container import Container
-from harness.env.images import (
-    DEFAULT_BASE_TAG,
-    TOOL_VERSIONS_PATH,
-    ImageRef,
-    bootstrap_base,
-    context_hash,
-    docker_client,
-    ensure_image,
-)
+from harness.env.image_context import context_hash
+from harness.env.images import DEFAULT_BASE_TAG, TOOL_VERSIONS_PATH, ImageRef, docker_client, ensure_image
 from harness.errors import Blocked, StepFailed
 from harness.options import EnvSettings
 
@@ -139,7 +133,7 @@ def test_docker_client_with_an_unreachable_host_is_blocked(monkeypatch: pytest.M
 def test_bootstrap_base_without_debootstrap_is_blocked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("harness.env.images.shutil.which", lambda _name: None)
+    monkeypatch.setattr("harness.env.base_image.shutil.which", lambda _name: None)
     with pytest.raises(Blocked) as err:
         bootstrap_base(work_dir=tmp_path, client=object(), force=True)
     assert err.value.what == "debootstrap not installed"
@@ -149,8 +143,8 @@ def test_bootstrap_base_without_debootstrap_is_blocked(
 def test_bootstrap_base_as_a_normal_user_is_blocked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(images, "debootstrap_version", lambda: "1.0.128")
-    monkeypatch.setattr("harness.env.images.os.geteuid", lambda: 1000)
+    monkeypatch.setattr(base_image, "debootstrap_version", lambda: "1.0.128")
+    monkeypatch.setattr("harness.env.base_image.os.geteuid", lambda: 1000)
     with pytest.raises(Blocked) as err:
         bootstrap_base(work_dir=tmp_path, client=object(), force=True)
     assert "root" in err.value.what

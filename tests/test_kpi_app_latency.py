@@ -21,8 +21,8 @@ from harness.kpis import plan_kpi
 from harness.kpis.app_latency.execute import SMOKE_SENDS, UPSTREAM_SENDS, derive_copy, rows_for
 from harness.parsers import resourcebench
 from harness.payload import companion
+from harness.results.journal import append_row_journal
 from harness.results.runs import collect
-from harness.results.store import append_row_journal
 from harness.results.verdicts import Verdict, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent

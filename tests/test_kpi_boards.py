@@ -14,8 +14,8 @@ from harness.core.steps import Step
 from harness.errors import Blocked, StepFailed
 from harness.kpis import plan_kpi
 from harness.kpis.streaming_boards.execute import client_argv, derive_streaming, rows_for
+from harness.results.journal import append_row_journal
 from harness.results.runs import collect
-from harness.results.store import append_row_journal
 from harness.results.verdicts import Verdict, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,8 @@ from harness.report.html import render_html
 from harness.report.markdown import render_markdown, write_report
 from harness.report.plots import Plot
 from harness.report.text import fmt_num, fmt_value
-from harness.results.store import Results, Row
+from harness.results.rows import Row
+from harness.results.store import Results
 from harness.results.verdicts import Evaluation, Verdict, evaluate
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "report_small.md"
@@ -354,8 +355,8 @@ def test_a_run_resumed_for_one_kpi_still_reports_every_kpi_it_has_rows_for(tmp_p
 
 
 def test_the_default_run_is_the_one_measured_last_not_the_last_by_name(tmp_path: Path) -> None:
+    from harness.results.journal import append_row_journal
     from harness.results.runs import resolve_run
-    from harness.results.store import append_row_journal
 
     for name, age in (("zz-named-early", 3600), ("20240501-later", 0)):
         append_row_journal(tmp_path / name, row())

@@ -18,17 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import BadInput
-from harness.results.store import (
-    COLUMNS,
-    CSV_NAME,
-    JOURNAL_NAME,
-    META_NAME,
-    PARQUET_NAME,
-    RESULTS_SCHEMA_VERSION,
-    Results,
-    Row,
-    append_row_journal,
-)
+from harness.results.journal import append_row_journal
+from harness.results.rows import COLUMNS, CSV_NAME, JOURNAL_NAME, META_NAME, PARQUET_NAME, RESULTS_SCHEMA_VERSION, Row
+from harness.results.store import Results
 
 TIME = "2024-05-01T12:00:00+00:00"
 

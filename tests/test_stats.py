@@ -9,8 +9,9 @@ import pytest
 import scipy.stats
 
 from harness.core.manifest import Compare, Kpi, KpiTarget, Metric, Variant
+from harness.results.rows import Row
 from harness.results.statistics import compare, order_statistic_ci_indices, side_of, summarize
-from harness.results.store import Results, Row
+from harness.results.store import Results
 from harness.results.verdicts import Verdict, evaluate, evaluate_per_workload
 
 TIME = "2024-05-01T12:00:00+00:00"

@@ -17,7 +17,7 @@ import pytest
 from harness.core.manifest import Image, load_manifest
 from harness.core.runner import Run
 from harness.core.steps import Step
-from harness.env import images
+from harness.env import base_image, image_context, images
 from harness.env.container import GpuChoice, decide_gpus
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis.common.training import (
@@ -150,12 +150,12 @@ def test_every_requirement_is_pinned_with_double_equals() -> None:
 
 def test_no_package_is_pinned_twice_and_each_torch_build_pins_torch_and_torchvision() -> None:
     reqs = _requirement_lines()
-    common = [images.normalize_name(ln.split("==")[0]) for ln in reqs["requirements.txt"]]
+    common = [image_context.normalize_name(ln.split("==")[0]) for ln in reqs["requirements.txt"]]
     assert len(common) == len(set(common))
     for build in ("cuda", "cpu"):
         pins = dict(ln.split("==") for ln in reqs[f"requirements-torch-{build}.txt"])
         assert {"torch", "torchvision"} <= set(pins)
-        assert not {images.normalize_name(n) for n in pins} & set(common)
+        assert not {image_context.normalize_name(n) for n in pins} & set(common)
     assert reqs["requirements-no-deps.txt"] == ["timm==0.4.5"]
 
 
@@ -165,7 +165,7 @@ def test_the_dockerfile_takes_the_base_as_an_argument_and_defaults_to_the_cuda_b
     assert instructions[0] == "ARG BASE_IMAGE=ant-kpi/debian:bookworm"
     assert instructions[1].startswith("FROM ${BASE_IMAGE}")
     assert "ARG TORCH_BUILD=cuda" in instructions
-    assert {"BASE_IMAGE", "TORCH_BUILD", "WHEELHOUSE_ONLY"} <= images.declared_args(CONTEXT / "Dockerfile")
+    assert {"BASE_IMAGE", "TORCH_BUILD", "WHEELHOUSE_ONLY"} <= image_context.declared_args(CONTEXT / "Dockerfile")
     # Every requirements file is copied into the build, and the wheelhouse is used.
     for name in _requirement_lines():
         assert name in text
@@ -210,11 +210,11 @@ TORCH_CPU = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 
 
 def test_wheel_names_and_pins_compare_as_pip_does(tmp_path: Path) -> None:
-    assert images.wheel_pin(TORCH_CPU) == ("torch", "2.13.0+cpu")
-    assert images.wheel_pin("PyYAML-6.0.4-1-cp311-cp311-linux_x86_64.whl") == ("pyyaml", "6.0.4")
-    assert images.wheel_pin("numpy-2.4.6.tar.gz") is None
+    assert image_context.wheel_pin(TORCH_CPU) == ("torch", "2.13.0+cpu")
+    assert image_context.wheel_pin("PyYAML-6.0.4-1-cp311-cp311-linux_x86_64.whl") == ("pyyaml", "6.0.4")
+    assert image_context.wheel_pin("numpy-2.4.6.tar.gz") is None
     ctx = Path(_context(tmp_path).context)
-    assert images.pinned_requirements(ctx) == {("numpy", "2.4.6"), ("pyyaml", "6.0.4"), ("torch", "2.13.0+cpu")}
+    assert image_context.pinned_requirements(ctx) == {("numpy", "2.4.6"), ("pyyaml", "6.0.4"), ("torch", "2.13.0+cpu")}
 
 
 def test_only_the_pinned_wheels_are_added_and_the_first_directory_wins(tmp_path: Path) -> None:
@@ -225,60 +225,60 @@ def test_only_the_pinned_wheels_are_added_and_the_first_directory_wins(tmp_path:
     other.mkdir()
     (other / NUMPY).write_bytes(b"another copy")
     env = {images.WHEELHOUSE_ENV: f"{wheels}:{other}"}
-    inputs = images.build_inputs(image, ROOT, EnvSettings.from_environ(env))
+    inputs = image_context.build_inputs(image, ROOT, EnvSettings.from_environ(env))
     assert inputs.added == {f"wheelhouse/{n}": wheels / n for n in (NUMPY, YAML, TORCH_CPU)}
 
 
 def test_the_wheelhouse_changes_the_hash_and_a_changed_wheel_changes_it_again(tmp_path: Path) -> None:
     image = _context(tmp_path)
     wheels = _wheels(tmp_path, NUMPY)
-    plain = images.image_digest(image, ROOT, EnvSettings.from_environ({}))
-    with_wheels = images.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)}))
+    plain = image_context.image_digest(image, ROOT, EnvSettings.from_environ({}))
+    with_wheels = image_context.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)}))
     assert plain != with_wheels
-    assert plain == images.context_hash(Path(image.context), {"BASE_IMAGE": image.base})
+    assert plain == image_context.context_hash(Path(image.context), {"BASE_IMAGE": image.base})
     (wheels / NUMPY).write_bytes(b"rebuilt wheel, same name")
-    assert images.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})) != with_wheels
+    assert image_context.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})) != with_wheels
 
 
 def test_a_context_without_a_wheelhouse_folder_is_not_affected(tmp_path: Path) -> None:
     image = _context(tmp_path, wheelhouse=False)
     wheels = _wheels(tmp_path, NUMPY)
-    assert images.build_inputs(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})).added == {}
+    assert image_context.build_inputs(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})).added == {}
     arm = MANIFEST.images["arm-cross"]
-    assert images.image_digest(arm, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})) == images.context_hash(
+    assert image_context.image_digest(arm, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})) == image_context.context_hash(
         ROOT / arm.context, {"BASE_IMAGE": arm.base})
 
 
 def test_a_missing_wheelhouse_directory_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="ANT_KPI_WHEELHOUSE"):
-        images.build_inputs(_context(tmp_path), ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(tmp_path / "nowhere")}))
+        image_context.build_inputs(_context(tmp_path), ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(tmp_path / "nowhere")}))
 
 
 def test_the_assembled_context_holds_the_folder_and_the_wheels_and_is_removed_after(tmp_path: Path) -> None:
     image = _context(tmp_path)
     wheels = _wheels(tmp_path, NUMPY, YAML)
-    inputs = images.build_inputs(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)}))
-    with images.assembled_context(inputs, tmp_path / "scratch") as ctx:
+    inputs = image_context.build_inputs(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)}))
+    with image_context.assembled_context(inputs, tmp_path / "scratch") as ctx:
         assert ctx != inputs.context_dir
         assert sorted(p.name for p in (ctx / "wheelhouse").iterdir()) == sorted(["README.md", NUMPY, YAML])
         assert (ctx / "wheelhouse" / NUMPY).read_bytes() == NUMPY.encode()
         # The copy hashes like the original plus its additions.
-        assert images.context_hash(ctx, inputs.build_args) == inputs.digest()
+        assert image_context.context_hash(ctx, inputs.build_args) == inputs.digest()
     assert not ctx.exists()
     assert sorted(p.name for p in (inputs.context_dir / "wheelhouse").iterdir()) == ["README.md"]
-    without = images.build_inputs(image, ROOT, EnvSettings.from_environ({}))
-    with images.assembled_context(without, tmp_path / "scratch") as ctx:
+    without = image_context.build_inputs(image, ROOT, EnvSettings.from_environ({}))
+    with image_context.assembled_context(without, tmp_path / "scratch") as ctx:
         assert ctx == without.context_dir
 
 
 def test_build_arguments_from_the_environment_reach_only_images_that_declare_them(tmp_path: Path) -> None:
     image = _context(tmp_path)
     env = {"ANT_KPI_BUILD_ARG_TORCH_BUILD": "cpu", "ANT_KPI_BUILD_ARG_UNDECLARED": "x", "TORCH_BUILD": "no"}
-    inputs = images.build_inputs(image, ROOT, EnvSettings.from_environ(env))
+    inputs = image_context.build_inputs(image, ROOT, EnvSettings.from_environ(env))
     assert dict(inputs.build_args) == {"BASE_IMAGE": image.base, "TORCH_BUILD": "cpu"}
-    assert inputs.digest() != images.image_digest(image, ROOT, EnvSettings.from_environ({}))
+    assert inputs.digest() != image_context.image_digest(image, ROOT, EnvSettings.from_environ({}))
     arm = MANIFEST.images["arm-cross"]
-    assert dict(images.build_inputs(arm, ROOT, EnvSettings.from_environ(env)).build_args) == {"BASE_IMAGE": arm.base}
+    assert dict(image_context.build_inputs(arm, ROOT, EnvSettings.from_environ(env)).build_args) == {"BASE_IMAGE": arm.base}
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def client() -> Any:
 @pytest.fixture(scope="module")
 def base(client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     work = tmp_path_factory.mktemp("bootstrap")
-    return images.bootstrap_base(images.DEFAULT_BASE_TAG, work_dir=work, client=client,
+    return base_image.bootstrap_base(images.DEFAULT_BASE_TAG, work_dir=work, client=client,
                                  log_path=work / "bootstrap.log").tag
 
 

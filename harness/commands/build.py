@@ -13,7 +13,7 @@ from harness.core.manifest import Manifest, load_manifest
 from harness.core.plan import KpiPlan, PlanContext
 from harness.core.runner import Run, StepRunner, open_run, run_lock
 from harness.core.steps import Step
-from harness.env.images import context_digest
+from harness.env.image_context import context_digest
 from harness.errors import EXIT_OK, BadInput
 from harness.kpis.common.executors import COMMON_EXECUTORS, exec_build
 from harness.options import EnvSettings, GlobalOptions

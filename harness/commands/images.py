@@ -7,7 +7,8 @@ import argparse
 from rich.console import Console
 
 from harness.core.manifest import load_manifest
-from harness.env.images import bootstrap_base, docker_client, ensure_image
+from harness.env.base_image import bootstrap_base
+from harness.env.images import docker_client, ensure_image
 from harness.errors import EXIT_OK, BadInput, Blocked
 from harness.options import GlobalOptions
 

@@ -19,7 +19,8 @@ from harness.errors import EXIT_KPI_FAILED, EXIT_OK, BadInput
 from harness.options import GlobalOptions
 from harness.parsers import get_parser
 from harness.report.finish import evaluate_and_report
-from harness.results.store import Row, append_row_journal
+from harness.results.journal import append_row_journal
+from harness.results.rows import Row
 
 # The parser a KPI's hand-captured logs are read with, unless --parser names another.
 DEFAULT_PARSER: Final = {"js_memory": "vminfo", "ml_latency": "benchmark_model", "app_latency": "resourcebench"}

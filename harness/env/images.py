@@ -15,35 +15,28 @@ Two settings (options.EnvSettings, from these environment variables) change what
 
 The engine is the one DOCKER_HOST names, local or remote (`ssh://user@gpu-server`; the SDK speaks
 ssh with paramiko, or through the system's ssh client when paramiko is absent). A remote engine
-receives the build context over that connection and builds and stores the images itself.
-"""
+receives the build context over that connection and builds and stores the images itself."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import hashlib
 import io
 import json
-import os
 import re
-import shutil
-import stat
-import subprocess
 import tarfile
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from harness.core.manifest import Image
-from harness.errors import BadInput, Blocked, StepFailed
+from harness.errors import Blocked, StepFailed
 from harness.options import EnvSettings
 
 if TYPE_CHECKING:
     import docker
     from rich.console import Console
+from harness.env.image_context import WHEELHOUSE_ENV, assembled_context, build_inputs
 
 IMAGE_REPOSITORY: Final = "ant-kpi"
 DEFAULT_BASE_TAG: Final = "ant-kpi/debian:bookworm"
@@ -58,12 +51,6 @@ _STEP_RE: Final = re.compile(r"^Step \d+/\d+ : ")
 _ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*m")
 
 _DAEMON_FIX: Final = "start it (dockerd &, or systemctl start docker) or set DOCKER_HOST"
-WHEELHOUSE_ENV: Final = "ANT_KPI_WHEELHOUSE"
-BUILD_ARG_ENV_PREFIX: Final = "ANT_KPI_BUILD_ARG_"
-# The folder of a build context that receives the wheelhouse's wheels.
-WHEELHOUSE_DIR: Final = "wheelhouse"
-_ARG_RE: Final = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
-_PIN_RE: Final = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,196 +91,6 @@ def _has_module(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
-
-
-# --------------------------------------------------------------------------------------------
-# Context hash
-# --------------------------------------------------------------------------------------------
-
-
-def context_hash(context_dir: Path, build_args: Mapping[str, str],
-                 added: Mapping[str, Path] | None = None) -> str:
-    """sha256 over the context's files (relative path, mode, content) and the build arguments.
-
-    `added` maps context-relative paths to host files put into the context for the build (the
-    wheelhouse): they are hashed as if they were part of the folder.
-    """
-    if not context_dir.is_dir():
-        raise BadInput(f"build context {context_dir} is not a directory")
-    h = hashlib.sha256()
-    files = {p.relative_to(context_dir).as_posix(): p for p in context_dir.rglob("*")}
-    # An added file is hashed by content wherever it lies (a wheelhouse of symbolic links included).
-    files.update({rel: Path(src).resolve() for rel, src in (added or {}).items()})
-    entries = sorted(files.items())
-    for rel, p in entries:
-        st = p.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            h.update(b"L\0" + rel.encode() + b"\0" + os.readlink(p).encode() + b"\0")
-        elif stat.S_ISREG(st.st_mode):
-            # Only the executable bit, as git records it: umask differences between clones
-            # (0644 vs 0664) must not change the tag, but a script losing +x must.
-            mode = b"755" if st.st_mode & 0o111 else b"644"
-            h.update(b"F\0" + rel.encode() + b"\0" + mode + b"\0")
-            h.update(_file_sha256(p, st))
-        elif stat.S_ISDIR(st.st_mode):
-            h.update(b"D\0" + rel.encode() + b"\0")
-    for key in sorted(build_args):
-        h.update(b"A\0" + key.encode() + b"=" + build_args[key].encode() + b"\0")
-    return h.hexdigest()
-
-
-# Wheels are large (PyTorch's CUDA build brings ~3 GB) and hashed on every run: the digest of a
-# file is remembered for as long as its identity, size and modification time stay the same.
-_DIGESTS: dict[tuple[str, int, int, int], bytes] = {}
-
-
-def _file_sha256(p: Path, st: os.stat_result) -> bytes:
-    key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
-    found = _DIGESTS.get(key)
-    if found is None:
-        h = hashlib.sha256()
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        found = _DIGESTS[key] = h.digest()
-    return found
-
-
-# --------------------------------------------------------------------------------------------
-# Build inputs: build arguments from the environment, the wheelhouse
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class BuildInputs:
-    """Everything an image's tag is computed from, and what its build sends to the engine."""
-
-    context_dir: Path
-    build_args: Mapping[str, str]
-    # context-relative path -> host file added to (a copy of) the context for the build
-    added: Mapping[str, Path] = field(default_factory=dict)
-
-    def digest(self) -> str:
-        return context_hash(self.context_dir, self.build_args, self.added)
-
-
-def declared_args(dockerfile: Path) -> set[str]:
-    """The names of the Dockerfile's ARG instructions."""
-    if not dockerfile.is_file():
-        return set()
-    return set(_ARG_RE.findall(dockerfile.read_text(encoding="utf-8")))
-
-
-def env_build_args(declared: Iterable[str], given: Mapping[str, str]) -> dict[str, str]:
-    """Build arguments given as ANT_KPI_BUILD_ARG_<NAME>, for the names the Dockerfile declares."""
-    names = set(declared)
-    return {k: v for k, v in given.items() if k in names}
-
-
-def normalize_name(name: str) -> str:
-    """A distribution name as PEP 503 compares it: lower case, runs of -_. as one '-'."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def pinned_requirements(context_dir: Path) -> set[tuple[str, str]]:
-    """(normalized name, version) of every `name==version` line of the context's requirements*.txt."""
-    pins = set()
-    for req in sorted(context_dir.glob("requirements*.txt")):
-        for line in req.read_text(encoding="utf-8").splitlines():
-            m = _PIN_RE.match(line.strip())
-            if m:
-                pins.add((normalize_name(m.group(1)), m.group(2).lower()))
-    return pins
-
-
-def wheel_pin(filename: str) -> tuple[str, str] | None:
-    """(normalized name, version) from a wheel's file name, None if it is not a wheel's name."""
-    if not filename.endswith(".whl"):
-        return None
-    parts = filename[: -len(".whl")].split("-")
-    if len(parts) not in (5, 6):  # name-version[-build]-python-abi-platform
-        return None
-    return normalize_name(parts[0]), parts[1].lower()
-
-
-def wheelhouse_dirs(wheelhouse: str) -> list[Path]:
-    """The directories ANT_KPI_WHEELHOUSE names (os.pathsep-separated); BadInput for a missing one."""
-    dirs = [Path(d).expanduser() for d in wheelhouse.split(os.pathsep) if d.strip()]
-    for d in dirs:
-        if not d.is_dir():
-            raise BadInput(f"{WHEELHOUSE_ENV}: {d} is not a directory")
-    return dirs
-
-
-def wheelhouse_files(dirs: Iterable[Path], pins: set[tuple[str, str]]) -> dict[str, Path]:
-    """`wheelhouse/<file>` -> wheel file, for the wheels the pins name (the first directory wins)."""
-    found: dict[str, Path] = {}
-    for d in dirs:
-        for whl in sorted(d.glob("*.whl")):
-            rel = f"{WHEELHOUSE_DIR}/{whl.name}"
-            if rel not in found and wheel_pin(whl.name) in pins:
-                found[rel] = whl
-    return found
-
-
-def build_inputs(image: Image, root: Path, env: EnvSettings) -> BuildInputs:
-    """The build arguments and added files of `image` under these settings."""
-    context_dir = (root / image.context).resolve()
-    if not context_dir.is_dir():
-        raise BadInput(f"image {image.name}: build context {image.context} does not exist")
-    build_args = {**env_build_args(declared_args(context_dir / "Dockerfile"), env.build_args),
-                  "BASE_IMAGE": image.base}
-    added: dict[str, Path] = {}
-    dirs = wheelhouse_dirs(env.wheelhouse)
-    # Only a context with a wheelhouse/ folder asks for wheels (its Dockerfile installs from it).
-    if dirs and (context_dir / WHEELHOUSE_DIR).is_dir():
-        added = wheelhouse_files(dirs, pinned_requirements(context_dir))
-    return BuildInputs(context_dir=context_dir, build_args=build_args, added=added)
-
-
-def image_digest(image: Image, root: Path, env: EnvSettings) -> str:
-    """The context hash `ensure_image` gives this image under these settings (its tag's suffix)."""
-    return build_inputs(image, root, env).digest()
-
-
-def context_digest(image: Image, root: Path, env: EnvSettings) -> str:
-    """A key for the plan's image step: its context, the build arguments and the wheelhouse files it
-    would add; '' when the folder is not in this version.
-
-    Added wheels count by name, size and mtime, not content: hashing gigabytes of wheels has no
-    place in a dry run, and the image step itself computes the content tag.
-    """
-    if not (root / image.context).is_dir():
-        return ""
-    inputs = build_inputs(image, root, env)
-    args = dict(inputs.build_args)
-    for rel, src in sorted(inputs.added.items()):
-        st = Path(src).stat()
-        args[f"added:{rel}"] = f"{st.st_size}:{st.st_mtime_ns}"
-    return context_hash(inputs.context_dir, args)
-
-
-@contextlib.contextmanager
-def assembled_context(inputs: BuildInputs, scratch: Path) -> Iterator[Path]:
-    """The directory to send to the engine: the context itself, or a temporary copy with the added files."""
-    if not inputs.added:
-        yield inputs.context_dir
-        return
-    scratch.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="context-", dir=scratch))
-    try:
-        ctx = tmp / inputs.context_dir.name
-        shutil.copytree(inputs.context_dir, ctx, symlinks=True)
-        for rel, src in inputs.added.items():
-            dst = ctx / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dst)  # no copy of gigabytes when the scratch is on the same file system
-            except OSError:
-                shutil.copy2(src, dst)
-        yield ctx
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,133 +385,3 @@ def _record_build_line(chunk: Mapping[str, Any], out: TextIO, status: Any, name:
     if isinstance(aux, Mapping) and isinstance(aux.get("ID"), str):
         return str(aux["ID"])
     return ""
-
-
-# --------------------------------------------------------------------------------------------
-# The offline base
-# --------------------------------------------------------------------------------------------
-
-
-def debootstrap_version() -> str:
-    """debootstrap's version, as `debootstrap --version` prints it."""
-    exe = shutil.which("debootstrap")
-    if exe is None:
-        raise Blocked("debootstrap not installed", "apt-get install debootstrap")
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
-    return out.strip().removeprefix("debootstrap").strip() or "unknown"
-
-
-def bootstrap_base(
-    tag: str = DEFAULT_BASE_TAG,
-    *,
-    suite: str = "bookworm",
-    mirror: str = "http://deb.debian.org/debian",
-    variant: str = "minbase",
-    work_dir: Path,
-    client: docker.DockerClient,
-    console: Console | None = None,
-    log_path: Path | None = None,
-    force: bool = False,
-) -> BaseImageRef:
-    """Make the Debian base image offline: debootstrap a root file system, `docker import` it."""
-    existing = None if force else _get_image(client, tag)
-    if existing is not None:
-        return _base_ref(tag, existing, reused=True)
-
-    version = debootstrap_version()
-    if os.geteuid() != 0:
-        raise Blocked("debootstrap needs root (it creates device nodes and chroots)",
-                      "run `ant-kpi images bootstrap-base` as root, e.g. with sudo")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log = log_path or work_dir / f"bootstrap-{suite}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    scratch = Path(tempfile.mkdtemp(prefix="base-", dir=work_dir))
-    try:
-        rootfs = scratch / "rootfs"
-        with log.open("w", encoding="utf-8") as out:
-            argv = ["debootstrap", f"--variant={variant}", suite, str(rootfs), mirror]
-            _run_logged(argv, out, console, f"debootstrap {suite} from {mirror}")
-            _trim_rootfs(rootfs)
-            tar_path = scratch / "rootfs.tar"
-            # GNU tar keeps ownership, modes, hard links and device nodes exactly; numeric ids
-            # so the host's user database does not leak into the image.
-            _run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar_path), "."],
-                        out, console, "packing the root file system")
-            shutil.rmtree(rootfs)
-            repository, _, tag_part = tag.rpartition(":")
-            if not repository or "/" in tag_part:
-                repository, tag_part = tag, "latest"
-            labels = {
-                f"{LABEL_PREFIX}.base.suite": suite,
-                f"{LABEL_PREFIX}.base.mirror": mirror,
-                f"{LABEL_PREFIX}.base.variant": variant,
-                f"{LABEL_PREFIX}.base.debootstrap": version,
-                f"{LABEL_PREFIX}.base.created": created,
-            }
-            changes = [
-                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                'CMD ["bash"]',
-                *(f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()),
-            ]
-            with _status(console, f"importing {tag}"):
-                result = client.api.import_image(src=str(tar_path), repository=repository,
-                                                 tag=tag_part, changes=changes)
-            out.write(f"# docker import → {tag}: {str(result).strip()}\n")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    img = _get_image(client, tag)
-    if img is None:
-        raise StepFailed(f"docker import did not create {tag}", log=log)
-    if console is not None:
-        console.print(f"  imported {tag} ({str(img.id)[:19]}); log: {log}")
-    return _base_ref(tag, img, reused=False)
-
-
-def _base_ref(tag: str, img: Any, *, reused: bool) -> BaseImageRef:
-    labels = _labels(img)
-
-    def label(key: str) -> str:
-        return labels.get(f"{LABEL_PREFIX}.base.{key}", "")
-
-    return BaseImageRef(
-        tag=tag, id=str(img.id), suite=label("suite"), mirror=label("mirror"),
-        variant=label("variant"), debootstrap_version=label("debootstrap"),
-        created=label("created") or str(img.attrs.get("Created", "")), reused=reused,
-    )
-
-
-def _trim_rootfs(rootfs: Path) -> None:
-    """Drop what a container image must not carry: downloaded .debs, apt lists, device nodes."""
-    for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "dev"):
-        d = rootfs / sub
-        if not d.is_dir():
-            continue
-        for p in d.iterdir():
-            if p.is_dir() and not p.is_symlink():
-                if p.name != "partial":
-                    shutil.rmtree(p)
-            elif p.name != "lock":
-                p.unlink()
-
-
-def _run_logged(argv: list[str], out: TextIO, console: Console | None, what: str) -> None:
-    """Run argv, appending its output to `out`; the last line shows as the status."""
-    out.write(f"$ {' '.join(argv)}\n")
-    out.flush()
-    with _status(console, what) as status:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace")
-        assert proc.stdout is not None
-        for line in _lines(proc.stdout):
-            out.write(line)
-            if status is not None and line.strip():
-                status.update(f"{what}: {line.strip()[:100]}")
-        rc = proc.wait()
-    out.flush()
-    if rc != 0:
-        raise StepFailed(f"{argv[0]} exited {rc}", log=out.name)
-
-
-def _lines(stream: IO[str]) -> Iterator[str]:
-    yield from iter(stream.readline, "")

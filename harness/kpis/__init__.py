@@ -107,7 +107,7 @@ def plan_kpi(
 ) -> KpiPlan:
     """The ordered steps of one KPI for a mode and targets: the dry run, and the runner's input."""
     from harness.core.plan import KpiPlan, PlanContext
-    from harness.env.images import context_digest
+    from harness.env.image_context import context_digest
 
     chosen = tuple(targets) if targets else kpi.targets
     for t in chosen:

@@ -4,8 +4,7 @@ A run directory holds:
   results.parquet    the rows (preferred on load; pyarrow)
   results.csv        the same rows, for spreadsheets and as a fallback
   results.meta.json  schema version, run id, harness version, creation time, columns
-  results.jsonl      append-only journal: one row per line, fsynced as each measurement ends
-"""
+  results.jsonl      append-only journal: one row per line, fsynced as each measurement ends"""
 
 from __future__ import annotations
 
@@ -13,13 +12,10 @@ import contextlib
 import csv
 import io
 import json
-import math
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,167 +24,25 @@ import pyarrow.parquet as pq
 
 from harness import __version__
 from harness.core.fsio import atomic_write_bytes, atomic_write_text
-from harness.core.manifest import FIDELITIES, Direction, Fidelity, Statistic
+from harness.core.manifest import Direction, Statistic
 from harness.errors import BadInput
+from harness.results.journal import _journal_row
+from harness.results.rows import (
+    _PARQUET_META_KEY,
+    _STRING_COLUMNS,
+    COLUMNS,
+    CSV_NAME,
+    JOURNAL_NAME,
+    META_NAME,
+    PARQUET_NAME,
+    READABLE_SCHEMAS,
+    RESULTS_SCHEMA_VERSION,
+    Row,
+    _json_text,
+    _unsupported,
+    utc_now,
+)
 from harness.results.statistics import Comparison, Summary, compare, summarize
-
-RESULTS_SCHEMA_VERSION: Final = 2
-# Version 1 had no `sample` column: its files still load, with sample 0 on every row.
-READABLE_SCHEMAS: Final = (1, 2)
-PARQUET_NAME: Final = "results.parquet"
-CSV_NAME: Final = "results.csv"
-META_NAME: Final = "results.meta.json"
-JOURNAL_NAME: Final = "results.jsonl"
-# Key in the parquet schema metadata, so a parquet file copied without its meta.json is checked too.
-_PARQUET_META_KEY: Final = b"ant_kpi.results_schema"
-
-Mode = Literal["smoke", "measure"]
-Status = Literal["ok", "blocked", "failed"]
-MODES: Final[tuple[str, ...]] = get_args(Mode)
-STATUSES: Final[tuple[str, ...]] = get_args(Status)
-
-# Column → pandas dtype. "string" (pd.NA for missing) behaves the same on pandas 2 and 3.
-COLUMNS: Final[dict[str, str]] = {
-    "run_id": "string",
-    "kpi": "string",
-    "metric": "string",
-    "variant": "string",
-    "workload": "string",
-    "target": "string",
-    "fidelity": "string",
-    "mode": "string",
-    "repeat": "int64",
-    # The n-th sample within one measurement (a KPI 2 session prints one line per send).
-    "sample": "int64",
-    "value": "float64",
-    "unit": "string",
-    "status": "string",
-    "time": "string",
-    "source_commit": "string",
-    "image_digest": "string",
-    "artefact_sha256": "string",
-    "argv": "string",
-    "target_identity": "string",
-    "harness_version": "string",
-    "harness_dirty": "bool",
-    "log": "string",
-    "note": "string",
-}
-_STRING_COLUMNS: Final = tuple(c for c, t in COLUMNS.items() if t == "string")
-
-
-def utc_now() -> str:
-    """The current time as UTC ISO-8601 with seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _json_text(obj: object) -> str:
-    # sort_keys makes the stored text deterministic; ensure_ascii=False keeps unicode readable.
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Row:
-    """One measured (or blocked) value with its provenance."""
-
-    run_id: str
-    kpi: str
-    metric: str
-    variant: str
-    value: float
-    unit: str
-    fidelity: Fidelity
-    mode: Mode
-    workload: str = ""
-    target: str = ""
-    repeat: int = 0
-    sample: int = 0
-    status: Status = "ok"
-    time: str = field(default_factory=utc_now)
-    source_commit: str = ""
-    image_digest: str = ""
-    artefact_sha256: str = ""
-    argv: Sequence[str] = ()
-    target_identity: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    harness_version: str = ""
-    harness_dirty: bool = False
-    log: str = ""
-    note: str = ""
-
-    def __post_init__(self) -> None:
-        where = f"result row {self.kpi}/{self.metric}/{self.variant}"
-        for name in _STRING_COLUMNS:
-            if name in ("argv", "target_identity"):
-                continue
-            got = getattr(self, name)
-            if not isinstance(got, str):
-                raise BadInput(f"{where}: {name} must be a string, not {type(got).__name__}")
-        if self.fidelity not in FIDELITIES:
-            raise BadInput(
-                f"{where}: fidelity {self.fidelity!r} is not one of {', '.join(FIDELITIES)}"
-            )
-        if self.mode not in MODES:
-            raise BadInput(f"{where}: mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.status not in STATUSES:
-            raise BadInput(f"{where}: status {self.status!r} is not one of {', '.join(STATUSES)}")
-        for name in ("repeat", "sample"):
-            got = getattr(self, name)
-            if isinstance(got, bool) or not isinstance(got, (int, np.integer)):
-                raise BadInput(f"{where}: {name} must be an integer, not {got!r}")
-            object.__setattr__(self, name, int(got))
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.number)):
-            raise BadInput(f"{where}: value must be a number, not {self.value!r}")
-        object.__setattr__(self, "value", float(self.value))
-        if self.status == "ok" and math.isnan(self.value):
-            raise BadInput(f"{where}: value is NaN but status is ok (use blocked or failed)")
-        if not isinstance(self.harness_dirty, (bool, np.bool_)):
-            raise BadInput(
-                f"{where}: harness_dirty must be true or false, not {self.harness_dirty!r}"
-            )
-        object.__setattr__(self, "harness_dirty", bool(self.harness_dirty))
-        if isinstance(self.argv, str) or not all(isinstance(a, str) for a in self.argv):
-            raise BadInput(f"{where}: argv must be a list of strings")
-        object.__setattr__(self, "argv", tuple(self.argv))
-        try:
-            _json_text(dict(self.target_identity))
-        except (TypeError, ValueError) as e:
-            raise BadInput(f"{where}: target_identity is not JSON data ({e})") from None
-        object.__setattr__(self, "target_identity", dict(self.target_identity))
-        _check_time(self.time, where)
-
-    def to_record(self) -> dict[str, Any]:
-        """The row as JSON-ready data (NaN → null; argv a list; target_identity an object)."""
-        d = asdict(self)
-        d["argv"] = list(self.argv)
-        d["target_identity"] = dict(self.target_identity)
-        d["value"] = None if math.isnan(self.value) else self.value
-        return d
-
-    @classmethod
-    def from_record(cls, data: Mapping[str, Any], *, where: str = "row") -> Row:
-        """Build a row from `to_record` data; unknown or missing keys → BadInput."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise BadInput(f"{where}: unknown field(s) {', '.join(unknown)}")
-        kw = dict(data)
-        if kw.get("value", 0.0) is None:
-            kw["value"] = math.nan
-        try:
-            return cls(**kw)
-        except TypeError as e:
-            raise BadInput(f"{where}: {e}") from None
-
-
-def _check_time(text: str, where: str) -> None:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput(f"{where}: time {text!r} is not ISO-8601") from None
-    offset = t.utcoffset()
-    if offset is None or offset.total_seconds() != 0:
-        raise BadInput(f"{where}: time {text!r} must be UTC (end in +00:00 or Z)")
-
 
 # --------------------------------------------------------------------------------------------
 # The result object
@@ -500,11 +354,6 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def _unsupported(schema: object) -> str:
-    return (f"results schema {schema!r} is not supported "
-            f"(this harness reads {', '.join(map(str, READABLE_SCHEMAS))})")
-
-
 def _upgrade(df: pd.DataFrame, schema: int, *, fill: int | str = 0) -> pd.DataFrame:
     """Rows of an older schema in today's columns (version 1 lacks `sample`: 0)."""
     if schema == 1 and "sample" not in df.columns:
@@ -526,67 +375,3 @@ def _check_meta(path: Path) -> int:
     if isinstance(schema, bool) or schema not in READABLE_SCHEMAS:
         raise BadInput(f"{path}: {_unsupported(schema)}")
     return int(schema)
-
-
-# --------------------------------------------------------------------------------------------
-# The journal
-# --------------------------------------------------------------------------------------------
-
-
-def _journal_row(raw: bytes, where: str) -> Row:
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadInput(f"{where}: not a JSON line") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{where}: not a JSON object")
-    schema = data.pop("schema", None)
-    if isinstance(schema, bool) or schema not in READABLE_SCHEMAS:
-        raise BadInput(f"{where}: {_unsupported(schema)}")
-    return Row.from_record(data, where=where)
-
-
-def append_row_journal(run_dir: str | Path, row: Row) -> Path:
-    """Append one row to results.jsonl and fsync, so a finished measurement survives a crash."""
-    path = Path(run_dir) / JOURNAL_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"schema": RESULTS_SCHEMA_VERSION, **row.to_record()}
-    line = (_json_text(record) + "\n").encode("utf-8")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError as e:
-        raise BadInput(f"cannot open {path}: {e.strerror}") from None
-    try:
-        _drop_torn_tail(fd)
-        view = memoryview(line)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    except OSError as e:
-        raise BadInput(f"cannot append to {path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
-    return path
-
-
-def _drop_torn_tail(fd: int) -> None:
-    """End a last line left without its newline by a crash: keep it if whole, else cut it."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    # Walk back to the last newline in chunks: the tail is one line, the file may be long.
-    pos, cut = size, 0
-    while pos > 0:
-        start = max(0, pos - 65536)
-        nl = os.pread(fd, pos - start, start).rfind(b"\n")
-        if nl >= 0:
-            cut = start + nl + 1
-            break
-        pos = start
-    try:
-        _journal_row(os.pread(fd, size - cut, cut), "journal tail")
-    except BadInput:
-        os.ftruncate(fd, cut)
-    else:
-        os.write(fd, b"\n")

@@ -25,7 +25,7 @@ from harness.kpis.app_latency.plan import SMOKE_SENDS, UPSTREAM_SENDS, wall_boun
 from harness.kpis.common import ant_build
 from harness.kpis.common.executors import journal_measurements
 from harness.parsers import resourcebench
-from harness.results.store import Row
+from harness.results.rows import Row
 
 KPI: Final = "app_latency"
 MAIN_OLD: Final = "app-core/main-old.js"

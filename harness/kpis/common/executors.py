@@ -182,7 +182,8 @@ def record_blocked(step: Step, run: Run, state: StepState) -> None:
     """A measurement that could not run still leaves a row: the report shows it BLOCKED/failed."""
     if step.kind != "measure":
         return
-    from harness.results.store import Row, append_row_journal
+    from harness.results.journal import append_row_journal
+    from harness.results.rows import Row
 
     kpi = run.manifest.kpi(step.kpi)
     metric = kpi.compare.metric if kpi.compare is not None else kpi.metrics[0].name
@@ -213,7 +214,7 @@ RowsFor = Callable[[Run, Step, dict[str, Any]], list[Any]]
 
 def journal_measurements(run: Run, step_ids: Iterable[str], rows_for: RowsFor, needs: str) -> int:
     """The parse steps' common part: rows of every completed measurement (outputs with `needs`)."""
-    from harness.results.store import append_row_journal
+    from harness.results.journal import append_row_journal
 
     n = 0
     for sid in step_ids:

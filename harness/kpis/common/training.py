@@ -32,7 +32,7 @@ from harness.core.steps import Step
 from harness.env.container import Container, GpuChoice, gpu_choice
 from harness.env.patching import Patch, apply_patch
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.results.store import Row
+from harness.results.rows import Row
 
 TRAIN_IMAGE: Final = "cuda-train"
 # Where things are inside the training container.

@@ -19,7 +19,7 @@ from harness.env.identity import host_identity
 from harness.errors import Blocked
 from harness.kpis.common.executors import journal_measurements
 from harness.payload import pss
-from harness.results.store import Row, Status
+from harness.results.rows import Row, Status
 
 KPI = "js_memory"
 # The name the runtimes are staged under: process names (comm) stay `iotjs`, as vminfo expects.

@@ -41,7 +41,8 @@ from harness.kpis.ml.train import exec_convert, exec_train
 from harness.options import SOURCE_ROOT
 from harness.parsers.admm import parse_admm_file
 from harness.parsers.benchmark_model import describe, parse_benchmark_file
-from harness.results.store import Row, append_row_journal
+from harness.results.journal import append_row_journal
+from harness.results.rows import Row
 
 # --------------------------------------------------------------------------------------------
 # Rows

@@ -6,7 +6,8 @@ from typing import Any, Final
 
 from harness.core.runner import Run
 from harness.core.steps import Step
-from harness.results.store import Row, append_row_journal
+from harness.results.journal import append_row_journal
+from harness.results.rows import Row
 
 KPI: Final = "npus"
 IMAGE: Final = "tvm-npu"

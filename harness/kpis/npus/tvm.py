@@ -29,7 +29,8 @@ def _image_fix() -> str:
 
 def exec_image(step: Step, run: Run) -> dict[str, Any]:
     """The tvm-npu image: a named one, or the harness's tag when already built; built only when asked."""
-    from harness.env.images import ensure_image, image_digest, image_tag, read_tool_versions
+    from harness.env.image_context import image_digest
+    from harness.env.images import ensure_image, image_tag, read_tool_versions
 
     img = run.manifest.images[IMAGE]
     ctx = run.project_root / img.context

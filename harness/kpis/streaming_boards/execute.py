@@ -24,7 +24,7 @@ from harness.errors import Blocked, StepFailed
 from harness.kpis.common import ant_build
 from harness.kpis.common.executors import journal_measurements
 from harness.parsers import streaming
-from harness.results.store import Row
+from harness.results.rows import Row
 
 KPI: Final = "boards"
 SMOKE_SOURCE: Final = "test"

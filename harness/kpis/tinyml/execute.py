@@ -40,7 +40,8 @@ from harness.kpis.tinyml.spec import (
     TRAIN_DIR,
 )
 from harness.parsers.patch_aware import parse_patch_aware_file
-from harness.results.store import Row, append_row_journal
+from harness.results.journal import append_row_journal
+from harness.results.rows import Row
 
 MCU_BLOCKED: Final = (
     "the MCU peak SRAM comes from the TinyEngine memory scheduler (tinyml/code_generator) on an int8 TFLite "

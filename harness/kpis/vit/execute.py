@@ -44,7 +44,8 @@ from harness.kpis.vit.spec import (
     WORKLOAD,
 )
 from harness.parsers.packvit import PackVitLog, parse_log_txt, parse_packvit_file
-from harness.results.store import Row, append_row_journal
+from harness.results.journal import append_row_journal
+from harness.results.rows import Row
 
 TFLITE_BLOCKED: Final = (
     "no TFLite model of PackViT: upstream has no export, and its token packing is data-dependent "
