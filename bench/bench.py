@@ -61,10 +61,12 @@ def bench_sampler_cpu() -> None:
         floor = _wake_floor(Path(d), alloc)
     share = 100 * res.sampler_cpu_s / res.wall_s
     # The peak shows that the cheaper sampling still finds the 32 MiB block.
-    print(f"sampler_cpu: {res.samples} samples in {res.wall_s:.2f} s ({res.rate_hz:.0f} Hz), "
-          f"{res.measured_samples} with PSS read ({res.measured_rate_hz:.1f} Hz, remeasure "
-          f"{res.remeasure_s} s), peak PSS {res.peak()} KB: sampler CPU {res.sampler_cpu_s:.3f} s = "
-          f"{share:.2f} % of one core; target < 1 %: {'met' if share < 1 else 'NOT met'}")
+    print(
+        f"sampler_cpu: {res.samples} samples in {res.wall_s:.2f} s ({res.rate_hz:.0f} Hz), "
+        f"{res.measured_samples} with PSS read ({res.measured_rate_hz:.1f} Hz, remeasure "
+        f"{res.remeasure_s} s), peak PSS {res.peak()} KB: sampler CPU {res.sampler_cpu_s:.3f} s = "
+        f"{share:.2f} % of one core; target < 1 %: {'met' if share < 1 else 'NOT met'}"
+    )
     print(floor)
 
 
@@ -127,19 +129,24 @@ def _wake_floor(work: Path, alloc: Path, ticks: int = 500, interval: float = 0.0
     try:
         time.sleep(0.3)  # let it allocate: the read is then of an idle 32 MiB process, as above
         stat = f"/proc/{held.pid}/stat"
-        parts = [f"Python wake-up only {100 * _python_wake_cpu(ticks, interval, None) / wall:.2f} %",
-                 f"+ one stat read {100 * _python_wake_cpu(ticks, interval, stat) / wall:.2f} %"]
+        parts = [
+            f"Python wake-up only {100 * _python_wake_cpu(ticks, interval, None) / wall:.2f} %",
+            f"+ one stat read {100 * _python_wake_cpu(ticks, interval, stat) / wall:.2f} %",
+        ]
         src = work / "wake.c"
         src.write_text(_WAKE_C)
         try:
-            subprocess.run(["gcc", "-O2", "-o", str(work / "wake"), str(src)], check=True,
-                           capture_output=True)
+            subprocess.run(["gcc", "-O2", "-o", str(work / "wake"), str(src)], check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError):
             parts.append("C: no gcc here")
         else:
             for label, extra in (("C wake-up only", []), ("+ one stat read", [stat])):
-                out = subprocess.run([str(work / "wake"), str(ticks), str(round(interval * 1e9)),
-                                      *extra], check=True, capture_output=True, text=True).stdout
+                out = subprocess.run(
+                    [str(work / "wake"), str(ticks), str(round(interval * 1e9)), *extra],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
                 parts.append(f"{label} {100 * float(out) / wall:.2f} %")
     finally:
         held.kill()
@@ -163,8 +170,10 @@ def bench_overhead(n: int = 5) -> None:
             sampled.append(time.perf_counter() - t0)
     b, s = statistics.median(bare), statistics.median(sampled)
     pct = 100 * (s / b - 1)
-    print(f"overhead: fixed workload bare {b:.3f} s vs under the sampler {s:.3f} s (medians of {n}): "
-          f"{pct:+.2f} %; target <= 3 %: {'met' if pct <= 3 else 'NOT met'}")
+    print(
+        f"overhead: fixed workload bare {b:.3f} s vs under the sampler {s:.3f} s (medians of {n}): "
+        f"{pct:+.2f} %; target <= 3 %: {'met' if pct <= 3 else 'NOT met'}"
+    )
 
 
 def bench_build_arm() -> None:
@@ -172,8 +181,12 @@ def bench_build_arm() -> None:
         env = {**os.environ, "ANT_KPI_CACHE": str(Path(d) / "cache"), "ANT_KPI_RUNS": str(Path(d) / "runs")}
         for label in ("cold", "warm"):
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "harness", "--manifest", str(ROOT / "kpis.toml"), "build"],
-                                  env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "harness", "--manifest", str(ROOT / "kpis.toml"), "build"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             took = time.perf_counter() - t0
             if proc.returncode != 0:
                 print(f"build_arm {label}: exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
@@ -181,8 +194,12 @@ def bench_build_arm() -> None:
             print(f"build_arm {label}: {took:.1f} s")
 
 
-BENCHES = {"dry_run": bench_dry_run, "sampler_cpu": bench_sampler_cpu, "overhead": bench_overhead,
-           "build_arm": bench_build_arm}
+BENCHES = {
+    "dry_run": bench_dry_run,
+    "sampler_cpu": bench_sampler_cpu,
+    "overhead": bench_overhead,
+    "build_arm": bench_build_arm,
+}
 DEFAULT = ("dry_run", "sampler_cpu", "overhead")
 
 

@@ -43,12 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run KPIs (smoke: containers + QEMU here; measure: boards)")
     r.add_argument("kpis", nargs="+", metavar="KPI")
-    r.add_argument("--mode", choices=("smoke", "measure"), default=None,
-                   help="smoke (default) or measure (the default when --target names a board)")
-    r.add_argument("--target", action="append", default=[],
-                   help="restrict to target(s): a kpis.toml target (rpi2, arm64, x86_64) or a board of boards.toml")
-    r.add_argument("--boards", type=Path, default=None,
-                   help="lab inventory (default: $ANT_KPI_BOARDS or ./boards.toml)")
+    r.add_argument(
+        "--mode",
+        choices=("smoke", "measure"),
+        default=None,
+        help="smoke (default) or measure (the default when --target names a board)",
+    )
+    r.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="restrict to target(s): a kpis.toml target (rpi2, arm64, x86_64) or a board of boards.toml",
+    )
+    r.add_argument(
+        "--boards", type=Path, default=None, help="lab inventory (default: $ANT_KPI_BOARDS or ./boards.toml)"
+    )
     r.add_argument(
         "--source",
         action="append",
@@ -71,10 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="render the report of a run (default: the newest)")
     rep.add_argument("run", nargs="?", default=None, help="run id or directory")
-    rep.add_argument("--lang", choices=("en", "ko"), default="en",
-                     help="report language (ko writes report.ko.md / report.ko.html)")
-    rep.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
-                     help="also write report.html and plots/ (default: yes)")
+    rep.add_argument(
+        "--lang", choices=("en", "ko"), default="en", help="report language (ko writes report.ko.md / report.ko.html)"
+    )
+    rep.add_argument(
+        "--html",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also write report.html and plots/ (default: yes)",
+    )
 
     bun = sub.add_parser("bundle", help="pack a run's evidence (reports, results, logs, traces) into one .tar.gz")
     bun.add_argument("run", help="run id or directory")
@@ -146,8 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         manifest = args.path if args.command == "validate" and args.path is not None else args.manifest
-        opts = GlobalOptions.resolve(manifest=manifest, runs_dir=args.runs_dir, env=EnvSettings.from_environ(),
-                                     package_root=SOURCE_ROOT)
+        opts = GlobalOptions.resolve(
+            manifest=manifest, runs_dir=args.runs_dir, env=EnvSettings.from_environ(), package_root=SOURCE_ROOT
+        )
         module, func = COMMANDS[args.command]
         command = getattr(importlib.import_module(f"harness.commands.{module}"), func)
         code: int = command(args, opts)

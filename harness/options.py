@@ -76,7 +76,7 @@ class EnvSettings:
             cache_dir=_path(env.get("ANT_KPI_CACHE")),
             boards=_path(env.get("ANT_KPI_BOARDS")),
             wheelhouse=env.get("ANT_KPI_WHEELHOUSE", ""),
-            build_args={k[len(BUILD_ARG_PREFIX):]: v for k, v in env.items() if k.startswith(BUILD_ARG_PREFIX)},
+            build_args={k[len(BUILD_ARG_PREFIX) :]: v for k, v in env.items() if k.startswith(BUILD_ARG_PREFIX)},
             keep_container=env.get("ANT_KPI_KEEP_CONTAINER") == "1",
             gpus=env.get("ANT_KPI_GPUS", ""),
             engine_data=env.get("ANT_KPI_ENGINE_DATA", ""),
@@ -102,8 +102,15 @@ class GlobalOptions:
     env: EnvSettings = field(default_factory=EnvSettings)
 
     @classmethod
-    def resolve(cls, *, manifest: Path | None, runs_dir: Path | None, env: EnvSettings,
-                package_root: Path, cwd: Path | None = None) -> GlobalOptions:
+    def resolve(
+        cls,
+        *,
+        manifest: Path | None,
+        runs_dir: Path | None,
+        env: EnvSettings,
+        package_root: Path,
+        cwd: Path | None = None,
+    ) -> GlobalOptions:
         """Command line first, then the environment, then the defaults beside the manifest."""
         chosen = manifest or env.manifest or _default_manifest(cwd or Path.cwd(), package_root)
         root = chosen.resolve().parent

@@ -70,9 +70,9 @@ def sweep_stale() -> list[str]:
     removed = []
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if not name.startswith(f"{_PREFIX}-b") or not name[len(_PREFIX) + 2:].isdigit():
+        if not name.startswith(f"{_PREFIX}-b") or not name[len(_PREFIX) + 2 :].isdigit():
             continue
-        n = int(name[len(_PREFIX) + 2:])
+        n = int(name[len(_PREFIX) + 2 :])
         try:
             owner = int(_owner_file(n).read_text().strip())
         except (OSError, ValueError):
@@ -147,17 +147,28 @@ class NetnsBoard:
     def board(self, name: str = "nsboard", **overrides: Any) -> Board:
         """A Board entry for this namespace board (fields can be overridden)."""
         values: dict[str, Any] = {
-            "name": name, "model": "Raspberry Pi 2", "arch": "armhf", "target": "rpi2", "transport": "ssh",
-            "host": self.board_ip, "port": self.port, "user": self.user,
-            "identity_file": str(self.client_key), "known_hosts": str(self.known_hosts),
-            "connect_timeout_s": 3, "command_timeout_s": 120, "camera_source": "test",
-            "work_dir": str(self.root / "board-work"), "tags": ("netns", "test"),
+            "name": name,
+            "model": "Raspberry Pi 2",
+            "arch": "armhf",
+            "target": "rpi2",
+            "transport": "ssh",
+            "host": self.board_ip,
+            "port": self.port,
+            "user": self.user,
+            "identity_file": str(self.client_key),
+            "known_hosts": str(self.known_hosts),
+            "connect_timeout_s": 3,
+            "command_timeout_s": 120,
+            "camera_source": "test",
+            "work_dir": str(self.root / "board-work"),
+            "tags": ("netns", "test"),
         }
         values.update(overrides)
         return Board(**values)
 
-    def toml(self, name: str = "nsboard", *, model: str = "Raspberry Pi 2", arch: str = "armhf",
-             target: str = "rpi2") -> str:
+    def toml(
+        self, name: str = "nsboard", *, model: str = "Raspberry Pi 2", arch: str = "armhf", target: str = "rpi2"
+    ) -> str:
         """The boards.toml text for this board (it runs armhf and arm64 binaries alike, through binfmt)."""
         return (
             f"[boards.{name}]\n"
@@ -182,8 +193,11 @@ class NetnsBoard:
     def _write_keys_and_config(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         for key, comment in ((self.host_key, "antkpi-test-host"), (self.client_key, "antkpi-test-client")):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
+                check=True,
+                capture_output=True,
+            )
         (self.root / "authorized_keys").write_text(Path(f"{self.client_key}.pub").read_text())
         host_pub = Path(f"{self.host_key}.pub").read_text().split()
         self.known_hosts.write_text(f"[{self.board_ip}]:{self.port} {host_pub[0]} {host_pub[1]}\n")
@@ -209,7 +223,9 @@ class NetnsBoard:
         try:
             self.sshd = subprocess.Popen(
                 ["ip", "netns", "exec", self.netns, str(SSHD), "-D", "-e", "-f", str(config)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         finally:
             log.close()

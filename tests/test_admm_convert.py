@@ -48,8 +48,7 @@ def _channels(ex: ModuleType, width: float) -> list[int]:
     return [ex.scaled_channels(c, width) for c in (ex.STEM_CHANNELS, *(c for c, _ in ex.BLOCKS))]
 
 
-def make_model(ex: ModuleType, *, width: float = WIDTH, classes: int = CLASSES, size: int = SIZE,
-               seed: int = 0) -> Any:
+def make_model(ex: ModuleType, *, width: float = WIDTH, classes: int = CLASSES, size: int = SIZE, seed: int = 0) -> Any:
     """A MobileNetV1 with trained-looking BatchNorm statistics and 4x1-vector pruned 1x1 convolutions."""
     import torch
 
@@ -87,8 +86,16 @@ def save_admm_checkpoint(model: Any, path: Path, *, data_parallel: bool, masks: 
                 state[f"{name}.weight"] = m.weight + 0.01 * (1 - mask)
     if data_parallel:
         state = {f"module.{k}": v for k, v in state.items()}
-    ckpt = {"admm_epoch": 1, "ft_epoch": 1, "arch": "mobilenet_v1", "state_dict": state,
-            "best_acc1": torch.tensor(50.0), "optimizer": {}, "perm_list": [np.arange(8)], "mask": None}
+    ckpt = {
+        "admm_epoch": 1,
+        "ft_epoch": 1,
+        "arch": "mobilenet_v1",
+        "state_dict": state,
+        "best_acc1": torch.tensor(50.0),
+        "optimizer": {},
+        "perm_list": [np.arange(8)],
+        "mask": None,
+    }
     torch.save(ckpt, path)
     return ckpt
 
@@ -125,8 +132,13 @@ def converted(ex: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[
     save_admm_checkpoint(model, d / "model_best.pth.tar", data_parallel=True, masks=True)
     meta = ex.export(d / "model_best.pth.tar", d / "export.npz", width_mult=WIDTH, input_size=SIZE)
     tflite = admm_convert.convert(d / "export.npz", d / "model.tflite")
-    return {"dir": d, "model": model, "meta": meta, "tflite": tflite,
-            "verification": admm_convert.verify(tflite, d / "export.npz")}
+    return {
+        "dir": d,
+        "model": model,
+        "meta": meta,
+        "tflite": tflite,
+        "verification": admm_convert.verify(tflite, d / "export.npz"),
+    }
 
 
 # ---- the whole conversion, with torch -------------------------------------------------------
@@ -137,8 +149,9 @@ def test_litert_logits_match_pytorch_for_a_data_parallel_checkpoint_with_masks(c
     exp = admm_convert.load_export(converted["dir"] / "export.npz")
     assert meta["masks_applied"] == 13 and meta["nonzero_under_mask"] > 0
     # The exported logits are those of the pruned model itself (masks multiplied in).
-    np.testing.assert_allclose(exp.arrays["logits"], torch_logits(converted["model"], exp.arrays["probe"]),
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        exp.arrays["logits"], torch_logits(converted["model"], exp.arrays["probe"]), rtol=0, atol=1e-5
+    )
     assert np.abs(exp.arrays["logits"]).max() > 1.0
     assert v.max_abs_diff <= v.tolerance and v.max_abs_diff < 1e-4
     assert v.probes == 2 and v.size == converted["tflite"].stat().st_size
@@ -157,8 +170,7 @@ def test_pruned_vectors_stay_exact_zeros_in_the_tflite_weights(converted: dict[s
     import torch
 
     stored = pointwise_weights(converted["tflite"])
-    convs = [m for m in converted["model"].modules()
-             if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
+    convs = [m for m in converted["model"].modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
     assert len(stored) == len(convs) == 13
     for w, conv in zip(stored, convs, strict=True):
         want = conv.weight.detach().permute(0, 2, 3, 1).numpy() == 0
@@ -175,7 +187,13 @@ def test_graph_is_stem_thirteen_separable_blocks_pool_and_classifier(converted: 
     # 32x32 (ADMM_baseline's CIFAR variant): stem at stride 1; the four stride-2 depthwise
     # convolutions pad explicitly, because TFLite's SAME pads after, PyTorch before.
     assert {o: ops.count(o) for o in set(ops)} == {
-        "CONV_2D": 14, "DEPTHWISE_CONV_2D": 13, "PAD": 4, "AVERAGE_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1}
+        "CONV_2D": 14,
+        "DEPTHWISE_CONV_2D": 13,
+        "PAD": 4,
+        "AVERAGE_POOL_2D": 1,
+        "RESHAPE": 1,
+        "FULLY_CONNECTED": 1,
+    }
     assert ops[-3:] == ("AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED")
     assert converted["verification"].ops == len(ops) == 34
 
@@ -196,11 +214,17 @@ def test_plain_cpu_checkpoint_at_imagenet_layout_converts(ex: ModuleType, tmp_pa
     assert read_graph(v.path).ops.count("PAD") == 5  # the stride-2 stem too
 
 
-def test_upstream_definition_given_by_model_dir_is_the_reference(ex: ModuleType, converted: dict[str, Any],
-                                                                 tmp_path: Path) -> None:
+def test_upstream_definition_given_by_model_dir_is_the_reference(
+    ex: ModuleType, converted: dict[str, Any], tmp_path: Path
+) -> None:
     model_dir = _standin_upstream(tmp_path / "ADMM_baseline")
-    meta = ex.export(converted["dir"] / "model_best.pth.tar", tmp_path / "up.npz", width_mult=WIDTH,
-                     input_size=SIZE, model_dir=model_dir)
+    meta = ex.export(
+        converted["dir"] / "model_best.pth.tar",
+        tmp_path / "up.npz",
+        width_mult=WIDTH,
+        input_size=SIZE,
+        model_dir=model_dir,
+    )
     assert meta["reference"].startswith("upstream ")
     a, b = admm_convert.load_export(tmp_path / "up.npz"), admm_convert.load_export(converted["dir"] / "export.npz")
     np.testing.assert_array_equal(a.arrays["logits"], b.arrays["logits"])
@@ -232,8 +256,13 @@ def test_bad_checkpoints_give_a_clear_error(ex: ModuleType, converted: dict[str,
 
 def test_export_script_exits_2_with_one_error_line(ex: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "junk.pth.tar").write_bytes(b"\x00" * 64)
-    proc = subprocess.run([sys.executable, str(ex.__file__), str(tmp_path / "junk.pth.tar"), str(tmp_path / "o.npz")],
-                          capture_output=True, text=True, check=False, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ex.__file__), str(tmp_path / "junk.pth.tar"), str(tmp_path / "o.npz")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("admm_export: error: ") and "not a PyTorch checkpoint" in proc.stderr
 
@@ -327,9 +356,13 @@ def test_pytorch_padding_runs_in_litert_as_the_numpy_reference_computes(tmp_path
 
 def test_pytorch_padding_is_not_tflite_same_at_stride_two() -> None:
     net = _padded_net()
-    same = TinyNet(layers=tuple(ConvLayer(kind=la.kind, weights=la.weights, bias=la.bias, stride=la.stride)
-                                for la in net.layers),
-                   fc_weights=net.fc_weights, fc_bias=net.fc_bias, input_shape=net.input_shape, softmax=False)
+    same = TinyNet(
+        layers=tuple(ConvLayer(kind=la.kind, weights=la.weights, bias=la.bias, stride=la.stride) for la in net.layers),
+        fc_weights=net.fc_weights,
+        fc_bias=net.fc_bias,
+        input_shape=net.input_shape,
+        softmax=False,
+    )
     x = np.random.default_rng(6).uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)
     assert np.abs(reference_forward(net, x) - reference_forward(same, x)).max() > 1e-3
 
@@ -341,11 +374,14 @@ MANIFEST = load_manifest(ROOT / "kpis.toml")
 
 
 def test_export_argv_follows_the_training_argv() -> None:
-    argv = ml_train.export_argv(["python3", "/work/src/main.py", "/data", *SEED_ARGS], "/work/c/m.pth.tar", "/work/e.npz")
+    argv = ml_train.export_argv(
+        ["python3", "/work/src/main.py", "/data", *SEED_ARGS], "/work/c/m.pth.tar", "/work/e.npz"
+    )
     assert argv[:4] == ["python3", "/work/admm_export.py", "/work/c/m.pth.tar", "/work/e.npz"]
     assert argv[argv.index("--width-mult") + 1] == "1.0" and argv[argv.index("--input-size") + 1] == "224"
-    cifar = ml_train.export_argv(["-a", "mobilenet_v1", "--dataset", "cifar10", "--width-mult=0.9"], "c", "o",
-                               model_dir="/work/upstream")
+    cifar = ml_train.export_argv(
+        ["-a", "mobilenet_v1", "--dataset", "cifar10", "--width-mult=0.9"], "c", "o", model_dir="/work/upstream"
+    )
     assert cifar[cifar.index("--input-size") + 1] == "32" and cifar[cifar.index("--width-mult") + 1] == "0.9"
     assert cifar[-2:] == ["--model-dir", "/work/upstream"]
     with pytest.raises(Blocked, match="mobilenet_v1 only"):
@@ -354,36 +390,71 @@ def test_export_argv_follows_the_training_argv() -> None:
         ml_train.export_argv([], "c", "o")
 
 
-def _run_training_here(run: Run, step: Step, argv: Sequence[str], *, work: Path, data: Path | None,
-                       env: dict[str, str] | None = None, cwd: str = "/work") -> tuple[int, Path]:
+def _run_training_here(
+    run: Run,
+    step: Step,
+    argv: Sequence[str],
+    *,
+    work: Path,
+    data: Path | None,
+    env: dict[str, str] | None = None,
+    cwd: str = "/work",
+) -> tuple[int, Path]:
     """Stands in for harness.kpis.common.training.run_training: the command runs here, /work mapped to `work`."""
 
     def host(a: str) -> str:
-        return str(work) + a[len("/work"):] if a == "/work" or a.startswith("/work/") else a
+        return str(work) + a[len("/work") :] if a == "/work" or a.startswith("/work/") else a
 
     log = run.log_path(step.id)
     args = [sys.executable if a == "python3" else host(a) for a in argv]
     with log.open("wb") as f:
-        proc = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, cwd=host(cwd), check=False, timeout=600,
-                              env={**os.environ, **(env or {})})
+        proc = subprocess.run(
+            args,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=host(cwd),
+            check=False,
+            timeout=600,
+            env={**os.environ, **(env or {})},
+        )
     return proc.returncode, log
 
 
 def test_convert_step_stores_a_verified_tflite_that_later_steps_find(
-        ex: ModuleType, converted: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ex: ModuleType, converted: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = tmp_path / "project"
     (project / MANIFEST.images[ml_models.TRAIN_IMAGE].context).mkdir(parents=True)
-    run = Run(run_id="t", run_dir=tmp_path / "run", manifest=MANIFEST, project_root=project,
-              cache_dir=tmp_path / "cache", mode="smoke")
+    run = Run(
+        run_id="t",
+        run_dir=tmp_path / "run",
+        manifest=MANIFEST,
+        project_root=project,
+        cache_dir=tmp_path / "cache",
+        mode="smoke",
+    )
     src = tmp_path / "auto-compression"
     _standin_upstream(src / "pruning/UVP/ADMM_baseline")
-    run.outputs.update({
-        "train:admm": {"checkpoint": str(converted["dir"] / "model_best.pth.tar"),
-                       "argv": ["python3", "/work/src/main.py", "/data", "-a", "mobilenet_v1", "--dataset", "cifar10",
-                                "--width-mult", str(WIDTH)]},
-        f"image:{ml_models.TRAIN_IMAGE}": {"tag": "ant-kpi/cuda-train:test", "id": "sha256:0"},
-        "source:auto_compression:pruning/UVP/ADMM_baseline": {"path": str(src), "commit": "0" * 40},
-    })
+    run.outputs.update(
+        {
+            "train:admm": {
+                "checkpoint": str(converted["dir"] / "model_best.pth.tar"),
+                "argv": [
+                    "python3",
+                    "/work/src/main.py",
+                    "/data",
+                    "-a",
+                    "mobilenet_v1",
+                    "--dataset",
+                    "cifar10",
+                    "--width-mult",
+                    str(WIDTH),
+                ],
+            },
+            f"image:{ml_models.TRAIN_IMAGE}": {"tag": "ant-kpi/cuda-train:test", "id": "sha256:0"},
+            "source:auto_compression:pruning/UVP/ADMM_baseline": {"path": str(src), "commit": "0" * 40},
+        }
+    )
     monkeypatch.setattr(ml_train, "run_training", _run_training_here)
     step = Step(id="convert:tflite", kpi="ml_latency", kind="convert", where="image", description="test")
     out = kpi_ml.exec_convert(step, run)
@@ -405,7 +476,7 @@ def _standin_upstream(admm_dir: Path) -> Path:
     return admm_dir
 
 
-_STANDIN = '''
+_STANDIN = """
 import torch
 from torch import nn
 
@@ -448,4 +519,4 @@ class MobileNetV1(nn.Module):
     def forward(self, x):
         x = self.features(x)
         return self.classifier(x.view(x.size(0), -1))
-'''
+"""

@@ -53,18 +53,43 @@ def program(tmp_path: Path) -> tuple[Path, Path]:
     libdir.mkdir(parents=True)
     (tmp_path / "lib.c").write_text(LIB_C)
     (tmp_path / "main.c").write_text(MAIN_C)
-    subprocess.run([CC, "-shared", "-fPIC", "-o", str(libdir / "libmod_native.so"), str(tmp_path / "lib.c")],
-                   check=True)
+    subprocess.run(
+        [CC, "-shared", "-fPIC", "-o", str(libdir / "libmod_native.so"), str(tmp_path / "lib.c")], check=True
+    )
     exe = tmp_path / "build" / "bin" / "tool"
     exe.parent.mkdir(parents=True)
-    subprocess.run([CC, "-o", str(exe), str(tmp_path / "main.c"), f"-L{libdir}", "-lmod_native",
-                    "-Wl,--enable-new-dtags", f"-Wl,-rpath,{libdir}"], check=True)
+    subprocess.run(
+        [
+            CC,
+            "-o",
+            str(exe),
+            str(tmp_path / "main.c"),
+            f"-L{libdir}",
+            "-lmod_native",
+            "-Wl,--enable-new-dtags",
+            f"-Wl,-rpath,{libdir}",
+        ],
+        check=True,
+    )
     return exe, libdir
 
 
 def _collect(out: Path, exe: Path, libdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, str(COLLECTOR), "--out", str(out), "--triplet", "arm-linux-gnueabihf",
-            "--exe", str(exe), "--so-dir", str(libdir), "--lib-dir", str(SYSROOT_LIB), *extra]
+    argv = [
+        sys.executable,
+        str(COLLECTOR),
+        "--out",
+        str(out),
+        "--triplet",
+        "arm-linux-gnueabihf",
+        "--exe",
+        str(exe),
+        "--so-dir",
+        str(libdir),
+        "--lib-dir",
+        str(SYSROOT_LIB),
+        *extra,
+    ]
     return subprocess.run(argv, capture_output=True, text=True)
 
 
@@ -102,9 +127,22 @@ def test_a_library_missing_from_the_image_is_exit_3_naming_it(program: tuple[Pat
     exe, libdir = program
     # Without --so-dir and with the RUNPATH directory gone, libmod_native.so cannot be found.
     shutil.rmtree(libdir)
-    res = subprocess.run([sys.executable, str(COLLECTOR), "--out", str(tmp_path / "b"), "--triplet",
-                          "arm-linux-gnueabihf", "--exe", str(exe), "--lib-dir", str(SYSROOT_LIB)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(COLLECTOR),
+            "--out",
+            str(tmp_path / "b"),
+            "--triplet",
+            "arm-linux-gnueabihf",
+            "--exe",
+            str(exe),
+            "--lib-dir",
+            str(SYSROOT_LIB),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == ant_build.EXIT_MISSING
     assert "libmod_native.so" in res.stderr
 
@@ -118,8 +156,9 @@ def test_an_unknown_stream_plugin_is_reported_missing(program: tuple[Path, Path]
 
 @pytest.mark.ssh
 @pytest.mark.qemu
-def test_the_bundle_runs_on_the_namespace_board_through_its_own_loader(program: tuple[Path, Path],
-                                                                       tmp_path: Path) -> None:
+def test_the_bundle_runs_on_the_namespace_board_through_its_own_loader(
+    program: tuple[Path, Path], tmp_path: Path
+) -> None:
     from harness.env.lab import session as boardrun
 
     missing = netns_board.missing_tools()

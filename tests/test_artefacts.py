@@ -13,8 +13,12 @@ import pytest
 from harness.core.artefacts import Artefact, ArtefactStore, sha256_file
 from harness.errors import BadInput
 
-PROV = {"source": "iotjs", "source_commit": "02599f35810cfa6ea5495bbc42194ed576b969de",
-        "target": "rpi2", "argv": ["python3", "tools/build.py"]}
+PROV = {
+    "source": "iotjs",
+    "source_commit": "02599f35810cfa6ea5495bbc42194ed576b969de",
+    "target": "rpi2",
+    "argv": ["python3", "tools/build.py"],
+}
 
 
 @pytest.fixture
@@ -41,15 +45,13 @@ def test_put_stores_a_copy_under_its_sha256(store: ArtefactStore, binary: Path) 
     assert (art.name, art.kind, dict(art.provenance)) == ("iotjs", "binary", PROV)
 
 
-def test_put_keeps_the_executable_bit_and_stores_read_only(
-        store: ArtefactStore, binary: Path, tmp_path: Path) -> None:
+def test_put_keeps_the_executable_bit_and_stores_read_only(store: ArtefactStore, binary: Path, tmp_path: Path) -> None:
     art = store.put(binary, name="iotjs", kind="binary", provenance={})
     mode = stat.S_IMODE(art.path.stat().st_mode)
     assert mode & 0o111 and not mode & 0o222
     data = tmp_path / "model.tflite"
     data.write_bytes(b"TFL3")
-    assert not stat.S_IMODE(store.put(data, name="m.tflite", kind="tflite",
-                                      provenance={}).path.stat().st_mode) & 0o111
+    assert not stat.S_IMODE(store.put(data, name="m.tflite", kind="tflite", provenance={}).path.stat().st_mode) & 0o111
 
 
 def test_meta_json_describes_the_artefact(store: ArtefactStore, binary: Path) -> None:
@@ -85,8 +87,7 @@ def test_put_is_idempotent(store: ArtefactStore, binary: Path) -> None:
     assert not any((store.root / "tmp").iterdir())
 
 
-def test_the_same_bytes_under_another_name_share_one_entry(
-        store: ArtefactStore, binary: Path) -> None:
+def test_the_same_bytes_under_another_name_share_one_entry(store: ArtefactStore, binary: Path) -> None:
     first = store.put(binary, name="iotjs", kind="binary", provenance=PROV)
     other = store.put(binary, name="iotjs-copy", kind="binary", provenance={"other": 1})
     assert other.path == first.path.with_name("iotjs-copy")
@@ -99,16 +100,14 @@ def test_the_same_bytes_under_another_name_share_one_entry(
 
 def test_lookup_finds_the_artefact_of_a_build_key(store: ArtefactStore, binary: Path) -> None:
     assert store.lookup("build-iotjs-rpi2-abc123") is None
-    art = store.put(binary, name="iotjs", kind="binary", provenance=PROV,
-                    key="build-iotjs-rpi2-abc123")
+    art = store.put(binary, name="iotjs", kind="binary", provenance=PROV, key="build-iotjs-rpi2-abc123")
     hit = store.lookup("build-iotjs-rpi2-abc123")
     assert hit is not None
     assert (hit.sha256, hit.path, dict(hit.provenance)) == (art.sha256, art.path, PROV)
     assert store.lookup("build-iotjs-rpi2-other") is None
 
 
-def test_each_key_keeps_the_provenance_of_its_own_build(
-        store: ArtefactStore, binary: Path) -> None:
+def test_each_key_keeps_the_provenance_of_its_own_build(store: ArtefactStore, binary: Path) -> None:
     # A reproducible rebuild: same bytes, different inputs (say, another image id).
     store.put(binary, name="iotjs", kind="binary", provenance={"image_id": "a"}, key="k1")
     store.put(binary, name="iotjs", kind="binary", provenance={"image_id": "b"}, key="k2")
@@ -150,8 +149,7 @@ def test_put_repairs_a_corrupted_entry(store: ArtefactStore, binary: Path) -> No
     assert sha256_file(again.path) == art.sha256
 
 
-def test_an_entry_without_meta_json_is_absent_and_rewritten(
-        store: ArtefactStore, binary: Path) -> None:
+def test_an_entry_without_meta_json_is_absent_and_rewritten(store: ArtefactStore, binary: Path) -> None:
     art = store.put(binary, name="iotjs", kind="binary", provenance=PROV)
     (art.path.parent / "meta.json").unlink()  # as if the put was interrupted
     with pytest.raises(BadInput):
@@ -161,7 +159,8 @@ def test_an_entry_without_meta_json_is_absent_and_rewritten(
 
 
 def test_put_refuses_directories_missing_files_and_bad_names(
-        store: ArtefactStore, binary: Path, tmp_path: Path) -> None:
+    store: ArtefactStore, binary: Path, tmp_path: Path
+) -> None:
     with pytest.raises(BadInput, match="not a file"):
         store.put(tmp_path, name="dir", kind="binary", provenance={})
     with pytest.raises(BadInput, match="not a file"):

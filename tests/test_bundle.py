@@ -46,8 +46,9 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return run_dir, out
 
 
-def _rewrite(src: Path, dst: Path, *, change: dict[str, bytes | None] | None = None,
-             add: dict[str, bytes] | None = None) -> Path:
+def _rewrite(
+    src: Path, dst: Path, *, change: dict[str, bytes | None] | None = None, add: dict[str, bytes] | None = None
+) -> Path:
     """Copy a bundle, replacing (bytes) or dropping (None) members and adding new ones."""
     change = change or {}
     with tarfile.open(src, "r:gz") as tin, tarfile.open(dst, "w:gz") as tout:
@@ -71,9 +72,21 @@ def _rewrite(src: Path, dst: Path, *, change: dict[str, bytes | None] | None = N
 def test_bundle_holds_reports_results_logs_steps_and_a_manifest_but_no_work_tree(bundled: tuple[Path, Path]) -> None:
     _, out = bundled
     names = {n.split("/", 1)[1] for n in bundle_members(out)}
-    for want in ("report.md", "report.html", "report.ko.md", "report.ko.html", "results.parquet", "results.csv",
-                 "results.meta.json", "raw/trace.json", "steps/js_memory/measure_x.json", REPRODUCE_NAME,
-                 MANIFEST_NAME, "logs/train.log", "plots/js_memory-compare.png"):
+    for want in (
+        "report.md",
+        "report.html",
+        "report.ko.md",
+        "report.ko.html",
+        "results.parquet",
+        "results.csv",
+        "results.meta.json",
+        "raw/trace.json",
+        "steps/js_memory/measure_x.json",
+        REPRODUCE_NAME,
+        MANIFEST_NAME,
+        "logs/train.log",
+        "plots/js_memory-compare.png",
+    ):
         assert want in names, want
     assert not any(n.startswith("work/") for n in names)
     assert all(n.split("/", 1)[0] == RUN_ID for n in bundle_members(out))
@@ -91,8 +104,9 @@ def test_every_file_is_listed_in_the_manifest_with_its_sha256(bundled: tuple[Pat
     assert all(hashlib.sha256(files[n]).hexdigest() == listed[n] for n in files)
 
 
-def test_verify_accepts_the_bundle_and_the_cli_exits_0(bundled: tuple[Path, Path],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_accepts_the_bundle_and_the_cli_exits_0(
+    bundled: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, out = bundled
     v = verify_bundle(out)
     assert v.root == RUN_ID and v.files > 10
@@ -100,8 +114,9 @@ def test_verify_accepts_the_bundle_and_the_cli_exits_0(bundled: tuple[Path, Path
     assert "ok" in capsys.readouterr().out
 
 
-def test_a_tampered_file_exits_2_with_one_line_naming_it(bundled: tuple[Path, Path], tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_tampered_file_exits_2_with_one_line_naming_it(
+    bundled: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, out = bundled
     bad = _rewrite(out, tmp_path / "bad.tar.gz", change={"results.csv": b"value\n1e9\n"})
     assert main(["verify", str(bad)]) == 2
@@ -109,15 +124,21 @@ def test_a_tampered_file_exits_2_with_one_line_naming_it(bundled: tuple[Path, Pa
     assert len(err) == 1 and "results.csv" in err[0] and "sha256 mismatch" in err[0]
 
 
-@pytest.mark.parametrize(("change", "add", "message"), [
-    ({"logs/train.log": None}, None, "logs/train.log: listed in MANIFEST.sha256 but missing"),
-    (None, {"logs/extra.log": b"x"}, "logs/extra.log: not listed"),
-    ({MANIFEST_NAME: b"not a manifest\n"}, None, "not a '<sha256>  <path>' line"),
-    ({MANIFEST_NAME: None}, None, "MANIFEST.sha256 is missing"),
-])
+@pytest.mark.parametrize(
+    ("change", "add", "message"),
+    [
+        ({"logs/train.log": None}, None, "logs/train.log: listed in MANIFEST.sha256 but missing"),
+        (None, {"logs/extra.log": b"x"}, "logs/extra.log: not listed"),
+        ({MANIFEST_NAME: b"not a manifest\n"}, None, "not a '<sha256>  <path>' line"),
+        ({MANIFEST_NAME: None}, None, "MANIFEST.sha256 is missing"),
+    ],
+)
 def test_verify_names_missing_extra_and_broken_manifest_entries(
-    bundled: tuple[Path, Path], tmp_path: Path, change: dict[str, bytes | None] | None,
-    add: dict[str, bytes] | None, message: str,
+    bundled: tuple[Path, Path],
+    tmp_path: Path,
+    change: dict[str, bytes | None] | None,
+    add: dict[str, bytes] | None,
+    message: str,
 ) -> None:
     _, out = bundled
     bad = _rewrite(out, tmp_path / "bad.tar.gz", change=change, add=add)
@@ -159,15 +180,16 @@ def test_reproduce_of_a_run_resumed_under_a_newer_harness_names_each_groups_vers
     text = render_reproduce(Results(df), run_id=RUN_ID)
     assert "measured with 2 harness versions" in text
     assert "git checkout abcdefabcdef" in text and "git checkout 1234567890ab" in text
-    js = text[text.index("## js_memory"):]
-    js = js[:js.index("\n## ", 1)]
+    js = text[text.index("## js_memory") :]
+    js = js[: js.index("\n## ", 1)]
     assert "- harness: `0.1.0+abcdefabcdef`" in js and "1234567890ab" not in js
     single = render_reproduce(small_results(), run_id=RUN_ID)
     assert "- harness:" not in single and "harness versions" not in single
 
 
-def test_bundle_cli_writes_beside_the_run_by_default(bundled: tuple[Path, Path], tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_bundle_cli_writes_beside_the_run_by_default(
+    bundled: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir, _ = bundled
     runs = tmp_path / "runs"
     runs.mkdir()

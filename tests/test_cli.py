@@ -140,8 +140,11 @@ def test_runs_lists_a_build_only_run_and_a_broken_table_apart(
     (runs / "c-broken" / "results.parquet").write_text("not parquet")
     capsys.readouterr()
     assert main(["--manifest", str(ROOT / "kpis.toml"), "--runs-dir", str(runs), "runs"]) == 0
-    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()
-             if line.startswith("│") and line.split()[1] in ("a-build", "b-started", "c-broken")}
+    lines = {
+        line.split()[1]: line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("│") and line.split()[1] in ("a-build", "b-started", "c-broken")
+    }
     assert "builds.json" in lines["a-build"] and "error" not in lines["a-build"]
     assert "no result rows yet" in lines["b-started"]
     assert "not a readable" in lines["c-broken"]

@@ -20,25 +20,46 @@ def _rows(run_id: str, values: dict[tuple[str, str], list[float]], **kw: Any) ->
     out = []
     for (metric, workload), vals in values.items():
         for i, v in enumerate(vals):
-            out.append(Row(run_id=run_id, kpi="js_memory", metric=metric, variant="iotjs_plus", workload=workload,
-                           target="x86_64", fidelity="host", mode="smoke", repeat=i, value=v, unit="KB",
-                           time="2026-01-01T00:00:00+00:00", **kw))
+            out.append(
+                Row(
+                    run_id=run_id,
+                    kpi="js_memory",
+                    metric=metric,
+                    variant="iotjs_plus",
+                    workload=workload,
+                    target="x86_64",
+                    fidelity="host",
+                    mode="smoke",
+                    repeat=i,
+                    value=v,
+                    unit="KB",
+                    time="2026-01-01T00:00:00+00:00",
+                    **kw,
+                )
+            )
     return out
 
 
 Values = dict[tuple[str, str], list[float]]
 
-A: Values = {("peak_pss", "small"): [1000, 1002, 998, 1001, 999, 1003],
-     ("peak_pss", "large"): [2000, 2001],
-     ("final_pss", "small"): [500, 500, 500],
-     ("wall_time", "small"): [1.0, 1.1, 0.9, 1.05]}
-B: Values = {("peak_pss", "small"): [1100, 1102, 1098, 1101, 1099, 1103],
-     ("peak_pss", "large"): [1500, 1501],
-     ("final_pss", "small"): [500, 500, 500],
-     ("wall_time", "small"): [1.02, 0.95, 1.08, 0.98],
-     ("peak_pss", "only-b"): [1.0]}
-DIRECTIONS = {("js_memory", "peak_pss"): "lower", ("js_memory", "final_pss"): "lower",
-              ("js_memory", "wall_time"): "lower"}
+A: Values = {
+    ("peak_pss", "small"): [1000, 1002, 998, 1001, 999, 1003],
+    ("peak_pss", "large"): [2000, 2001],
+    ("final_pss", "small"): [500, 500, 500],
+    ("wall_time", "small"): [1.0, 1.1, 0.9, 1.05],
+}
+B: Values = {
+    ("peak_pss", "small"): [1100, 1102, 1098, 1101, 1099, 1103],
+    ("peak_pss", "large"): [1500, 1501],
+    ("final_pss", "small"): [500, 500, 500],
+    ("wall_time", "small"): [1.02, 0.95, 1.08, 0.98],
+    ("peak_pss", "only-b"): [1.0],
+}
+DIRECTIONS = {
+    ("js_memory", "peak_pss"): "lower",
+    ("js_memory", "final_pss"): "lower",
+    ("js_memory", "wall_time"): "lower",
+}
 
 
 def _changes() -> dict[tuple[str, str], Any]:

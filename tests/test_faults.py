@@ -66,8 +66,14 @@ def _docker_or_skip() -> None:
 
 def _git(cwd: Path, *args: str) -> str:
     env = {"GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True, env=env).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.strip()
 
 
 def _repo(path: Path, files: dict[str, str]) -> str:
@@ -92,8 +98,14 @@ def write_manifest(tmp: Path, *, nasty: bool = False) -> Path:
     if not (repos / "runtime").exists():
         _repo(repos / "runtime", {"minijs.c": MINIJS.read_text(), "Makefile": MAKEFILE})
         script = "var x = 1;\n" * 500
-        _repo(repos / "bench", {"test/appbench/small.js": script, "test/appbench/large.js": script * 2,
-                                f"test/appbench/{NASTY_WORKLOAD}": script})
+        _repo(
+            repos / "bench",
+            {
+                "test/appbench/small.js": script,
+                "test/appbench/large.js": script * 2,
+                f"test/appbench/{NASTY_WORKLOAD}": script,
+            },
+        )
     rt = _git(repos / "runtime", "rev-parse", "HEAD")
     bench = _git(repos / "bench", "rev-parse", "HEAD")
     notes = [f"NOTE{i}={s}" for i, s in enumerate(NASTY, start=1)] if nasty else []
@@ -182,20 +194,45 @@ class Lab:
         self.tmp = tmp
         self.manifest = write_manifest(tmp)
         self.runs = tmp / "runs"
-        self.env = {**os.environ, "ANT_KPI_CACHE": str(tmp / "cache"), "GIT_CONFIG_NOSYSTEM": "1",
-                    "GIT_CONFIG_GLOBAL": str(tmp / "gitconfig"), "COLUMNS": "200"}
+        self.env = {
+            **os.environ,
+            "ANT_KPI_CACHE": str(tmp / "cache"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": str(tmp / "gitconfig"),
+            "COLUMNS": "200",
+        }
 
     def argv(self, *args: str, manifest: Path | None = None) -> list[str]:
-        return [sys.executable, "-m", "harness", "--manifest", str(manifest or self.manifest),
-                "--runs-dir", str(self.runs), *args]
+        return [
+            sys.executable,
+            "-m",
+            "harness",
+            "--manifest",
+            str(manifest or self.manifest),
+            "--runs-dir",
+            str(self.runs),
+            *args,
+        ]
 
     def start(self, *args: str, manifest: Path | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv(*args, manifest=manifest), cwd=self.tmp, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            self.argv(*args, manifest=manifest),
+            cwd=self.tmp,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def run(self, *args: str, manifest: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args, manifest=manifest), cwd=self.tmp, env=self.env, text=True,
-                              capture_output=True, timeout=RUN_TIMEOUT)
+        return subprocess.run(
+            self.argv(*args, manifest=manifest),
+            cwd=self.tmp,
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=RUN_TIMEOUT,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -358,9 +395,20 @@ def test_shell_metacharacters_in_build_argv_and_workload_paths_stay_plain_argume
 
 
 def _row(i: int) -> Row:
-    return Row(run_id="disk", kpi="js_memory", metric="peak_pss", variant="iotjs", workload="small",
-               target="x86_64", fidelity="host", mode="smoke", repeat=i, value=1000.0 + i, unit="KB",
-               time="2026-01-01T00:00:00+00:00")
+    return Row(
+        run_id="disk",
+        kpi="js_memory",
+        metric="peak_pss",
+        variant="iotjs",
+        workload="small",
+        target="x86_64",
+        fidelity="host",
+        mode="smoke",
+        repeat=i,
+        value=1000.0 + i,
+        unit="KB",
+        time="2026-01-01T00:00:00+00:00",
+    )
 
 
 def _enospc(*_: object, **__: object) -> None:
@@ -430,4 +478,3 @@ def test_disk_full_during_report_exits_2_with_one_line(
     assert len(err) == 1 and "No space left on device" in err[0] and "results.parquet" in err[0]
     assert (run_dir / JOURNAL_NAME).read_bytes() == journal
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
-

@@ -22,15 +22,44 @@ MANIFEST_TEXT = (ROOT / "kpis.toml").read_text(encoding="utf-8")
 MANIFEST_LINES = MANIFEST_TEXT.splitlines()
 EXAMPLES = int(os.environ.get("ANT_KPI_FUZZ_EXAMPLES", "150"))
 
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 # Values a careless edit puts where another value was: wrong types, empty, huge, odd unicode.
-VALUES = st.sampled_from([
-    '""', "0", "-1", "1e309", "nan", "inf", "true", "[]", "{}", "[1, 2]", '["a", 1]', "{ a = 1 }",
-    '"x"', '"../../etc/passwd"', '"; rm -rf x"', '"$(touch pwned)"', '"`id`"', '"\\u0000"', "'''", '"',
-    "99999999999999999999999", '"경량"', "1979-05-27T07:32:00Z", "[[]]", '{ kind = "nope" }',
-])
+VALUES = st.sampled_from(
+    [
+        '""',
+        "0",
+        "-1",
+        "1e309",
+        "nan",
+        "inf",
+        "true",
+        "[]",
+        "{}",
+        "[1, 2]",
+        '["a", 1]',
+        "{ a = 1 }",
+        '"x"',
+        '"../../etc/passwd"',
+        '"; rm -rf x"',
+        '"$(touch pwned)"',
+        '"`id`"',
+        '"\\u0000"',
+        "'''",
+        '"',
+        "99999999999999999999999",
+        '"경량"',
+        "1979-05-27T07:32:00Z",
+        "[[]]",
+        '{ kind = "nope" }',
+    ]
+)
 
 
 @st.composite
@@ -93,9 +122,20 @@ LOGLIKE = st.lists(
         st.text(alphabet="0123456789 .-+eE\t", max_size=60),
         st.lists(st.integers(-(2**70), 2**70).map(str), max_size=9).map(" ".join),
         st.text(max_size=60),
-        st.sampled_from(["", "\r", "nan nan nan", "Inference timings in us: Init: 1, First inference: 2",
-                         "count=50 first=1 curr=2 min=1 max=3 avg=2.5 std=0", "Top-1 accuracy: 70.1%",
-                         "Epoch 1/10 acc 0.5", "1 2 3 4 5 6 7", "1 2 3 4 5 6 7 8", "١٢٣ 1 2 3 4 5 6"]),
+        st.sampled_from(
+            [
+                "",
+                "\r",
+                "nan nan nan",
+                "Inference timings in us: Init: 1, First inference: 2",
+                "count=50 first=1 curr=2 min=1 max=3 avg=2.5 std=0",
+                "Top-1 accuracy: 70.1%",
+                "Epoch 1/10 acc 0.5",
+                "1 2 3 4 5 6 7",
+                "1 2 3 4 5 6 7 8",
+                "١٢٣ 1 2 3 4 5 6",
+            ]
+        ),
     ),
     max_size=30,
 ).map("\n".join)

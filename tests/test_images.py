@@ -31,10 +31,18 @@ HELLO = ROOT / "tests" / "fixtures" / "hello.c"
 
 # target -> (compiler, emulator, sysroot, what hello prints)
 CROSS = {
-    "armhf": ("arm-linux-gnueabihf-gcc", "qemu-arm-static", "/usr/arm-linux-gnueabihf",
-              "hello from armhf, 32-bit pointers"),
-    "arm64": ("aarch64-linux-gnu-gcc", "qemu-aarch64-static", "/usr/aarch64-linux-gnu",
-              "hello from aarch64, 64-bit pointers"),
+    "armhf": (
+        "arm-linux-gnueabihf-gcc",
+        "qemu-arm-static",
+        "/usr/arm-linux-gnueabihf",
+        "hello from armhf, 32-bit pointers",
+    ),
+    "arm64": (
+        "aarch64-linux-gnu-gcc",
+        "qemu-aarch64-static",
+        "/usr/aarch64-linux-gnu",
+        "hello from aarch64, 64-bit pointers",
+    ),
 }
 
 
@@ -55,8 +63,7 @@ def client() -> Any:
 def base(client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The offline base image, bootstrapped here if this engine does not have it yet."""
     work = tmp_path_factory.mktemp("bootstrap")
-    ref = bootstrap_base(DEFAULT_BASE_TAG, work_dir=work, client=client,
-                         log_path=work / "bootstrap.log")
+    ref = bootstrap_base(DEFAULT_BASE_TAG, work_dir=work, client=client, log_path=work / "bootstrap.log")
     return ref.tag
 
 
@@ -130,9 +137,7 @@ def test_docker_client_with_an_unreachable_host_is_blocked(monkeypatch: pytest.M
     assert "DOCKER_HOST" in err.value.fix
 
 
-def test_bootstrap_base_without_debootstrap_is_blocked(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_bootstrap_base_without_debootstrap_is_blocked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("harness.env.base_image.shutil.which", lambda _name: None)
     with pytest.raises(Blocked) as err:
         bootstrap_base(work_dir=tmp_path, client=object(), force=True)
@@ -140,9 +145,7 @@ def test_bootstrap_base_without_debootstrap_is_blocked(
     assert err.value.fix == "apt-get install debootstrap"
 
 
-def test_bootstrap_base_as_a_normal_user_is_blocked(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_bootstrap_base_as_a_normal_user_is_blocked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(base_image, "debootstrap_version", lambda: "1.0.128")
     monkeypatch.setattr("harness.env.base_image.os.geteuid", lambda: 1000)
     with pytest.raises(Blocked) as err:
@@ -156,9 +159,7 @@ def test_bootstrap_base_as_a_normal_user_is_blocked(
 
 
 @pytest.mark.docker
-def test_the_base_records_its_suite_mirror_and_debootstrap_version(
-    client: Any, base: str, tmp_path: Path
-) -> None:
+def test_the_base_records_its_suite_mirror_and_debootstrap_version(client: Any, base: str, tmp_path: Path) -> None:
     ref = bootstrap_base(base, work_dir=tmp_path, client=client)
     assert ref.reused
     assert ref.id == client.images.get(base).id
@@ -182,9 +183,7 @@ def _failed_build(client: Any, base: str, tmp_path: Path, name: str, runs: str) 
 
 
 @pytest.mark.docker
-def test_a_failing_build_raises_step_failed_and_keeps_its_log(
-    client: Any, base: str, tmp_path: Path
-) -> None:
+def test_a_failing_build_raises_step_failed_and_keeps_its_log(client: Any, base: str, tmp_path: Path) -> None:
     err = _failed_build(client, base, tmp_path, "test-broken", "RUN echo about-to-fail && false\n")
     assert err.log == str(tmp_path / "test-broken.log")
     assert "about-to-fail" in (tmp_path / "test-broken.log").read_text()
@@ -192,19 +191,23 @@ def test_a_failing_build_raises_step_failed_and_keeps_its_log(
 
 
 @pytest.mark.docker
-def test_a_failed_build_names_its_step_and_the_commands_own_error(
-    client: Any, base: str, tmp_path: Path
-) -> None:
+def test_a_failed_build_names_its_step_and_the_commands_own_error(client: Any, base: str, tmp_path: Path) -> None:
     # What pip prints when the build cannot reach its index, then fails as pip does.
     err = _failed_build(
-        client, base, tmp_path, "test-offline",
+        client,
+        base,
+        tmp_path,
+        "test-offline",
         "RUN true\n"
-        "RUN echo \"Could not fetch URL https://pypi.org/simple/numpy/: CERTIFICATE_VERIFY_FAILED\"; "
+        'RUN echo "Could not fetch URL https://pypi.org/simple/numpy/: CERTIFICATE_VERIFY_FAILED"; '
         "echo 'ERROR: No matching distribution found for numpy==2.4.6' >&2; exit 1\n",
     )
     message = str(err)
-    assert re.search(r"docker build failed at Step \d+/\d+: "
-                     r"ERROR: No matching distribution found for numpy==2\.4\.6", message)
+    assert re.search(
+        r"docker build failed at Step \d+/\d+: "
+        r"ERROR: No matching distribution found for numpy==2\.4\.6",
+        message,
+    )
     assert "ANT_KPI_WHEELHOUSE" in message
     assert "/bin/sh -c" not in message  # not Docker's echo of the whole RUN line
     assert "\n" not in message
@@ -215,23 +218,24 @@ def test_build_trail_keeps_the_last_error_of_the_failing_step_only() -> None:
     trail.feed("Step 1/3 : FROM base\nStep 2/3 : RUN apt-get update\nE: an error that was retried\n")
     trail.feed("Step 3/3 : RUN make\nmake: *** [all] Error 2\nerror: ld returned 1 exit status\n")
     assert trail.summary("The command '/bin/sh -c make' returned a non-zero code: 2") == (
-        " at Step 3/3: error: ld returned 1 exit status")
+        " at Step 3/3: error: ld returned 1 exit status"
+    )
 
 
 def test_build_trail_without_an_error_line_falls_back_to_dockers_and_hints_when_offline() -> None:
     trail = images.BuildTrail()
-    trail.feed("Step 1/2 : FROM base\nStep 2/2 : RUN apt-get install -y x\n"
-               "Err:1 http://deb.debian.org/debian bookworm InRelease\n"
-               "  Temporary failure resolving 'deb.debian.org'\n")
+    trail.feed(
+        "Step 1/2 : FROM base\nStep 2/2 : RUN apt-get install -y x\n"
+        "Err:1 http://deb.debian.org/debian bookworm InRelease\n"
+        "  Temporary failure resolving 'deb.debian.org'\n"
+    )
     text = trail.summary("first line\nThe command '/bin/sh -c apt-get install -y x' returned a non-zero code: 100")
     assert text.startswith(" at Step 2/2: The command '/bin/sh -c apt-get install -y x' returned a non-zero code: 100")
     assert "for apt, the engine needs the Debian mirror or a proxy" in text
 
 
 @pytest.mark.docker
-def test_ensure_image_builds_then_reuses_the_same_image(
-    client: Any, tiny_image: Image, tmp_path: Path
-) -> None:
+def test_ensure_image_builds_then_reuses_the_same_image(client: Any, tiny_image: Image, tmp_path: Path) -> None:
     log = tmp_path / "tiny.log"
     first = ensure_image(tiny_image, root=ROOT, env=EnvSettings.from_environ(), client=client, log_path=log)
     assert not first.reused
@@ -240,16 +244,16 @@ def test_ensure_image_builds_then_reuses_the_same_image(
     assert first.base_id == client.images.get(tiny_image.base).id
     assert "COPY stamp /stamp" in log.read_text()
 
-    second = ensure_image(tiny_image, root=ROOT, env=EnvSettings.from_environ(), client=client, log_path=tmp_path / "again.log")
+    second = ensure_image(
+        tiny_image, root=ROOT, env=EnvSettings.from_environ(), client=client, log_path=tmp_path / "again.log"
+    )
     assert second.reused
     assert (second.id, second.tag, second.base_id) == (first.id, first.tag, first.base_id)
     assert not (tmp_path / "again.log").exists()
 
 
 @pytest.mark.docker
-def test_ensure_image_reuses_arm_cross_when_its_context_is_unchanged(
-    client: Any, arm_cross: ImageRef
-) -> None:
+def test_ensure_image_reuses_arm_cross_when_its_context_is_unchanged(client: Any, arm_cross: ImageRef) -> None:
     image = load_manifest(ROOT / "kpis.toml").images["arm-cross"]
     again = ensure_image(image, root=ROOT, env=EnvSettings.from_environ(), client=client)
     assert again.reused
@@ -258,9 +262,7 @@ def test_ensure_image_reuses_arm_cross_when_its_context_is_unchanged(
 
 
 @pytest.mark.docker
-def test_ensure_image_with_a_missing_base_is_blocked_naming_bootstrap_base(
-    client: Any, tmp_path: Path
-) -> None:
+def test_ensure_image_with_a_missing_base_is_blocked_naming_bootstrap_base(client: Any, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
@@ -273,9 +275,7 @@ def test_ensure_image_with_a_missing_base_is_blocked_naming_bootstrap_base(
 
 
 @pytest.mark.docker
-def test_tool_versions_name_gcc_12_and_cmake(
-    client: Any, arm_cross: ImageRef, tmp_path: Path
-) -> None:
+def test_tool_versions_name_gcc_12_and_cmake(client: Any, arm_cross: ImageRef, tmp_path: Path) -> None:
     versions = arm_cross.tool_versions
     for tool in ("gcc", "arm-linux-gnueabihf-gcc", "aarch64-linux-gnu-gcc"):
         assert versions[tool].startswith("12."), versions
@@ -299,8 +299,7 @@ def _cross_build(client: Any, tag: str, out: Path, target: str) -> tuple[int, Pa
     cc, qemu, sysroot, _ = CROSS[target]
     log = out / f"{target}.log"
     with Container(client, tag, mounts={HELLO.parent: "/src", out: "/out"}, workdir="/out") as c:
-        rc = c.run([cc, "-O2", "-Wall", "-Werror", "-o", f"/out/hello-{target}", "/src/hello.c"],
-                   log_path=log)
+        rc = c.run([cc, "-O2", "-Wall", "-Werror", "-o", f"/out/hello-{target}", "/src/hello.c"], log_path=log)
         assert rc == 0, log.read_text()
         assert c.run(["file", f"/out/hello-{target}"], log_path=log) == 0
         # Two extra arguments: hello exits with 2, so the exit code is seen to cross the emulator.
@@ -342,8 +341,9 @@ def test_the_armhf_binary_also_runs_on_the_host_through_binfmt(
     with Container(client, arm_cross.tag) as c:
         sysroot = c.copy_out("/usr/arm-linux-gnueabihf", tmp_path / "sysroot")
     env = {**os.environ, "QEMU_LD_PREFIX": str(sysroot)}
-    proc = subprocess.run([str(tmp_path / "hello-armhf")], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    proc = subprocess.run(
+        [str(tmp_path / "hello-armhf")], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == CROSS["armhf"][3]
 
@@ -354,10 +354,8 @@ def test_a_failing_command_returns_its_code_and_the_log_keeps_its_output(
 ) -> None:
     log = tmp_path / "fail.log"
     with Container(client, base, env={"GREETING": "from-env"}) as c:
-        assert c.run(["sh", "-c", 'echo "out $GREETING"; echo err-line >&2; exit 3'],
-                     log_path=log) == 3
-        assert c.run(["sh", "-c", 'echo "$EXTRA"; pwd'], cwd="/tmp", env={"EXTRA": "per-run"},
-                     log_path=log) == 0
+        assert c.run(["sh", "-c", 'echo "out $GREETING"; echo err-line >&2; exit 3'], log_path=log) == 3
+        assert c.run(["sh", "-c", 'echo "$EXTRA"; pwd'], cwd="/tmp", env={"EXTRA": "per-run"}, log_path=log) == 0
         assert c.run(["/no/such/program"], log_path=log) != 0
     text = log.read_text()
     assert "out from-env" in text

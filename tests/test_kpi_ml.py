@@ -73,8 +73,14 @@ _real_urlopen = __import__("urllib.request").request.urlopen
 def make_run(tmp_path: Path, *, mode: str = "smoke", manifest: Any = MANIFEST) -> Run:
     project = tmp_path / "project"  # a project tree without containers/cuda-train
     project.mkdir(parents=True, exist_ok=True)
-    return Run(run_id="test-run", run_dir=tmp_path / "run", manifest=manifest, project_root=project,
-               cache_dir=tmp_path / "cache", mode=mode)
+    return Run(
+        run_id="test-run",
+        run_dir=tmp_path / "run",
+        manifest=manifest,
+        project_root=project,
+        cache_dir=tmp_path / "cache",
+        mode=mode,
+    )
 
 
 def plan_steps(kpi: str, *, mode: str = "smoke", targets: tuple[str, ...] = ()) -> dict[str, Step]:
@@ -163,7 +169,12 @@ def test_litert_bench_output_parses_as_benchmark_model(models: dict[str, Any]) -
     for m in models.values():
         proc = subprocess.run(
             [sys.executable, "-m", "harness.payload.litert_bench", f"--graph={m.path}", "--warmup_runs=2", *FAST],
-            capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         r = parse_benchmark_text(proc.stdout + proc.stderr)
         assert r.format == "current" and r.inference_avg_us > 0
@@ -173,8 +184,14 @@ def test_litert_bench_output_parses_as_benchmark_model(models: dict[str, Any]) -
 
 
 def test_litert_bench_on_a_missing_model_fails_with_no_timing(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "harness.payload.litert_bench", f"--graph={tmp_path / 'nope.tflite'}"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.payload.litert_bench", f"--graph={tmp_path / 'nope.tflite'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 1
     with pytest.raises(BadInput, match="Could not open"):
         parse_benchmark_text(proc.stdout)
@@ -191,8 +208,9 @@ def test_missing_baseline_is_blocked_naming_the_url_and_the_env_var(tmp_path: Pa
     assert MANIFEST.workloads["mobilenet_v2_1.0_224"].url in str(e.value)
 
 
-def test_local_baseline_is_used_and_pinned(tmp_path: Path, models: dict[str, Any],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_baseline_is_used_and_pinned(
+    tmp_path: Path, models: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = make_run(tmp_path)
     step = plan_steps("ml_memory")["fetch:baseline"]
     monkeypatch.setenv(ml_models.BASELINE_ENV, str(models["float"].path))
@@ -208,8 +226,7 @@ def test_local_baseline_is_used_and_pinned(tmp_path: Path, models: dict[str, Any
         kpi_ml.exec_fetch(step, run)
 
 
-def test_local_baseline_path_that_does_not_exist_is_bad_input(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_baseline_path_that_does_not_exist_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ml_models.BASELINE_ENV, str(tmp_path / "nope.tflite"))
     run = make_run(tmp_path)
     run.env = EnvSettings.from_environ()
@@ -228,8 +245,9 @@ def _tgz(path: Path, member: str, data: bytes) -> Path:
 
 
 def test_downloaded_archive_is_pinned_then_reused_from_cache(tmp_path: Path, models: dict[str, Any]) -> None:
-    archive = _tgz(tmp_path / "mobilenet_v2_1.0_224.tgz", "mobilenet_v2_1.0_224.tflite",
-                   models["float"].path.read_bytes())
+    archive = _tgz(
+        tmp_path / "mobilenet_v2_1.0_224.tgz", "mobilenet_v2_1.0_224.tflite", models["float"].path.read_bytes()
+    )
     wl = dataclasses.replace(MANIFEST.workloads["mobilenet_v2_1.0_224"], url=archive.as_uri())
     manifest = dataclasses.replace(MANIFEST, workloads={**MANIFEST.workloads, wl.name: wl})
     run = make_run(tmp_path, manifest=manifest)
@@ -255,7 +273,8 @@ def test_size_rows_for_baseline_and_shipped_model(tmp_path: Path, models: dict[s
     run = make_run(tmp_path)
     run.outputs["fetch:baseline"] = {"path": str(models["float"].path), "origin": "local file"}
     run.outputs["source:ant:test/mlbench"] = ant_checkout(
-        tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()})
+        tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()}
+    )
     out = kpi_ml.exec_measure_size(plan_steps("ml_memory")["measure:size"], run)
     assert out["sizes"] == {"mobilenet_v2_1.0_224": models["float"].size, "mbv1_0.9_v4u": models["int8"].size}
     rows = {r.variant: r for r in journal(run)}
@@ -271,7 +290,8 @@ def test_size_verdict_in_measure_mode(tmp_path: Path, models: dict[str, Any]) ->
     run = make_run(tmp_path, mode="measure")
     run.outputs["fetch:baseline"] = {"path": str(models["float"].path)}
     run.outputs["source:ant:test/mlbench"] = ant_checkout(
-        tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()})
+        tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()}
+    )
     kpi_ml.exec_measure_size(plan_steps("ml_memory", mode="measure")["measure:size"], run)
     assert kpi_ml.exec_evaluate_memory(plan_steps("ml_memory")["evaluate"], run)["verdict"] == "PASS"
 
@@ -292,7 +312,8 @@ def test_lfs_pointer_and_non_tflite_files_are_not_sized(tmp_path: Path, models: 
     (tmp_path / "junk.tflite").write_bytes(b"<html>not found</html>")
     run.outputs["fetch:baseline"] = {"path": str(tmp_path / "junk.tflite")}
     run.outputs["source:ant:test/mlbench"] = ant_checkout(
-        tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": b"version https://git-lfs.github.com/spec/v1\noid x\n"})
+        tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": b"version https://git-lfs.github.com/spec/v1\noid x\n"}
+    )
     run.outputs["convert:tflite"] = {"path": str(models["int8"].path)}
     kpi_ml.exec_measure_size(plan_steps("ml_memory")["measure:size"], run)
     status = {r.variant: (r.status, r.note) for r in journal(run)}
@@ -364,13 +385,15 @@ def test_accuracy_rows_from_an_admm_log(tmp_path: Path, monkeypatch: pytest.Monk
 def _latency_run(tmp_path: Path, models: dict[str, Any], target: str) -> tuple[Run, dict[str, Step]]:
     steps = plan_steps("ml_latency", targets=(target,))
     # Same steps, but fast: no minimum durations, 5 timed runs.
-    steps = {sid: dataclasses.replace(s, argv=(*s.argv, *FAST)) if s.kind == "measure" else s
-             for sid, s in steps.items()}
+    steps = {
+        sid: dataclasses.replace(s, argv=(*s.argv, *FAST)) if s.kind == "measure" else s for sid, s in steps.items()
+    }
     run = make_run(tmp_path)
     run.steps = steps
     run.outputs["fetch:baseline"] = {"path": str(models["float"].path)}
     run.outputs["source:ant:test/mlbench"] = ant_checkout(
-        tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()})
+        tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()}
+    )
     return run, steps
 
 
@@ -417,7 +440,8 @@ def test_measure_mode_on_arm64_needs_a_board(tmp_path: Path, models: dict[str, A
     steps = plan_steps("ml_latency", mode="measure", targets=("arm64",))
     run = make_run(tmp_path, mode="measure")
     run.outputs["source:ant:test/mlbench"] = ant_checkout(
-        tmp_path, {"test/mlbench/benchmark_model_aarch64": b"\x7fELF", "test/mlbench/mbv1_0.9_v4u.tflite": b"x"})
+        tmp_path, {"test/mlbench/benchmark_model_aarch64": b"\x7fELF", "test/mlbench/mbv1_0.9_v4u.tflite": b"x"}
+    )
     with pytest.raises(Blocked, match="measure run on arm64 needs a board"):
         kpi_ml.exec_deploy(steps["deploy:arm64"], run)
     with pytest.raises(Blocked, match="nothing deployed"):

@@ -59,7 +59,8 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_arm64_board_times_each_model_there_and_a_missing_model_blocks_only_its_row(
-        tmp_path: Path, stand_in: Path) -> None:
+    tmp_path: Path, stand_in: Path
+) -> None:
     missing = netns_board.missing_tools()
     if missing:
         pytest.skip(f"no namespace test board on this machine: {', '.join(missing)} missing")
@@ -69,14 +70,18 @@ def test_arm64_board_times_each_model_there_and_a_missing_model_blocks_only_its_
         (tmp_path / "boards.toml").write_text(nb.toml("pi4", model="Raspberry Pi 4", arch="arm64", target="arm64"))
         board = load_boards(tmp_path / "boards.toml")["pi4"]
         run = make_run(tmp_path, mode="measure")
-        run.lab = stack.enter_context(Lab(boards={"arm64": board}, leases_dir=tmp_path / "leases",
-                                          run_id=run.run_id, ttl_s=3600))
+        run.lab = stack.enter_context(
+            Lab(boards={"arm64": board}, leases_dir=tmp_path / "leases", run_id=run.run_id, ttl_s=3600)
+        )
         steps = plan_steps("ml_latency", mode="measure", targets=("arm64",))
         run.steps = steps
-        run.outputs["source:ant:test/mlbench"] = ant_checkout(tmp_path, {
-            "test/mlbench/mbv1_0.9_v4u.tflite": model.read_bytes(),
-            "test/mlbench/benchmark_model_aarch64": stand_in.read_bytes(),
-        })
+        run.outputs["source:ant:test/mlbench"] = ant_checkout(
+            tmp_path,
+            {
+                "test/mlbench/mbv1_0.9_v4u.tflite": model.read_bytes(),
+                "test/mlbench/benchmark_model_aarch64": stand_in.read_bytes(),
+            },
+        )
         deploy: dict[str, Any] = kpi_ml.exec_deploy(steps["deploy:arm64"], run)
         run.outputs["deploy:arm64"] = deploy
         assert deploy["board"] == "pi4" and set(deploy["remote_models"]) == {"mbv1_0.9_v4u"}

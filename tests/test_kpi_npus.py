@@ -38,8 +38,9 @@ def _has_vela_and_litert() -> bool:
     return shutil.which("vela") is not None or (Path(__import__("sys").executable).parent / "vela").is_file()
 
 
-needs_vela = pytest.mark.skipif(not _has_vela_and_litert(),
-                                reason=f"{npus_rows.VELA_FIX} and pip install ai-edge-litert")
+needs_vela = pytest.mark.skipif(
+    not _has_vela_and_litert(), reason=f"{npus_rows.VELA_FIX} and pip install ai-edge-litert"
+)
 
 
 def plan_steps(mode: str = "smoke") -> dict[str, Step]:
@@ -48,8 +49,14 @@ def plan_steps(mode: str = "smoke") -> dict[str, Step]:
 
 
 def make_run(tmp_path: Path, *, project_root: Path = ROOT) -> Run:
-    run = Run(run_id="test-run", run_dir=tmp_path / "run", manifest=MANIFEST, project_root=project_root,
-              cache_dir=tmp_path / "cache", mode="smoke")
+    run = Run(
+        run_id="test-run",
+        run_dir=tmp_path / "run",
+        manifest=MANIFEST,
+        project_root=project_root,
+        cache_dir=tmp_path / "cache",
+        mode="smoke",
+    )
     run.steps = plan_steps()
     return run
 
@@ -140,8 +147,9 @@ def test_vela_rule_fails_a_model_that_falls_back_to_the_cpu_entirely() -> None:
 
 
 def test_vela_rule_fails_a_partial_fallback_and_names_the_first_operator() -> None:
-    s = VelaSummary(network="m", npu_ops=10, cpu_ops=2,
-                    unsupported=(UnsupportedOperator(op="TANH", ofm="t", reason="unsupported"),))
+    s = VelaSummary(
+        network="m", npu_ops=10, cpu_ops=2, unsupported=(UnsupportedOperator(op="TANH", ofm="t", reason="unsupported"),)
+    )
     j = npus_rules.judge_vela(s, exit_status=0, npu_custom_ops=1)
     assert not j.passed and "2 operator(s) fell back" in j.reason and "TANH" in j.reason
 
@@ -209,15 +217,19 @@ def test_named_image_that_does_not_exist_is_bad_input(tmp_path: Path, monkeypatc
         kpi_npus.exec_image(plan_steps()["image:tvm-npu"], run)
 
 
-@pytest.mark.parametrize(("npu", "versions", "missing"), [
-    ("VTA", {}, []),
-    ("Ethos-U55", {}, ["Corstone-300 FVP"]),
-    ("Ethos-U55", {"fvp_corstone_sse_300": "11.15.24"}, []),
-    ("Gemmini", {"spike": "present"}, ["riscv64-unknown-elf-gcc"]),
-    ("Gemmini", {}, ["Spike with the Gemmini extension", "riscv64-unknown-elf-gcc"]),
-])
-def test_testcase_requirements_come_from_the_image_tool_versions(npu: str, versions: dict[str, str],
-                                                                 missing: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("npu", "versions", "missing"),
+    [
+        ("VTA", {}, []),
+        ("Ethos-U55", {}, ["Corstone-300 FVP"]),
+        ("Ethos-U55", {"fvp_corstone_sse_300": "11.15.24"}, []),
+        ("Gemmini", {"spike": "present"}, ["riscv64-unknown-elf-gcc"]),
+        ("Gemmini", {}, ["Spike with the Gemmini extension", "riscv64-unknown-elf-gcc"]),
+    ],
+)
+def test_testcase_requirements_come_from_the_image_tool_versions(
+    npu: str, versions: dict[str, str], missing: list[str]
+) -> None:
     got = [what for what, _ in kpi_npus.testcase_requirements(npu, versions)]
     assert len(got) == len(missing)
     for text, want in zip(got, missing, strict=True):
@@ -234,8 +246,10 @@ def test_testcase_blocked_by_a_missing_fvp_before_any_container_starts(tmp_path:
 
 
 def _offline_source(step: Step, run: Run) -> dict[str, Any]:
-    raise Blocked("source ant_model_db: cannot fetch https://github.com/SKKU-ESLAB/ANT-Model-DB.git (offline)",
-                  "pass --source ant_model_db=PATH")
+    raise Blocked(
+        "source ant_model_db: cannot fetch https://github.com/SKKU-ESLAB/ANT-Model-DB.git (offline)",
+        "pass --source ant_model_db=PATH",
+    )
 
 
 @needs_vela

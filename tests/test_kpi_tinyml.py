@@ -24,17 +24,23 @@ ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = load_manifest(ROOT / "kpis.toml")
 FIXTURES = Path(__file__).parent / "fixtures" / "tinyml"
 PINNED = MANIFEST.sources["auto_compression"].commit
-UPSTREAM_HEAD = '''import wandb
+UPSTREAM_HEAD = """import wandb
 
 os.environ["CUDA_VISIBLE_DEVICES"]="4,5,6,7"
 def train_one_epoch(model):
     pass
-'''
+"""
 
 
 def make_run(tmp_path: Path, *, mode: str = "smoke") -> Run:
-    return Run(run_id="test-run", run_dir=tmp_path / "run", manifest=MANIFEST, project_root=ROOT,
-               cache_dir=tmp_path / "cache", mode=mode)
+    return Run(
+        run_id="test-run",
+        run_dir=tmp_path / "run",
+        manifest=MANIFEST,
+        project_root=ROOT,
+        cache_dir=tmp_path / "cache",
+        mode=mode,
+    )
 
 
 def plan_steps(mode: str = "smoke") -> dict[str, Step]:
@@ -169,8 +175,9 @@ def _tiny_models() -> Any:
     class Net(nn.Module):
         def __init__(self, patched: int | None) -> None:
             super().__init__()
-            self.features = nn.Sequential(cna(3, 8, 3, 2, patched), nn.Sequential(Res(8, patched), Res(8)),
-                                          cna(8, 16, 3, 2), Res(16))
+            self.features = nn.Sequential(
+                cna(3, 8, 3, 2, patched), nn.Sequential(Res(8, patched), Res(8)), cna(8, 16, 3, 2), Res(16)
+            )
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Linear(16, 10)
 
@@ -257,10 +264,20 @@ def test_a_patch_stage_that_mixes_pixels_across_tiles_is_refused(pm: Any) -> Non
 
 
 def _memory_doc(patch_based: dict[str, Any] | None) -> dict[str, Any]:
-    return {"format": 1, "tool": "patch_memory", "checkpoint_sha256": "ab" * 32, "bn_folded": 49,
-            "layer_by_layer": {"peak_bytes": 6 * 1024 * 1024, "peak_elements": 1572864, "at": "features.2.0 (out)",
-                               "live": []},
-            "patch_based": patch_based, "patch_based_reason": "" if patch_based else "no patch-wise layer"}
+    return {
+        "format": 1,
+        "tool": "patch_memory",
+        "checkpoint_sha256": "ab" * 32,
+        "bn_folded": 49,
+        "layer_by_layer": {
+            "peak_bytes": 6 * 1024 * 1024,
+            "peak_elements": 1572864,
+            "at": "features.2.0 (out)",
+            "live": [],
+        },
+        "patch_based": patch_based,
+        "patch_based_reason": "" if patch_based else "no patch-wise layer",
+    }
 
 
 def _outputs(tmp_path: Path, doc: dict[str, Any]) -> dict[str, Any]:
@@ -268,24 +285,42 @@ def _outputs(tmp_path: Path, doc: dict[str, Any]) -> dict[str, Any]:
     p.write_text(json.dumps(doc))
     log = tmp_path / "m.log"
     log.write_text("ok\n")
-    return {"json": str(p), "log": str(log), "argv": ["python3", "patch_memory.py"], "identity": {"kind": "host"},
-            "source_commit": PINNED}
+    return {
+        "json": str(p),
+        "log": str(log),
+        "argv": ["python3", "patch_memory.py"],
+        "identity": {"kind": "host"},
+        "source_commit": PINNED,
+    }
 
 
 def test_plain_row_is_the_layer_by_layer_peak_in_kb(tmp_path: Path) -> None:
     steps = plan_steps()
     run = make_run(tmp_path)
     row = kpi_tinyml.peak_memory_row(run, steps["measure:peak-memory:plain"], _outputs(tmp_path, _memory_doc(None)))
-    assert (row.status, row.value, row.unit, row.fidelity, row.workload) == ("ok", 6144.0, "KB", "host",
-                                                                            "efficientnet_b0-224")
+    assert (row.status, row.value, row.unit, row.fidelity, row.workload) == (
+        "ok",
+        6144.0,
+        "KB",
+        "host",
+        "efficientnet_b0-224",
+    )
     assert "layer by layer" in row.note and row.artefact_sha256 == "ab" * 32
 
 
 def test_patch_row_is_the_patch_based_peak_and_fails_without_one(tmp_path: Path) -> None:
     steps = plan_steps()
     run = make_run(tmp_path)
-    pb = {"peak_bytes": 1024 * 1024, "peak_elements": 262144, "phase": "patch stage", "at": "x (out)", "grid": 4,
-          "tile": [56, 56], "stage_units": ["features.0", "features.3.0"], "max_rel_diff": 1e-7}
+    pb = {
+        "peak_bytes": 1024 * 1024,
+        "peak_elements": 262144,
+        "phase": "patch stage",
+        "at": "x (out)",
+        "grid": 4,
+        "tile": [56, 56],
+        "stage_units": ["features.0", "features.3.0"],
+        "max_rel_diff": 1e-7,
+    }
     step = steps["measure:peak-memory:patch"]
     row = kpi_tinyml.peak_memory_row(run, step, _outputs(tmp_path, _memory_doc(pb)))
     assert (row.status, row.value) == ("ok", 1024.0)
@@ -392,8 +427,13 @@ def test_patch_memory_script_has_no_harness_imports() -> None:
     # It is copied into the image alone: only the standard library and torch at module level.
     text = (ROOT / "harness" / "payload" / "patch_memory.py").read_text()
     assert "from harness" not in text and "import harness" not in text
-    proc = subprocess.run([sys.executable, str(ROOT / "harness" / "payload" / "patch_memory.py"), "--help"],
-                          capture_output=True, text=True, cwd="/", check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "harness" / "payload" / "patch_memory.py"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=False,
+    )
     if proc.returncode != 0 and "No module named 'torch'" in proc.stderr:
         pytest.skip("torch is not installed here")
     assert proc.returncode == 0 and "--num-per-patch-stage" in proc.stdout

@@ -21,7 +21,7 @@ from harness.kpis.vit import execute as kpi_vit
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = load_manifest(ROOT / "kpis.toml")
 FIXTURES = Path(__file__).parent / "fixtures" / "vit"
-ENGINE = '''def train_one_epoch(model, model_ema, loss_scaler, loss, optimizer, max_norm, is_second_order):
+ENGINE = """def train_one_epoch(model, model_ema, loss_scaler, loss, optimizer, max_norm, is_second_order):
     for _ in range(1):
         loss_scaler(loss, optimizer, clip_grad=max_norm,
                         parameters=model.parameters(), create_graph=is_second_order)
@@ -29,14 +29,14 @@ ENGINE = '''def train_one_epoch(model, model_ema, loss_scaler, loss, optimizer, 
         torch.cuda.synchronize()
         if model_ema is not None:
             model_ema.update(model)
-'''
-VIT = '''            sparse = torch.FloatTensor(sparse).cuda()
+"""
+VIT = """            sparse = torch.FloatTensor(sparse).cuda()
             return x, sparse.detach()
-'''
+"""
 # Stand-ins for PackViT's model modules with the constructor arguments the bench passes: blocks
 # that take (x, policy), a packed model that halves the tokens at block 1, prints from forward and
 # appends to score_placeholder.json, as upstream's do.
-FAKE_MODELS = '''
+FAKE_MODELS = """
 import torch
 from torch import nn
 
@@ -79,12 +79,18 @@ class VisionTransformerDiffPruning(VisionTransformerTeacher):
             with open("score_placeholder.json", "a") as f:
                 f.write("{}\\n")
         return x[:, 0]
-'''
+"""
 
 
 def make_run(tmp_path: Path, *, mode: str = "smoke") -> Run:
-    return Run(run_id="test-run", run_dir=tmp_path / "run", manifest=MANIFEST, project_root=ROOT,
-               cache_dir=tmp_path / "cache", mode=mode)
+    return Run(
+        run_id="test-run",
+        run_dir=tmp_path / "run",
+        manifest=MANIFEST,
+        project_root=ROOT,
+        cache_dir=tmp_path / "cache",
+        mode=mode,
+    )
 
 
 def plan_steps(mode: str = "smoke") -> dict[str, Step]:
@@ -144,8 +150,9 @@ def fake_src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         sys.path.remove(str(src))
 
 
-def test_timer_times_each_forward_after_warm_up_and_counts_tokens(bench: Any,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_timer_times_each_forward_after_warm_up_and_counts_tokens(
+    bench: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
 
     calls = []
@@ -179,8 +186,28 @@ def test_bench_command_times_the_three_models_from_one_checkpoint(bench: Any, fa
     docs = {}
     for model in ("vit", "packvit", "packvit_masked"):
         out = tmp_path / f"{model}.json"
-        assert bench.main(["bench", "--src", str(fake_src), "--checkpoint", str(ckpt), "--model", model, "--arch",
-                           "deit_tiny", "--warmup", "1", "--iters", "2", "--out", str(out)]) == 0
+        assert (
+            bench.main(
+                [
+                    "bench",
+                    "--src",
+                    str(fake_src),
+                    "--checkpoint",
+                    str(ckpt),
+                    "--model",
+                    model,
+                    "--arch",
+                    "deit_tiny",
+                    "--warmup",
+                    "1",
+                    "--iters",
+                    "2",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         docs[model] = json.loads(out.read_text())
     assert docs["vit"]["class"] == "vit_l2_3keep_senet_inference.VisionTransformerTeacher"
     assert docs["vit"]["tokens_per_block"][-1] == 196 and docs["packvit"]["tokens_per_block"][-1] == 98
@@ -192,12 +219,26 @@ def test_bench_command_times_the_three_models_from_one_checkpoint(bench: Any, fa
 
 def test_token_removal_model_is_timed_at_batch_one_only(bench: Any, fake_src: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="batch 1 only"):
-        bench.main(["bench", "--src", str(fake_src), "--checkpoint", str(tmp_path / "x.pth"), "--model", "packvit",
-                    "--batch", "4", "--out", str(tmp_path / "o.json")])
+        bench.main(
+            [
+                "bench",
+                "--src",
+                str(fake_src),
+                "--checkpoint",
+                str(tmp_path / "x.pth"),
+                "--model",
+                "packvit",
+                "--batch",
+                "4",
+                "--out",
+                str(tmp_path / "o.json"),
+            ]
+        )
 
 
-def test_init_checkpoint_writes_the_deit_layout(bench: Any, fake_src: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_checkpoint_writes_the_deit_layout(
+    bench: Any, fake_src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
 
     out = tmp_path / "w.pth"
@@ -216,9 +257,19 @@ def test_bench_script_has_no_harness_imports() -> None:
 
 
 def _bench_doc(**kw: Any) -> dict[str, Any]:
-    doc = {"class": "vit_l2_3keep_senet_inference.VisionTransformerDiffPruning", "batch": 1, "warmup": 3,
-           "iters": 10, "median_iteration_s": 0.05, "threads": 2, "device": "cpu", "torch": "2.x",
-           "images_per_s": 19.5, "tokens_per_block": [197, 197, 197, 122.4], "checkpoint_sha256": "cd" * 32}
+    doc = {
+        "class": "vit_l2_3keep_senet_inference.VisionTransformerDiffPruning",
+        "batch": 1,
+        "warmup": 3,
+        "iters": 10,
+        "median_iteration_s": 0.05,
+        "threads": 2,
+        "device": "cpu",
+        "torch": "2.x",
+        "images_per_s": 19.5,
+        "tokens_per_block": [197, 197, 197, 122.4],
+        "checkpoint_sha256": "cd" * 32,
+    }
     return {**doc, **kw}
 
 
@@ -231,8 +282,7 @@ def _outputs(tmp_path: Path, doc: dict[str, Any]) -> dict[str, Any]:
 def test_throughput_row_carries_images_per_second_at_host_fidelity(tmp_path: Path) -> None:
     step = plan_steps()["measure:packvit:x86_64:0"]
     row = kpi_vit.throughput_row(make_run(tmp_path), step, _outputs(tmp_path, _bench_doc()))
-    assert (row.status, row.value, row.unit, row.fidelity, row.variant) == ("ok", 19.5, "images/s", "host",
-                                                                           "packvit")
+    assert (row.status, row.value, row.unit, row.fidelity, row.variant) == ("ok", 19.5, "images/s", "host", "packvit")
     assert "not TFLite" in row.note and "122" in row.note and row.artefact_sha256 == "cd" * 32
 
 
@@ -286,8 +336,9 @@ def test_tflite_conversion_is_blocked_with_the_reason(tmp_path: Path) -> None:
         kpi_vit.exec_measure(plan_steps()["measure:vit:arm64:0"], make_run(tmp_path))
 
 
-def test_measure_mode_without_deit_weights_is_blocked_naming_the_download(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_measure_mode_without_deit_weights_is_blocked_naming_the_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(kpi_vit.DEIT_ENV, raising=False)
     steps = plan_steps("measure")
     with pytest.raises(Blocked, match=r"deit_small_patch16_224-cd65a155\.pth"):

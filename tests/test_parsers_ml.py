@@ -60,7 +60,12 @@ def test_current_format_reads_all_four_timings() -> None:
         "Inference (avg): 24556.3\n"
     )
     assert (r.format, r.init_us, r.first_inference_us, r.warmup_avg_us, r.inference_avg_us) == (
-        "current", 2144.0, 31474.0, 24958.8, 24556.3)
+        "current",
+        2144.0,
+        31474.0,
+        24958.8,
+        24556.3,
+    )
 
 
 def test_average_format_of_tf_1_14() -> None:
@@ -75,50 +80,61 @@ def test_no_stats_format_of_the_oldest_builds_is_the_inference_average() -> None
 
 
 def test_scientific_notation_of_slow_runs_is_read() -> None:
-    r = parse_benchmark_text("Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, "
-                             "Inference (avg): 2.29988e+06")
+    r = parse_benchmark_text(
+        "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 2.29988e+06"
+    )
     assert r.inference_avg_us == pytest.approx(2_299_880.0)
 
 
 def test_last_timing_summary_wins_and_is_counted() -> None:
-    text = ("Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 10\n"
-            "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 20\n")
+    text = (
+        "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 10\n"
+        "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 20\n"
+    )
     r = parse_benchmark_text(text)
     assert (r.inference_avg_us, r.summaries) == (20.0, 2)
 
 
 def test_stats_lines_split_into_warmup_and_timed_phases() -> None:
-    text = ("count=3 first=10 curr=8 min=8 max=10 avg=9 std=1\n"
-            "count=50 first=7 curr=7 min=6 max=9 avg=7.1 std=0\n"
-            "Inference timings in us: Init: 1, First inference: 10, Warmup (avg): 9, Inference (avg): 7.1\n")
+    text = (
+        "count=3 first=10 curr=8 min=8 max=10 avg=9 std=1\n"
+        "count=50 first=7 curr=7 min=6 max=9 avg=7.1 std=0\n"
+        "Inference timings in us: Init: 1, First inference: 10, Warmup (avg): 9, Inference (avg): 7.1\n"
+    )
     r = parse_benchmark_text(text)
     assert r.warmup is not None and r.timed is not None
     assert (r.warmup.count, r.timed.count, r.timed.min, r.timed.max, r.timed.std) == (3, 50, 6.0, 9.0, 0.0)
 
 
 def test_single_run_and_all_same_stats_forms() -> None:
-    text = ("INFO: count=1 curr=1234\nINFO: count=5 curr=99(all same)\n"
-            "Inference timings in us: Init: 1, First inference: 1234, Warmup (avg): 1234, Inference (avg): 99\n")
+    text = (
+        "INFO: count=1 curr=1234\nINFO: count=5 curr=99(all same)\n"
+        "Inference timings in us: Init: 1, First inference: 1234, Warmup (avg): 1234, Inference (avg): 99\n"
+    )
     r = parse_benchmark_text(text)
     assert r.warmup == benchmark_model.PhaseStats(count=1, curr=1234.0, avg=1234.0)
     assert r.timed == benchmark_model.PhaseStats(count=5, curr=99.0, avg=99.0)
 
 
 def test_op_profiling_summaries_are_not_taken_for_phases() -> None:
-    text = ("INFO: count=50 first=7 curr=7 min=6 max=9 avg=7.1 std=0\n"
-            "Inference timings in us: Init: 1, First inference: 10, Warmup (avg): 9, Inference (avg): 7.1\n"
-            "INFO: Timings (microseconds): count=50 first=1 curr=1 min=1 max=1 avg=1 std=0\n"
-            "INFO: Memory (bytes): count=0\n")
+    text = (
+        "INFO: count=50 first=7 curr=7 min=6 max=9 avg=7.1 std=0\n"
+        "Inference timings in us: Init: 1, First inference: 10, Warmup (avg): 9, Inference (avg): 7.1\n"
+        "INFO: Timings (microseconds): count=50 first=1 curr=1 min=1 max=1 avg=1 std=0\n"
+        "INFO: Memory (bytes): count=0\n"
+    )
     r = parse_benchmark_text(text)
     assert r.timed is not None and r.timed.avg == 7.1
     assert r.warmup is None
 
 
 def test_delegate_lines_with_and_without_total() -> None:
-    text = ("INFO: Replacing 66 out of 66 node(s) with delegate (TfLiteXNNPackDelegate) node, "
-            "yielding 1 partitions for the whole graph.\n"
-            "Replacing 12 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 3 partitions.\n"
-            "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 4\n")
+    text = (
+        "INFO: Replacing 66 out of 66 node(s) with delegate (TfLiteXNNPackDelegate) node, "
+        "yielding 1 partitions for the whole graph.\n"
+        "Replacing 12 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 3 partitions.\n"
+        "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 4\n"
+    )
     r = parse_benchmark_text(text)
     assert r.delegates == (
         benchmark_model.DelegateReplacement(name="TfLiteXNNPackDelegate", replaced=66, total=66, partitions=1),
@@ -127,18 +143,28 @@ def test_delegate_lines_with_and_without_total() -> None:
 
 
 def test_memory_footprint_lines() -> None:
-    text = ("Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 4\n"
-            "INFO: Memory footprint delta from the start of the tool (MB): init=15.8125 overall=29.6914\n"
-            "INFO: Peak memory footprint (MB): init=6.25 overall=9.75\n"
-            "INFO: Overall peak memory footprint (MB) via periodic monitoring: 35.2773\n")
+    text = (
+        "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 3, Inference (avg): 4\n"
+        "INFO: Memory footprint delta from the start of the tool (MB): init=15.8125 overall=29.6914\n"
+        "INFO: Peak memory footprint (MB): init=6.25 overall=9.75\n"
+        "INFO: Overall peak memory footprint (MB) via periodic monitoring: 35.2773\n"
+    )
     r = parse_benchmark_text(text)
     assert (r.memory_delta_init_mb, r.memory_delta_overall_mb) == (15.8125, 29.6914)
     assert (r.peak_memory_init_mb, r.peak_memory_overall_mb, r.monitored_peak_memory_mb) == (6.25, 9.75, 35.2773)
 
 
-@pytest.mark.parametrize("text", ["", "\n\n", "hello world", "count=50 first=1 curr=1 min=1 max=1 avg=1 std=0",
-                                  "Inference timings in us: Init: 1, First inference: 2",
-                                  "Inference timings in us: Inference (avg): nan"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n\n",
+        "hello world",
+        "count=50 first=1 curr=1 min=1 max=1 avg=1 std=0",
+        "Inference timings in us: Init: 1, First inference: 2",
+        "Inference timings in us: Inference (avg): nan",
+    ],
+)
 def test_text_without_a_timing_summary_is_bad_input(text: str) -> None:
     with pytest.raises(BadInput, match="no benchmark_model timing summary"):
         parse_benchmark_text(text)
@@ -176,9 +202,11 @@ def test_litert_bench_stats_lines_round_trip_through_the_parser() -> None:
 
 
 def test_admm_top1_is_the_last_best_accuracy() -> None:
-    log = parse_admm_text(" * Acc@1 10.000 Acc@5 50.000\nBest accuracy: 10.000\n"
-                          " * Acc@1 30.500 Acc@5 60.000\nBest accuracy: 30.500\n * Acc@1 20.000 Acc@5 55.000\n"
-                          "Best accuracy: 30.500\n")
+    log = parse_admm_text(
+        " * Acc@1 10.000 Acc@5 50.000\nBest accuracy: 10.000\n"
+        " * Acc@1 30.500 Acc@5 60.000\nBest accuracy: 30.500\n * Acc@1 20.000 Acc@5 55.000\n"
+        "Best accuracy: 30.500\n"
+    )
     assert (log.top1, log.best_lines, len(log.accuracies)) == (30.5, 3, 3)
     assert log.accuracies[-1] == admm.Accuracy(line=5, top1=20.0, top5=55.0)
 

@@ -45,8 +45,10 @@ def test_packvit_top1_is_max_accuracy_else_the_last_acc_line() -> None:
 
 
 def test_packvit_sparsity_belongs_to_the_next_accuracy_line_only() -> None:
-    log = packvit.parse_packvit_text("Sparsity0:0.5,Sparsity1:0.75,Sparsity2:nan,\n* Acc@1 1.000 Acc@5 2.000 loss 3.0\n"
-                                     "* Acc@1 4.000 Acc@5 5.000 loss 6.0\n")
+    log = packvit.parse_packvit_text(
+        "Sparsity0:0.5,Sparsity1:0.75,Sparsity2:nan,\n* Acc@1 1.000 Acc@5 2.000 loss 3.0\n"
+        "* Acc@1 4.000 Acc@5 5.000 loss 6.0\n"
+    )
     assert log.evaluations[0].sparsity[:2] == (0.5, 0.75)
     assert log.evaluations[1].sparsity == ()
 

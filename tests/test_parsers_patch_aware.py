@@ -38,20 +38,23 @@ def test_parser_matches_golden_file(expected: Path) -> None:
 def test_top1_is_the_last_evaluation_of_the_trained_model_not_the_ema_copy() -> None:
     log = patch_aware.parse_patch_aware_text(
         "Test:  Acc@1 10.000 Acc@5 20.000\nTest: EMA Acc@1 90.000 Acc@5 99.000\nTest:  Acc@1 30.000 Acc@5 40.000\n"
-        "Test: EMA Acc@1 95.000 Acc@5 99.000\n")
+        "Test: EMA Acc@1 95.000 Acc@5 99.000\n"
+    )
     assert (log.top1, log.top5) == (30.0, 40.0)
 
 
 def test_patchwise_layers_count_only_the_construction_prints_not_the_model_print() -> None:
-    text = ("MyConv_function_stride1(\n) 4\n"
-            "EfficientNet(\n  (0): MyConv_function_stride1(\n  )\n)\nTest:  Acc@1 1.000 Acc@5 2.000\n")
+    text = (
+        "MyConv_function_stride1(\n) 4\n"
+        "EfficientNet(\n  (0): MyConv_function_stride1(\n  )\n)\nTest:  Acc@1 1.000 Acc@5 2.000\n"
+    )
     assert patch_aware.parse_patch_aware_text(text).patchwise_layers == 1
 
 
 def test_a_crash_after_an_evaluation_is_reported() -> None:
     log = patch_aware.parse_patch_aware_text(
-        "Test:  Acc@1 1.000 Acc@5 2.000\nTraceback (most recent call last):\n  File \"x\", line 1\n"
-        "RuntimeError: boom\n")
+        'Test:  Acc@1 1.000 Acc@5 2.000\nTraceback (most recent call last):\n  File "x", line 1\nRuntimeError: boom\n'
+    )
     assert log.error == "RuntimeError: boom" and log.training_time_s is None
 
 

@@ -99,8 +99,15 @@ def test_csv_gives_unrounded_estimates_and_merges_into_the_printed_summary() -> 
 
 def test_registry_measurements_from_log_and_from_csv() -> None:
     from_log = {m["metric"]: m for m in vela.measurements(INT8)}
-    assert set(from_log) == {"npu_ops", "cpu_ops", "npu_cycles", "total_cycles", "inference_time", "sram_kb",
-                             "flash_kb"}
+    assert set(from_log) == {
+        "npu_ops",
+        "cpu_ops",
+        "npu_cycles",
+        "total_cycles",
+        "inference_time",
+        "sram_kb",
+        "flash_kb",
+    }
     assert from_log["npu_cycles"]["value"] == 22972.0 and from_log["sram_kb"]["unit"] == "KiB"
     from_csv = {m["metric"] for m in vela.measurements(INT8_CSV)}
     assert "npu_ops" not in from_csv and {"npu_cycles", "sram_kb"} <= from_csv

@@ -27,11 +27,7 @@ TIMER_LOG = """
 """
 
 # Immediate mode (`-i`) appends one line per call; a call that found no process adds a blank one.
-IMMEDIATE_LOG = (
-    "1714564800000001 48 1320 132 1904 2411 2411\n"
-    "\n"
-    "1714564805000002 48 1408 132 1904 2490 2490\n"
-)
+IMMEDIATE_LOG = "1714564800000001 48 1320 132 1904 2411 2411\n\n1714564805000002 48 1408 132 1904 2490 2490\n"
 
 
 def write(tmp_path: Path, text: str, name: str = "run.vminfo") -> Path:
@@ -44,9 +40,16 @@ def test_timer_log_gives_three_samples_last_and_peak(tmp_path: Path) -> None:
     samples = parse_vminfo(write(tmp_path, TIMER_LOG))
     assert len(samples) == 3
     first = samples[0]
-    assert (first.line, first.timestamp_us, first.text_kb, first.data_kb, first.stack_kb,
-            first.shlib_kb, first.pss_kb, first.max_pss_kb) == (
-        2, 1714564800123456, 3488, 10468, 132, 2876, 12040, 12040)
+    assert (
+        first.line,
+        first.timestamp_us,
+        first.text_kb,
+        first.data_kb,
+        first.stack_kb,
+        first.shlib_kb,
+        first.pss_kb,
+        first.max_pss_kb,
+    ) == (2, 1714564800123456, 3488, 10468, 132, 2876, 12040, 12040)
     assert final_pss_kb(samples) == 12792
     assert max_pss_kb(samples) == 13076
 
@@ -68,14 +71,17 @@ def test_a_log_with_only_empty_lines_has_no_last_value() -> None:
         final_pss_kb(samples)
 
 
-@pytest.mark.parametrize(("text", "where", "what"), [
-    ("1 2 3 4 5 6 7\n1 2 3 4 5 6\n", ":2:", "expected 7 fields"),
-    ("\n\n1 2 3 4 5 6 7 8\n", ":3:", "found 8"),
-    ("1 2 3 4 5 x 7\n", ":1:", "pss_kb 'x'"),
-    ("1 2 3 4 5 -6 7\n", ":1:", "pss_kb '-6'"),
-    ("1 2 3 4 5 6 7.5\n", ":1:", "max_pss_kb '7.5'"),
-    ("VMInfo begin : (Interval : 1s)\n", ":1:", "expected 7 fields"),
-])
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("1 2 3 4 5 6 7\n1 2 3 4 5 6\n", ":2:", "expected 7 fields"),
+        ("\n\n1 2 3 4 5 6 7 8\n", ":3:", "found 8"),
+        ("1 2 3 4 5 x 7\n", ":1:", "pss_kb 'x'"),
+        ("1 2 3 4 5 -6 7\n", ":1:", "pss_kb '-6'"),
+        ("1 2 3 4 5 6 7.5\n", ":1:", "max_pss_kb '7.5'"),
+        ("VMInfo begin : (Interval : 1s)\n", ":1:", "expected 7 fields"),
+    ],
+)
 def test_a_bad_line_is_one_line_naming_its_number(text: str, where: str, what: str) -> None:
     with pytest.raises(BadInput) as e:
         parse_vminfo_text(text, source="x.vminfo")
@@ -97,7 +103,9 @@ def test_registry_turns_a_log_into_peak_and_final_pss(tmp_path: Path) -> None:
     assert PARSERS["vminfo"] is measurements
     got = get_parser("vminfo")(write(tmp_path, TIMER_LOG))
     assert [(m["metric"], m["value"], m["unit"]) for m in got] == [
-        ("peak_pss", 13076.0, "KB"), ("final_pss", 12792.0, "KB")]
+        ("peak_pss", 13076.0, "KB"),
+        ("final_pss", 12792.0, "KB"),
+    ]
     assert "3 sample(s)" in got[0]["note"]
 
 
@@ -119,12 +127,17 @@ def test_any_text_either_parses_or_raises_bad_input(text: str) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(
-    st.just(""),
-    st.lists(st.integers(min_value=0, max_value=2**63), min_size=7, max_size=7).map(
-        lambda xs: " ".join(map(str, xs))),
-    st.text(alphabet="0123456789 \t-x.", max_size=30),
-)))
+@given(
+    st.lists(
+        st.one_of(
+            st.just(""),
+            st.lists(st.integers(min_value=0, max_value=2**63), min_size=7, max_size=7).map(
+                lambda xs: " ".join(map(str, xs))
+            ),
+            st.text(alphabet="0123456789 \t-x.", max_size=30),
+        )
+    )
+)
 def test_line_shaped_text_either_parses_or_raises_bad_input(lines: list[str]) -> None:
     try:
         samples = parse_vminfo_text("\n".join(lines))

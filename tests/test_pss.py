@@ -30,8 +30,7 @@ def alloc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if cc is None:
         pytest.skip("no host C compiler (gcc or cc) on PATH to build tests/fixtures/alloc.c")
     out = tmp_path_factory.mktemp("native") / "alloc"
-    subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out), str(FIXTURE)],
-                   check=True)
+    subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out), str(FIXTURE)], check=True)
     return out
 
 
@@ -85,9 +84,7 @@ def test_sampler_achieves_at_least_80_hz_at_the_default_interval(alloc: Path) ->
     assert r.samples >= 2
 
 
-def test_vminfo_log_has_one_line_per_sample_and_last_line_reads_final_and_max(
-    alloc: Path, tmp_path: Path
-) -> None:
+def test_vminfo_log_has_one_line_per_sample_and_last_line_reads_final_and_max(alloc: Path, tmp_path: Path) -> None:
     log = tmp_path / "vminfo.log"
     r = pss.sample_process([str(alloc), "8", "0.3"], vminfo_log=log)
     lines = [line.split() for line in log.read_text().splitlines() if line.strip()]
@@ -116,8 +113,7 @@ def test_children_of_a_shell_are_summed(alloc: Path) -> None:
 
 def test_grandchildren_are_summed(alloc: Path) -> None:
     child = f"import subprocess; subprocess.run([{str(alloc)!r}, '20', '0.5'], check=True)"
-    parent = ("import subprocess, sys; "
-              f"subprocess.run([sys.executable, '-c', {child!r}], check=True)")
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
     r = pss.sample_process([sys.executable, "-c", parent])
     assert r.exit_status == 0
     assert max(s.procs for s in r.trace) == 3
@@ -295,8 +291,7 @@ def test_timeout_measures_the_tree_before_killing_it(alloc: Path) -> None:
 
 def test_a_root_that_execs_is_followed_into_the_new_program(alloc: Path) -> None:
     # The shell is measured first; after its exec the same PID holds a new memory map.
-    r = pss.sample_process(["sh", "-c", 'sleep 0.2; exec "$0" 16 0.3', str(alloc)],
-                           remeasure_s=NEVER)
+    r = pss.sample_process(["sh", "-c", 'sleep 0.2; exec "$0" 16 0.3', str(alloc)], remeasure_s=NEVER)
     assert r.exit_status == 0
     peak = r.peak()
     assert peak is not None and peak >= 16 * MIB_KB
@@ -304,8 +299,10 @@ def test_a_root_that_execs_is_followed_into_the_new_program(alloc: Path) -> None
 
 
 def test_memory_counters_are_read_after_a_command_name_with_spaces_and_parentheses() -> None:
-    stat = (b"42 (a) b (c) S 1 42 42 0 -1 4194560 1234 0 5 0 7 3 0 0 20 0 1 0 99 "
-            b"1000448 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
+    stat = (
+        b"42 (a) b (c) S 1 42 42 0 -1 4194560 1234 0 5 0 7 3 0 0 20 0 1 0 99 "
+        b"1000448 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+    )
     assert pss._memory_counters(stat) == (b"1234", b"5", b"1000448", b"200")
     faulted = stat.replace(b" 1234 ", b" 1235 ")
     busier = stat.replace(b" 7 3 ", b" 8 3 ")  # user CPU time only
@@ -330,8 +327,7 @@ def test_missing_working_directory_is_named(alloc: Path, tmp_path: Path) -> None
 
 def test_child_output_goes_to_the_named_files(tmp_path: Path) -> None:
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
-    r = pss.sample_process(["sh", "-c", "echo to-out; echo to-err >&2; exit 3"],
-                           stdout=out, stderr=err)
+    r = pss.sample_process(["sh", "-c", "echo to-out; echo to-err >&2; exit 3"], stdout=out, stderr=err)
     assert r.exit_status == 3
     assert out.read_text() == "to-out\n"
     assert err.read_text() == "to-err\n"
@@ -339,8 +335,7 @@ def test_child_output_goes_to_the_named_files(tmp_path: Path) -> None:
 
 def test_one_path_for_both_streams_keeps_both(tmp_path: Path) -> None:
     both = tmp_path / "both.txt"
-    pss.sample_process(["sh", "-c", "echo first; echo second >&2; echo third"],
-                       stdout=both, stderr=both)
+    pss.sample_process(["sh", "-c", "echo first; echo second >&2; echo third"], stdout=both, stderr=both)
     assert both.read_text() == "first\nsecond\nthird\n"
 
 
@@ -366,10 +361,21 @@ def test_json_round_trip_keeps_summary_and_trace(alloc: Path, tmp_path: Path) ->
 
 # A version 1 document, as written before carried samples existed: every sample was measured.
 _V1_DOC = {
-    "format": "ant-kpi-pss", "version": 1, "argv": ["iotjs", "app.js"], "exit_status": 0,
-    "timed_out": False, "wall_s": 0.03, "interval_s": 0.01, "started_at": 1700000000.0,
-    "samples": 3, "rate_hz": 100.0, "sampler_cpu_s": 0.002, "guest_exe": None, "guest_rule": None,
-    "peak_pss_kb": 2100, "final_pss_kb": 2050,
+    "format": "ant-kpi-pss",
+    "version": 1,
+    "argv": ["iotjs", "app.js"],
+    "exit_status": 0,
+    "timed_out": False,
+    "wall_s": 0.03,
+    "interval_s": 0.01,
+    "started_at": 1700000000.0,
+    "samples": 3,
+    "rate_hz": 100.0,
+    "sampler_cpu_s": 0.002,
+    "guest_exe": None,
+    "guest_rule": None,
+    "peak_pss_kb": 2100,
+    "final_pss_kb": 2050,
     "trace": [
         {"t": 0.0, "pss_kb": 1900, "pss_anon_kb": 300, "procs": 1},
         {"t": 0.01, "pss_kb": 2100, "pss_anon_kb": 500, "procs": 1},
@@ -397,17 +403,19 @@ def test_version_1_document_loads_with_every_sample_measured(tmp_path: Path) -> 
 # -- the command line, run as a stand-alone file the way boards run it ---------------------------
 
 
-def test_standalone_script_needs_nothing_but_the_standard_library(
-    alloc: Path, tmp_path: Path
-) -> None:
+def test_standalone_script_needs_nothing_but_the_standard_library(alloc: Path, tmp_path: Path) -> None:
     copy = tmp_path / "pss.py"
     shutil.copy(PSS_PY, copy)
     out = tmp_path / "r.json"
     log = tmp_path / "v.log"
     # -I: isolated mode, so neither the repository nor site-packages can be imported.
-    proc = subprocess.run([sys.executable, "-I", str(copy), "--json", str(out), "--vminfo-log",
-                           str(log), "--", str(alloc), "8", "0.2"],
-                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-I", str(copy), "--json", str(out), "--vminfo-log", str(log), "--", str(alloc), "8", "0.2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["exit_status"] == 0 and doc["peak_pss_kb"] >= 8 * MIB_KB
@@ -426,30 +434,33 @@ def test_standalone_script_needs_nothing_but_the_standard_library(
     ],
 )
 def test_cli_exit_code_follows_the_command(command: list[str], extra: list[str], code: int) -> None:
-    proc = subprocess.run([sys.executable, str(PSS_PY), "-q", *extra, "--", *command],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(PSS_PY), "-q", *extra, "--", *command], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == code, proc.stderr
 
 
 def test_cli_refuses_a_negative_remeasure_interval() -> None:
-    proc = subprocess.run([sys.executable, str(PSS_PY), "--remeasure", "-1", "--", "true"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(PSS_PY), "--remeasure", "-1", "--", "true"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == pss.EXIT_USAGE
     assert "--remeasure" in proc.stderr
 
 
 def test_cli_without_a_command_is_a_usage_error() -> None:
-    proc = subprocess.run([sys.executable, str(PSS_PY), "--interval", "0.01"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(PSS_PY), "--interval", "0.01"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == pss.EXIT_USAGE
     assert "no command" in proc.stderr
 
 
 def test_cli_reports_a_missing_command_in_one_line() -> None:
-    proc = subprocess.run([sys.executable, str(PSS_PY), "--", "/nonexistent/command"],
-                          capture_output=True, text=True, check=False)
-    assert proc.stderr.strip() == (
-        "pss.py: error: cannot start '/nonexistent/command': no such file or command")
+    proc = subprocess.run(
+        [sys.executable, str(PSS_PY), "--", "/nonexistent/command"], capture_output=True, text=True, check=False
+    )
+    assert proc.stderr.strip() == ("pss.py: error: cannot start '/nonexistent/command': no such file or command")
 
 
 # -- parsers and the guest split, on smaps text shaped like qemu 7.2's ---------------------------
@@ -458,32 +469,35 @@ _EXE = "/work/bin/iotjs"
 _QEMU = "/work/qemu-private/iotjs"
 
 
-def _vma(lo: int, hi: int, path: str = "", pss_kb: int = 0, anon_kb: int = 0,
-         inode: int = 0) -> str:
-    return (f"{lo:08x}-{hi:08x} rw-p 00000000 fe:00 {inode}                 {path}\n"
-            f"Size:               {(hi - lo) // 1024} kB\n"
-            f"Rss:                {pss_kb} kB\n"
-            f"Pss:                {pss_kb} kB\n"
-            f"Pss_Dirty:          {pss_kb} kB\n"
-            f"Anonymous:          {anon_kb} kB\n"
-            f"VmFlags: rd wr mr mw me ac\n")
+def _vma(lo: int, hi: int, path: str = "", pss_kb: int = 0, anon_kb: int = 0, inode: int = 0) -> str:
+    return (
+        f"{lo:08x}-{hi:08x} rw-p 00000000 fe:00 {inode}                 {path}\n"
+        f"Size:               {(hi - lo) // 1024} kB\n"
+        f"Rss:                {pss_kb} kB\n"
+        f"Pss:                {pss_kb} kB\n"
+        f"Pss_Dirty:          {pss_kb} kB\n"
+        f"Anonymous:          {anon_kb} kB\n"
+        f"VmFlags: rd wr mr mw me ac\n"
+    )
 
 
 def _smaps_32bit_guest(base: int) -> bytes:
     """A 4 GiB guest reservation at `base`, then the host's heap, JIT buffer and qemu itself."""
     g = base
-    text = "".join([
-        _vma(g + 0x1000, g + 0x10000),
-        _vma(g + 0x10000, g + 0x20000, _EXE, 300, 0, inode=42),
-        _vma(g + 0x20000, g + 0x40000, "", 200, 200),
-        _vma(g + 0x40000, g + 0x3F000000),
-        _vma(g + 0x3F000000, g + 0x40000000, "", 1000, 1000),  # guest heap
-        _vma(g + 0x40000000, g + 0x100000000),
-        _vma(0x555500000000, 0x555500100000, "[heap]", 900, 900),
-        _vma(0x7F0000000000, 0x7F0008000000, "", 2048, 2048),  # TCG buffer (THP)
-        _vma(0x7F0010000000, 0x7F0010500000, _QEMU, 7000, 0, inode=7),
-        _vma(0x7FFF00000000, 0x7FFF00021000, "[stack]", 20, 20),
-    ])
+    text = "".join(
+        [
+            _vma(g + 0x1000, g + 0x10000),
+            _vma(g + 0x10000, g + 0x20000, _EXE, 300, 0, inode=42),
+            _vma(g + 0x20000, g + 0x40000, "", 200, 200),
+            _vma(g + 0x40000, g + 0x3F000000),
+            _vma(g + 0x3F000000, g + 0x40000000, "", 1000, 1000),  # guest heap
+            _vma(g + 0x40000000, g + 0x100000000),
+            _vma(0x555500000000, 0x555500100000, "[heap]", 900, 900),
+            _vma(0x7F0000000000, 0x7F0008000000, "", 2048, 2048),  # TCG buffer (THP)
+            _vma(0x7F0010000000, 0x7F0010500000, _QEMU, 7000, 0, inode=7),
+            _vma(0x7FFF00000000, 0x7FFF00021000, "[stack]", 20, 20),
+        ]
+    )
     return text.encode()
 
 
@@ -498,26 +512,26 @@ def test_parse_smaps_reads_pss_lines_only_not_pss_dirty() -> None:
 @pytest.mark.parametrize("base", [0, 0x10000])
 def test_guest_split_uses_the_reservation_of_a_32_bit_guest(base: int) -> None:
     # guest_base 0 where page 1 may be mapped; just above vm.mmap_min_addr (65536) elsewhere.
-    split = pss.guest_split(pss.parse_smaps(_smaps_32bit_guest(base)), pss.ExeId(path=_EXE),
-                            _QEMU)
+    split = pss.guest_split(pss.parse_smaps(_smaps_32bit_guest(base)), pss.ExeId(path=_EXE), _QEMU)
     assert split.rule == "reservation"
     assert split.pss_kb == 300 + 200 + 1000
     assert split.anon_kb == 200 + 1000
 
 
 def test_guest_split_uses_the_landmark_window_of_a_64_bit_guest() -> None:
-    text = "".join([
-        _vma(0x400000, 0x480000, _EXE, 500, 0, inode=42),
-        _vma(0x480000, 0x4A0000, "", 16, 16),
-        _vma(0x5500000000, 0x5500800000, "", 8, 8),  # guest stack
-        _vma(0x5502000000, 0x5503000000, "", 16384, 16384),  # guest mmap, after a gap
-        _vma(0x555500000000, 0x555500100000, "[heap]", 900, 900),
-        _vma(0x7F0000000000, 0x7F0008000000, "", 2048, 2048),
-        _vma(0x7F0010000000, 0x7F0010500000, _QEMU, 7000, 0, inode=7),
-        _vma(0x7FFF00000000, 0x7FFF00021000, "[stack]", 20, 20),
-    ]).encode()
-    split = pss.guest_split(pss.parse_smaps(text), pss.ExeId(path="/elsewhere", dev=(0xFE, 0),
-                                                             inode=42), _QEMU)
+    text = "".join(
+        [
+            _vma(0x400000, 0x480000, _EXE, 500, 0, inode=42),
+            _vma(0x480000, 0x4A0000, "", 16, 16),
+            _vma(0x5500000000, 0x5500800000, "", 8, 8),  # guest stack
+            _vma(0x5502000000, 0x5503000000, "", 16384, 16384),  # guest mmap, after a gap
+            _vma(0x555500000000, 0x555500100000, "[heap]", 900, 900),
+            _vma(0x7F0000000000, 0x7F0008000000, "", 2048, 2048),
+            _vma(0x7F0010000000, 0x7F0010500000, _QEMU, 7000, 0, inode=7),
+            _vma(0x7FFF00000000, 0x7FFF00021000, "[stack]", 20, 20),
+        ]
+    ).encode()
+    split = pss.guest_split(pss.parse_smaps(text), pss.ExeId(path="/elsewhere", dev=(0xFE, 0), inode=42), _QEMU)
     assert split.rule == "window"
     assert split.pss_kb == 500 + 16 + 8 + 16384
     assert split.anon_kb == 16 + 8 + 16384

@@ -51,8 +51,9 @@ def cross_build(tmp_path_factory: pytest.TempPathFactory) -> Builder:
                 pytest.skip(f"{emu.cross_gcc} is not installed ({emu.cross_fix})")
             out = root / f"alloc-{arch}-{link}"
             flags = ["-static"] if link == "static" else []
-            subprocess.run([gcc, "-O2", "-Wall", "-Wextra", "-Werror", *flags, "-o", str(out),
-                            str(FIXTURE)], check=True)
+            subprocess.run(
+                [gcc, "-O2", "-Wall", "-Wextra", "-Werror", *flags, "-o", str(out), str(FIXTURE)], check=True
+            )
             built[arch, link] = out
         return built[arch, link]
 
@@ -65,9 +66,7 @@ def cross_build(tmp_path_factory: pytest.TempPathFactory) -> Builder:
 @pytest.mark.qemu
 @pytest.mark.parametrize("link", LINKS)
 @pytest.mark.parametrize("arch", qemu.ARCHES)
-def test_elf_info_reads_class_machine_and_linking_of_cross_builds(
-    cross_build: Builder, arch: str, link: str
-) -> None:
+def test_elf_info_reads_class_machine_and_linking_of_cross_builds(cross_build: Builder, arch: str, link: str) -> None:
     info = qemu.elf_info(cross_build(arch, link))
     emu = qemu.emulator_info(arch)
     assert (info.elf_class, info.machine) == (emu.elf_class, emu.elf_machine)
@@ -110,9 +109,7 @@ def test_guest_pss_grows_by_the_allocated_size_under_qemu(
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("arch", qemu.ARCHES)
-def test_emulator_overhead_is_several_megabytes_of_qemu_around_a_tiny_guest(
-    tmp_path: Path, arch: str
-) -> None:
+def test_emulator_overhead_is_several_megabytes_of_qemu_around_a_tiny_guest(tmp_path: Path, arch: str) -> None:
     _need_emulator(arch)
     if shutil.which(qemu.emulator_info(arch).cross_gcc) is None:
         pytest.skip(f"{qemu.emulator_info(arch).cross_gcc} is not installed")
@@ -127,9 +124,7 @@ def test_emulator_overhead_is_several_megabytes_of_qemu_around_a_tiny_guest(
 
 
 @pytest.mark.qemu
-def test_emulator_overhead_accepts_a_prebuilt_static_probe(
-    cross_build: Builder, tmp_path: Path
-) -> None:
+def test_emulator_overhead_accepts_a_prebuilt_static_probe(cross_build: Builder, tmp_path: Path) -> None:
     _need_emulator("armhf")
     r = qemu.emulator_overhead("armhf", tmp_path, probe=cross_build("armhf", "static"))
     assert r.exit_status == 0
@@ -144,9 +139,7 @@ def test_emulator_overhead_refuses_a_dynamic_probe(cross_build: Builder, tmp_pat
 
 
 @pytest.mark.qemu
-def test_private_emulator_has_its_own_inode_and_the_guests_name_as_comm(
-    cross_build: Builder, tmp_path: Path
-) -> None:
+def test_private_emulator_has_its_own_inode_and_the_guests_name_as_comm(cross_build: Builder, tmp_path: Path) -> None:
     system_emulator = _need_emulator("armhf")
     binary = cross_build("armhf", "static")
     private = qemu.private_emulator("armhf", tmp_path, "iotjs", emulator=system_emulator)
@@ -181,8 +174,7 @@ def test_dynamic_guest_runs_with_a_private_sysroot(cross_build: Builder, tmp_pat
     root = qemu.private_sysroot("armhf", tmp_path / "sysroot")
     assert (root / "lib" / "ld-linux-armhf.so.3").exists()
     assert not list((root / "lib").glob("*.a"))
-    argv = qemu.qemu_command(binary, ["1", "0.2"], arch="armhf", sysroot=root,
-                             emulator=system_emulator)
+    argv = qemu.qemu_command(binary, ["1", "0.2"], arch="armhf", sysroot=root, emulator=system_emulator)
     assert argv[1:3] == ["-L", str(root)]
     r = pss.sample_process(argv, guest_exe=binary)
     assert r.exit_status == 0
@@ -192,17 +184,13 @@ def test_dynamic_guest_runs_with_a_private_sysroot(cross_build: Builder, tmp_pat
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("arch", qemu.ARCHES)
-def test_qemu_command_passes_a_sysroot_only_for_dynamic_binaries(
-    cross_build: Builder, arch: str
-) -> None:
+def test_qemu_command_passes_a_sysroot_only_for_dynamic_binaries(cross_build: Builder, arch: str) -> None:
     emu = qemu.emulator_info(arch)
-    static = qemu.qemu_command(cross_build(arch, "static"), ["a", "b"], arch=arch,
-                               emulator="/opt/qemu")
+    static = qemu.qemu_command(cross_build(arch, "static"), ["a", "b"], arch=arch, emulator="/opt/qemu")
     assert static == ["/opt/qemu", str(cross_build(arch, "static")), "a", "b"]
     if not (emu.sysroot / "lib").is_dir():
         pytest.skip(f"{emu.sysroot} is not installed (apt-get install {emu.sysroot_package})")
-    dynamic = qemu.qemu_command(cross_build(arch, "dynamic"), ["a"], arch=arch,
-                                emulator="/opt/qemu")
+    dynamic = qemu.qemu_command(cross_build(arch, "dynamic"), ["a"], arch=arch, emulator="/opt/qemu")
     assert dynamic == ["/opt/qemu", "-L", str(emu.sysroot), str(cross_build(arch, "dynamic")), "a"]
 
 
@@ -215,17 +203,13 @@ def test_wrong_arch_binary_is_bad_input(cross_build: Builder) -> None:
 
 
 @pytest.mark.qemu
-def test_missing_sysroot_of_a_dynamic_binary_is_blocked_with_the_fix(
-    cross_build: Builder, tmp_path: Path
-) -> None:
+def test_missing_sysroot_of_a_dynamic_binary_is_blocked_with_the_fix(cross_build: Builder, tmp_path: Path) -> None:
     with pytest.raises(Blocked) as err:
-        qemu.qemu_command(cross_build("armhf", "dynamic"), [], arch="armhf",
-                          sysroot=tmp_path / "none", emulator="/x")
+        qemu.qemu_command(cross_build("armhf", "dynamic"), [], arch="armhf", sysroot=tmp_path / "none", emulator="/x")
     assert "apt-get install libc6-armhf-cross" in err.value.fix
     (tmp_path / "empty").mkdir()
     with pytest.raises(Blocked, match=r"ld-linux-armhf\.so\.3"):
-        qemu.qemu_command(cross_build("armhf", "dynamic"), [], arch="armhf",
-                          sysroot=tmp_path / "empty", emulator="/x")
+        qemu.qemu_command(cross_build("armhf", "dynamic"), [], arch="armhf", sysroot=tmp_path / "empty", emulator="/x")
 
 
 # -- no emulator or cross compiler needed ----------------------------------------------------------
@@ -235,12 +219,10 @@ def _elf(path: Path, *, cls: int, machine: int, interp: bytes | None) -> Path:
     """A minimal little-endian ELF file: header, one program header, optional PT_INTERP string."""
     if cls == 32:
         ehsize, phentsize = 52, 32
-        head = struct.pack("<HHIIIIIHHHHHH", 2, machine, 1, 0, ehsize, 0, 0x5000400, ehsize,
-                           phentsize, 1, 40, 0, 0)
+        head = struct.pack("<HHIIIIIHHHHHH", 2, machine, 1, 0, ehsize, 0, 0x5000400, ehsize, phentsize, 1, 40, 0, 0)
     else:
         ehsize, phentsize = 64, 56
-        head = struct.pack("<HHIQQQIHHHHHH", 2, machine, 1, 0, ehsize, 0, 0, ehsize, phentsize,
-                           1, 64, 0, 0)
+        head = struct.pack("<HHIQQQIHHHHHH", 2, machine, 1, 0, ehsize, 0, 0, ehsize, phentsize, 1, 64, 0, 0)
     ident = b"\x7fELF" + bytes([1 if cls == 32 else 2, 1, 1]) + bytes(9)
     data_off = ehsize + phentsize
     payload = interp + b"\0" if interp is not None else b""
@@ -254,8 +236,7 @@ def _elf(path: Path, *, cls: int, machine: int, interp: bytes | None) -> Path:
 
 
 def test_elf_info_reads_a_handmade_dynamic_armhf_header(tmp_path: Path) -> None:
-    info = qemu.elf_info(_elf(tmp_path / "a", cls=32, machine=40,
-                              interp=b"/lib/ld-linux-armhf.so.3"))
+    info = qemu.elf_info(_elf(tmp_path / "a", cls=32, machine=40, interp=b"/lib/ld-linux-armhf.so.3"))
     assert (info.elf_class, info.machine, info.arch) == (32, 40, "armhf")
     assert info.interpreter == "/lib/ld-linux-armhf.so.3" and info.dynamic
     assert info.describe() == "ELF32 arm exec (dynamic)"
@@ -275,12 +256,13 @@ def test_host_binary_is_bad_input_for_an_arm_arch(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(b"#!/bin/sh\necho hi\n", "not an ELF binary"),
-     (b"\x7fELF\x01\x01\x01" + bytes(20), "truncated or corrupt"),
-     (b"\x7fELF\x03\x01\x01" + bytes(60), "unknown ELF class")],
+    [
+        (b"#!/bin/sh\necho hi\n", "not an ELF binary"),
+        (b"\x7fELF\x01\x01\x01" + bytes(20), "truncated or corrupt"),
+        (b"\x7fELF\x03\x01\x01" + bytes(60), "unknown ELF class"),
+    ],
 )
-def test_elf_info_rejects_what_is_not_a_usable_elf(tmp_path: Path, content: bytes,
-                                                   problem: str) -> None:
+def test_elf_info_rejects_what_is_not_a_usable_elf(tmp_path: Path, content: bytes, problem: str) -> None:
     path = tmp_path / "x"
     path.write_bytes(content)
     with pytest.raises(BadInput, match=problem):
@@ -292,9 +274,7 @@ def test_elf_info_of_a_missing_file_is_bad_input(tmp_path: Path) -> None:
         qemu.elf_info(tmp_path / "missing")
 
 
-def test_find_emulator_is_blocked_with_the_apt_fix_when_absent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_find_emulator_is_blocked_with_the_apt_fix_when_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(Blocked) as err:
         qemu.find_emulator("armhf")
@@ -317,11 +297,11 @@ def test_unknown_arch_is_bad_input_with_a_suggestion() -> None:
         qemu.find_emulator("armfh")
 
 
-@pytest.mark.parametrize(("content", "enabled"),
-                         [("enabled\ninterpreter /usr/libexec/qemu-binfmt/arm-binfmt-P\n", True),
-                          ("disabled\n", False)])
-def test_binfmt_enabled_reads_the_first_line_of_the_entry(tmp_path: Path, content: str,
-                                                          enabled: bool) -> None:
+@pytest.mark.parametrize(
+    ("content", "enabled"),
+    [("enabled\ninterpreter /usr/libexec/qemu-binfmt/arm-binfmt-P\n", True), ("disabled\n", False)],
+)
+def test_binfmt_enabled_reads_the_first_line_of_the_entry(tmp_path: Path, content: str, enabled: bool) -> None:
     (tmp_path / "qemu-arm").write_text(content)
     assert qemu.binfmt_enabled("armhf", root=tmp_path) is enabled
     assert qemu.binfmt_enabled("arm64", root=tmp_path) is False  # no entry at all
@@ -338,7 +318,7 @@ def test_emulator_table_names_the_binaries_and_packages() -> None:
 
 
 def test_emulator_table_rejects_an_unknown_key(tmp_path: Path) -> None:
-    text = qemu.EMULATORS_TOML.read_text().replace("binfmt = \"qemu-arm\"", "binfmtt = \"x\"")
+    text = qemu.EMULATORS_TOML.read_text().replace('binfmt = "qemu-arm"', 'binfmtt = "x"')
     path = tmp_path / "emulators.toml"
     path.write_text(text)
     with pytest.raises(BadInput, match=r"armhf\.binfmtt is not a known key \(did you mean"):

@@ -33,49 +33,91 @@ SHA = "02599f35810cfa6ea5495bbc42194ed576b969de"
 
 def row(i: int = 0, **kw: Any) -> Row:
     base: dict[str, Any] = {
-        "run_id": RUN_ID, "kpi": "js_memory", "metric": "peak_pss", "variant": "iotjs",
-        "workload": "v8-deltablue", "target": "rpi2", "fidelity": "board", "mode": "measure",
-        "value": 100.0, "unit": "KB", "repeat": i, "time": f"2024-05-01T12:{i:02d}:00+00:00",
-        "source_commit": SHA, "harness_version": "0.1.0+1234567890ab", "harness_dirty": False,
+        "run_id": RUN_ID,
+        "kpi": "js_memory",
+        "metric": "peak_pss",
+        "variant": "iotjs",
+        "workload": "v8-deltablue",
+        "target": "rpi2",
+        "fidelity": "board",
+        "mode": "measure",
+        "value": 100.0,
+        "unit": "KB",
+        "repeat": i,
+        "time": f"2024-05-01T12:{i:02d}:00+00:00",
+        "source_commit": SHA,
+        "harness_version": "0.1.0+1234567890ab",
+        "harness_dirty": False,
     }
     base.update(kw)
     return Row(**base)
 
 
 KPIS = (
-    Kpi(id="js_memory", number=1, session="kpi_js_memory",
+    Kpi(
+        id="js_memory",
+        number=1,
+        session="kpi_js_memory",
         title_ko="경량 자바스크립트 런타임 메모리 요구량",
-        title_en="Memory requirement of the lightweight JavaScript runtime", procedure="js_memory",
+        title_en="Memory requirement of the lightweight JavaScript runtime",
+        procedure="js_memory",
         metrics=(Metric(name="peak_pss", unit="KB", direction="lower"),),
-        compare=Compare(metric="peak_pss", baseline="iotjs", candidate="iotjs_plus",
-                        statistic="reduction_pct"),
-        target=KpiTarget(kind="better_than_baseline"), verdict_fidelity=("board",),
+        compare=Compare(metric="peak_pss", baseline="iotjs", candidate="iotjs_plus", statistic="reduction_pct"),
+        target=KpiTarget(kind="better_than_baseline"),
+        verdict_fidelity=("board",),
         variants=(Variant(name="iotjs"), Variant(name="iotjs_plus")),
-        workloads=("v8-deltablue", "sp-crypto-sha1"), targets=("rpi2",)),
-    Kpi(id="app_latency", number=2, session="kpi_app_latency", title_ko="응용 실행 시간",
-        title_en="Application execution time", procedure="app_latency",
+        workloads=("v8-deltablue", "sp-crypto-sha1"),
+        targets=("rpi2",),
+    ),
+    Kpi(
+        id="app_latency",
+        number=2,
+        session="kpi_app_latency",
+        title_ko="응용 실행 시간",
+        title_en="Application execution time",
+        procedure="app_latency",
         metrics=(Metric(name="rtt", unit="ms", direction="lower"),),
-        compare=Compare(metric="rtt", baseline="legacy", candidate="resource-api",
-                        statistic="overhead_pct"),
-        target=KpiTarget(kind="report"), verdict_fidelity=("board",),
+        compare=Compare(metric="rtt", baseline="legacy", candidate="resource-api", statistic="overhead_pct"),
+        target=KpiTarget(kind="report"),
+        verdict_fidelity=("board",),
         variants=(Variant(name="legacy"), Variant(name="resource-api")),
-        workloads=("legacy", "resource-api"), targets=("rpi2",)),
-    Kpi(id="ml_latency", number=3, session="kpi_ml_latency", title_ko="기계학습 실행 시간",
-        title_en="Machine-learning execution time", procedure="ml_latency",
-        metrics=(Metric(name="inference_avg", unit="us", direction="lower"),
-                 Metric(name="accuracy_loss", unit="%p", direction="lower")),
-        compare=Compare(metric="inference_avg", baseline="mobilenet_v2_1.0_224",
-                        candidate="mbv1_0.9_v4u", statistic="speedup"),
+        workloads=("legacy", "resource-api"),
+        targets=("rpi2",),
+    ),
+    Kpi(
+        id="ml_latency",
+        number=3,
+        session="kpi_ml_latency",
+        title_ko="기계학습 실행 시간",
+        title_en="Machine-learning execution time",
+        procedure="ml_latency",
+        metrics=(
+            Metric(name="inference_avg", unit="us", direction="lower"),
+            Metric(name="accuracy_loss", unit="%p", direction="lower"),
+        ),
+        compare=Compare(
+            metric="inference_avg", baseline="mobilenet_v2_1.0_224", candidate="mbv1_0.9_v4u", statistic="speedup"
+        ),
         target=KpiTarget(kind="at_most", metric="accuracy_loss", value=3.0, unit="%p"),
-        verdict_fidelity=("board",), variants=(Variant(name="mbv1_0.9_v4u"),), workloads=(),
-        targets=("x86_64",)),
-    Kpi(id="npus", number=7, session="kpi_npu", title_ko="지원 NPU 수",
-        title_en="Number of supported NPUs", procedure="npus",
+        verdict_fidelity=("board",),
+        variants=(Variant(name="mbv1_0.9_v4u"),),
+        workloads=(),
+        targets=("x86_64",),
+    ),
+    Kpi(
+        id="npus",
+        number=7,
+        session="kpi_npu",
+        title_ko="지원 NPU 수",
+        title_en="Number of supported NPUs",
+        procedure="npus",
         metrics=(Metric(name="passed", unit="count", direction="higher"),),
         target=KpiTarget(kind="count_at_least", value=3, of=("VTA", "Ethos-U55", "Gemmini")),
         verdict_fidelity=("simulator", "board"),
         variants=(Variant(name="VTA"), Variant(name="Ethos-U55"), Variant(name="Gemmini")),
-        workloads=(), targets=("x86_64",)),
+        workloads=(),
+        targets=("x86_64",),
+    ),
 )
 
 BASE = [12540.0, 12556.0, 12610.0, 12498.0, 12577.0, 12530.0]
@@ -87,45 +129,104 @@ def small_results() -> Results:
     for app, shift in (("v8-deltablue", 0.0), ("sp-crypto-sha1", -1500.0)):
         for i, (b, p) in enumerate(zip(BASE, PLUS, strict=True)):
             for variant, v in (("iotjs", b), ("iotjs_plus", p)):
-                rows.append(row(
-                    i, workload=app, variant=variant, value=v + shift + (i % 3) * 7.5,
-                    argv=["python3", "pss.py", "--", f"{variant}/iotjs", f"test/appbench/{app}.js"],
-                    artefact_sha256=("aa" if variant == "iotjs" else "bb") * 32,
-                    image_digest="sha256:" + "cc" * 32,
-                    target_identity={"board": "Raspberry Pi 3", "kernel": "6.1.21-v7+"},
-                    log=f"logs/measure_{variant}_{app}_{i}.log",
-                ))
+                rows.append(
+                    row(
+                        i,
+                        workload=app,
+                        variant=variant,
+                        value=v + shift + (i % 3) * 7.5,
+                        argv=["python3", "pss.py", "--", f"{variant}/iotjs", f"test/appbench/{app}.js"],
+                        artefact_sha256=("aa" if variant == "iotjs" else "bb") * 32,
+                        image_digest="sha256:" + "cc" * 32,
+                        target_identity={"board": "Raspberry Pi 3", "kernel": "6.1.21-v7+"},
+                        log=f"logs/measure_{variant}_{app}_{i}.log",
+                    )
+                )
     rows += [
-        row(kpi="app_latency", metric="rtt", variant="legacy", workload="legacy", value=math.nan,
-            unit="ms", status="blocked",
-            note="no board 'rpi3' in boards.toml | add it, see README"),
-        row(kpi="app_latency", metric="rtt", variant="resource-api", workload="resource-api",
-            value=math.nan, unit="ms", status="blocked",
-            note="no board 'rpi3' in boards.toml | add it, see README"),
+        row(
+            kpi="app_latency",
+            metric="rtt",
+            variant="legacy",
+            workload="legacy",
+            value=math.nan,
+            unit="ms",
+            status="blocked",
+            note="no board 'rpi3' in boards.toml | add it, see README",
+        ),
+        row(
+            kpi="app_latency",
+            metric="rtt",
+            variant="resource-api",
+            workload="resource-api",
+            value=math.nan,
+            unit="ms",
+            status="blocked",
+            note="no board 'rpi3' in boards.toml | add it, see README",
+        ),
     ]
     rows += [
-        row(i, kpi="ml_latency", metric="accuracy_loss", variant="mbv1_0.9_v4u", workload="",
-            target="x86_64", fidelity="host", value=v, unit="%p", harness_dirty=True,
+        row(
+            i,
+            kpi="ml_latency",
+            metric="accuracy_loss",
+            variant="mbv1_0.9_v4u",
+            workload="",
+            target="x86_64",
+            fidelity="host",
+            value=v,
+            unit="%p",
+            harness_dirty=True,
             argv=["python3", "train.py", "--data", "/data/imagenet subset", "--prune=0.9;echo"],
-            log="logs/train.log")
+            log="logs/train.log",
+        )
         for i, v in enumerate([1.9, 2.1])
     ]
     rows += [
-        row(i, kpi="ml_latency", metric="inference_avg", variant=model, workload=model,
-            target="arm64", fidelity="emulated", mode="smoke", value=v, unit="us",
+        row(
+            i,
+            kpi="ml_latency",
+            metric="inference_avg",
+            variant=model,
+            workload=model,
+            target="arm64",
+            fidelity="emulated",
+            mode="smoke",
+            value=v,
+            unit="us",
             argv=["./benchmark_model", f"--graph={model}.tflite", "--num_runs=50"],
-            log=f"logs/bench_{model}_{i}.log")
-        for model, values in (("mobilenet_v2_1.0_224", [41234.5, 40987.0, 41502.25]),
-                              ("mbv1_0.9_v4u", [20110.0, 19876.5, 20342.0]))
+            log=f"logs/bench_{model}_{i}.log",
+        )
+        for model, values in (
+            ("mobilenet_v2_1.0_224", [41234.5, 40987.0, 41502.25]),
+            ("mbv1_0.9_v4u", [20110.0, 19876.5, 20342.0]),
+        )
         for i, v in enumerate(values)
     ]
     rows += [
-        row(kpi="npus", metric="passed", variant="VTA", workload="test_vta.py", target="x86_64",
-            fidelity="simulator", value=1.0, unit="count", log="logs/npu VTA.log",
-            argv=["python3", "testcase/test_vta.py"]),
-        row(kpi="npus", metric="passed", variant="Ethos-U55", workload="test_ethosu.py",
-            target="x86_64", fidelity="simulator", value=math.nan, unit="count",
-            status="blocked", note="the Corstone-300 FVP licence is not accepted"),
+        row(
+            kpi="npus",
+            metric="passed",
+            variant="VTA",
+            workload="test_vta.py",
+            target="x86_64",
+            fidelity="simulator",
+            value=1.0,
+            unit="count",
+            log="logs/npu VTA.log",
+            argv=["python3", "testcase/test_vta.py"],
+        ),
+        row(
+            kpi="npus",
+            metric="passed",
+            variant="Ethos-U55",
+            workload="test_ethosu.py",
+            target="x86_64",
+            fidelity="simulator",
+            value=math.nan,
+            unit="count",
+            status="blocked",
+            note="the Corstone-300 FVP licence is not accepted",
+        ),
     ]
     return Results.from_rows(rows)
 
@@ -196,8 +297,7 @@ def test_write_report_writes_report_md_atomically(tmp_path: Path) -> None:
     evs = evaluations(res)
     path = write_report(run_dir, evs, res)
     assert path == run_dir / "report.md"
-    assert path.read_text(encoding="utf-8") == render_markdown(evs, res, run_id=RUN_ID,
-                                                                run_dir=run_dir)
+    assert path.read_text(encoding="utf-8") == render_markdown(evs, res, run_id=RUN_ID, run_dir=run_dir)
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -220,10 +320,19 @@ def test_console_shows_verdicts_and_numbers() -> None:
     assert "evidence: 24 log(s)" in out
 
 
-@pytest.mark.parametrize(("x", "text"), [
-    (math.nan, "—"), (12556.0, "12,556"), (12556.4, "12,556"), (123.45, "123.5"),
-    (27.891, "27.89"), (0.012345, "0.0123"), (-3.0, "-3"), (math.inf, "∞"),
-])
+@pytest.mark.parametrize(
+    ("x", "text"),
+    [
+        (math.nan, "—"),
+        (12556.0, "12,556"),
+        (12556.4, "12,556"),
+        (123.45, "123.5"),
+        (27.891, "27.89"),
+        (0.012345, "0.0123"),
+        (-3.0, "-3"),
+        (math.inf, "∞"),
+    ],
+)
 def test_numbers_are_formatted_for_people(x: float, text: str) -> None:
     assert fmt_num(x) == text
 
@@ -266,9 +375,22 @@ def test_html_report_matches_the_golden_file(tmp_path: Path) -> None:
 
 
 def test_html_is_self_contained_and_escapes_what_the_rows_say(tmp_path: Path) -> None:
-    res = small_results().append([row(kpi="npus", metric="passed", variant="Gemmini", workload="t.py",
-                                      target="x86_64", fidelity="simulator", value=math.nan, unit="count",
-                                      status="failed", note="<script>alert('x')</script> & more")])
+    res = small_results().append(
+        [
+            row(
+                kpi="npus",
+                metric="passed",
+                variant="Gemmini",
+                workload="t.py",
+                target="x86_64",
+                fidelity="simulator",
+                value=math.nan,
+                unit="count",
+                status="failed",
+                note="<script>alert('x')</script> & more",
+            )
+        ]
+    )
     text = render_html(evaluations(res), res, run_id=RUN_ID, run_dir=make_run_dir(tmp_path))
     assert "<script>alert" not in text and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in text
     assert "http://" not in text and "https://" not in text and "<link" not in text
@@ -301,8 +423,19 @@ def test_plots_are_png_files_next_to_the_report(tmp_path: Path) -> None:
     for variant, top in (("iotjs", 12500), ("iotjs_plus", 9000)):
         trace = tuple(Sample(t=i * 0.01, pss_kb=min(top, 400 * (i + 1)), pss_anon_kb=100) for i in range(60))
         path = f"raw/{variant}.json"
-        write_json(PssResult(argv=("x",), exit_status=0, timed_out=False, wall_s=0.6, interval_s=0.01,
-                             started_at=0.0, sampler_cpu_s=0.0, trace=trace), run_dir / path)
+        write_json(
+            PssResult(
+                argv=("x",),
+                exit_status=0,
+                timed_out=False,
+                wall_s=0.6,
+                interval_s=0.01,
+                started_at=0.0,
+                sampler_cpu_s=0.0,
+                trace=trace,
+            ),
+            run_dir / path,
+        )
         traced.append(row(0, variant=variant, value=float(top), log=path))
     res = res.append(traced)
     plots = make_plots(evaluations(res), res, run_dir)

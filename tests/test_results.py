@@ -27,9 +27,17 @@ TIME = "2024-05-01T12:00:00+00:00"
 
 def row(**kw: Any) -> Row:
     base: dict[str, Any] = {
-        "run_id": "20240501-120000", "kpi": "js_memory", "metric": "peak_pss", "variant": "iotjs",
-        "workload": "v8-deltablue", "target": "rpi2", "fidelity": "board", "mode": "measure",
-        "value": 12556.0, "unit": "KB", "time": TIME,
+        "run_id": "20240501-120000",
+        "kpi": "js_memory",
+        "metric": "peak_pss",
+        "variant": "iotjs",
+        "workload": "v8-deltablue",
+        "target": "rpi2",
+        "fidelity": "board",
+        "mode": "measure",
+        "value": 12556.0,
+        "unit": "KB",
+        "time": TIME,
     }
     base.update(kw)
     return Row(**base)
@@ -40,22 +48,47 @@ def tricky_rows() -> list[Row]:
         row(
             repeat=3,
             value=12556.125,
-            argv=["python3", "pss.py", "--", "a b", "$(rm -rf /)", "x;y|z&", "'q'", '"dq"', "*",
-                  "back\\slash", "tab\there"],
-            target_identity={"board": "Raspberry Pi 3", "kernel": "6.1.0", "cpus": [0, 1],
-                             "temp_c": 48.5},
+            argv=[
+                "python3",
+                "pss.py",
+                "--",
+                "a b",
+                "$(rm -rf /)",
+                "x;y|z&",
+                "'q'",
+                '"dq"',
+                "*",
+                "back\\slash",
+                "tab\there",
+            ],
+            target_identity={"board": "Raspberry Pi 3", "kernel": "6.1.0", "cpus": [0, 1], "temp_c": 48.5},
             source_commit="02599f35810cfa6ea5495bbc42194ed576b969de",
             image_digest="sha256:" + "ab" * 32,
             artefact_sha256="cd" * 32,
             harness_version="0.1.0+abcdef123456",
             harness_dirty=True,
             log="logs/measure_iotjs_v8-deltablue_rpi2_3.log",
-            note="경량 자바스크립트 런타임 | comma, \"quote\"\nsecond line",
+            note='경량 자바스크립트 런타임 | comma, "quote"\nsecond line',
         ),
-        row(variant="iotjs_plus", value=math.nan, status="blocked", fidelity="emulated",
-            mode="smoke", note="Docker is not reachable — fix: start dockerd", harness_dirty=False),
-        row(variant="007", workload="", target="", value=-0.0, unit="", note="",
-            metric="final_pss", time="2024-05-01T12:00:01Z"),
+        row(
+            variant="iotjs_plus",
+            value=math.nan,
+            status="blocked",
+            fidelity="emulated",
+            mode="smoke",
+            note="Docker is not reachable — fix: start dockerd",
+            harness_dirty=False,
+        ),
+        row(
+            variant="007",
+            workload="",
+            target="",
+            value=-0.0,
+            unit="",
+            note="",
+            metric="final_pss",
+            time="2024-05-01T12:00:01Z",
+        ),
         row(value=1e-300, repeat=0, note="  leading and trailing spaces  "),
     ]
 
@@ -76,18 +109,21 @@ def test_row_normalises_argv_to_a_tuple_and_keeps_identity() -> None:
     assert r == row(argv=("a", "b"), target_identity={"x": 1})
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"value": math.nan}, "NaN but status is ok"),
-    ({"fidelity": "qemu"}, "fidelity 'qemu'"),
-    ({"mode": "fast"}, "mode 'fast'"),
-    ({"status": "skipped"}, "status 'skipped'"),
-    ({"time": "2024-05-01T12:00:00+09:00"}, "must be UTC"),
-    ({"time": "yesterday"}, "not ISO-8601"),
-    ({"argv": "python3 x.py"}, "argv"),
-    ({"target_identity": {"x": object()}}, "not JSON"),
-    ({"repeat": 1.5}, "repeat"),
-    ({"harness_dirty": "yes"}, "harness_dirty"),
-])
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"value": math.nan}, "NaN but status is ok"),
+        ({"fidelity": "qemu"}, "fidelity 'qemu'"),
+        ({"mode": "fast"}, "mode 'fast'"),
+        ({"status": "skipped"}, "status 'skipped'"),
+        ({"time": "2024-05-01T12:00:00+09:00"}, "must be UTC"),
+        ({"time": "yesterday"}, "not ISO-8601"),
+        ({"argv": "python3 x.py"}, "argv"),
+        ({"target_identity": {"x": object()}}, "not JSON"),
+        ({"repeat": 1.5}, "repeat"),
+        ({"harness_dirty": "yes"}, "harness_dirty"),
+    ],
+)
 def test_row_rejects_bad_fields_with_one_line(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(BadInput) as e:
         row(**kw)
@@ -266,20 +302,28 @@ def test_append_adds_in_place_and_chains() -> None:
 
 def test_summaries_group_by_metric_variant_and_fidelity() -> None:
     groups = Results.from_rows(tricky_rows()).summaries(kpi="js_memory")
-    keys = [(g.metric, g.variant, g.fidelity, g.summary.n if g.summary else 0, g.not_ok)
-            for g in groups]
-    assert keys == [("final_pss", "007", "board", 1, 0), ("peak_pss", "iotjs", "board", 2, 0),
-                    ("peak_pss", "iotjs_plus", "emulated", 0, 1)]
+    keys = [(g.metric, g.variant, g.fidelity, g.summary.n if g.summary else 0, g.not_ok) for g in groups]
+    assert keys == [
+        ("final_pss", "007", "board", 1, 0),
+        ("peak_pss", "iotjs", "board", 2, 0),
+        ("peak_pss", "iotjs_plus", "emulated", 0, 1),
+    ]
 
 
 text_st = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(note=text_st, argv=st.lists(text_st, max_size=4), value=st.floats(allow_nan=False),
-       dirty=st.booleans(), workload=text_st)
-def test_any_text_survives_both_file_formats(note: str, argv: list[str], value: float,
-                                             dirty: bool, workload: str) -> None:
+@given(
+    note=text_st,
+    argv=st.lists(text_st, max_size=4),
+    value=st.floats(allow_nan=False),
+    dirty=st.booleans(),
+    workload=text_st,
+)
+def test_any_text_survives_both_file_formats(
+    note: str, argv: list[str], value: float, dirty: bool, workload: str
+) -> None:
     rows = [row(note=note, argv=argv, value=value, harness_dirty=dirty, workload=workload)]
     with tempfile.TemporaryDirectory() as d:
         Results.from_rows(rows).save(d)

@@ -92,8 +92,15 @@ def test_a_step_ordered_after_a_blocked_one_still_runs_and_sees_what_exists(tmp_
             raise Blocked("no network", "give a local copy")
         return {"saw_fetch": "fetch" in run.outputs, "saw_convert": "convert" in run.outputs}
 
-    deploy = Step(id="deploy", kpi="js_memory", kind="measure", where="host", description="deploy",  # type: ignore[arg-type]
-                  after=("fetch", "convert"), key=step_key("deploy"))
+    deploy = Step(
+        id="deploy",
+        kpi="js_memory",
+        kind="measure",
+        where="host",
+        description="deploy",  # type: ignore[arg-type]
+        after=("fetch", "convert"),
+        key=step_key("deploy"),
+    )
     states = StepRunner(_run(tmp_path), {"measure": work}).execute(_plan(_step("fetch"), _step("convert"), deploy))
     assert {k: v.status for k, v in states.items()} == {"fetch": "blocked", "convert": "ok", "deploy": "ok"}
     assert states["deploy"].outputs == {"saw_fetch": False, "saw_convert": True}

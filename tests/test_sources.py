@@ -27,8 +27,13 @@ REMOTE = "https://example.invalid/"
 
 def git(*args: str | Path, cwd: Path | None = None) -> str:
     """Run git for fixture set-up (file:// allowed so submodules can be made locally)."""
-    proc = subprocess.run(["git", "-c", "protocol.file.allow=always", *map(str, args)], cwd=cwd,
-                          check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "-c", "protocol.file.allow=always", *map(str, args)],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return proc.stdout.strip()
 
 
@@ -69,10 +74,8 @@ class World:
     lib_url: str
     gitconfig: Path
 
-    def source(self, *, url: str | None = None, commit: str | None = None,
-               submodules: bool = True) -> Source:
-        return Source(name="app", url=url or self.app_url, commit=commit or self.app_sha,
-                      submodules=submodules)
+    def source(self, *, url: str | None = None, commit: str | None = None, submodules: bool = True) -> Source:
+        return Source(name="app", url=url or self.app_url, commit=commit or self.app_sha, submodules=submodules)
 
     def rewrite(self, base: str | Path, prefix: str) -> None:
         """Add a `url.<base>.insteadOf <prefix>` rule to the test's global git config."""
@@ -111,10 +114,21 @@ def make_world(tmp_path: Path, *, remote_urls: bool) -> World:
     (app / "app.txt").write_text("app v2: must not be checked out\n")
     app_new = commit(app, "app v2", "app.txt")
 
-    return World(root=tmp_path, repos=repos, app=app, app_sha=app_sha, app_new=app_new, lib=lib,
-                 lib_old=lib_old, lib_new=lib_new, core=core, core_sha=core_sha,
-                 app_url=f"{REMOTE}app.git" if remote_urls else str(app), lib_url=lib_url,
-                 gitconfig=tmp_path / "gitconfig")
+    return World(
+        root=tmp_path,
+        repos=repos,
+        app=app,
+        app_sha=app_sha,
+        app_new=app_new,
+        lib=lib,
+        lib_old=lib_old,
+        lib_new=lib_new,
+        core=core,
+        core_sha=core_sha,
+        app_url=f"{REMOTE}app.git" if remote_urls else str(app),
+        lib_url=lib_url,
+        gitconfig=tmp_path / "gitconfig",
+    )
 
 
 @pytest.fixture
@@ -168,15 +182,13 @@ def test_submodule_is_at_its_recorded_commit_not_the_newer_one(world: World, cac
     assert git("-C", co.path, "status", "--porcelain") == ""
 
 
-def test_submodules_are_left_empty_when_the_source_does_not_want_them(
-        world: World, cache: Path) -> None:
+def test_submodules_are_left_empty_when_the_source_does_not_want_them(world: World, cache: Path) -> None:
     co = checkout(world.source(submodules=False), cache)
     assert co.submodules == ()
     assert not any((co.path / "deps" / "lib").iterdir())
 
 
-def test_warm_checkout_reuses_the_tree_without_touching_the_remote(
-        world: World, cache: Path) -> None:
+def test_warm_checkout_reuses_the_tree_without_touching_the_remote(world: World, cache: Path) -> None:
     first = checkout(world.source(), cache)
     keep = first.path / "untracked-build-output"
     keep.write_text("kept")
@@ -222,8 +234,7 @@ def test_a_missing_pinned_commit_is_bad_input_in_one_line(world: World, cache: P
         checkout(world.source(commit=wrong), cache)
     line = e.value.one_line()
     assert "\n" not in line
-    assert line == (f"error: source app: commit {wrong} not found in {world.app}; "
-                    "check kpis.toml or the mirror")
+    assert line == (f"error: source app: commit {wrong} not found in {world.app}; check kpis.toml or the mirror")
 
 
 def test_a_short_commit_is_refused_before_any_git_call(world: World, cache: Path) -> None:
@@ -232,8 +243,7 @@ def test_a_short_commit_is_refused_before_any_git_call(world: World, cache: Path
     assert not cache.exists()
 
 
-def test_a_missing_submodule_commit_names_path_sha_url_and_the_fix(
-        remote_world: World, cache: Path) -> None:
+def test_a_missing_submodule_commit_names_path_sha_url_and_the_fix(remote_world: World, cache: Path) -> None:
     w = remote_world
     # A "mirror" of lib that has a different history: the recorded commit is not in it.
     other = init(w.root / "other-lib")
@@ -256,8 +266,7 @@ def test_a_missing_submodule_commit_names_path_sha_url_and_the_fix(
 # --------------------------------------------------------------------------------------------
 
 
-def test_insteadof_rewrites_the_manifest_url_and_every_submodule_url(
-        remote_world: World, cache: Path) -> None:
+def test_insteadof_rewrites_the_manifest_url_and_every_submodule_url(remote_world: World, cache: Path) -> None:
     w = remote_world
     w.rewrite(f"{w.repos}/", REMOTE)  # one prefix rule for all three repositories
     co = checkout(w.source(), cache)
@@ -273,8 +282,7 @@ def test_insteadof_rewrites_the_manifest_url_and_every_submodule_url(
     assert git("-C", co.path, "config", "remote.origin.url") == f"{REMOTE}app.git"
 
 
-def test_an_unreachable_url_is_blocked_with_the_override_and_insteadof_fixes(
-        remote_world: World, cache: Path) -> None:
+def test_an_unreachable_url_is_blocked_with_the_override_and_insteadof_fixes(remote_world: World, cache: Path) -> None:
     with pytest.raises(Blocked) as e:
         checkout(remote_world.source(), cache)
     line = e.value.one_line()
@@ -284,8 +292,7 @@ def test_an_unreachable_url_is_blocked_with_the_override_and_insteadof_fixes(
     assert f"git config --global url.<mirror>.insteadOf {REMOTE}app.git" in line
 
 
-def test_an_unreachable_submodule_url_is_blocked_naming_the_submodule(
-        remote_world: World, cache: Path) -> None:
+def test_an_unreachable_submodule_url_is_blocked_naming_the_submodule(remote_world: World, cache: Path) -> None:
     w = remote_world
     w.rewrite(w.repos / "app.git", f"{REMOTE}app.git")
     with pytest.raises(Blocked, match=re.escape(f"submodule deps/lib: cannot fetch {REMOTE}lib")):
@@ -293,7 +300,8 @@ def test_an_unreachable_submodule_url_is_blocked_naming_the_submodule(
 
 
 def test_git_runs_without_prompts_and_ignores_an_inherited_git_dir(
-        world: World, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import harness.env.sources as sources
 
     seen: list[dict[str, str]] = []
@@ -348,8 +356,7 @@ def test_override_with_paths_extracts_from_the_override(world: World, cache: Pat
     assert (co.commit, co.origin, co.override) == (world.app_sha, str(bare), str(bare))
 
 
-def test_override_with_a_plain_directory_is_used_in_place_and_marked_unpinned(
-        world: World, cache: Path) -> None:
+def test_override_with_a_plain_directory_is_used_in_place_and_marked_unpinned(world: World, cache: Path) -> None:
     plain = world.root / "plain"
     plain.mkdir()
     (plain / "app.txt").write_text("local edit\n")
@@ -363,8 +370,7 @@ def test_override_with_a_plain_directory_is_used_in_place_and_marked_unpinned(
     assert not cache.exists()
 
 
-def test_override_with_a_clone_that_lacks_the_commit_is_bad_input(
-        world: World, cache: Path) -> None:
+def test_override_with_a_clone_that_lacks_the_commit_is_bad_input(world: World, cache: Path) -> None:
     stranger = init(world.root / "stranger")
     (stranger / "s").write_text("s\n")
     commit(stranger, "unrelated", "s")
@@ -372,8 +378,7 @@ def test_override_with_a_clone_that_lacks_the_commit_is_bad_input(
         checkout(world.source(), cache, override=stranger)
 
 
-def test_override_reuse_still_checks_the_override_has_the_commit(
-        world: World, cache: Path) -> None:
+def test_override_reuse_still_checks_the_override_has_the_commit(world: World, cache: Path) -> None:
     checkout(world.source(), cache)
     stranger = init(world.root / "stranger")
     (stranger / "s").write_text("s\n")
@@ -388,13 +393,16 @@ def test_parse_source_overrides_accepts_name_equals_path(tmp_path: Path) -> None
     assert got == {"iotjs": (tmp_path / "iotjs").resolve()}
 
 
-@pytest.mark.parametrize(("item", "problem"), [
-    ("iotjs", "expected NAME=PATH"),
-    ("=/tmp", "expected NAME=PATH"),
-    ("iotjs=", "expected NAME=PATH"),
-    ("bad name=/tmp", "is not a source name"),
-    ("iotjs=/no/such/dir", "no such file or directory"),
-])
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        ("iotjs", "expected NAME=PATH"),
+        ("=/tmp", "expected NAME=PATH"),
+        ("iotjs=", "expected NAME=PATH"),
+        ("bad name=/tmp", "is not a source name"),
+        ("iotjs=/no/such/dir", "no such file or directory"),
+    ],
+)
 def test_parse_source_overrides_rejects_bad_items(item: str, problem: str) -> None:
     with pytest.raises(BadInput, match=problem):
         parse_source_overrides([item])
@@ -426,8 +434,7 @@ def test_paths_extracts_only_those_paths_of_the_pinned_tree(world: World, cache:
     assert co.submodules == ()
 
 
-def test_paths_checkout_is_reused_warm_and_redone_when_a_file_changes(
-        world: World, cache: Path) -> None:
+def test_paths_checkout_is_reused_warm_and_redone_when_a_file_changes(world: World, cache: Path) -> None:
     co = checkout(world.source(), cache, paths=("docs",))
     shutil.move(world.repos, world.root / "gone")
     assert checkout(world.source(), cache, paths=("docs/",)) == co
@@ -448,13 +455,20 @@ def test_paths_must_stay_inside_the_repository(world: World, cache: Path, bad: s
         checkout(world.source(), cache, paths=(bad,))
 
 
-def test_paths_work_from_a_mirror_that_lacks_large_blobs_elsewhere(
-        world: World, cache: Path) -> None:
+def test_paths_work_from_a_mirror_that_lacks_large_blobs_elsewhere(world: World, cache: Path) -> None:
     # Like the upstream mirrors: made with a size filter, then cut loose from its origin, so the
     # large blob is simply absent.
     thin = world.root / "thin.git"
-    git("clone", "--quiet", "--bare", "--no-local", "--filter=blob:limit=4k",
-        "--upload-pack=git -c uploadpack.allowFilter=true upload-pack", f"file://{world.app}", thin)
+    git(
+        "clone",
+        "--quiet",
+        "--bare",
+        "--no-local",
+        "--filter=blob:limit=4k",
+        "--upload-pack=git -c uploadpack.allowFilter=true upload-pack",
+        f"file://{world.app}",
+        thin,
+    )
     git("-C", thin, "config", "--remove-section", "remote.origin")
     src = world.source(url=f"{REMOTE}app.git", submodules=False)
     world.rewrite(thin, f"{REMOTE}app.git")
@@ -472,8 +486,7 @@ def test_paths_work_from_a_mirror_that_lacks_large_blobs_elsewhere(
 # --------------------------------------------------------------------------------------------
 
 
-def test_provenance_records_urls_origins_and_every_submodule(
-        remote_world: World, cache: Path) -> None:
+def test_provenance_records_urls_origins_and_every_submodule(remote_world: World, cache: Path) -> None:
     w = remote_world
     w.rewrite(f"{w.repos}/", REMOTE)
     prov = checkout(w.source(), cache).to_provenance()
@@ -487,10 +500,13 @@ def test_provenance_records_urls_origins_and_every_submodule(
         "origin": f"{w.repos}/app.git",
         "paths": [],
         "submodules": [
-            {"path": "deps/lib", "commit": w.lib_old, "url": f"{REMOTE}lib.git",
-             "origin": f"{w.repos}/lib.git"},
-            {"path": "deps/lib/core", "commit": w.core_sha, "url": f"{REMOTE}core.git",
-             "origin": f"{w.repos}/core.git"},
+            {"path": "deps/lib", "commit": w.lib_old, "url": f"{REMOTE}lib.git", "origin": f"{w.repos}/lib.git"},
+            {
+                "path": "deps/lib/core",
+                "commit": w.core_sha,
+                "url": f"{REMOTE}core.git",
+                "origin": f"{w.repos}/core.git",
+            },
         ],
     }
 
@@ -512,16 +528,18 @@ def test_mirrors_are_kept_per_url(world: World, cache: Path) -> None:
     assert mirror_path(cache, "https://x/a.git").name.startswith("a-")
 
 
-@pytest.mark.parametrize(("url", "parent", "expected"), [
-    ("../core.git", "https://h/org/lib.git", "https://h/org/core.git"),
-    ("./sub.git", "https://h/org/lib.git/", "https://h/org/lib.git/sub.git"),
-    ("../../x/y.git", "https://h/org/lib.git", "https://h/x/y.git"),
-    ("../y.git", "git@h:org/lib.git", "git@h:org/y.git"),
-    ("../y.git", "h:lib.git", "h:y.git"),
-    ("https://h/abs.git", "https://h/org/lib.git", "https://h/abs.git"),
-])
-def test_relative_submodule_urls_resolve_against_the_parent(
-        url: str, parent: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "parent", "expected"),
+    [
+        ("../core.git", "https://h/org/lib.git", "https://h/org/core.git"),
+        ("./sub.git", "https://h/org/lib.git/", "https://h/org/lib.git/sub.git"),
+        ("../../x/y.git", "https://h/org/lib.git", "https://h/x/y.git"),
+        ("../y.git", "git@h:org/lib.git", "git@h:org/y.git"),
+        ("../y.git", "h:lib.git", "h:y.git"),
+        ("https://h/abs.git", "https://h/org/lib.git", "https://h/abs.git"),
+    ],
+)
+def test_relative_submodule_urls_resolve_against_the_parent(url: str, parent: str, expected: str) -> None:
     assert resolve_submodule_url(url, parent) == expected
 
 
@@ -546,10 +564,11 @@ IOTJS_MIRRORS = {
 }
 
 
-@pytest.mark.skipif(not all((MIRRORS / m / "repo").is_dir() for m in IOTJS_MIRRORS.values()),
-                    reason="needs local mirrors of IoT.js and its 4 submodules under /work/.mirror")
-def test_real_iotjs_pin_checks_out_from_local_mirrors(
-        tmp_path: Path, gitconfig: Path) -> None:
+@pytest.mark.skipif(
+    not all((MIRRORS / m / "repo").is_dir() for m in IOTJS_MIRRORS.values()),
+    reason="needs local mirrors of IoT.js and its 4 submodules under /work/.mirror",
+)
+def test_real_iotjs_pin_checks_out_from_local_mirrors(tmp_path: Path, gitconfig: Path) -> None:
     from harness.core.manifest import load_manifest
 
     manifest = load_manifest(Path(__file__).resolve().parent.parent / "kpis.toml")
@@ -568,8 +587,7 @@ def test_real_iotjs_pin_checks_out_from_local_mirrors(
     assert dict(co.submodules) == expected
     for path, sha in expected.items():
         assert head(co.path / path) == sha
-    assert dict((p, o) for p, _, o in co.submodule_urls)["deps/libtuv"] == str(
-        MIRRORS / "SKKU-ESLAB+libtuv" / "repo")
+    assert dict((p, o) for p, _, o in co.submodule_urls)["deps/libtuv"] == str(MIRRORS / "SKKU-ESLAB+libtuv" / "repo")
     started = time.monotonic()
     assert checkout(src, tmp_path / "cache") == co
     assert time.monotonic() - started < 3.0

@@ -19,49 +19,77 @@ TIME = "2024-05-01T12:00:00+00:00"
 
 def row(**kw: Any) -> Row:
     base: dict[str, Any] = {
-        "run_id": "r1", "kpi": "mem", "metric": "peak_pss", "variant": "base", "workload": "app1",
-        "target": "rpi2", "fidelity": "board", "mode": "measure", "value": 100.0, "unit": "KB",
+        "run_id": "r1",
+        "kpi": "mem",
+        "metric": "peak_pss",
+        "variant": "base",
+        "workload": "app1",
+        "target": "rpi2",
+        "fidelity": "board",
+        "mode": "measure",
+        "value": 100.0,
+        "unit": "KB",
         "time": TIME,
     }
     base.update(kw)
     return Row(**base)
 
 
-def kpi_mem(*, kind: str = "better_than_baseline", statistic: str = "reduction_pct",
-            fidelity: tuple[str, ...] = ("board",), direction: str = "lower") -> Kpi:
+def kpi_mem(
+    *,
+    kind: str = "better_than_baseline",
+    statistic: str = "reduction_pct",
+    fidelity: tuple[str, ...] = ("board",),
+    direction: str = "lower",
+) -> Kpi:
     return Kpi(
-        id="mem", number=1, session="kpi_mem", title_ko="메모리", title_en="Memory",
+        id="mem",
+        number=1,
+        session="kpi_mem",
+        title_ko="메모리",
+        title_en="Memory",
         procedure="mem",
         metrics=(Metric(name="peak_pss", unit="KB", direction=direction),),  # type: ignore[arg-type]
         target=KpiTarget(kind=kind),  # type: ignore[arg-type]
         verdict_fidelity=fidelity,  # type: ignore[arg-type]
         variants=(Variant(name="base"), Variant(name="cand")),
-        workloads=("app1", "app2"), targets=("rpi2",),
-        compare=Compare(metric="peak_pss", baseline="base", candidate="cand",
-                        statistic=statistic),  # type: ignore[arg-type]
+        workloads=("app1", "app2"),
+        targets=("rpi2",),
+        compare=Compare(metric="peak_pss", baseline="base", candidate="cand", statistic=statistic),  # type: ignore[arg-type]
     )
 
 
 def kpi_bound(kind: str, value: float, *, fidelity: tuple[str, ...] = ("board",)) -> Kpi:
     return Kpi(
-        id="acc", number=3, session="kpi_acc", title_ko="정확도", title_en="Accuracy",
+        id="acc",
+        number=3,
+        session="kpi_acc",
+        title_ko="정확도",
+        title_en="Accuracy",
         procedure="acc",
         metrics=(Metric(name="accuracy_loss", unit="%p", direction="lower"),),
         target=KpiTarget(kind=kind, metric="accuracy_loss", value=value, unit="%p"),  # type: ignore[arg-type]
         verdict_fidelity=fidelity,  # type: ignore[arg-type]
-        variants=(Variant(name="pruned"),), workloads=(), targets=("x86_64",),
+        variants=(Variant(name="pruned"),),
+        workloads=(),
+        targets=("x86_64",),
     )
 
 
 def kpi_npus() -> Kpi:
     return Kpi(
-        id="npus", number=7, session="kpi_npu", title_ko="NPU 수", title_en="NPUs",
+        id="npus",
+        number=7,
+        session="kpi_npu",
+        title_ko="NPU 수",
+        title_en="NPUs",
         procedure="npus",
         metrics=(Metric(name="passed", unit="count", direction="higher"),),
         target=KpiTarget(kind="count_at_least", value=3, of=("VTA", "Ethos-U55", "Gemmini")),
         verdict_fidelity=("simulator", "board"),
         variants=(Variant(name="VTA"), Variant(name="Ethos-U55"), Variant(name="Gemmini")),
-        workloads=(), targets=("x86_64",),
+        workloads=(),
+        targets=("x86_64",),
     )
 
 
@@ -226,8 +254,7 @@ def test_smoke_rows_give_no_verdict_even_at_board_fidelity() -> None:
 
 
 def test_board_rows_decide_and_emulated_smoke_rows_are_left_out() -> None:
-    rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="emulated", mode="smoke",
-                                          target="x86_64")
+    rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="emulated", mode="smoke", target="x86_64")
     ev = evaluate(kpi_mem(), Results.from_rows(rows))
     assert ev.verdict is Verdict.PASS
     assert "not used" in ev.reason
@@ -237,8 +264,7 @@ def test_board_rows_decide_and_emulated_smoke_rows_are_left_out() -> None:
 def test_all_rows_blocked_is_blocked_and_names_their_notes() -> None:
     rows = [
         row(variant="base", value=math.nan, status="blocked", note="Docker is not reachable"),
-        row(variant="cand", value=math.nan, status="failed", note="build.py exited 1",
-            log="logs/build.log"),
+        row(variant="cand", value=math.nan, status="failed", note="build.py exited 1", log="logs/build.log"),
     ]
     ev = evaluate(kpi_mem(), Results.from_rows(rows))
     assert ev.verdict is Verdict.BLOCKED
@@ -275,18 +301,31 @@ def test_report_kind_gives_no_verdict_with_the_compare_value() -> None:
 
 
 def bound_rows(values: list[float], **kw: Any) -> list[Row]:
-    return [row(kpi="acc", metric="accuracy_loss", variant="pruned", workload="", target="x86_64",
-                value=v, unit="%p", repeat=i, **kw) for i, v in enumerate(values)]
+    return [
+        row(
+            kpi="acc",
+            metric="accuracy_loss",
+            variant="pruned",
+            workload="",
+            target="x86_64",
+            value=v,
+            unit="%p",
+            repeat=i,
+            **kw,
+        )
+        for i, v in enumerate(values)
+    ]
 
 
-@pytest.mark.parametrize(("values", "verdict"), [
-    ([1.0, 1.2, 0.8, 1.1, 0.9, 1.0], Verdict.PASS),
-    ([4.0, 4.2, 3.8, 4.1, 3.9, 4.0], Verdict.FAIL),
-    ([2.0, 4.0, 2.5, 3.5, 2.8, 3.2], Verdict.INCONCLUSIVE),
-])
-def test_at_most_compares_the_median_ci_with_the_bound(
-    values: list[float], verdict: Verdict
-) -> None:
+@pytest.mark.parametrize(
+    ("values", "verdict"),
+    [
+        ([1.0, 1.2, 0.8, 1.1, 0.9, 1.0], Verdict.PASS),
+        ([4.0, 4.2, 3.8, 4.1, 3.9, 4.0], Verdict.FAIL),
+        ([2.0, 4.0, 2.5, 3.5, 2.8, 3.2], Verdict.INCONCLUSIVE),
+    ],
+)
+def test_at_most_compares_the_median_ci_with_the_bound(values: list[float], verdict: Verdict) -> None:
     ev = evaluate(kpi_bound("at_most", 3.0), Results.from_rows(bound_rows(values)))
     assert ev.verdict is verdict
     assert ev.unit == "%p"
@@ -294,10 +333,8 @@ def test_at_most_compares_the_median_ci_with_the_bound(
 
 def test_at_least_passes_only_when_the_whole_ci_is_above() -> None:
     k = kpi_bound("at_least", 3.0)
-    assert evaluate(k, Results.from_rows(bound_rows([4.0, 4.2, 3.8, 4.1, 3.9, 4.0]))).verdict \
-        is Verdict.PASS
-    assert evaluate(k, Results.from_rows(bound_rows([1.0, 1.2, 0.8, 1.1, 0.9, 1.0]))).verdict \
-        is Verdict.FAIL
+    assert evaluate(k, Results.from_rows(bound_rows([4.0, 4.2, 3.8, 4.1, 3.9, 4.0]))).verdict is Verdict.PASS
+    assert evaluate(k, Results.from_rows(bound_rows([1.0, 1.2, 0.8, 1.1, 0.9, 1.0]))).verdict is Verdict.FAIL
 
 
 def test_at_most_from_host_rows_is_no_verdict_when_board_is_required() -> None:
@@ -308,14 +345,26 @@ def test_at_most_from_host_rows_is_no_verdict_when_board_is_required() -> None:
 
 
 def npu_row(variant: str, value: float, **kw: Any) -> Row:
-    return row(kpi="npus", metric="passed", variant=variant, workload=f"test_{variant}.py",
-               target="x86_64", fidelity="simulator", value=value, unit="count",
-               log=f"logs/{variant}.log", **kw)
+    return row(
+        kpi="npus",
+        metric="passed",
+        variant=variant,
+        workload=f"test_{variant}.py",
+        target="x86_64",
+        fidelity="simulator",
+        value=value,
+        unit="count",
+        log=f"logs/{variant}.log",
+        **kw,
+    )
 
 
 def test_count_at_least_lists_which_have_evidence_and_fails_when_out_of_reach() -> None:
-    rows = [npu_row("VTA", 1.0), npu_row("Ethos-U55", 0.0),
-            npu_row("Gemmini", math.nan, status="blocked", note="Spike is not installed")]
+    rows = [
+        npu_row("VTA", 1.0),
+        npu_row("Ethos-U55", 0.0),
+        npu_row("Gemmini", math.nan, status="blocked", note="Spike is not installed"),
+    ]
     ev = evaluate(kpi_npus(), Results.from_rows(rows))
     assert ev.value == 1.0 and ev.unit == "count"
     assert ev.with_evidence == ("VTA",)
@@ -340,17 +389,39 @@ def test_count_at_least_passes_when_enough_pass() -> None:
 
 def test_count_at_least_matches_board_names_loosely_and_gates_emulated_rows() -> None:
     boards = Kpi(
-        id="boards", number=6, session="kpi_boards", title_ko="보드 수", title_en="Boards",
-        procedure="boards", metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        id="boards",
+        number=6,
+        session="kpi_boards",
+        title_ko="보드 수",
+        title_en="Boards",
+        procedure="boards",
+        metrics=(Metric(name="passed", unit="count", direction="higher"),),
         target=KpiTarget(kind="count_at_least", value=2, of=("Raspberry Pi 3", "Jetson TX2")),
-        verdict_fidelity=("board",), variants=(Variant(name="ant"),), workloads=("streaming",),
+        verdict_fidelity=("board",),
+        variants=(Variant(name="ant"),),
+        workloads=("streaming",),
         targets=("rpi2", "arm64"),
     )
     rows = [
-        row(kpi="boards", metric="passed", variant="ant", workload="streaming",
-            target="raspberry-pi-3", value=1.0, unit="count"),
-        row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="arm64",
-            value=1.0, unit="count", target_identity={"board": "Jetson TX2"}),
+        row(
+            kpi="boards",
+            metric="passed",
+            variant="ant",
+            workload="streaming",
+            target="raspberry-pi-3",
+            value=1.0,
+            unit="count",
+        ),
+        row(
+            kpi="boards",
+            metric="passed",
+            variant="ant",
+            workload="streaming",
+            target="arm64",
+            value=1.0,
+            unit="count",
+            target_identity={"board": "Jetson TX2"},
+        ),
     ]
     ev = evaluate(boards, Results.from_rows(rows))
     assert ev.verdict is Verdict.PASS
@@ -363,16 +434,33 @@ def test_count_at_least_matches_board_names_loosely_and_gates_emulated_rows() ->
 
 def test_count_at_least_names_a_board_by_its_inventory_model_when_its_name_is_the_lab_s_own() -> None:
     boards = Kpi(
-        id="boards", number=6, session="kpi_boards", title_ko="보드 수", title_en="Boards",
-        procedure="boards", metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        id="boards",
+        number=6,
+        session="kpi_boards",
+        title_ko="보드 수",
+        title_en="Boards",
+        procedure="boards",
+        metrics=(Metric(name="passed", unit="count", direction="higher"),),
         target=KpiTarget(kind="count_at_least", value=2, of=("Raspberry Pi 2", "Jetson TX2")),
-        verdict_fidelity=("board",), variants=(Variant(name="ant"),), workloads=("streaming",),
+        verdict_fidelity=("board",),
+        variants=(Variant(name="ant"),),
+        workloads=("streaming",),
         targets=("rpi2",),
     )
     # What boardrun.public_identity records: the inventory name, the inventory model, the hardware's own.
     ident = {"name": "bench1-pi", "model": "Raspberry Pi 2", "hardware_model": "Raspberry Pi 2 Model B Rev 1.1"}
-    rows = [row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="rpi2",
-                value=1.0, unit="count", target_identity=ident)]
+    rows = [
+        row(
+            kpi="boards",
+            metric="passed",
+            variant="ant",
+            workload="streaming",
+            target="rpi2",
+            value=1.0,
+            unit="count",
+            target_identity=ident,
+        )
+    ]
     ev = evaluate(boards, Results.from_rows(rows))
     assert ev.with_evidence == ("Raspberry Pi 2",)
     assert ev.without_evidence == ("Jetson TX2",)
@@ -383,19 +471,57 @@ def test_evidence_per_entry_shows_passes_failures_uncounted_runs_and_gaps() -> N
     from harness.results.verdicts import evidence_by_entity
 
     boards = Kpi(
-        id="boards", number=6, session="kpi_boards", title_ko="보드 수", title_en="Boards",
-        procedure="boards", metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        id="boards",
+        number=6,
+        session="kpi_boards",
+        title_ko="보드 수",
+        title_en="Boards",
+        procedure="boards",
+        metrics=(Metric(name="passed", unit="count", direction="higher"),),
         target=KpiTarget(kind="count_at_least", value=3, of=("Raspberry Pi 2", "Jetson TX2", "ODROID XU4")),
-        verdict_fidelity=("board",), variants=(Variant(name="ant"),), workloads=("streaming",),
+        verdict_fidelity=("board",),
+        variants=(Variant(name="ant"),),
+        workloads=("streaming",),
         targets=("rpi2", "arm64"),
     )
     rows = [
-        row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="rpi2", value=1.0,
-            unit="count", target_identity={"name": "pi-a", "model": "Raspberry Pi 2"}, log="raw/a.log"),
-        row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="arm64", value=0.0,
-            unit="count", target_identity={"name": "tx2", "model": "Jetson TX2"}, log="raw/b.log"),
-        Row(**{**row(kpi="boards", metric="passed", variant="ant", workload="streaming", target="x86_64",
-                     value=1.0, unit="count").__dict__, "fidelity": "host", "mode": "smoke"}),
+        row(
+            kpi="boards",
+            metric="passed",
+            variant="ant",
+            workload="streaming",
+            target="rpi2",
+            value=1.0,
+            unit="count",
+            target_identity={"name": "pi-a", "model": "Raspberry Pi 2"},
+            log="raw/a.log",
+        ),
+        row(
+            kpi="boards",
+            metric="passed",
+            variant="ant",
+            workload="streaming",
+            target="arm64",
+            value=0.0,
+            unit="count",
+            target_identity={"name": "tx2", "model": "Jetson TX2"},
+            log="raw/b.log",
+        ),
+        Row(
+            **{
+                **row(
+                    kpi="boards",
+                    metric="passed",
+                    variant="ant",
+                    workload="streaming",
+                    target="x86_64",
+                    value=1.0,
+                    unit="count",
+                ).__dict__,
+                "fidelity": "host",
+                "mode": "smoke",
+            }
+        ),
     ]
     ev = evaluate(boards, Results.from_rows(rows))
     got = {e.name: (e.result, e.where, e.log) for e in ev.entities}
@@ -410,8 +536,7 @@ def test_evidence_per_entry_shows_passes_failures_uncounted_runs_and_gaps() -> N
 def test_evaluate_per_workload_separates_fidelities() -> None:
     rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="emulated", mode="smoke")
     cells = evaluate_per_workload(kpi_mem(), Results.from_rows(rows))
-    assert [(c.fidelity, c.mode, c.side) for c in cells] == [
-        ("board", "measure", "good"), ("emulated", "smoke", "bad")]
+    assert [(c.fidelity, c.mode, c.side) for c in cells] == [("board", "measure", "good"), ("emulated", "smoke", "bad")]
     assert cells[0].baseline_summary is not None and cells[0].baseline_summary.n == 6
 
 

@@ -53,8 +53,12 @@ def upstream(tmp_path: Path) -> Path:
     return src
 
 
-FIX = Patch(file="main.py", old="    args = parser.parse_args()\n",
-            new="    args = parser.parse_args()\n    best = 0\n", why="best is read before it is assigned")
+FIX = Patch(
+    file="main.py",
+    old="    args = parser.parse_args()\n",
+    new="    args = parser.parse_args()\n    best = 0\n",
+    why="best is read before it is assigned",
+)
 
 
 def test_prepare_tree_copies_without_git_applies_the_patch_and_leaves_the_checkout_alone(
@@ -140,8 +144,12 @@ def _requirement_lines() -> dict[str, list[str]]:
 
 def test_every_requirement_is_pinned_with_double_equals() -> None:
     reqs = _requirement_lines()
-    assert set(reqs) == {"requirements.txt", "requirements-torch-cuda.txt", "requirements-torch-cpu.txt",
-                         "requirements-no-deps.txt"}
+    assert set(reqs) == {
+        "requirements.txt",
+        "requirements-torch-cuda.txt",
+        "requirements-torch-cpu.txt",
+        "requirements-no-deps.txt",
+    }
     for name, lines in reqs.items():
         assert lines, name
         for line in lines:
@@ -219,8 +227,14 @@ def test_wheel_names_and_pins_compare_as_pip_does(tmp_path: Path) -> None:
 
 def test_only_the_pinned_wheels_are_added_and_the_first_directory_wins(tmp_path: Path) -> None:
     image = _context(tmp_path)
-    wheels = _wheels(tmp_path, NUMPY, YAML, TORCH_CPU, "numpy-2.4.1-cp311-cp311-manylinux_2_27_x86_64.whl",
-                     "scipy-1.10.1-cp311-cp311-manylinux_2_17_x86_64.whl")
+    wheels = _wheels(
+        tmp_path,
+        NUMPY,
+        YAML,
+        TORCH_CPU,
+        "numpy-2.4.1-cp311-cp311-manylinux_2_27_x86_64.whl",
+        "scipy-1.10.1-cp311-cp311-manylinux_2_17_x86_64.whl",
+    )
     other = tmp_path / "other"
     other.mkdir()
     (other / NUMPY).write_bytes(b"another copy")
@@ -233,25 +247,36 @@ def test_the_wheelhouse_changes_the_hash_and_a_changed_wheel_changes_it_again(tm
     image = _context(tmp_path)
     wheels = _wheels(tmp_path, NUMPY)
     plain = image_context.image_digest(image, ROOT, EnvSettings.from_environ({}))
-    with_wheels = image_context.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)}))
+    with_wheels = image_context.image_digest(
+        image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})
+    )
     assert plain != with_wheels
     assert plain == image_context.context_hash(Path(image.context), {"BASE_IMAGE": image.base})
     (wheels / NUMPY).write_bytes(b"rebuilt wheel, same name")
-    assert image_context.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})) != with_wheels
+    assert (
+        image_context.image_digest(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)}))
+        != with_wheels
+    )
 
 
 def test_a_context_without_a_wheelhouse_folder_is_not_affected(tmp_path: Path) -> None:
     image = _context(tmp_path, wheelhouse=False)
     wheels = _wheels(tmp_path, NUMPY)
-    assert image_context.build_inputs(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})).added == {}
+    assert (
+        image_context.build_inputs(image, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})).added
+        == {}
+    )
     arm = MANIFEST.images["arm-cross"]
-    assert image_context.image_digest(arm, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})) == image_context.context_hash(
-        ROOT / arm.context, {"BASE_IMAGE": arm.base})
+    assert image_context.image_digest(
+        arm, ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})
+    ) == image_context.context_hash(ROOT / arm.context, {"BASE_IMAGE": arm.base})
 
 
 def test_a_missing_wheelhouse_directory_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="ANT_KPI_WHEELHOUSE"):
-        image_context.build_inputs(_context(tmp_path), ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(tmp_path / "nowhere")}))
+        image_context.build_inputs(
+            _context(tmp_path), ROOT, EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(tmp_path / "nowhere")})
+        )
 
 
 def test_the_assembled_context_holds_the_folder_and_the_wheels_and_is_removed_after(tmp_path: Path) -> None:
@@ -278,7 +303,9 @@ def test_build_arguments_from_the_environment_reach_only_images_that_declare_the
     assert dict(inputs.build_args) == {"BASE_IMAGE": image.base, "TORCH_BUILD": "cpu"}
     assert inputs.digest() != image_context.image_digest(image, ROOT, EnvSettings.from_environ({}))
     arm = MANIFEST.images["arm-cross"]
-    assert dict(image_context.build_inputs(arm, ROOT, EnvSettings.from_environ(env)).build_args) == {"BASE_IMAGE": arm.base}
+    assert dict(image_context.build_inputs(arm, ROOT, EnvSettings.from_environ(env)).build_args) == {
+        "BASE_IMAGE": arm.base
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,8 +322,9 @@ def test_gpus_are_requested_when_the_engine_has_the_nvidia_runtime() -> None:
 def test_gpus_can_be_forced_on_off_or_to_chosen_devices() -> None:
     assert decide_gpus("all", {"runc"}).requested
     assert not decide_gpus("none", {"nvidia"}).requested
-    assert decide_gpus("device=0, 2", set()) == GpuChoice(requested=True, device_ids=("0", "2"),
-                                                          reason="ANT_KPI_GPUS=device=0, 2")
+    assert decide_gpus("device=0, 2", set()) == GpuChoice(
+        requested=True, device_ids=("0", "2"), reason="ANT_KPI_GPUS=device=0, 2"
+    )
     with pytest.raises(BadInput, match="ANT_KPI_GPUS"):
         decide_gpus("some", set())
 
@@ -309,12 +337,15 @@ def test_the_device_request_asks_for_the_gpu_capability() -> None:
     assert decide_gpus("none", set()).device_requests() == []
 
 
-@pytest.mark.parametrize(("host", "local"), [
-    ("unix:///var/run/docker.sock", True),
-    ("tcp://127.0.0.1:2375", True),
-    ("ssh://lab@gpu-server", False),
-    ("tcp://gpu-server:2376", False),
-])
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("unix:///var/run/docker.sock", True),
+        ("tcp://127.0.0.1:2375", True),
+        ("ssh://lab@gpu-server", False),
+        ("tcp://gpu-server:2376", False),
+    ],
+)
 def test_a_remote_engine_gets_files_copied_instead_of_mounted(host: str, local: bool) -> None:
     assert engine_is_local(host) is local
     assert transfer_mode(host, "") == ("mount" if local else "copy")
@@ -339,14 +370,21 @@ def client() -> Any:
 @pytest.fixture(scope="module")
 def base(client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     work = tmp_path_factory.mktemp("bootstrap")
-    return base_image.bootstrap_base(images.DEFAULT_BASE_TAG, work_dir=work, client=client,
-                                 log_path=work / "bootstrap.log").tag
+    return base_image.bootstrap_base(
+        images.DEFAULT_BASE_TAG, work_dir=work, client=client, log_path=work / "bootstrap.log"
+    ).tag
 
 
 @pytest.fixture
 def run(tmp_path: Path, client: Any, base: str) -> Iterator[Run]:
-    r = Run(run_id="t", run_dir=tmp_path / "run", manifest=MANIFEST, project_root=ROOT,
-            cache_dir=tmp_path / "cache", mode="smoke")
+    r = Run(
+        run_id="t",
+        run_dir=tmp_path / "run",
+        manifest=MANIFEST,
+        project_root=ROOT,
+        cache_dir=tmp_path / "cache",
+        mode="smoke",
+    )
     # The base stands in for cuda-train: these commands need only a shell.
     r.outputs["image:cuda-train"] = {"tag": base}
     r.docker = client
@@ -354,8 +392,10 @@ def run(tmp_path: Path, client: Any, base: str) -> Iterator[Run]:
 
 
 STEP = Step(id="train:test", kpi="ml_latency", kind="train", where="image", description="test")
-SCRIPT = ("mkdir -p /work/output && cat /data/train/label > /work/output/seen && echo \"stub=$PYTHONPATH\" "
-          "&& echo \"wandb=$WANDB_MODE\" && (touch /data/x 2>/dev/null || echo \"read-only: $?\") && exit 3")
+SCRIPT = (
+    'mkdir -p /work/output && cat /data/train/label > /work/output/seen && echo "stub=$PYTHONPATH" '
+    '&& echo "wandb=$WANDB_MODE" && (touch /data/x 2>/dev/null || echo "read-only: $?") && exit 3'
+)
 
 
 def _work_and_data(tmp_path: Path) -> tuple[Path, Path]:

@@ -45,8 +45,20 @@ int main(int argc, char **argv) {
     return 3;
 }
 """
-NASTY_ARGS = ["; rm -rf /tmp/x", "$(touch {m}.dollar)", "`touch {m}.tick`", "it's \"quoted\"", "a  b\tc",
-              "> {m}.redirect", "*", "$HOME", "", "new\nline", "| cat", "&& touch {m}.and"]
+NASTY_ARGS = [
+    "; rm -rf /tmp/x",
+    "$(touch {m}.dollar)",
+    "`touch {m}.tick`",
+    'it\'s "quoted"',
+    "a  b\tc",
+    "> {m}.redirect",
+    "*",
+    "$HOME",
+    "",
+    "new\nline",
+    "| cat",
+    "&& touch {m}.and",
+]
 
 
 def _nasty(marker: Path) -> list[str]:
@@ -64,8 +76,14 @@ def _assert_verbatim(result: CommandResult, args: list[str], marker: Path) -> No
 
 @pytest.fixture
 def local(tmp_path: Path) -> LocalTransport:
-    board = Board(name="here", model="Jetson Xavier", arch="x86_64", target="x86_64", transport="local",
-                  work_dir=str(tmp_path / "work"))
+    board = Board(
+        name="here",
+        model="Jetson Xavier",
+        arch="x86_64",
+        target="x86_64",
+        transport="local",
+        work_dir=str(tmp_path / "work"),
+    )
     return LocalTransport(board)
 
 
@@ -92,8 +110,7 @@ def test_local_argv_is_never_interpreted_by_a_shell(local: LocalTransport, tmp_p
 
 def test_local_cwd_env_and_stdout_file(local: LocalTransport, tmp_path: Path) -> None:
     out = tmp_path / "logs" / "out.txt"
-    r = local.run(["sh", "-c", 'pwd; echo "$ANT_X"'], timeout=10, cwd="/proc", env={"ANT_X": "a b;c"},
-                  stdout_path=out)
+    r = local.run(["sh", "-c", 'pwd; echo "$ANT_X"'], timeout=10, cwd="/proc", env={"ANT_X": "a b;c"}, stdout_path=out)
     assert r.exit_code == 0 and r.stdout == ""
     assert out.read_text() == "/proc\na b;c\n"
 
@@ -137,9 +154,16 @@ def test_parse_identity_converts_temperature_and_blanks() -> None:
         "model=Raspberry Pi 4 Model B Rev 1.4\nkernel=Linux 6.1.0 armv7l\ngovernor=performance\n"
         "temp=48312\nmem_available=812344\nhostname=pi\npython3=\ncpus=4\n"
     )
-    assert ident == {"model": "Raspberry Pi 4 Model B Rev 1.4", "kernel": "Linux 6.1.0 armv7l",
-                     "cpu_governor": "performance", "soc_temp_c": 48.3, "mem_available_kb": 812344,
-                     "hostname": "pi", "python3": None, "cpus": 4}
+    assert ident == {
+        "model": "Raspberry Pi 4 Model B Rev 1.4",
+        "kernel": "Linux 6.1.0 armv7l",
+        "cpu_governor": "performance",
+        "soc_temp_c": 48.3,
+        "mem_available_kb": 812344,
+        "hostname": "pi",
+        "python3": None,
+        "cpus": 4,
+    }
 
 
 class CountingLocal(LocalTransport):
@@ -153,13 +177,26 @@ class CountingLocal(LocalTransport):
 
 
 def test_run_sampled_copies_pss_once_and_fetches_both_outputs(tmp_path: Path) -> None:
-    board = Board(name="here", model="Jetson TX2", arch="x86_64", target="x86_64", transport="local",
-                  work_dir=str(tmp_path / "work"))
+    board = Board(
+        name="here",
+        model="Jetson TX2",
+        arch="x86_64",
+        target="x86_64",
+        transport="local",
+        work_dir=str(tmp_path / "work"),
+    )
     t = CountingLocal(board)
     argv = [sys.executable, "-c", "import time; x = bytearray(8 << 20); time.sleep(0.3)"]
     for i in range(2):
-        r, local_json = run_sampled(t, argv, remote_dir="pss", json_name=f"r{i}.json", vminfo_name=f"r{i}.log",
-                                    timeout=60, local_dir=tmp_path / "raw")
+        r, local_json = run_sampled(
+            t,
+            argv,
+            remote_dir="pss",
+            json_name=f"r{i}.json",
+            vminfo_name=f"r{i}.log",
+            timeout=60,
+            local_dir=tmp_path / "raw",
+        )
         assert r.exit_code == 0, r.stderr
         result = pss.load_json(local_json)
         assert result.samples > 0 and (result.peak() or 0) >= 8 * 1024
@@ -169,8 +206,15 @@ def test_run_sampled_copies_pss_once_and_fetches_both_outputs(tmp_path: Path) ->
 
 def test_run_sampled_reports_a_missing_command_as_step_failure(local: LocalTransport, tmp_path: Path) -> None:
     with pytest.raises(StepFailed, match="left no results"):
-        run_sampled(local, ["ant-kpi-no-such-tool"], remote_dir="pss", json_name="x.json", vminfo_name="x.log",
-                    timeout=30, local_dir=tmp_path / "raw")
+        run_sampled(
+            local,
+            ["ant-kpi-no-such-tool"],
+            remote_dir="pss",
+            json_name="x.json",
+            vminfo_name="x.log",
+            timeout=30,
+            local_dir=tmp_path / "raw",
+        )
 
 
 def test_deploy_returns_verified_sha_per_remote_path(local: LocalTransport, tmp_path: Path) -> None:
@@ -197,9 +241,19 @@ def test_unreachable_board_is_blocked_after_retries_without_credentials(tmp_path
     key.write_text("not a key\n")
     known = tmp_path / "known_hosts"
     known.write_text("")
-    board = Board(name="gone", model="Raspberry Pi 5", arch="arm64", target="arm64", transport="ssh",
-                  host="127.0.0.1", port=_free_port(), user="labadmin7", identity_file=str(key),
-                  known_hosts=str(known), connect_timeout_s=2)
+    board = Board(
+        name="gone",
+        model="Raspberry Pi 5",
+        arch="arm64",
+        target="arm64",
+        transport="ssh",
+        host="127.0.0.1",
+        port=_free_port(),
+        user="labadmin7",
+        identity_file=str(key),
+        known_hosts=str(known),
+        connect_timeout_s=2,
+    )
     t = SshTransport(board, attempts=3, backoff_s=0.2)
     start = time.monotonic()
     with pytest.raises(Blocked) as e:
@@ -211,8 +265,16 @@ def test_unreachable_board_is_blocked_after_retries_without_credentials(tmp_path
 
 
 def test_missing_identity_file_is_blocked_without_naming_it(tmp_path: Path) -> None:
-    board = Board(name="pi", model="Raspberry Pi 4", arch="arm64", target="arm64", transport="ssh",
-                  host="127.0.0.1", user="labadmin7", identity_file=str(tmp_path / "secret-lab-key"))
+    board = Board(
+        name="pi",
+        model="Raspberry Pi 4",
+        arch="arm64",
+        target="arm64",
+        transport="ssh",
+        host="127.0.0.1",
+        user="labadmin7",
+        identity_file=str(tmp_path / "secret-lab-key"),
+    )
     with pytest.raises(Blocked) as e:
         SshTransport(board).run(["true"], timeout=10)
     assert "identity_file" in e.value.one_line() and "secret-lab-key" not in e.value.one_line()
@@ -250,8 +312,10 @@ def test_lease_of_a_killed_run_is_free_again(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "held\n"
-        with pytest.raises(Blocked, match=rf"leased by run run-dead \(pid {proc.pid}"), \
-                lease("pi", leases_dir=tmp_path, run_id="run-2", ttl_s=60):
+        with (
+            pytest.raises(Blocked, match=rf"leased by run run-dead \(pid {proc.pid}"),
+            lease("pi", leases_dir=tmp_path, run_id="run-2", ttl_s=60),
+        ):
             pass
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -316,8 +380,9 @@ def armhf_hello(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("arm-linux-gnueabihf-gcc is not installed (apt-get install gcc-arm-linux-gnueabihf)")
     root = tmp_path_factory.mktemp("armhf")
     (root / "hello.c").write_text(HELLO_C)
-    subprocess.run([gcc, "-static", "-O2", "-Wall", "-Werror", "-o", str(root / "hello"), str(root / "hello.c")],
-                   check=True)
+    subprocess.run(
+        [gcc, "-static", "-O2", "-Wall", "-Werror", "-o", str(root / "hello"), str(root / "hello.c")], check=True
+    )
     return root / "hello"
 
 
@@ -343,8 +408,7 @@ def test_ssh_argv_with_shell_metacharacters_arrives_verbatim(ssh: SshTransport, 
 @pytest.mark.ssh
 def test_ssh_cwd_env_stdout_file_and_missing_command(ssh: SshTransport, tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
-    r = ssh.run(["sh", "-c", 'pwd; echo "$ANT_X"'], timeout=30, cwd="/proc", env={"ANT_X": "$(id) ;x"},
-                stdout_path=out)
+    r = ssh.run(["sh", "-c", 'pwd; echo "$ANT_X"'], timeout=30, cwd="/proc", env={"ANT_X": "$(id) ;x"}, stdout_path=out)
     assert r.exit_code == 0 and out.read_text() == "/proc\n$(id) ;x\n"
     assert ssh.run(["ant-kpi-no-such-tool"], timeout=30).exit_code == 127
 
@@ -387,8 +451,9 @@ def test_ssh_deploy_and_run_an_armhf_static_binary(ssh: SshTransport, armhf_hell
 @pytest.mark.ssh
 def test_ssh_run_sampled_returns_pss_json_with_samples(ssh: SshTransport, tmp_path: Path) -> None:
     argv = ["python3", "-c", "import time; x = bytearray(16 << 20); time.sleep(0.4)"]
-    r, local_json = run_sampled(ssh, argv, remote_dir="pss", json_name="run.json", vminfo_name="run.log",
-                                timeout=60, local_dir=tmp_path / "raw")
+    r, local_json = run_sampled(
+        ssh, argv, remote_dir="pss", json_name="run.json", vminfo_name="run.log", timeout=60, local_dir=tmp_path / "raw"
+    )
     assert r.exit_code == 0, r.stderr
     doc = json.loads(local_json.read_text())
     assert doc["format"] == "ant-kpi-pss" and doc["samples"] > 5 and doc["argv"] == argv
@@ -454,7 +519,8 @@ def test_wrong_client_key_is_blocked_without_credentials(nsboard: netns_board.Ne
 
 @pytest.mark.ssh
 def test_board_killed_mid_command_is_blocked_and_earlier_results_kept(
-        ssh: SshTransport, nsboard: netns_board.NetnsBoard, tmp_path: Path) -> None:
+    ssh: SshTransport, nsboard: netns_board.NetnsBoard, tmp_path: Path
+) -> None:
     first = ssh.run(["echo", "first result"], timeout=30, stdout_path=tmp_path / "first.txt")
     assert first.exit_code == 0
     killer = threading.Timer(1.0, nsboard.kill_all)
@@ -469,8 +535,7 @@ def test_board_killed_mid_command_is_blocked_and_earlier_results_kept(
 
 
 @pytest.mark.ssh
-def test_cable_pulled_mid_command_is_noticed_by_keepalives(
-        ssh: SshTransport, nsboard: netns_board.NetnsBoard) -> None:
+def test_cable_pulled_mid_command_is_noticed_by_keepalives(ssh: SshTransport, nsboard: netns_board.NetnsBoard) -> None:
     puller = threading.Timer(1.0, nsboard.link, kwargs={"up": False})
     puller.start()
     start = time.monotonic()
@@ -484,7 +549,8 @@ def test_cable_pulled_mid_command_is_noticed_by_keepalives(
 
 @pytest.mark.ssh
 def test_board_down_before_the_next_command_is_unreachable_after_retries(
-        ssh: SshTransport, nsboard: netns_board.NetnsBoard) -> None:
+    ssh: SshTransport, nsboard: netns_board.NetnsBoard
+) -> None:
     assert ssh.run(["true"], timeout=30).exit_code == 0
     nsboard.kill_all()
     with pytest.raises(Blocked) as e:

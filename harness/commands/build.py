@@ -31,13 +31,20 @@ def _exec_any_build(step: Step, run: Run) -> dict[str, Any]:
     return exec_build(step, run)
 
 
-def build_plan(m: Manifest, builds: list[str], targets: list[str], project_root: Path,
-               env: EnvSettings | None = None) -> KpiPlan:
+def build_plan(
+    m: Manifest, builds: list[str], targets: list[str], project_root: Path, env: EnvSettings | None = None
+) -> KpiPlan:
     """A plan of build steps only (build_arm): each build for each target it supports."""
     kpi = m.kpi("js_memory")
     settings = env or EnvSettings()
-    ctx = PlanContext(manifest=m, kpi=kpi, mode="smoke", targets=tuple(targets), project_root=project_root,
-                      image_key=lambda img: context_digest(img, project_root, settings))
+    ctx = PlanContext(
+        manifest=m,
+        kpi=kpi,
+        mode="smoke",
+        targets=tuple(targets),
+        project_root=project_root,
+        image_key=lambda img: context_digest(img, project_root, settings),
+    )
     for b in builds:
         if b not in m.builds:
             raise BadInput(f"no build {b!r} in {m.path}; builds: {', '.join(m.builds)}")
@@ -88,5 +95,3 @@ def cmd_build(args: argparse.Namespace, opts: GlobalOptions) -> int:
         mark = "reused" if info.get("reused") else info["status"]
         run.console.print(f"  {sid:28} {mark:8} {str(info.get('sha256', ''))[:16]} {info['message']}")
     return exit_code({"build": states}, [])
-
-

@@ -25,5 +25,3 @@ def cmd_verify(args: argparse.Namespace, opts: GlobalOptions) -> int:
     v = verify_bundle(args.bundle)
     print(f"{args.bundle}: ok — {v.files} files match {MANIFEST_NAME} (its sha256 {v.manifest_sha256})")
     return EXIT_OK
-
-

@@ -26,8 +26,13 @@ def cmd_compare(args: argparse.Namespace, opts: GlobalOptions) -> int:
         directions = {}
     changes = compare_runs(a, b, directions=directions, include_one_sided=getattr(args, "all", False))
     if args.json:
-        doc = {"a": dir_a.name, "b": dir_b.name, "alpha": ALPHA, "min_n": MIN_N,
-               "changes": [c.to_json() for c in changes]}
+        doc = {
+            "a": dir_a.name,
+            "b": dir_b.name,
+            "alpha": ALPHA,
+            "min_n": MIN_N,
+            "changes": [c.to_json() for c in changes],
+        }
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return EXIT_OK
     console = Console(emoji=False)

@@ -26,8 +26,9 @@ def cmd_report(args: argparse.Namespace, opts: GlobalOptions) -> int:
     if not kpis:
         raise BadInput(f"run {run_dir.name} has no result rows")
     lang = check_lang(getattr(args, "lang", "en"))
-    verdicts = evaluate_and_report(run_dir, run_dir.name, m, kpis, Console(emoji=False), langs=(lang,),
-                                   html=getattr(args, "html", True))
+    verdicts = evaluate_and_report(
+        run_dir, run_dir.name, m, kpis, Console(emoji=False), langs=(lang,), html=getattr(args, "html", True)
+    )
     return EXIT_KPI_FAILED if "FAIL" in verdicts else EXIT_OK
 
 
@@ -62,5 +63,3 @@ def cmd_runs(args: argparse.Namespace, opts: GlobalOptions) -> int:
         )
     con.print(t)
     return EXIT_OK
-
-

@@ -39,8 +39,15 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
         raise BadInput("a board was named with --mode smoke: boards are for measure runs")
     plans = [
         _filter_plan(
-            plan_kpi(m, k, mode=mode, targets=tuple(targets), project_root=opts.project_root, env=opts.env,
-                     boards={t: b.name for t, b in boards.items()}),
+            plan_kpi(
+                m,
+                k,
+                mode=mode,
+                targets=tuple(targets),
+                project_root=opts.project_root,
+                env=opts.env,
+                boards={t: b.name for t, b in boards.items()},
+            ),
             args.workload,
         )
         for k in kpis
@@ -62,8 +69,13 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
     run.console.print(f"run {run.run_id} → {run.run_dir}")
     states: dict[str, Any] = {}
     run.steps = {s.id: s for p in plans for s in p.steps}
-    lab = Lab(boards=boards, leases_dir=run.cache_dir / "leases", run_id=run.run_id,
-              ttl_s=m.defaults.timeout_s * 4, wait=args.wait)
+    lab = Lab(
+        boards=boards,
+        leases_dir=run.cache_dir / "leases",
+        run_id=run.run_id,
+        ttl_s=m.defaults.timeout_s * 4,
+        wait=args.wait,
+    )
     # Board leases taken during the run are released when it ends (or by the kernel if it dies).
     with run_lock(run, wait=args.wait), lab:
         run.lab = lab
@@ -87,5 +99,3 @@ def exit_code(states: Mapping[str, Mapping[str, Any]], verdicts: list[str]) -> i
         if code in codes:
             return code
     return EXIT_OK
-
-

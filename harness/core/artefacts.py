@@ -45,8 +45,14 @@ class Artefact:
     stored_at: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "size": self.size, "sha256": self.sha256,
-                "provenance": dict(self.provenance), "stored_at": self.stored_at}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "size": self.size,
+            "sha256": self.sha256,
+            "provenance": dict(self.provenance),
+            "stored_at": self.stored_at,
+        }
 
 
 def sha256_file(path: Path) -> str:
@@ -81,8 +87,9 @@ class ArtefactStore:
     def _dir(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256
 
-    def put(self, path: Path, *, name: str, kind: str, provenance: Mapping[str, Any],
-            key: str | None = None) -> Artefact:
+    def put(
+        self, path: Path, *, name: str, kind: str, provenance: Mapping[str, Any], key: str | None = None
+    ) -> Artefact:
         """Store a copy of the file `path` (idempotent for identical contents)."""
         src = Path(path)
         _check_name(name)
@@ -112,24 +119,36 @@ class ArtefactStore:
             # Read-only: a stored artefact is never edited in place.
             tmp.chmod(0o555 if executable else 0o444)
             with exclusive_lock(self.root / "locks" / f"{digest}.lock", wait=True):
-                meta = self._store(tmp, digest, size, name=name, kind=kind,
-                                   provenance=provenance)
+                meta = self._store(tmp, digest, size, name=name, kind=kind, provenance=provenance)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         stored_at = str(meta["stored_at"])
         if key is not None:
             stored_at = _now()
-            entry = {"key": key, "sha256": digest, "name": name, "kind": kind,
-                     "provenance": dict(provenance), "stored_at": stored_at}
-            atomic_write_text(self.root / "index" / f"{key}.json",
-                              json.dumps(entry, indent=2, sort_keys=True) + "\n")
+            entry = {
+                "key": key,
+                "sha256": digest,
+                "name": name,
+                "kind": kind,
+                "provenance": dict(provenance),
+                "stored_at": stored_at,
+            }
+            atomic_write_text(self.root / "index" / f"{key}.json", json.dumps(entry, indent=2, sort_keys=True) + "\n")
         # The caller's view: its name, kind and provenance (meta.json keeps the first put's).
-        return Artefact(path=self._dir(digest) / name, sha256=digest, size=size, name=name,
-                        kind=kind, provenance=dict(provenance), stored_at=stored_at)
+        return Artefact(
+            path=self._dir(digest) / name,
+            sha256=digest,
+            size=size,
+            name=name,
+            kind=kind,
+            provenance=dict(provenance),
+            stored_at=stored_at,
+        )
 
-    def _store(self, tmp: Path, digest: str, size: int, *, name: str, kind: str,
-               provenance: Mapping[str, Any]) -> dict[str, Any]:
+    def _store(
+        self, tmp: Path, digest: str, size: int, *, name: str, kind: str, provenance: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Put the hashed temporary file in place; returns the content's meta.json record."""
         d = self._dir(digest)
         meta = self._read_meta(digest)
@@ -181,10 +200,15 @@ class ArtefactStore:
     @staticmethod
     def _from_meta(d: Path, meta: Mapping[str, Any]) -> Artefact:
         shown = str(meta["name"])
-        return Artefact(path=d / shown, sha256=str(meta["sha256"]), size=int(meta["size"]),
-                        name=shown, kind=str(meta.get("kind", "")),
-                        provenance=dict(meta.get("provenance", {})),
-                        stored_at=str(meta.get("stored_at", "")))
+        return Artefact(
+            path=d / shown,
+            sha256=str(meta["sha256"]),
+            size=int(meta["size"]),
+            name=shown,
+            kind=str(meta.get("kind", "")),
+            provenance=dict(meta.get("provenance", {})),
+            stored_at=str(meta.get("stored_at", "")),
+        )
 
     def get(self, sha256: str) -> Artefact:
         """The stored artefact with this sha256; BadInput when the store has none."""
@@ -210,16 +234,20 @@ class ArtefactStore:
         path = self._dir(digest) / name
         if not self._intact(path, int(meta["size"])):
             return None
-        return Artefact(path=path, sha256=digest, size=int(meta["size"]), name=name,
-                        kind=str(entry.get("kind", meta.get("kind", ""))),
-                        provenance=dict(entry.get("provenance", {})),
-                        stored_at=str(entry.get("stored_at", "")))
+        return Artefact(
+            path=path,
+            sha256=digest,
+            size=int(meta["size"]),
+            name=name,
+            kind=str(entry.get("kind", meta.get("kind", ""))),
+            provenance=dict(entry.get("provenance", {})),
+            stored_at=str(entry.get("stored_at", "")),
+        )
 
     def verify(self, artefact: Artefact) -> bool:
         """Re-hash the stored file: True when its bytes still match the recorded sha256."""
         try:
-            return (artefact.path.stat().st_size == artefact.size
-                    and sha256_file(artefact.path) == artefact.sha256)
+            return artefact.path.stat().st_size == artefact.size and sha256_file(artefact.path) == artefact.sha256
         except OSError:
             return False
 

@@ -161,8 +161,15 @@ class PlanContext:
             return "qemu", "emulated"
         return "host", "host"
 
-    def deploy(self, target: str, artefacts: Sequence[str], depends: Sequence[str], *,
-               after: Sequence[str] = (), always: bool = False) -> Step:
+    def deploy(
+        self,
+        target: str,
+        artefacts: Sequence[str],
+        depends: Sequence[str],
+        *,
+        after: Sequence[str] = (),
+        always: bool = False,
+    ) -> Step:
         where, _ = self.run_where(target)
         t = self.manifest.targets[target]
         if where == "board":

@@ -203,18 +203,38 @@ class StepRunner:
                 outputs = executor(step, self.run) or {}
                 st = StepState(id=step.id, key=step.key, status="ok", started=started, ended=_now(), outputs=outputs)
             except Blocked as e:
-                st = StepState(id=step.id, key=step.key, status="blocked", started=started, ended=_now(),
-                               message=str(e), code=e.exit_code)
+                st = StepState(
+                    id=step.id,
+                    key=step.key,
+                    status="blocked",
+                    started=started,
+                    ended=_now(),
+                    message=str(e),
+                    code=e.exit_code,
+                )
             except HarnessError as e:
                 # A failed tool or a bad input ends this step only: other steps and rows go on.
-                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(),
-                               message=e.one_line(), code=e.exit_code)
+                st = StepState(
+                    id=step.id,
+                    key=step.key,
+                    status="failed",
+                    started=started,
+                    ended=_now(),
+                    message=e.one_line(),
+                    code=e.exit_code,
+                )
             except Exception as e:  # a defect in an executor must not lose the run's other results
                 tb = self.run.log_path(step.id, ".traceback")
                 tb.write_text(traceback.format_exc())
-                st = StepState(id=step.id, key=step.key, status="failed", started=started, ended=_now(),
-                               message=f"internal error {type(e).__name__}: {e} (traceback: {self.run.rel(tb)})",
-                               code=EXIT_STEP_FAILED)
+                st = StepState(
+                    id=step.id,
+                    key=step.key,
+                    status="failed",
+                    started=started,
+                    ended=_now(),
+                    message=f"internal error {type(e).__name__}: {e} (traceback: {self.run.rel(tb)})",
+                    code=EXIT_STEP_FAILED,
+                )
             self._save(step, st)
             done[step.id] = st
             if st.status == "ok":

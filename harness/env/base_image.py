@@ -53,8 +53,10 @@ def bootstrap_base(
 
     version = debootstrap_version()
     if os.geteuid() != 0:
-        raise Blocked("debootstrap needs root (it creates device nodes and chroots)",
-                      "run `ant-kpi images bootstrap-base` as root, e.g. with sudo")
+        raise Blocked(
+            "debootstrap needs root (it creates device nodes and chroots)",
+            "run `ant-kpi images bootstrap-base` as root, e.g. with sudo",
+        )
     work_dir.mkdir(parents=True, exist_ok=True)
     log = log_path or work_dir / f"bootstrap-{suite}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -69,8 +71,12 @@ def bootstrap_base(
             tar_path = scratch / "rootfs.tar"
             # GNU tar keeps ownership, modes, hard links and device nodes exactly; numeric ids
             # so the host's user database does not leak into the image.
-            _run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar_path), "."],
-                        out, console, "packing the root file system")
+            _run_logged(
+                ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar_path), "."],
+                out,
+                console,
+                "packing the root file system",
+            )
             shutil.rmtree(rootfs)
             repository, _, tag_part = tag.rpartition(":")
             if not repository or "/" in tag_part:
@@ -88,8 +94,9 @@ def bootstrap_base(
                 *(f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()),
             ]
             with _status(console, f"importing {tag}"):
-                result = client.api.import_image(src=str(tar_path), repository=repository,
-                                                 tag=tag_part, changes=changes)
+                result = client.api.import_image(
+                    src=str(tar_path), repository=repository, tag=tag_part, changes=changes
+                )
             out.write(f"# docker import → {tag}: {str(result).strip()}\n")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -108,9 +115,14 @@ def _base_ref(tag: str, img: Any, *, reused: bool) -> BaseImageRef:
         return labels.get(f"{LABEL_PREFIX}.base.{key}", "")
 
     return BaseImageRef(
-        tag=tag, id=str(img.id), suite=label("suite"), mirror=label("mirror"),
-        variant=label("variant"), debootstrap_version=label("debootstrap"),
-        created=label("created") or str(img.attrs.get("Created", "")), reused=reused,
+        tag=tag,
+        id=str(img.id),
+        suite=label("suite"),
+        mirror=label("mirror"),
+        variant=label("variant"),
+        debootstrap_version=label("debootstrap"),
+        created=label("created") or str(img.attrs.get("Created", "")),
+        reused=reused,
     )
 
 
@@ -133,8 +145,7 @@ def _run_logged(argv: list[str], out: TextIO, console: Console | None, what: str
     out.write(f"$ {' '.join(argv)}\n")
     out.flush()
     with _status(console, what) as status:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         assert proc.stdout is not None
         for line in _lines(proc.stdout):
             out.write(line)

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 KEEP_ENV = "ANT_KPI_KEEP_CONTAINER"
 # auto (default) | all | none | device=<id>[,<id>…]
 GPUS_ENV: Final = "ANT_KPI_GPUS"
-_GPU_FIX: Final = ("install the NVIDIA driver and the NVIDIA Container Toolkit on the engine's machine "
-                   f"(nvidia-ctk runtime configure --runtime=docker), or set {GPUS_ENV}=none for a CPU run")
+_GPU_FIX: Final = (
+    "install the NVIDIA driver and the NVIDIA Container Toolkit on the engine's machine "
+    f"(nvidia-ctk runtime configure --runtime=docker), or set {GPUS_ENV}=none for a CPU run"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +72,7 @@ def decide_gpus(setting: str, runtimes: set[str]) -> GpuChoice:
     if value in ("", "auto"):
         if "nvidia" in runtimes:
             return GpuChoice(requested=True, reason="the engine has the nvidia runtime")
-        return GpuChoice(requested=False,
-                         reason=f"the engine has no nvidia runtime; set {GPUS_ENV}=all to ask anyway")
+        return GpuChoice(requested=False, reason=f"the engine has no nvidia runtime; set {GPUS_ENV}=all to ask anyway")
     if value in ("all", "1", "yes", "true"):
         return GpuChoice(requested=True, reason=f"{GPUS_ENV}={setting}")
     if value in ("none", "0", "no", "false"):
@@ -154,15 +155,17 @@ class Container:
                 device_requests=self.gpus.device_requests() or None,
             )
         except ImageNotFound as e:
-            raise Blocked(f"image {self.image_tag} is not present on the Docker engine",
-                          "run `ant-kpi images build`") from e
+            raise Blocked(
+                f"image {self.image_tag} is not present on the Docker engine", "run `ant-kpi images build`"
+            ) from e
         except APIError as e:
             if self.gpus.requested and _is_gpu_refusal(str(e.explanation or e)):
-                raise Blocked(f"GPUs were requested ({self.gpus.reason}) but the engine cannot provide them: "
-                              f"{e.explanation or e}", _GPU_FIX) from e
-            raise StepFailed(
-                f"cannot start a container from {self.image_tag}: {e.explanation or e}"
-            ) from e
+                raise Blocked(
+                    f"GPUs were requested ({self.gpus.reason}) but the engine cannot provide them: "
+                    f"{e.explanation or e}",
+                    _GPU_FIX,
+                ) from e
+            raise StepFailed(f"cannot start a container from {self.image_tag}: {e.explanation or e}") from e
         self._id = str(created.id)
         return self
 
@@ -175,8 +178,10 @@ class Container:
         if self._id is None:
             return
         if exc_type is not None and self.keep_on_failure:
-            message = (f"kept container {self.name} for inspection: "
-                       f"docker exec -it {self.name} bash; remove it with docker rm -f {self.name}")
+            message = (
+                f"kept container {self.name} for inspection: "
+                f"docker exec -it {self.name} bash; remove it with docker rm -f {self.name}"
+            )
             if self.console is not None:
                 self.console.print(message)
             else:
@@ -216,8 +221,13 @@ class Container:
             raise BadInput(f"a command must be a non-empty argument list, not {argv!r}")
         args = [str(a) for a in argv]
         exec_id = self.client.api.exec_create(
-            self.id, args, stdout=True, stderr=True, tty=False,
-            environment=dict(env) if env else None, workdir=cwd or self.workdir,
+            self.id,
+            args,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            environment=dict(env) if env else None,
+            workdir=cwd or self.workdir,
         )["Id"]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
@@ -238,13 +248,13 @@ class Container:
         # unless the engine lost it: report it as a failure, never as success.
         return 255 if code is None else int(code)
 
-    def check(self, argv: Sequence[str], *, cwd: str | None = None,
-              env: Mapping[str, str] | None = None, log_path: Path) -> None:
+    def check(
+        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None, log_path: Path
+    ) -> None:
         """Like run, but a non-zero exit raises StepFailed naming the log."""
         code = self.run(argv, cwd=cwd, env=env, log_path=log_path)
         if code != 0:
-            raise StepFailed(f"`{shlex.join(argv)}` exited {code} in {self.image_tag}",
-                             log=log_path)
+            raise StepFailed(f"`{shlex.join(argv)}` exited {code} in {self.image_tag}", log=log_path)
 
     # ---- files -----------------------------------------------------------------------------
 

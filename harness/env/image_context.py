@@ -36,8 +36,7 @@ _PIN_RE: Final = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\
 # --------------------------------------------------------------------------------------------
 
 
-def context_hash(context_dir: Path, build_args: Mapping[str, str],
-                 added: Mapping[str, Path] | None = None) -> str:
+def context_hash(context_dir: Path, build_args: Mapping[str, str], added: Mapping[str, Path] | None = None) -> str:
     """sha256 over the context's files (relative path, mode, content) and the build arguments.
 
     `added` maps context-relative paths to host files put into the context for the build (the
@@ -166,8 +165,7 @@ def build_inputs(image: Image, root: Path, env: EnvSettings) -> BuildInputs:
     context_dir = (root / image.context).resolve()
     if not context_dir.is_dir():
         raise BadInput(f"image {image.name}: build context {image.context} does not exist")
-    build_args = {**env_build_args(declared_args(context_dir / "Dockerfile"), env.build_args),
-                  "BASE_IMAGE": image.base}
+    build_args = {**env_build_args(declared_args(context_dir / "Dockerfile"), env.build_args), "BASE_IMAGE": image.base}
     added: dict[str, Path] = {}
     dirs = wheelhouse_dirs(env.wheelhouse)
     # Only a context with a wheelhouse/ folder asks for wheels (its Dockerfile installs from it).

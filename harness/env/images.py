@@ -69,8 +69,7 @@ def docker_client(env: EnvSettings, *, timeout: int = 60) -> docker.DockerClient
         import docker
         from docker.errors import DockerException
     except ImportError as e:
-        raise Blocked("the Docker SDK for Python is not installed",
-                      "pip install 'docker>=7'") from e
+        raise Blocked("the Docker SDK for Python is not installed", "pip install 'docker>=7'") from e
     where = docker_host(env)
     # ssh:// engines need paramiko in the SDK; without it, use the system ssh client instead.
     use_ssh_client = where.startswith("ssh://") and not _has_module("paramiko")
@@ -80,9 +79,10 @@ def docker_client(env: EnvSettings, *, timeout: int = 60) -> docker.DockerClient
     except (DockerException, OSError) as e:
         # A socket that exists but refuses this user is not fixed by starting a daemon.
         if "Permission denied" in str(e):
-            raise Blocked(f"Docker daemon at {where} refuses this user (permission denied)",
-                          "add the user to the docker group (usermod -aG docker USER) "
-                          "or run as root") from e
+            raise Blocked(
+                f"Docker daemon at {where} refuses this user (permission denied)",
+                "add the user to the docker group (usermod -aG docker USER) or run as root",
+            ) from e
         raise Blocked(f"Docker daemon not reachable at {where}", _DAEMON_FIX) from e
     return client
 
@@ -228,8 +228,7 @@ def ensure_image(
     if base is None:
         raise Blocked(
             f"base image {image.base} is missing",
-            "run `ant-kpi images bootstrap-base` "
-            "(debootstrap from a Debian mirror, no registry needed)",
+            "run `ant-kpi images bootstrap-base` (debootstrap from a Debian mirror, no registry needed)",
         )
     log = log_path or root / ".ant-kpi" / "logs" / f"image-{image.name}-{digest[:12]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -244,14 +243,16 @@ def ensure_image(
     if inputs.added:
         labels[f"{LABEL_PREFIX}.wheelhouse"] = f"{len(inputs.added)} wheel(s) from {WHEELHOUSE_ENV}"
     with assembled_context(inputs, root / ".ant-kpi" / "tmp") as context_dir:
-        image_id = _build(client, context_dir, tag, dict(inputs.build_args), labels, log, console, image.name,
-                          added=inputs.added)
+        image_id = _build(
+            client, context_dir, tag, dict(inputs.build_args), labels, log, console, image.name, added=inputs.added
+        )
     built = client.images.get(image_id)
     return _ref(client, image, tag, built, digest, reused=False, log=log)
 
 
-def _ref(client: docker.DockerClient, image: Image, tag: str, img: Any, digest: str, *,
-         reused: bool, log: Path | None) -> ImageRef:
+def _ref(
+    client: docker.DockerClient, image: Image, tag: str, img: Any, digest: str, *, reused: bool, log: Path | None
+) -> ImageRef:
     labels = _labels(img)
     return ImageRef(
         name=image.name,
@@ -288,9 +289,18 @@ def _status(console: Console | None, text: str) -> Iterator[Any]:
         status.stop()
 
 
-def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args: dict[str, str],
-           labels: dict[str, str], log: Path, console: Console | None, name: str, *,
-           added: Mapping[str, Path] | None = None) -> str:
+def _build(
+    client: docker.DockerClient,
+    context_dir: Path,
+    tag: str,
+    build_args: dict[str, str],
+    labels: dict[str, str],
+    log: Path,
+    console: Console | None,
+    name: str,
+    *,
+    added: Mapping[str, Path] | None = None,
+) -> str:
     from docker.errors import APIError
 
     image_id = ""
@@ -303,8 +313,15 @@ def _build(client: docker.DockerClient, context_dir: Path, tag: str, build_args:
             out.write(f"# added from {WHEELHOUSE_ENV}: {rel} <- {src}\n")
         try:
             stream = client.api.build(
-                path=str(context_dir), tag=tag, buildargs=build_args, labels=labels,
-                decode=True, rm=True, forcerm=True, pull=False, timeout=BUILD_HTTP_TIMEOUT_S,
+                path=str(context_dir),
+                tag=tag,
+                buildargs=build_args,
+                labels=labels,
+                decode=True,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                timeout=BUILD_HTTP_TIMEOUT_S,
             )
             for chunk in stream:
                 image_id = _record_build_line(chunk, out, status, name, trail) or image_id
@@ -360,14 +377,15 @@ class BuildTrail:
         text = f" at {self.step}: " if self.step else ": "
         text += cause[:200]
         if self.offline:
-            text += (f" (the build could not reach a package index: for pip, give it the "
-                     f"wheels through {WHEELHOUSE_ENV}; for apt, the engine needs the Debian "
-                     f"mirror or a proxy)")
+            text += (
+                f" (the build could not reach a package index: for pip, give it the "
+                f"wheels through {WHEELHOUSE_ENV}; for apt, the engine needs the Debian "
+                f"mirror or a proxy)"
+            )
         return text
 
 
-def _record_build_line(chunk: Mapping[str, Any], out: TextIO, status: Any, name: str,
-                       trail: BuildTrail) -> str:
+def _record_build_line(chunk: Mapping[str, Any], out: TextIO, status: Any, name: str, trail: BuildTrail) -> str:
     """Write one decoded build message to the log (and the trail); returns the image id if it carries one."""
     if "stream" in chunk:
         text = _ANSI_RE.sub("", str(chunk["stream"]))

@@ -43,9 +43,11 @@ def apply_patch(tree: Path, patch: Patch) -> None:
     count = text.count(old)
     first = patch.old.strip().splitlines()[0] if patch.old.strip() else repr(patch.old)
     if count == 0:
-        raise StepFailed(f"{patch.file}: the text to patch is not there ({first!r}); upstream changed, "
-                         f"review the patch: {patch.why}")
+        raise StepFailed(
+            f"{patch.file}: the text to patch is not there ({first!r}); upstream changed, review the patch: {patch.why}"
+        )
     if count > 1:
-        raise StepFailed(f"{patch.file}: the text to patch occurs {count} times ({first!r}); "
-                         f"make it unique: {patch.why}")
+        raise StepFailed(
+            f"{patch.file}: the text to patch occurs {count} times ({first!r}); make it unique: {patch.why}"
+        )
     path.write_bytes(text.replace(old, new).encode("utf-8", errors="surrogateescape"))

@@ -42,8 +42,16 @@ FIDELITY: Final = "emulated"
 EMULATORS_TOML: Final = SOURCE_ROOT / "qemu" / "emulators.toml"
 BINFMT_DIR: Final = Path("/proc/sys/fs/binfmt_misc")
 
-EM_NAMES: Final[Mapping[int, str]] = {3: "x86", 8: "mips", 20: "ppc", 21: "ppc64", 40: "arm",
-                                      62: "x86_64", 183: "aarch64", 243: "riscv"}
+EM_NAMES: Final[Mapping[int, str]] = {
+    3: "x86",
+    8: "mips",
+    20: "ppc",
+    21: "ppc64",
+    40: "arm",
+    62: "x86_64",
+    183: "aarch64",
+    243: "riscv",
+}
 _PT_INTERP: Final = 3
 _ET_NAMES: Final[Mapping[int, str]] = {1: "rel", 2: "exec", 3: "dyn", 4: "core"}
 
@@ -74,8 +82,15 @@ class Emulator:
 
 
 _FIELDS: Final = {
-    "binary": str, "package": str, "binfmt": str, "binfmt_package": str, "sysroot": str,
-    "sysroot_package": str, "cross_gcc": str, "cross_packages": list, "elf_class": int,
+    "binary": str,
+    "package": str,
+    "binfmt": str,
+    "binfmt_package": str,
+    "sysroot": str,
+    "sysroot_package": str,
+    "cross_gcc": str,
+    "cross_packages": list,
+    "elf_class": int,
     "elf_machine": int,
 }
 
@@ -97,8 +112,7 @@ def load_emulators(path: Path = EMULATORS_TOML) -> Mapping[str, Emulator]:
     table: dict[str, Emulator] = {}
     for arch, entry in raw.items():
         if arch not in ARCHES or not isinstance(entry, dict):
-            raise BadInput(f"{path}: [{arch}] is not an arch of {', '.join(ARCHES)}"
-                           f"{_suggest(arch, ARCHES)}")
+            raise BadInput(f"{path}: [{arch}] is not an arch of {', '.join(ARCHES)}{_suggest(arch, ARCHES)}")
         for key in entry:
             if key not in _FIELDS:
                 hint = _suggest(key, list(_FIELDS))
@@ -109,11 +123,16 @@ def load_emulators(path: Path = EMULATORS_TOML) -> Mapping[str, Emulator]:
         values: dict[str, Any] = dict(entry)
         table[arch] = Emulator(
             arch=cast(Arch, arch),  # checked against ARCHES above
-            binary=values["binary"], package=values["package"], binfmt=values["binfmt"],
-            binfmt_package=values["binfmt_package"], sysroot=Path(values["sysroot"]),
-            sysroot_package=values["sysroot_package"], cross_gcc=values["cross_gcc"],
+            binary=values["binary"],
+            package=values["package"],
+            binfmt=values["binfmt"],
+            binfmt_package=values["binfmt_package"],
+            sysroot=Path(values["sysroot"]),
+            sysroot_package=values["sysroot_package"],
+            cross_gcc=values["cross_gcc"],
             cross_packages=tuple(str(p) for p in values["cross_packages"]),
-            elf_class=values["elf_class"], elf_machine=values["elf_machine"],
+            elf_class=values["elf_class"],
+            elf_machine=values["elf_machine"],
         )
     return MappingProxyType(table)  # cached: callers must not be able to change it
 
@@ -121,8 +140,10 @@ def load_emulators(path: Path = EMULATORS_TOML) -> Mapping[str, Emulator]:
 def emulator_info(arch: str) -> Emulator:
     table = load_emulators()
     if arch not in table:
-        raise BadInput(f"no QEMU user-mode emulator for arch {arch!r}; known: "
-                       f"{', '.join(sorted(table))}{_suggest(arch, list(table))}")
+        raise BadInput(
+            f"no QEMU user-mode emulator for arch {arch!r}; known: "
+            f"{', '.join(sorted(table))}{_suggest(arch, list(table))}"
+        )
     return table[arch]
 
 
@@ -131,8 +152,7 @@ def find_emulator(arch: str) -> Path:
     emu = emulator_info(arch)
     found = shutil.which(emu.binary)
     if found is None:
-        raise Blocked(f"{emu.binary} (QEMU user mode for {arch}) is not installed",
-                      emu.install_fix)
+        raise Blocked(f"{emu.binary} (QEMU user mode for {arch}) is not installed", emu.install_fix)
     return Path(found).resolve()
 
 
@@ -219,8 +239,7 @@ def _parse_elf(p: Path, f: BinaryIO) -> ElfInfo:
     # e_phnum: the address-sized fields are 4 bytes in ELF32 and 8 in ELF64.
     head = order + ("HHIIIIIHHH" if cls == 32 else "HHIQQQIHHH")
     fields = struct.unpack(head, _read_at(f, 16, struct.calcsize(head)))
-    e_type, machine, phoff, flags, phentsize, phnum = (
-        fields[0], fields[1], fields[4], fields[6], fields[8], fields[9])
+    e_type, machine, phoff, flags, phentsize, phnum = (fields[0], fields[1], fields[4], fields[6], fields[8], fields[9])
     # Program header: p_type, then (ELF32) p_offset ... p_filesz, or (ELF64) p_flags, p_offset ...
     ph = order + ("IIIII" if cls == 32 else "IIQQQQ")
     interp: str | None = None
@@ -231,9 +250,15 @@ def _parse_elf(p: Path, f: BinaryIO) -> ElfInfo:
         p_offset, p_filesz = (entry[1], entry[4]) if cls == 32 else (entry[2], entry[5])
         raw = _read_at(f, p_offset, p_filesz)
         interp = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-    return ElfInfo(path=p, elf_class=cls, little_endian=order == "<",
-                   elf_type=_ET_NAMES.get(e_type, str(e_type)), machine=machine, flags=flags,
-                   interpreter=interp)
+    return ElfInfo(
+        path=p,
+        elf_class=cls,
+        little_endian=order == "<",
+        elf_type=_ET_NAMES.get(e_type, str(e_type)),
+        machine=machine,
+        flags=flags,
+        interpreter=interp,
+    )
 
 
 # -- private copies --------------------------------------------------------------------------------
@@ -261,8 +286,9 @@ def _check_name(name: str) -> None:
         raise BadInput(f"{name!r} is not a plain file name for a private emulator copy")
 
 
-def private_emulator(arch: str, dest_dir: str | os.PathLike[str], name: str, *,
-                     emulator: str | os.PathLike[str] | None = None) -> Path:
+def private_emulator(
+    arch: str, dest_dir: str | os.PathLike[str], name: str, *, emulator: str | os.PathLike[str] | None = None
+) -> Path:
     """Copy the arch's emulator to `dest_dir/name`: its own inode, comm = `name` (first 15 chars).
 
     A shared emulator binary shares its page-cache pages with every other QEMU process using it,
@@ -284,8 +310,9 @@ def private_emulator(arch: str, dest_dir: str | os.PathLike[str], name: str, *,
     return dest
 
 
-def private_sysroot(arch: str, dest_dir: str | os.PathLike[str], *,
-                    source: str | os.PathLike[str] | None = None) -> Path:
+def private_sysroot(
+    arch: str, dest_dir: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None
+) -> Path:
     """Copy a sysroot's runtime libraries (lib/, no .a/.o) to `dest_dir`; return it for `-L`.
 
     The guest then loads the libc and ld.so the binary was built against (e.g. copied out of the
@@ -295,12 +322,19 @@ def private_sysroot(arch: str, dest_dir: str | os.PathLike[str], *,
     emu = emulator_info(arch)
     src = Path(source) if source is not None else emu.sysroot
     if not (src / "lib").is_dir():
-        raise Blocked(f"sysroot {src} for {arch} has no lib/ directory",
-                      f"apt-get install {emu.sysroot_package}, or copy it out of the build image")
+        raise Blocked(
+            f"sysroot {src} for {arch} has no lib/ directory",
+            f"apt-get install {emu.sysroot_package}, or copy it out of the build image",
+        )
     dest = Path(dest_dir)
-    shutil.copytree(src / "lib", dest / "lib", symlinks=True, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("*.a", "*.o", "ldscripts", "*.spec"),
-                    copy_function=_copy_file)
+    shutil.copytree(
+        src / "lib",
+        dest / "lib",
+        symlinks=True,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("*.a", "*.o", "ldscripts", "*.spec"),
+        copy_function=_copy_file,
+    )
     return dest
 
 
@@ -343,9 +377,14 @@ def check_arch(info: ElfInfo, arch: str) -> None:
         raise BadInput(f"{info.path} is {info.describe()}, not an {arch} binary ({want})")
 
 
-def qemu_command(binary: str | os.PathLike[str], args: Sequence[str], *, arch: str,
-                 sysroot: str | os.PathLike[str] | None = None,
-                 emulator: str | os.PathLike[str] | None = None) -> list[str]:
+def qemu_command(
+    binary: str | os.PathLike[str],
+    args: Sequence[str],
+    *,
+    arch: str,
+    sysroot: str | os.PathLike[str] | None = None,
+    emulator: str | os.PathLike[str] | None = None,
+) -> list[str]:
     """argv running `binary args` under the arch's emulator; `-L sysroot` only when dynamic."""
     info = elf_info(binary)
     check_arch(info, arch)
@@ -393,8 +432,7 @@ def build_probe(arch: str, work_dir: str | os.PathLike[str]) -> Path:
     emu = emulator_info(arch)
     gcc = shutil.which(emu.cross_gcc)
     if gcc is None:
-        raise Blocked(f"{emu.cross_gcc} (cross compiler for {arch}) is not installed",
-                      emu.cross_fix)
+        raise Blocked(f"{emu.cross_gcc} (cross compiler for {arch}) is not installed", emu.cross_fix)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     src = work / "probe.c"
@@ -405,22 +443,27 @@ def build_probe(arch: str, work_dir: str | os.PathLike[str]) -> Path:
         return out
     log = work / f"probe-build-{arch}.log"
     with log.open("wb") as f:
-        rc = subprocess.run([gcc, "-O2", "-static", "-o", str(out), str(src)],
-                            stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+        rc = subprocess.run(
+            [gcc, "-O2", "-static", "-o", str(out), str(src)], stdout=f, stderr=subprocess.STDOUT, check=False
+        ).returncode
     if rc != 0:
         text = log.read_text(encoding="utf-8", errors="replace")
         if "cannot find -lc" in text or "stdio.h" in text:
-            raise Blocked(f"{emu.cross_gcc} cannot link a static {arch} binary (no static libc)",
-                          emu.cross_fix)
+            raise Blocked(f"{emu.cross_gcc} cannot link a static {arch} binary (no static libc)", emu.cross_fix)
         raise StepFailed(f"building the {arch} emulator probe failed (exit {rc})", log)
     return out
 
 
-def emulator_overhead(arch: str, work_dir: str | os.PathLike[str], *,
-                      probe: str | os.PathLike[str] | None = None,
-                      emulator: str | os.PathLike[str] | None = None,
-                      hold_s: float = 0.5, interval: float = pss.DEFAULT_INTERVAL,
-                      timeout: float = 120.0) -> pss.PssResult:
+def emulator_overhead(
+    arch: str,
+    work_dir: str | os.PathLike[str],
+    *,
+    probe: str | os.PathLike[str] | None = None,
+    emulator: str | os.PathLike[str] | None = None,
+    hold_s: float = 0.5,
+    interval: float = pss.DEFAULT_INTERVAL,
+    timeout: float = 120.0,
+) -> pss.PssResult:
     """PSS of a trivial static guest under a private copy of the emulator: QEMU's own share.
 
     Its `peak("pss_kb")` is the figure shown beside emulated numbers; `peak("qemu_pss_kb")`
@@ -436,10 +479,15 @@ def emulator_overhead(arch: str, work_dir: str | os.PathLike[str], *,
     settle_page_cache(binary)
     private = private_emulator(arch, work / "qemu-private", binary.name, emulator=emulator)
     argv = qemu_command(binary, [f"{hold_s:g}"], arch=arch, emulator=private)
-    result = pss.sample_process(argv, interval=interval, timeout=timeout, guest_exe=binary,
-                                stdout=str(work / f"{binary.name}.out"), stderr=subprocess.STDOUT)
+    result = pss.sample_process(
+        argv,
+        interval=interval,
+        timeout=timeout,
+        guest_exe=binary,
+        stdout=str(work / f"{binary.name}.out"),
+        stderr=subprocess.STDOUT,
+    )
     if result.timed_out or result.exit_status != 0:
         how = "timed out" if result.timed_out else f"exited {result.exit_status}"
-        raise StepFailed(f"emulator probe {binary.name} under {private} {how}",
-                         work / f"{binary.name}.out")
+        raise StepFailed(f"emulator probe {binary.name} under {private} {how}", work / f"{binary.name}.out")
     return result

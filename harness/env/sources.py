@@ -38,19 +38,31 @@ _MAX_SUBMODULE_DEPTH: Final = 8
 
 # A parent git process (a hook, `git rebase -x`) exports these; they would redirect every call.
 _GIT_LOCATION_ENV: Final = (
-    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_COMMON_DIR",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
 )
 _MISSING_RE: Final = re.compile(
     r"not our ref|couldn't find remote ref|no such remote ref|unadvertised object|"
-    r"not a valid object|bad object", re.IGNORECASE)
+    r"not a valid object|bad object",
+    re.IGNORECASE,
+)
 _INCOMPLETE_RE: Final = re.compile(
     r"did not send all necessary objects|corruption on the remote side|pack-objects died|"
-    r"missing blob object|unable to read [0-9a-f]{40}", re.IGNORECASE)
+    r"missing blob object|unable to read [0-9a-f]{40}",
+    re.IGNORECASE,
+)
 _NETWORK_RE: Final = re.compile(
     r"could not resolve|unable to access|could not read from remote|does not appear to be a git "
     r"repository|connection (refused|timed out|reset)|network is unreachable|repository .* not "
-    r"found|authentication failed|timed out", re.IGNORECASE)
+    r"found|authentication failed|timed out",
+    re.IGNORECASE,
+)
 
 Problem = Literal["missing", "incomplete", "network"]
 
@@ -92,8 +104,7 @@ class Checkout:
             "origin": self.origin,
             "paths": list(self.paths),
             "submodules": [
-                {"path": p, "commit": c, "url": origins.get(p, ("", ""))[0],
-                 "origin": origins.get(p, ("", ""))[1]}
+                {"path": p, "commit": c, "url": origins.get(p, ("", ""))[0], "origin": origins.get(p, ("", ""))[1]}
                 for p, c in self.submodules
             ],
         }
@@ -107,13 +118,11 @@ class Checkout:
 class GitFailed(StepFailed):
     """A git command failed in a way no more specific error explains."""
 
-    def __init__(self, argv: Sequence[str], returncode: int, stderr: str,
-                 log: Path | None) -> None:
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, log: Path | None) -> None:
         self.argv = tuple(argv)
         self.returncode = returncode
         self.stderr = stderr
-        super().__init__(f"git {_subcommand(argv)} exited {returncode}: {_last_line(stderr)}",
-                         log)
+        super().__init__(f"git {_subcommand(argv)} exited {returncode}: {_last_line(stderr)}", log)
 
 
 def _subcommand(argv: Sequence[str]) -> str:
@@ -133,8 +142,9 @@ class Git:
     log: Path | None = None
     timeout_s: float = GIT_TIMEOUT_S
 
-    def run(self, *args: str | Path, stdin: bytes | None = None, check: bool = True,
-            log_stdout: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, *args: str | Path, stdin: bytes | None = None, check: bool = True, log_stdout: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
         # file:// mirrors must work for submodules too, which git ≥ 2.38.1 refuses by default.
         argv = ["git", "-c", "protocol.file.allow=always", *(str(a) for a in args)]
         env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_ENV}
@@ -142,16 +152,16 @@ class Git:
         env["LC_ALL"] = "C"  # stderr is matched against git's English messages
         started = time.monotonic()
         try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, env=env,
-                                  timeout=self.timeout_s, check=False)
+            proc = subprocess.run(argv, input=stdin, capture_output=True, env=env, timeout=self.timeout_s, check=False)
         except FileNotFoundError:
             raise Blocked("git is not installed", "apt-get install git") from None
         except subprocess.TimeoutExpired:
             self._record(argv, b"", b"timed out", -1, time.monotonic() - started, log_stdout)
-            raise Blocked(f"`{' '.join(argv[3:6])} …` took longer than {self.timeout_s:.0f} s",
-                          "check the network or use a local mirror (--source NAME=PATH)") from None
-        self._record(argv, proc.stdout, proc.stderr, proc.returncode,
-                     time.monotonic() - started, log_stdout)
+            raise Blocked(
+                f"`{' '.join(argv[3:6])} …` took longer than {self.timeout_s:.0f} s",
+                "check the network or use a local mirror (--source NAME=PATH)",
+            ) from None
+        self._record(argv, proc.stdout, proc.stderr, proc.returncode, time.monotonic() - started, log_stdout)
         if check and proc.returncode != 0:
             raise GitFailed(argv, proc.returncode, proc.stderr.decode(errors="replace"), self.log)
         return proc
@@ -160,8 +170,7 @@ class Git:
         """stdout of a successful command, stripped."""
         return self.run(*args).stdout.decode(errors="replace").strip()
 
-    def _record(self, argv: list[str], stdout: bytes, stderr: bytes, rc: int, seconds: float,
-                log_stdout: bool) -> None:
+    def _record(self, argv: list[str], stdout: bytes, stderr: bytes, rc: int, seconds: float, log_stdout: bool) -> None:
         if self.log is None:
             return
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -244,8 +253,9 @@ def _open_mirror(git: Git, cache_dir: Path, url: str, *, partial: bool) -> _Mirr
 
 def _has_commit(git: Git, repo: Path, sha: str) -> bool:
     # --missing stops a partial mirror from fetching the object lazily: this check stays offline.
-    proc = git.run("-C", repo, "rev-list", "-1", "--no-walk", "--missing=allow-any",
-                   f"{sha}^{{commit}}", "--", check=False)
+    proc = git.run(
+        "-C", repo, "rev-list", "-1", "--no-walk", "--missing=allow-any", f"{sha}^{{commit}}", "--", check=False
+    )
     return proc.returncode == 0 and proc.stdout.decode().strip() == sha
 
 
@@ -265,16 +275,25 @@ def _fetch_commit(git: Git, mirror: _Mirror, sha: str) -> None:
     if git.out("-C", mirror.path, "for-each-ref", "--format=%(objectname)", pin) == sha:
         return
     opts = _fetch_options(git, mirror)
-    first = git.run("-C", mirror.path, "fetch", "--quiet", "--no-tags", *opts, "origin",
-                    f"+{sha}:{pin}", check=False)
+    first = git.run("-C", mirror.path, "fetch", "--quiet", "--no-tags", *opts, "origin", f"+{sha}:{pin}", check=False)
     if first.returncode == 0 and _has_commit(git, mirror.path, sha):
         return
     err = first.stderr.decode(errors="replace")
     problem = _classify(err)
     if problem == "missing" or first.returncode == 0:
         # Servers that refuse unadvertised commits: take every branch and tag, then look again.
-        second = git.run("-C", mirror.path, "fetch", "--quiet", "--no-tags", *opts, "origin",
-                         "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", check=False)
+        second = git.run(
+            "-C",
+            mirror.path,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            *opts,
+            "origin",
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+            check=False,
+        )
         if second.returncode != 0:
             err = second.stderr.decode(errors="replace")
             problem = _classify(err)
@@ -283,8 +302,7 @@ def _fetch_commit(git: Git, mirror: _Mirror, sha: str) -> None:
         elif _has_commit(git, mirror.path, sha):
             git.run("-C", mirror.path, "update-ref", pin, sha)
             return
-    raise _Unavailable(problem, _last_line(err) if problem != "missing" else "",
-                       _safe_origin(git, mirror))
+    raise _Unavailable(problem, _last_line(err) if problem != "missing" else "", _safe_origin(git, mirror))
 
 
 def _safe_origin(git: Git, mirror: _Mirror) -> str:
@@ -317,28 +335,30 @@ def _via(url: str, origin: str) -> str:
 def _source_error(source: Source, fetch_url: str, sha: str, e: _Unavailable) -> Exception:
     where = f"{fetch_url}{_via(fetch_url, e.origin)}"
     if e.problem == "missing":
-        return BadInput(f"source {source.name}: commit {sha} not found in {where}; "
-                        "check kpis.toml or the mirror")
+        return BadInput(f"source {source.name}: commit {sha} not found in {where}; check kpis.toml or the mirror")
     if e.problem == "incomplete":
         # The pin is right; the mirror is short of content: a missing component, not bad input.
-        return Blocked(f"source {source.name}: {where} cannot serve commit {sha[:12]} whole ({e.detail})",
-                       "use a complete mirror, or extract only the paths needed")
-    return Blocked(f"source {source.name}: cannot fetch {where}: {e.detail}",
-                   f"pass --source {source.name}=PATH (a local clone or mirror that has "
-                   f"{sha[:12]}), or point the URL at a mirror: {_insteadof_hint(source.url)}")
+        return Blocked(
+            f"source {source.name}: {where} cannot serve commit {sha[:12]} whole ({e.detail})",
+            "use a complete mirror, or extract only the paths needed",
+        )
+    return Blocked(
+        f"source {source.name}: cannot fetch {where}: {e.detail}",
+        f"pass --source {source.name}=PATH (a local clone or mirror that has "
+        f"{sha[:12]}), or point the URL at a mirror: {_insteadof_hint(source.url)}",
+    )
 
 
 def _submodule_error(source: Source, path: str, url: str, sha: str, e: _Unavailable) -> Exception:
     where = f"{url}{_via(url, e.origin)}"
     hint = f"point {url} at a mirror that has it: {_insteadof_hint(url)}"
     if e.problem == "missing":
-        return BadInput(f"source {source.name}: submodule {path} commit {sha} not found in "
-                        f"{where}; {hint}")
+        return BadInput(f"source {source.name}: submodule {path} commit {sha} not found in {where}; {hint}")
     if e.problem == "incomplete":
-        return Blocked(f"source {source.name}: submodule {path}: {where} cannot serve commit "
-                       f"{sha[:12]} whole ({e.detail})", hint)
-    return Blocked(f"source {source.name}: submodule {path}: cannot fetch {where}: {e.detail}",
-                   hint)
+        return Blocked(
+            f"source {source.name}: submodule {path}: {where} cannot serve commit {sha[:12]} whole ({e.detail})", hint
+        )
+    return Blocked(f"source {source.name}: submodule {path}: cannot fetch {where}: {e.detail}", hint)
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,8 +387,14 @@ def parse_source_overrides(items: Sequence[str]) -> dict[str, Path]:
     return out
 
 
-def checkout(source: Source, cache_dir: Path, *, override: Path | None = None,
-             paths: tuple[str, ...] = (), log: Path | None = None) -> Checkout:
+def checkout(
+    source: Source,
+    cache_dir: Path,
+    *,
+    override: Path | None = None,
+    paths: tuple[str, ...] = (),
+    log: Path | None = None,
+) -> Checkout:
     """Check `source` out at its pinned commit (submodules included) under `cache_dir`."""
     sha = source.commit
     if not _SHA_RE.match(sha):
@@ -385,9 +411,11 @@ def checkout(source: Source, cache_dir: Path, *, override: Path | None = None,
         if _repo_kind(opath) == "plain":
             return _use_in_place(source, opath, wanted)
         if not _has_commit(git, opath, sha):
-            raise BadInput(f"source {source.name}: --source {opath} is a git repository without "
-                           f"commit {sha}; fetch it there (git -C {opath} fetch origin {sha}) "
-                           "or point --source at another clone")
+            raise BadInput(
+                f"source {source.name}: --source {opath} is a git repository without "
+                f"commit {sha}; fetch it there (git -C {opath} fetch origin {sha}) "
+                "or point --source at another clone"
+            )
         fetch_url = over
     cache = cache_dir.expanduser().resolve()
     dirname = f"{source.name}-{sha[:12]}"
@@ -403,11 +431,16 @@ def checkout(source: Source, cache_dir: Path, *, override: Path | None = None,
     origin = over or str(record["origin"])
     subs = record.get("submodules", [])
     return Checkout(
-        name=source.name, url=source.url, commit=str(record["commit"]), path=dest,
-        override=over, origin=origin,
+        name=source.name,
+        url=source.url,
+        commit=str(record["commit"]),
+        path=dest,
+        override=over,
+        origin=origin,
         submodules=tuple((s["path"], s["commit"]) for s in subs),
         submodule_urls=tuple((s["path"], s["url"], s["origin"]) for s in subs),
-        paths=wanted, manifest_commit=sha,
+        paths=wanted,
+        manifest_commit=sha,
     )
 
 
@@ -429,8 +462,16 @@ def _use_in_place(source: Source, path: Path, wanted: tuple[str, ...]) -> Checko
     for p in wanted:
         if not (path / p).exists() and not (path / p).is_symlink():
             raise BadInput(f"source {source.name}: --source {path} has no {p}")
-    return Checkout(name=source.name, url=source.url, commit="", path=path, override=str(path),
-                    origin=str(path), paths=wanted, manifest_commit=source.commit)
+    return Checkout(
+        name=source.name,
+        url=source.url,
+        commit="",
+        path=path,
+        override=str(path),
+        origin=str(path),
+        paths=wanted,
+        manifest_commit=source.commit,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,17 +490,21 @@ def _normalise_paths(name: str, paths: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
-def _reusable(git: Git, source: Source, dest: Path, marker: Path,
-              wanted: tuple[str, ...]) -> dict[str, Any] | None:
+def _reusable(git: Git, source: Source, dest: Path, marker: Path, wanted: tuple[str, ...]) -> dict[str, Any] | None:
     """The marker's record when the tree on disk is complete and unmodified, else None."""
     try:
         record = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or not dest.is_dir() or (
-        record.get("version") != MARKER_VERSION or record.get("commit") != source.commit
-        or record.get("paths") != list(wanted)
-        or record.get("submodules_enabled") != bool(source.submodules and not wanted)
+    if (
+        not isinstance(record, dict)
+        or not dest.is_dir()
+        or (
+            record.get("version") != MARKER_VERSION
+            or record.get("commit") != source.commit
+            or record.get("paths") != list(wanted)
+            or record.get("submodules_enabled") != bool(source.submodules and not wanted)
+        )
     ):
         return None
     if wanted:
@@ -471,8 +516,9 @@ def _reusable(git: Git, source: Source, dest: Path, marker: Path,
         # `git status` does not report a submodule that was never populated.
         if not (dest / sub["path"] / ".git").exists():
             return None
-    status = git.run("-C", dest, "status", "--porcelain", "--untracked-files=no",
-                     "--ignore-submodules=untracked", check=False)
+    status = git.run(
+        "-C", dest, "status", "--porcelain", "--untracked-files=no", "--ignore-submodules=untracked", check=False
+    )
     if status.returncode != 0 or status.stdout.strip():
         return None
     return record
@@ -485,8 +531,9 @@ def _discard(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _materialise(git: Git, source: Source, cache: Path, dest: Path, fetch_url: str,
-                 wanted: tuple[str, ...]) -> dict[str, Any]:
+def _materialise(
+    git: Git, source: Source, cache: Path, dest: Path, fetch_url: str, wanted: tuple[str, ...]
+) -> dict[str, Any]:
     """Build the tree in a temporary directory and move it into place only when complete."""
     for stale in dest.parent.glob(f".{dest.name}.tmp-*"):
         _discard(stale)  # left by an interrupted run; the lock says no one else is writing it
@@ -503,10 +550,15 @@ def _materialise(git: Git, source: Source, cache: Path, dest: Path, fetch_url: s
     except BaseException:
         _discard(tmp)
         raise
-    record.update(version=MARKER_VERSION, name=source.name, url=source.url,
-                  commit=source.commit, paths=list(wanted),
-                  submodules_enabled=bool(source.submodules and not wanted),
-                  created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    record.update(
+        version=MARKER_VERSION,
+        name=source.name,
+        url=source.url,
+        commit=source.commit,
+        paths=list(wanted),
+        submodules_enabled=bool(source.submodules and not wanted),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     return record
 
 
@@ -545,8 +597,7 @@ _Entry = tuple[str, str, str, str]  # (mode, type, oid, path) as ls-tree prints 
 
 def _ls_tree(git: Git, repo: Path, sha: str, paths: Sequence[str] = ()) -> list[_Entry]:
     """(mode, type, oid, path) of every entry under `paths` (all when empty), recursively."""
-    argv: list[str | Path] = ["--literal-pathspecs", "-C", repo, "ls-tree", "-r", "-z",
-                              "--full-tree", sha]
+    argv: list[str | Path] = ["--literal-pathspecs", "-C", repo, "ls-tree", "-r", "-z", "--full-tree", sha]
     if paths:
         argv += ["--", *paths]
     raw = git.run(*argv, log_stdout=False).stdout.decode("utf-8", errors="surrogateescape")
@@ -562,16 +613,15 @@ def _ls_tree(git: Git, repo: Path, sha: str, paths: Sequence[str] = ()) -> list[
 
 def _gitmodules(git: Git, source: Source, repo: Path, sha: str) -> dict[str, tuple[str, str]]:
     """{path: (name, url)} from .gitmodules as committed at `sha`."""
-    proc = git.run("-C", repo, "config", "--blob", f"{sha}:.gitmodules", "--list", "-z",
-                   check=False)
+    proc = git.run("-C", repo, "config", "--blob", f"{sha}:.gitmodules", "--list", "-z", check=False)
     if proc.returncode != 0:
         return {}
     keys: dict[str, dict[str, str]] = {}
     for item in proc.stdout.decode(errors="replace").split("\0"):
         key, _, value = item.partition("\n")
-        if not key.startswith("submodule.") or "." not in key[len("submodule."):]:
+        if not key.startswith("submodule.") or "." not in key[len("submodule.") :]:
             continue
-        name, _, var = key[len("submodule."):].rpartition(".")
+        name, _, var = key[len("submodule.") :].rpartition(".")
         keys.setdefault(name, {})[var] = value
     out = {}
     for name, kv in keys.items():
@@ -598,21 +648,33 @@ def resolve_submodule_url(url: str, parent_url: str) -> str:
     return f"{base}{joiner}{rest}"
 
 
-def _submodules(git: Git, source: Source, cache: Path, repo: Path, sha: str, repo_url: str,
-                prefix: str, out: list[dict[str, str]], *, depth: int) -> None:
+def _submodules(
+    git: Git,
+    source: Source,
+    cache: Path,
+    repo: Path,
+    sha: str,
+    repo_url: str,
+    prefix: str,
+    out: list[dict[str, str]],
+    *,
+    depth: int,
+) -> None:
     """Check out every gitlink of `repo` at its recorded commit, recursively."""
     links = [(p, oid) for mode, _, oid, p in _ls_tree(git, repo, sha) if mode == "160000"]
     if not links:
         return
     if depth >= _MAX_SUBMODULE_DEPTH:
-        raise BadInput(f"source {source.name}: submodules nested deeper than "
-                       f"{_MAX_SUBMODULE_DEPTH} levels under {prefix or '/'}")
+        raise BadInput(
+            f"source {source.name}: submodules nested deeper than {_MAX_SUBMODULE_DEPTH} levels under {prefix or '/'}"
+        )
     modules = _gitmodules(git, source, repo, sha)
     for path, oid in links:
         full = prefix + path
         if path not in modules or not modules[path][1]:
-            raise BadInput(f"source {source.name}: submodule {full} ({oid}) has no URL in "
-                           ".gitmodules at its parent's commit")
+            raise BadInput(
+                f"source {source.name}: submodule {full} ({oid}) has no URL in .gitmodules at its parent's commit"
+            )
         name, raw_url = modules[path]
         url = resolve_submodule_url(raw_url, repo_url)
         target = repo / path
@@ -663,8 +725,9 @@ def _files_intact(dest: Path, files: Sequence[Mapping[str, str]]) -> bool:
     return True
 
 
-def _extract_paths(git: Git, source: Source, cache: Path, tmp: Path, fetch_url: str,
-                   wanted: tuple[str, ...]) -> dict[str, Any]:
+def _extract_paths(
+    git: Git, source: Source, cache: Path, tmp: Path, fetch_url: str, wanted: tuple[str, ...]
+) -> dict[str, Any]:
     """Write only `wanted` of the pinned tree, fetching just their blobs."""
     sha = source.commit
     with _mirror_locked(git, cache, fetch_url, partial=True) as mirror:
@@ -698,14 +761,26 @@ def _extract_paths(git: Git, source: Source, cache: Path, tmp: Path, fetch_url: 
     return {"origin": origin, "files": files, "submodules": []}
 
 
-def _fetch_blobs(git: Git, source: Source, mirror: _Mirror, fetch_url: str, origin: str,
-                 blobs: Sequence[_Entry]) -> None:
+def _fetch_blobs(
+    git: Git, source: Source, mirror: _Mirror, fetch_url: str, origin: str, blobs: Sequence[_Entry]
+) -> None:
     if not blobs:
         return
     # Wants that are all present locally are satisfied without contacting the remote.
     stdin = "".join(f"{e[2]}\n" for e in blobs).encode()
-    proc = git.run("-C", mirror.path, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                   *_fetch_options(git, mirror), "--stdin", "origin", stdin=stdin, check=False)
+    proc = git.run(
+        "-C",
+        mirror.path,
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        *_fetch_options(git, mirror),
+        "--stdin",
+        "origin",
+        stdin=stdin,
+        check=False,
+    )
     if proc.returncode == 0:
         return
     err = proc.stderr.decode(errors="replace")
@@ -715,9 +790,11 @@ def _fetch_blobs(git: Git, source: Source, mirror: _Mirror, fetch_url: str, orig
         raise _source_error(source, fetch_url, source.commit, e)
     lacking = [e[3] for e in blobs if e[2] in err] or [e[3] for e in blobs]
     shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
-    raise Blocked(f"source {source.name}: {fetch_url}{_via(fetch_url, origin)} lacks the content "
-                  f"of {shown} at {source.commit[:12]}",
-                  f"use a complete mirror ({_insteadof_hint(source.url)}) or --source {source.name}=PATH")
+    raise Blocked(
+        f"source {source.name}: {fetch_url}{_via(fetch_url, origin)} lacks the content "
+        f"of {shown} at {source.commit[:12]}",
+        f"use a complete mirror ({_insteadof_hint(source.url)}) or --source {source.name}=PATH",
+    )
 
 
 def _read_blobs(git: Git, repo: Path, oids: Sequence[str]) -> dict[str, bytes]:
@@ -732,8 +809,7 @@ def _read_blobs(git: Git, repo: Path, oids: Sequence[str]) -> dict[str, bytes]:
         eol = out.index(b"\n", pos)
         header = out[pos:eol].decode().split()
         if len(header) != 3 or header[0] != oid or header[1] != "blob":
-            raise StepFailed(f"git cat-file: object {oid} unreadable ({' '.join(header[1:])})",
-                             git.log)
+            raise StepFailed(f"git cat-file: object {oid} unreadable ({' '.join(header[1:])})", git.log)
         size = int(header[2])
         data[oid] = out[eol + 1 : eol + 1 + size]
         pos = eol + 1 + size + 1  # the content is followed by a newline

@@ -46,11 +46,26 @@ class KpiEntry:
         return self.plan.rsplit(".", 1)[0]
 
 
-def _e(kpi: str, session: str, folder: str, *, plan: str = "plan", executors: str = "EXECUTORS",
-       needs: tuple[str, ...], ingest_parser: str = "") -> KpiEntry:
+def _e(
+    kpi: str,
+    session: str,
+    folder: str,
+    *,
+    plan: str = "plan",
+    executors: str = "EXECUTORS",
+    needs: tuple[str, ...],
+    ingest_parser: str = "",
+) -> KpiEntry:
     pkg = f"harness.kpis.{folder}"
-    return KpiEntry(id=kpi, session=session, plan=f"{pkg}.{plan}", execute=f"{pkg}.execute",
-                    executors=executors, needs=needs, ingest_parser=ingest_parser)
+    return KpiEntry(
+        id=kpi,
+        session=session,
+        plan=f"{pkg}.{plan}",
+        execute=f"{pkg}.execute",
+        executors=executors,
+        needs=needs,
+        ingest_parser=ingest_parser,
+    )
 
 
 REGISTRY: Final[Mapping[str, KpiEntry]] = {
@@ -58,8 +73,15 @@ REGISTRY: Final[Mapping[str, KpiEntry]] = {
     for e in (
         _e("js_memory", "kpi_js_memory", "js_memory", needs=("docker", "qemu"), ingest_parser="vminfo"),
         _e("app_latency", "kpi_app_latency", "app_latency", needs=("docker", "qemu"), ingest_parser="resourcebench"),
-        _e("ml_latency", "kpi_ml_latency", "ml", plan="plan_latency", executors="EXECUTORS_ML_LATENCY",
-           needs=("docker", "ml"), ingest_parser="benchmark_model"),
+        _e(
+            "ml_latency",
+            "kpi_ml_latency",
+            "ml",
+            plan="plan_latency",
+            executors="EXECUTORS_ML_LATENCY",
+            needs=("docker", "ml"),
+            ingest_parser="benchmark_model",
+        ),
         _e("ml_memory", "kpi_ml_memory", "ml", plan="plan_memory", executors="EXECUTORS_ML_MEMORY", needs=("ml",)),
         _e("tinyml_memory", "kpi_tinyml_memory", "tinyml", needs=("docker", "ml")),
         _e("boards", "kpi_boards", "streaming_boards", needs=("docker", "qemu")),
@@ -79,7 +101,8 @@ def entry(kpi_id: str) -> KpiEntry:
 def procedure_for(kpi: Kpi) -> Procedure:
     if kpi.procedure not in REGISTRY:
         raise ManifestError(
-            "kpis.toml", f"kpis.{kpi.id}.procedure",
+            "kpis.toml",
+            f"kpis.{kpi.id}.procedure",
             f"unknown procedure {kpi.procedure!r}; known: {', '.join(REGISTRY)}",
         )
     module: Procedure = importlib.import_module(REGISTRY[kpi.procedure].plan)
@@ -142,8 +165,9 @@ def plan_all(
     for k in kpis:
         if target is not None and target not in k.targets:
             continue
-        plans.append(plan_kpi(manifest, k, mode=mode, targets=(target,) if target else (), project_root=project_root,
-                              env=env))
+        plans.append(
+            plan_kpi(manifest, k, mode=mode, targets=(target,) if target else (), project_root=project_root, env=env)
+        )
     if target is not None and not plans:
         raise BadInput(f"no selected KPI runs on target {target!r}")
     return plans

@@ -106,7 +106,7 @@ def _stats(body: str) -> PhaseStats | None:
     first = _NUM_RE.match(body)
     if first is None:
         return None
-    kv = {m["key"]: float(m["val"]) for m in _KV_RE.finditer(body[first.end():])}
+    kv = {m["key"]: float(m["val"]) for m in _KV_RE.finditer(body[first.end() :])}
     try:
         count = int(float(first.group()))
     except (ValueError, OverflowError):

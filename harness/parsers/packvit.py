@@ -98,8 +98,15 @@ def parse_packvit_text(text: str, *, source: str = "PackViT log") -> PackVitLog:
         if m := _SPARSITY_RE.match(line):
             sparsity = (float(m["s0"]), float(m["s1"]), float(m["s2"]))
         elif m := _ACC_RE.match(line):
-            evals.append(Evaluation(line=number, top1=float(m["top1"]), top5=float(m["top5"]),
-                                    loss=float(m["loss"]) if m["loss"] else None, sparsity=sparsity))
+            evals.append(
+                Evaluation(
+                    line=number,
+                    top1=float(m["top1"]),
+                    top5=float(m["top5"]),
+                    loss=float(m["loss"]) if m["loss"] else None,
+                    sparsity=sparsity,
+                )
+            )
             sparsity = ()
         elif m := _NETWORK_RE.match(line):
             images = int(m["n"])
@@ -115,10 +122,18 @@ def parse_packvit_text(text: str, *, source: str = "PackViT log") -> PackVitLog:
             crash.feed(line)
     error = crash.error
     if not evals and best is None and not error:
-        raise BadInput(f"{source}: no '* Acc@1 … Acc@5 …' or 'Max accuracy:' line and no traceback "
-                       "(not a PackViT training log?)")
-    return PackVitLog(evaluations=tuple(evals), max_accuracy=best, test_images=images, n_parameters=params,
-                      loops=tuple(loops), training_time_s=seconds, error=error)
+        raise BadInput(
+            f"{source}: no '* Acc@1 … Acc@5 …' or 'Max accuracy:' line and no traceback (not a PackViT training log?)"
+        )
+    return PackVitLog(
+        evaluations=tuple(evals),
+        max_accuracy=best,
+        test_images=images,
+        n_parameters=params,
+        loops=tuple(loops),
+        training_time_s=seconds,
+        error=error,
+    )
 
 
 def parse_packvit_file(path: str | Path) -> PackVitLog:
@@ -146,11 +161,16 @@ def parse_log_txt(text: str, *, source: str = "log.txt") -> tuple[EpochStats, ..
             continue
         try:
             d = json.loads(line)
-            out.append(EpochStats(
-                epoch=int(d["epoch"]), test_acc1=float(d["test_acc1"]), test_acc5=float(d["test_acc5"]),
-                test_loss=float(d["test_loss"]) if "test_loss" in d else None,
-                train_loss=float(d["train_loss"]) if "train_loss" in d else None,
-                n_parameters=int(d["n_parameters"]) if "n_parameters" in d else None))
+            out.append(
+                EpochStats(
+                    epoch=int(d["epoch"]),
+                    test_acc1=float(d["test_acc1"]),
+                    test_acc5=float(d["test_acc5"]),
+                    test_loss=float(d["test_loss"]) if "test_loss" in d else None,
+                    train_loss=float(d["train_loss"]) if "train_loss" in d else None,
+                    n_parameters=int(d["n_parameters"]) if "n_parameters" in d else None,
+                )
+            )
         except (ValueError, KeyError, TypeError) as e:
             raise BadInput(f"{source}:{number}: not a PackViT epoch record ({type(e).__name__}: {e})") from None
     if not out:
@@ -163,8 +183,14 @@ def measurements(path: Path) -> list[dict[str, Any]]:
     if path.name == "log.txt":
         stats = parse_log_txt(read_text(path), source=str(path))
         best = max(s.test_acc1 for s in stats)
-        return [{"metric": "top1", "value": best, "unit": "%",
-                 "note": f"best test_acc1 of {len(stats)} epoch(s) in log.txt"}]
+        return [
+            {
+                "metric": "top1",
+                "value": best,
+                "unit": "%",
+                "note": f"best test_acc1 of {len(stats)} epoch(s) in log.txt",
+            }
+        ]
     log = parse_packvit_file(path)
     if log.error:
         raise BadInput(f"{path}: the run crashed: {log.error}")

@@ -68,8 +68,9 @@ def parse_patch_aware_text(text: str, *, source: str = "patch_aware_train.py log
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
         if m := _TEST_RE.match(line):
-            evals.append(Evaluation(line=number, top1=float(m["top1"]), top5=float(m["top5"]),
-                                    suffix=m["suffix"] or ""))
+            evals.append(
+                Evaluation(line=number, top1=float(m["top1"]), top5=float(m["top5"]), suffix=m["suffix"] or "")
+            )
         elif (took := training_seconds(line)) is not None:
             seconds = took
         elif m := _WRAPPER_RE.match(line):
@@ -78,10 +79,14 @@ def parse_patch_aware_text(text: str, *, source: str = "patch_aware_train.py log
             crash.feed(line)
     error = crash.error
     if not evals and not error:
-        raise BadInput(f"{source}: no 'Test:  Acc@1 … Acc@5 …' line and no traceback "
-                       "(not a patch_aware_train.py log?)")
-    return PatchAwareLog(evaluations=tuple(evals), training_time_s=seconds, patchwise_layers=len(classes),
-                         wrapper_classes=tuple(sorted(set(classes))), error=error)
+        raise BadInput(f"{source}: no 'Test:  Acc@1 … Acc@5 …' line and no traceback (not a patch_aware_train.py log?)")
+    return PatchAwareLog(
+        evaluations=tuple(evals),
+        training_time_s=seconds,
+        patchwise_layers=len(classes),
+        wrapper_classes=tuple(sorted(set(classes))),
+        error=error,
+    )
 
 
 def parse_patch_aware_file(path: str | Path) -> PatchAwareLog:
@@ -98,5 +103,11 @@ def measurements(path: Path) -> list[dict[str, Any]]:
     if top1 is None:
         raise BadInput(f"{path}: only EMA evaluations, no 'Test:  Acc@1' line of the trained model")
     n = sum(1 for e in log.evaluations if not e.suffix)
-    return [{"metric": "top1", "value": top1, "unit": "%",
-             "note": f"last of {n} 'Test:  Acc@1' line(s); {log.patchwise_layers} patch-wise layer(s)"}]
+    return [
+        {
+            "metric": "top1",
+            "value": top1,
+            "unit": "%",
+            "note": f"last of {n} 'Test:  Acc@1' line(s); {log.patchwise_layers} patch-wise layer(s)",
+        }
+    ]

@@ -41,9 +41,7 @@ _OPS_RE: Final = re.compile(r"^(?P<where>CPU|NPU) operators = (?P<n>[0-9]+)\b")
 _OP_LINE_RE: Final = re.compile(r"^\s+(?P<where>CPU|NPU): (?P<op>.+?)\s*$")
 _MACS_RE: Final = re.compile(rf"^Neural network macs\s+(?P<macs>{_NUM})\s*MACs/batch")
 _CYCLES_RE: Final = re.compile(r"^(?P<kind>.+?) cycles\s+(?P<n>[0-9]+)\s*cycles/batch\s*$")
-_TIME_RE: Final = re.compile(
-    rf"^Batch Inference time\s+(?P<ms>{_NUM})\s*ms,\s*(?P<ips>{_NUM})\s*inferences/s"
-)
+_TIME_RE: Final = re.compile(rf"^Batch Inference time\s+(?P<ms>{_NUM})\s*ms,\s*(?P<ips>{_NUM})\s*inferences/s")
 _UNSUPPORTED_RE: Final = re.compile(
     r"^Warning \(supported operators\) operator: (?P<op>[A-Z0-9_]+), ofm: '(?P<ofm>.*)'"
 )
@@ -130,8 +128,11 @@ def parse_vela_text(text: str, *, source: str = "vela output") -> VelaSummary:
         if m := _SUMMARY_RE.match(line):
             fields["network"] = m["name"]
         elif m := _SETTING_RE.match(line):
-            key = {"Accelerator configuration": "accelerator", "System configuration": "system_config",
-                   "Memory mode": "memory_mode"}[m["key"]]
+            key = {
+                "Accelerator configuration": "accelerator",
+                "System configuration": "system_config",
+                "Memory mode": "memory_mode",
+            }[m["key"]]
             fields[key] = m["val"]
         elif m := _CLOCK_RE.match(line):
             fields["clock_mhz"] = _num(m["mhz"])
@@ -159,8 +160,15 @@ def parse_vela_text(text: str, *, source: str = "vela output") -> VelaSummary:
         elif m := _ERROR_RE.match(line):
             error = f"{m['type']}: {m['msg']}".strip()
         listing = ""
-    summary = VelaSummary(memory_used_kib=memory, cycles=cycles, cpu_operations=tuple(ops["CPU"]),
-                          npu_operations=tuple(ops["NPU"]), unsupported=tuple(unsupported), error=error, **fields)
+    summary = VelaSummary(
+        memory_used_kib=memory,
+        cycles=cycles,
+        cpu_operations=tuple(ops["CPU"]),
+        npu_operations=tuple(ops["NPU"]),
+        unsupported=tuple(unsupported),
+        error=error,
+        **fields,
+    )
     if not summary.network and not summary.error:
         raise BadInput(f"{source}: no Vela network summary and no error in it")
     return summary
@@ -251,8 +259,14 @@ def summary_measurements(s: VelaSummary) -> list[dict[str, Any]]:
     if s.total_cycles is not None:
         out.append({"metric": "total_cycles", "value": float(s.total_cycles), "unit": "cycles"})
     if s.inference_ms is not None and s.npu_ops != 0:
-        out.append({"metric": "inference_time", "value": s.inference_ms, "unit": "ms",
-                    "note": "Vela estimate (performance model, not a run)"})
+        out.append(
+            {
+                "metric": "inference_time",
+                "value": s.inference_ms,
+                "unit": "ms",
+                "note": "Vela estimate (performance model, not a run)",
+            }
+        )
     for area, kib in s.memory_used_kib.items():
         metric = _AREA_METRICS.get(area)
         if metric is not None:

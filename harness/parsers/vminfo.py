@@ -16,7 +16,13 @@ from typing import Any, Final
 from harness.errors import BadInput
 
 FIELDS: Final = (
-    "timestamp_us", "text_kb", "data_kb", "stack_kb", "shlib_kb", "pss_kb", "max_pss_kb",
+    "timestamp_us",
+    "text_kb",
+    "data_kb",
+    "stack_kb",
+    "shlib_kb",
+    "pss_kb",
+    "max_pss_kb",
 )
 # ASCII digits only: int() would also take "1_000" and non-Latin digits, which vminfo never writes.
 _INT_RE: Final = re.compile(r"[0-9]+", re.ASCII)
@@ -45,10 +51,7 @@ def parse_vminfo_text(text: str, *, source: str = "vminfo log") -> list[VminfoSa
             continue
         parts = line.split()
         if len(parts) != len(FIELDS):
-            raise BadInput(
-                f"{source}:{number}: expected {len(FIELDS)} fields "
-                f"({' '.join(FIELDS)}), found {len(parts)}"
-            )
+            raise BadInput(f"{source}:{number}: expected {len(FIELDS)} fields ({' '.join(FIELDS)}), found {len(parts)}")
         for name, part in zip(FIELDS, parts, strict=True):
             if not _INT_RE.fullmatch(part):
                 raise BadInput(f"{source}:{number}: {name} {_short(part)!r} is not a whole number")

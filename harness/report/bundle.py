@@ -80,8 +80,10 @@ def render_reproduce(results: Results, *, run_id: str, workloads: Collection[str
     versions = sorted({str(v) for v in df["harness_version"].tolist() if str(v)})
     dirty = bool(df["harness_dirty"].any()) if len(df) else False
     if len(versions) > 1:
-        out.append(f"1. The rows were measured with {len(versions)} harness versions (a run resumed after a "
-                   "change); each command below names its own. Check out the one it names:")
+        out.append(
+            f"1. The rows were measured with {len(versions)} harness versions (a run resumed after a "
+            "change); each command below names its own. Check out the one it names:"
+        )
     else:
         out.append("1. Check out the harness at the version the rows were measured with:")
     out.append("")
@@ -91,9 +93,13 @@ def render_reproduce(results: Results, *, run_id: str, workloads: Collection[str
         out += ["   ```sh", f"   {line}", "   ```"]
     if dirty:
         out.append("   Some rows were measured from a tree with uncommitted changes (harness_dirty).")
-    out += ["", "2. Set the machine up (`.ci/setup`), then run each command below. Every source is "
-            "checked out at the commit shown, every image is rebuilt from its pinned base; "
-            "`--repeats` and `--mode` match the stored rows.", ""]
+    out += [
+        "",
+        "2. Set the machine up (`.ci/setup`), then run each command below. Every source is "
+        "checked out at the commit shown, every image is rebuilt from its pinned base; "
+        "`--repeats` and `--mode` match the stored rows.",
+        "",
+    ]
     keys = ["kpi", "target", "workload", "variant", "mode"]
     if not len(df):
         out.append("(no rows)")
@@ -112,12 +118,13 @@ def render_reproduce(results: Results, *, run_id: str, workloads: Collection[str
         out.append("")
         out += ["```sh", shlex.join(cmd), "```", ""]
         statuses = g["status"].value_counts().to_dict()
-        out.append(f"- rows: {len(g)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
-                   f"metrics: {', '.join(sorted(set(g['metric'].tolist())))}; repeats: "
-                   f"{', '.join(str(r) for r in repeats)}; fidelity: "
-                   f"{', '.join(sorted(set(g['fidelity'].tolist())))}")
-        labels = [("source commit", "source_commit"), ("image", "image_digest"),
-                  ("artefact sha256", "artefact_sha256")]
+        out.append(
+            f"- rows: {len(g)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
+            f"metrics: {', '.join(sorted(set(g['metric'].tolist())))}; repeats: "
+            f"{', '.join(str(r) for r in repeats)}; fidelity: "
+            f"{', '.join(sorted(set(g['fidelity'].tolist())))}"
+        )
+        labels = [("source commit", "source_commit"), ("image", "image_digest"), ("artefact sha256", "artefact_sha256")]
         if len(versions) > 1:
             labels.insert(0, ("harness", "harness_version"))
         for label, col in labels:
@@ -186,8 +193,10 @@ def make_bundle(run_dir: Path, output: Path, manifest: Manifest | None = None) -
     newest = max(mtimes.values(), default=0.0)
     buf = io.BytesIO()
     # mtime=0 in the gzip header: the same run bundles to the same bytes.
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name, data in contents.items():
             _add_bytes(tar, f"{root}/{name}", data, mtimes.get(name, newest))
     atomic_write_bytes(output, buf.getvalue())
@@ -274,8 +283,10 @@ def verify_bundle(path: Path) -> Verified:
             raise BundleError(f"{path}: {name}: sha256 mismatch (manifest {want[:16]}…, file {got[:16]}…)")
     extra = sorted(set(digests) - set(listed))
     if extra:
-        raise BundleError(f"{path}: {extra[0]}: not listed in {MANIFEST_NAME}"
-                          + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+        raise BundleError(
+            f"{path}: {extra[0]}: not listed in {MANIFEST_NAME}"
+            + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        )
     # Last: a changed archive whose every member still matches is a repacked one; say so.
     sidecar = path.with_name(path.name + ".sha256")
     if sidecar.is_file():
@@ -283,8 +294,7 @@ def verify_bundle(path: Path) -> Verified:
         actual = sha256_file(path)
         if recorded != [actual]:
             raise BundleError(f"{path}: sha256 {actual[:16]}… differs from {sidecar.name}: the archive was repacked")
-    return Verified(files=len(listed), manifest_sha256=hashlib.sha256(manifest_data).hexdigest(),
-                    root=roots.pop())
+    return Verified(files=len(listed), manifest_sha256=hashlib.sha256(manifest_data).hexdigest(), root=roots.pop())
 
 
 # --------------------------------------------------------------------------------------------

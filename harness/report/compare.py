@@ -78,8 +78,9 @@ def _trend(median_a: float, median_b: float, direction: str) -> Trend:
     return "better" if lower == (direction == "lower") else "worse"
 
 
-def compare_runs(a: Results, b: Results, *, directions: Mapping[tuple[str, str], str] | None = None,
-                 include_one_sided: bool = False) -> list[MetricChange]:
+def compare_runs(
+    a: Results, b: Results, *, directions: Mapping[tuple[str, str], str] | None = None, include_one_sided: bool = False
+) -> list[MetricChange]:
     """Every cell with ok rows in both runs (and, if asked, those in one run only), sorted."""
     da, db = _ok_values(a.df), _ok_values(b.df)
     ga = {tuple(str(x) for x in k): g for k, g in da.groupby(list(KEYS), sort=True)}
@@ -107,20 +108,39 @@ def compare_runs(a: Results, b: Results, *, directions: Mapping[tuple[str, str],
         else:
             finding = "no significant change"
         units = sorted({str(u) for g in (ga.get(key), gb.get(key)) if g is not None for u in g["unit"]})
-        fid = [", ".join(sorted({str(f) for f in g["fidelity"]})) if g is not None else ""
-               for g in (ga.get(key), gb.get(key))]
-        out.append(MetricChange(
-            kpi=kpi, metric=metric, variant=variant, workload=workload, target=target, unit=", ".join(units),
-            fidelity_a=fid[0], fidelity_b=fid[1], n_a=int(xa.size), n_b=int(xb.size), median_a=ma, median_b=mb,
-            change_pct=change, p_value=p, finding=finding,
-            trend=_trend(ma, mb, dirs.get((kpi, metric), "")) if finding == "significant" else "",
-        ))
+        fid = [
+            ", ".join(sorted({str(f) for f in g["fidelity"]})) if g is not None else ""
+            for g in (ga.get(key), gb.get(key))
+        ]
+        out.append(
+            MetricChange(
+                kpi=kpi,
+                metric=metric,
+                variant=variant,
+                workload=workload,
+                target=target,
+                unit=", ".join(units),
+                fidelity_a=fid[0],
+                fidelity_b=fid[1],
+                n_a=int(xa.size),
+                n_b=int(xb.size),
+                median_a=ma,
+                median_b=mb,
+                change_pct=change,
+                p_value=p,
+                finding=finding,
+                trend=_trend(ma, mb, dirs.get((kpi, metric), "")) if finding == "significant" else "",
+            )
+        )
     return out
 
 
 _FINDING_STYLE: Final[dict[str, str]] = {
-    "significant": "bold", "no significant change": "dim", "too few samples": "yellow",
-    "only in A": "dim", "only in B": "dim",
+    "significant": "bold",
+    "no significant change": "dim",
+    "too few samples": "yellow",
+    "only in A": "dim",
+    "only in B": "dim",
 }
 _TREND_STYLE: Final[dict[str, str]] = {"better": "bold green", "worse": "bold red", "changed": "bold cyan"}
 
@@ -136,21 +156,48 @@ def render_table(changes: Sequence[MetricChange], console: Console, *, name_a: s
     from harness.report.text import fmt_num
 
     t = Table(title=Text(f"{name_a} → {name_b}"), title_justify="left")
-    for col, justify in (("KPI", "left"), ("metric", "left"), ("variant", "left"), ("workload", "left"),
-                         ("target", "left"), ("n A", "right"), ("median A", "right"), ("n B", "right"),
-                         ("median B", "right"), ("unit", "left"), ("change", "right"), ("p (MWU)", "right"),
-                         ("finding", "left")):
+    for col, justify in (
+        ("KPI", "left"),
+        ("metric", "left"),
+        ("variant", "left"),
+        ("workload", "left"),
+        ("target", "left"),
+        ("n A", "right"),
+        ("median A", "right"),
+        ("n B", "right"),
+        ("median B", "right"),
+        ("unit", "left"),
+        ("change", "right"),
+        ("p (MWU)", "right"),
+        ("finding", "left"),
+    ):
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for c in changes:
         change = "—" if math.isnan(c.change_pct) else f"{c.change_pct:+.2f} %"
         finding = Text(c.finding, style=_FINDING_STYLE.get(c.finding, ""))
         if c.trend:
             finding = Text(f"{c.finding}: {c.trend}", style=_TREND_STYLE[c.trend])
-        t.add_row(Text(c.kpi), Text(c.metric), Text(c.variant), Text(c.workload or "—"), Text(c.target or "—"),
-                  str(c.n_a), fmt_num(c.median_a), str(c.n_b), fmt_num(c.median_b), Text(c.unit),
-                  Text(change, style=_TREND_STYLE.get(c.trend, "")), _fmt_p(c.p_value), finding)
+        t.add_row(
+            Text(c.kpi),
+            Text(c.metric),
+            Text(c.variant),
+            Text(c.workload or "—"),
+            Text(c.target or "—"),
+            str(c.n_a),
+            fmt_num(c.median_a),
+            str(c.n_b),
+            fmt_num(c.median_b),
+            Text(c.unit),
+            Text(change, style=_TREND_STYLE.get(c.trend, "")),
+            _fmt_p(c.p_value),
+            finding,
+        )
     console.print(t)
     n_sig = sum(c.finding == "significant" for c in changes)
     few = sum(c.finding == "too few samples" for c in changes)
-    console.print(Text(f"{n_sig} significant change(s) (two-sided Mann-Whitney U, p < {ALPHA}, n ≥ {MIN_N} "
-                       f"per run); {few} cell(s) with too few samples to test"))
+    console.print(
+        Text(
+            f"{n_sig} significant change(s) (two-sided Mann-Whitney U, p < {ALPHA}, n ≥ {MIN_N} "
+            f"per run); {few} cell(s) with too few samples to test"
+        )
+    )

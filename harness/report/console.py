@@ -24,15 +24,24 @@ def render_console(
     """Print the summary table and, with `detail`, one block per KPI."""
     table = Table(title="ANT KPI results", show_lines=False)
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("#", "right"), ("KPI", "left"), ("target", "left"), ("value [95 % CI]", "right"),
-        ("unit", "left"), ("fidelity", "left"), ("verdict", "left"),
+        ("#", "right"),
+        ("KPI", "left"),
+        ("target", "left"),
+        ("value [95 % CI]", "right"),
+        ("unit", "left"),
+        ("fidelity", "left"),
+        ("verdict", "left"),
     )
     for name, justify in columns:
         table.add_column(name, justify=justify)
     for ev in evaluations:
         table.add_row(
-            str(ev.number), Text(_title(ev)), Text(ev.target),
-            Text(fmt_value(ev.value, ev.ci_low, ev.ci_high)), Text(ev.unit), Text(_fidelity(ev)),
+            str(ev.number),
+            Text(_title(ev)),
+            Text(ev.target),
+            Text(fmt_value(ev.value, ev.ci_low, ev.ci_high)),
+            Text(ev.unit),
+            Text(_fidelity(ev)),
             Text(ev.verdict.value, style=VERDICT_STYLES[ev.verdict]),
         )
     console.print(table)
@@ -73,8 +82,7 @@ def _console_cells(ev: Evaluation) -> Table:
 
 def _console_groups(ev: Evaluation, groups: Sequence[GroupSummary]) -> Table:
     t = Table(title=Text(f"measurements of {ev.kpi}"))
-    for name in ("metric", "target", "workload", "variant", "fidelity", "mode", "n", "median [CI]",
-                 "unit", "not ok"):
+    for name in ("metric", "target", "workload", "variant", "fidelity", "mode", "n", "median [CI]", "unit", "not ok"):
         t.add_column(Text(name))
     for g in groups:
         t.add_row(*(Text(x) for x in _group_values(g)))

@@ -21,8 +21,13 @@ REPORT_FILES = ("report.md", "report.html", "report.ko.md", "report.ko.html")
 
 
 def write_reports(
-    run_dir: Path, evaluations: Sequence[Evaluation], results: Results, *, langs: Sequence[Lang] = ("en",),
-    html: bool = True, source_dir: Path | None = None,
+    run_dir: Path,
+    evaluations: Sequence[Evaluation],
+    results: Results,
+    *,
+    langs: Sequence[Lang] = ("en",),
+    html: bool = True,
+    source_dir: Path | None = None,
 ) -> list[Path]:
     """report.md (+ report.html and plots/) per language into run_dir; the paths written.
 
@@ -38,15 +43,22 @@ def write_reports(
         plots = make_plots(evaluations, results, src, out_dir=run_dir)
         note = "" if plots or not evaluations else "matplotlib is not installed (pip install matplotlib)"
         for lang in langs:
-            paths.append(write_html_report(run_dir, evaluations, results, lang=lang, plots=plots, plot_note=note,
-                                           links_from=src))
+            paths.append(
+                write_html_report(run_dir, evaluations, results, lang=lang, plots=plots, plot_note=note, links_from=src)
+            )
         paths += sorted(run_dir / x.path for ps in plots.values() for x in ps)
     return paths
 
 
 def evaluate_and_report(
-    run_dir: Path, run_id: str, manifest: Manifest, kpis: Sequence[Kpi], console: Console, *,
-    langs: Sequence[Lang] = ("en",), html: bool = True,
+    run_dir: Path,
+    run_id: str,
+    manifest: Manifest,
+    kpis: Sequence[Kpi],
+    console: Console,
+    *,
+    langs: Sequence[Lang] = ("en",),
+    html: bool = True,
 ) -> list[str]:
     from harness.report.console import render_console
     from harness.results.verdicts import evaluate

@@ -63,12 +63,12 @@ def _chips(fidelities: Iterable[str], lang: Lang) -> str:
     return "".join(chips) or "—"
 
 
-def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, numeric: Iterable[int] = (),
-                raw: Iterable[int] = ()) -> str:
+def _html_table(
+    header: Sequence[str], rows: Iterable[Sequence[str]], *, numeric: Iterable[int] = (), raw: Iterable[int] = ()
+) -> str:
     """A table; columns in `numeric` right-aligned, cells in `raw` columns already HTML."""
     num, rawc = set(numeric), set(raw)
-    head = "".join(f'<th class="num">{_e(h)}</th>' if i in num else f"<th>{_e(h)}</th>"
-                   for i, h in enumerate(header))
+    head = "".join(f'<th class="num">{_e(h)}</th>' if i in num else f"<th>{_e(h)}</th>" for i, h in enumerate(header))
     body = []
     for row in rows:
         cells = []
@@ -76,8 +76,7 @@ def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, numeric
             content = x if i in rawc else _e(x)
             cells.append(f'<td class="num">{content}</td>' if i in num else f"<td>{content}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _html_link(path: str, run_dir: Path, lang: Lang) -> str:
@@ -93,10 +92,26 @@ def _html_summary(evaluations: Sequence[Evaluation], lang: Lang) -> str:
     rows = []
     for ev in evaluations:
         title = f'<a href="#kpi-{_e(ev.kpi)}">{_e(_kpi_titles(ev, lang)[0])}</a>'
-        rows.append([str(ev.number), title, _target(ev, lang), _value_cell(ev), ev.unit,
-                     _chips(ev.fidelity, lang), _badge(ev.verdict, lang)])
-    header = ["#", label("kpi", lang), label("target", lang), label("value_ci", lang), label("unit", lang),
-              label("fidelity", lang), label("verdict", lang)]
+        rows.append(
+            [
+                str(ev.number),
+                title,
+                _target(ev, lang),
+                _value_cell(ev),
+                ev.unit,
+                _chips(ev.fidelity, lang),
+                _badge(ev.verdict, lang),
+            ]
+        )
+    header = [
+        "#",
+        label("kpi", lang),
+        label("target", lang),
+        label("value_ci", lang),
+        label("unit", lang),
+        label("fidelity", lang),
+        label("verdict", lang),
+    ]
     return f'<div class="summary">{_html_table(header, rows, numeric=(0, 3), raw=(1, 5, 6))}</div>'
 
 
@@ -108,10 +123,10 @@ def _html_cells(ev: Evaluation, lang: Lang) -> str:
         values[2] = _chips([c.fidelity], lang)
         values[-1] = f'<span class="side-{_e(c.side)}">{_e(c.side)}</span>'
         rows.append([v if i in (2, 9) else _e(v) for i, v in enumerate(values)])
-    table = _html_table(_cell_header(first, lang), rows, numeric=(4, 5, 6, 7, 8),
-                        raw=range(len(rows[0]) if rows else 0))
-    return (f"<h3>{_e(_per_workload_title(first, lang))}</h3>{table}"
-            f'<p class="note">{_e(label("side_note", lang))}</p>')
+    table = _html_table(
+        _cell_header(first, lang), rows, numeric=(4, 5, 6, 7, 8), raw=range(len(rows[0]) if rows else 0)
+    )
+    return f'<h3>{_e(_per_workload_title(first, lang))}</h3>{table}<p class="note">{_e(label("side_note", lang))}</p>'
 
 
 def _html_provenance(rows: Results, lang: Lang) -> str:
@@ -139,24 +154,28 @@ def _html_provenance(rows: Results, lang: Lang) -> str:
     if commands:
         items.append((label("commands", lang), f"<pre>{_e(chr(10).join(commands))}</pre>"))
     body = "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in items)
-    return f"<h3>{_e(label('provenance', lang))}</h3><dl class=\"prov\">{body}</dl>"
+    return f'<h3>{_e(label("provenance", lang))}</h3><dl class="prov">{body}</dl>'
 
 
 def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequence[Plot], lang: Lang) -> str:
     main, second = _kpi_titles(ev, lang)
-    out = [f'<section class="card kpi v-{_e(ev.verdict.value)}-l" id="kpi-{_e(ev.kpi)}">',
-           '<div class="khead"><div class="t">'
-           f'<span class="num">{ev.number}</span><div><h2>{_e(main)}</h2>'
-           f'<div class="sub">{_e(ev.kpi)}{" · " + _e(second) if second else ""}</div></div></div>'
-           f"{_badge(ev.verdict, lang, big=True)}</div>"]
+    out = [
+        f'<section class="card kpi v-{_e(ev.verdict.value)}-l" id="kpi-{_e(ev.kpi)}">',
+        '<div class="khead"><div class="t">'
+        f'<span class="num">{ev.number}</span><div><h2>{_e(main)}</h2>'
+        f'<div class="sub">{_e(ev.kpi)}{" · " + _e(second) if second else ""}</div></div></div>'
+        f"{_badge(ev.verdict, lang, big=True)}</div>",
+    ]
     if math.isnan(ev.value):
         none = label("no_value", lang).format(what=_what(ev), n=ev.n)
         value = f'<div class="big">—</div><div class="ci">{_e(none)}</div>'
     else:
         d = _decimals([ev.value, ev.ci_low, ev.ci_high])
         ci = "" if ev.ci_low == ev.ci_high == ev.value else f"95 % CI [{_fmt(ev.ci_low, d)}, {_fmt(ev.ci_high, d)}]"
-        value = (f'<div class="big">{_e(_fmt(ev.value, d))} <small>{_e(ev.unit)}</small></div>'
-                 f'<div class="ci">{_e(_what(ev))}{" · " + _e(ci) if ci else ""} · n = {ev.n}</div>')
+        value = (
+            f'<div class="big">{_e(_fmt(ev.value, d))} <small>{_e(ev.unit)}</small></div>'
+            f'<div class="ci">{_e(_what(ev))}{" · " + _e(ci) if ci else ""} · n = {ev.n}</div>'
+        )
     facts = [
         (label("Target", lang), f'<div class="v">{_e(_target(ev, lang))}</div>'),
         (label("Value", lang), value),
@@ -164,16 +183,22 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
     ]
     if ev.with_evidence or ev.without_evidence:
         facts.append((label("with_evidence", lang), f'<div class="v">{_e(", ".join(ev.with_evidence) or "—")}</div>'))
-        facts.append((label("without_evidence", lang),
-                      f'<div class="v">{_e(", ".join(ev.without_evidence) or "—")}</div>'))
+        facts.append(
+            (label("without_evidence", lang), f'<div class="v">{_e(", ".join(ev.without_evidence) or "—")}</div>')
+        )
     if ev.blocked:
         facts.append((label("blocked_rows", lang), f'<div class="v">{ev.blocked}</div>'))
-    out.append('<div class="facts">' + "".join(f'<div class="fact"><div class="k">{_e(k)}</div>{v}</div>'
-                                               for k, v in facts) + "</div>")
+    out.append(
+        '<div class="facts">'
+        + "".join(f'<div class="fact"><div class="k">{_e(k)}</div>{v}</div>' for k, v in facts)
+        + "</div>"
+    )
     out.append(f'<div class="reason"><b>{_e(label("reason", lang))}:</b> {_e(_reason(ev, lang))}</div>')
     for p in plots:
-        out.append(f'<figure><img src="{_e(quote(p.path))}" alt="{_e(p.caption)}" loading="lazy">'
-                   f"<figcaption>{_e(p.caption)}</figcaption></figure>")
+        out.append(
+            f'<figure><img src="{_e(quote(p.path))}" alt="{_e(p.caption)}" loading="lazy">'
+            f"<figcaption>{_e(p.caption)}</figcaption></figure>"
+        )
     if ev.per_workload:
         out.append(_html_cells(ev, lang))
     if ev.entities:
@@ -182,30 +207,47 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
             name = e.name if e.listed else f"{e.name} ({label('extra', lang)})"
             css = e.result.replace(",", "").replace(" ", "-")
             badge = f'<span class="res res-{_e(css)}">{_e(label(e.result, lang))}</span>'
-            rows_html.append([_e(name), badge, _chips([e.fidelity], lang) if e.fidelity else "—",
-                              _e(e.where or "—"), _html_link(e.log, run_dir, lang) if e.log else "—"])
-        out.append(f"<h3>{_e(label('entities', lang))}</h3>"
-                   + _html_table(_entity_header(lang), rows_html, raw=range(5)))
+            rows_html.append(
+                [
+                    _e(name),
+                    badge,
+                    _chips([e.fidelity], lang) if e.fidelity else "—",
+                    _e(e.where or "—"),
+                    _html_link(e.log, run_dir, lang) if e.log else "—",
+                ]
+            )
+        out.append(
+            f"<h3>{_e(label('entities', lang))}</h3>" + _html_table(_entity_header(lang), rows_html, raw=range(5))
+        )
     kpi_rows = results.filter(kpi=ev.kpi)
     groups = kpi_rows.summaries()
     if groups:
         rows = [_group_values(g) for g in groups]
         for r in rows:
             r[4] = _chips([r[4]], lang)
-        table = _html_table(_group_header(lang), [[v if i == 4 else _e(v) for i, v in enumerate(r)] for r in rows],
-                            numeric=(6, 7, 9), raw=range(10))
+        table = _html_table(
+            _group_header(lang),
+            [[v if i == 4 else _e(v) for i, v in enumerate(r)] for r in rows],
+            numeric=(6, 7, 9),
+            raw=range(10),
+        )
         # Every group of every metric is long; the comparison above is what decides, so fold it.
-        out.append(f"<h3>{_e(label('measurements', lang))}</h3><details><summary>{len(groups)} × "
-                   f"{_e(label('median_ci', lang))}</summary>{table}</details>")
+        out.append(
+            f"<h3>{_e(label('measurements', lang))}</h3><details><summary>{len(groups)} × "
+            f"{_e(label('median_ci', lang))}</summary>{table}</details>"
+        )
     lines = _not_ok_lines(kpi_rows)
     if lines:
-        out.append(f"<h3>{_e(label('blocked_section', lang))}</h3><ul>"
-                   + "".join(f"<li>{_e(x)}</li>" for x in lines) + "</ul>")
+        out.append(
+            f"<h3>{_e(label('blocked_section', lang))}</h3><ul>" + "".join(f"<li>{_e(x)}</li>" for x in lines) + "</ul>"
+        )
     out.append(f"<h3>{_e(label('evidence', lang))}</h3>")
     if ev.evidence:
         links = "".join(f"<li>{_html_link(p, run_dir, lang)}</li>" for p in ev.evidence)
-        out.append(f"<details><summary>{len(ev.evidence)} {_e(label('logs', lang))}</summary>"
-                   f'<ul class="logs">{links}</ul></details>')
+        out.append(
+            f"<details><summary>{len(ev.evidence)} {_e(label('logs', lang))}</summary>"
+            f'<ul class="logs">{links}</ul></details>'
+        )
     else:
         out.append(f'<p class="note">{_e(label("none_recorded", lang))}</p>')
     out.append(_html_provenance(kpi_rows, lang))
@@ -214,32 +256,43 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
 
 
 def render_html(
-    evaluations: Sequence[Evaluation], results: Results, *, run_id: str, run_dir: str | Path,
-    lang: Lang = "en", plots: Mapping[str, Sequence[Plot]] | None = None, plot_note: str = "",
+    evaluations: Sequence[Evaluation],
+    results: Results,
+    *,
+    run_id: str,
+    run_dir: str | Path,
+    lang: Lang = "en",
+    plots: Mapping[str, Sequence[Plot]] | None = None,
+    plot_note: str = "",
 ) -> str:
     """The whole report as one self-contained HTML page (inline CSS; images are files beside it)."""
     d = Path(run_dir)
     df = results.df
     plots = plots or {}
-    meta = [f"<span>{_e(label('run', lang))} <b>{_e(run_id)}</b></span>",
-            f"<span>{_e(label('rows', lang))}: <b>{len(df)}</b> ({_e(_row_counts(df, lang))})</span>"]
+    meta = [
+        f"<span>{_e(label('run', lang))} <b>{_e(run_id)}</b></span>",
+        f"<span>{_e(label('rows', lang))}: <b>{len(df)}</b> ({_e(_row_counts(df, lang))})</span>",
+    ]
     if len(df):
-        meta.append(f"<span>{_e(label('measured', lang))}: {_e(min(df['time'].tolist()))} … "
-                    f"{_e(max(df['time'].tolist()))}</span>")
+        meta.append(
+            f"<span>{_e(label('measured', lang))}: {_e(min(df['time'].tolist()))} … "
+            f"{_e(max(df['time'].tolist()))}</span>"
+        )
     harness_items = [f"{_e(v)}{f' ({_e(n)})' if n else ''}" for v, n in _harness_list(results, lang)]
     meta.append(f"<span>{_e(label('harness', lang))}: {', '.join(harness_items) or '—'}</span>")
     counts: dict[Verdict, int] = {}
     for ev in evaluations:
         counts[ev.verdict] = counts.get(ev.verdict, 0) + 1
-    strip = "".join(f'<span class="badge v-{v.value}">{n} × {_e(label(v.value, lang))}</span>'
-                    for v, n in counts.items())
+    strip = "".join(
+        f'<span class="badge v-{v.value}">{n} × {_e(label(v.value, lang))}</span>' for v, n in counts.items()
+    )
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="{lang}"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(label('report', lang))} — {_e(run_id)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<header><h1>{_e(label('report', lang))}</h1><div class=\"meta\">{''.join(meta)}</div></header>",
+        f'<header><h1>{_e(label("report", lang))}</h1><div class="meta">{"".join(meta)}</div></header>',
         "<main>",
         f'<section class="card"><h2>{_e(label("summary", lang))}</h2>',
         f'<div class="counts" style="margin-top:10px">{strip}</div>',
@@ -256,12 +309,19 @@ def render_html(
 
 
 def write_html_report(
-    run_dir: str | Path, evaluations: Sequence[Evaluation], results: Results, *, lang: Lang = "en",
-    plots: Mapping[str, Sequence[Plot]] | None = None, plot_note: str = "", links_from: Path | None = None,
+    run_dir: str | Path,
+    evaluations: Sequence[Evaluation],
+    results: Results,
+    *,
+    lang: Lang = "en",
+    plots: Mapping[str, Sequence[Plot]] | None = None,
+    plot_note: str = "",
+    links_from: Path | None = None,
 ) -> Path:
     """Render report.html (report.<lang>.html) into the run directory atomically; returns its path."""
     d = Path(run_dir)
     src = links_from or d
-    text = render_html(evaluations, results, run_id=_run_id(src, results), run_dir=src, lang=lang, plots=plots,
-                       plot_note=plot_note)
+    text = render_html(
+        evaluations, results, run_id=_run_id(src, results), run_dir=src, lang=lang, plots=plots, plot_note=plot_note
+    )
     return atomic_write_text(d / report_name(lang, "html"), text)

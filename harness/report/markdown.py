@@ -45,8 +45,7 @@ def _cell(text: str) -> str:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(_cell(h) for h in header) + " |",
-           "|" + "|".join("---" for _ in header) + "|"]
+    out = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(_cell(x) for x in row) + " |" for row in rows]
     return out
 
@@ -58,7 +57,11 @@ def _fence(lines: Sequence[str]) -> list[str]:
 
 
 def render_markdown(
-    evaluations: Sequence[Evaluation], results: Results, *, run_id: str, run_dir: str | Path,
+    evaluations: Sequence[Evaluation],
+    results: Results,
+    *,
+    run_id: str,
+    run_dir: str | Path,
     lang: Lang = "en",
 ) -> str:
     """The whole report as Markdown: a summary table, then one section per KPI."""
@@ -66,10 +69,27 @@ def render_markdown(
     df = results.df
     out = [f"# {label('report', lang)} — {label('run', lang)} {_code(run_id)}", ""]
     out += _table(
-        ["#", label("kpi", lang), label("target", lang), label("value_ci", lang), label("unit", lang),
-         label("fidelity", lang), label("verdict", lang)],
-        ([str(ev.number), _title(ev, lang), _target(ev, lang), fmt_value(ev.value, ev.ci_low, ev.ci_high),
-          ev.unit, _fidelity(ev, lang), f"**{label(ev.verdict.value, lang)}**"] for ev in evaluations),
+        [
+            "#",
+            label("kpi", lang),
+            label("target", lang),
+            label("value_ci", lang),
+            label("unit", lang),
+            label("fidelity", lang),
+            label("verdict", lang),
+        ],
+        (
+            [
+                str(ev.number),
+                _title(ev, lang),
+                _target(ev, lang),
+                fmt_value(ev.value, ev.ci_low, ev.ci_high),
+                ev.unit,
+                _fidelity(ev, lang),
+                f"**{label(ev.verdict.value, lang)}**",
+            ]
+            for ev in evaluations
+        ),
     )
     out.append("")
     out.append(f"- {label('rows', lang)}: {len(df)} ({_row_counts(df, lang)})")
@@ -125,13 +145,15 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
 
 def _not_ok_lines(rows: Results) -> list[str]:
     bad = rows.df[rows.df["status"] != "ok"]
-    return sorted({
-        f"{r['status']}: {r['metric']} {r['variant']}"
-        f"{'/' + str(r['workload']) if r['workload'] else ''}"
-        f"{' on ' + str(r['target']) if r['target'] else ''} — "
-        f"{' '.join(str(r['note']).split()) or 'no note'}"
-        for r in bad.to_dict("records")
-    })
+    return sorted(
+        {
+            f"{r['status']}: {r['metric']} {r['variant']}"
+            f"{'/' + str(r['workload']) if r['workload'] else ''}"
+            f"{' on ' + str(r['target']) if r['target'] else ''} — "
+            f"{' '.join(str(r['note']).split()) or 'no note'}"
+            for r in bad.to_dict("records")
+        }
+    )
 
 
 def _provenance(rows: Results, lang: Lang = "en") -> list[str]:
@@ -151,11 +173,16 @@ def _provenance(rows: Results, lang: Lang = "en") -> list[str]:
 
 
 def write_report(
-    run_dir: str | Path, evaluations: Sequence[Evaluation], results: Results, *, lang: Lang = "en",
+    run_dir: str | Path,
+    evaluations: Sequence[Evaluation],
+    results: Results,
+    *,
+    lang: Lang = "en",
     links_from: Path | None = None,
 ) -> Path:
     """Render report.md (report.<lang>.md) into the run directory atomically; returns its path."""
     d = Path(run_dir)
-    text = render_markdown(evaluations, results, run_id=_run_id(links_from or d, results), run_dir=links_from or d,
-                           lang=lang)
+    text = render_markdown(
+        evaluations, results, run_id=_run_id(links_from or d, results), run_dir=links_from or d, lang=lang
+    )
     return atomic_write_text(d / report_name(lang, "md"), text)

@@ -54,12 +54,21 @@ def _pyplot() -> Any:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({
-        "figure.dpi": 100, "savefig.dpi": 110, "font.size": 9, "axes.titlesize": 9,
-        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-        "grid.alpha": 0.3, "axes.axisbelow": True, "legend.frameon": False,
-        "svg.hashsalt": "ant-kpi",
-    })
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 110,
+            "font.size": 9,
+            "axes.titlesize": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.axisbelow": True,
+            "legend.frameon": False,
+            "svg.hashsalt": "ant-kpi",
+        }
+    )
     return plt
 
 
@@ -103,8 +112,9 @@ def comparison_bars(cells: Sequence[WorkloadComparison], unit: str, out_dir: Pat
     first = cells[0]
     rows, cols = _grid(len(keys), cols_max=2)
     widest = max(len(facets[k]) for k in keys)
-    fig, axes = plt.subplots(rows, cols, squeeze=False,
-                             figsize=(min(13.0, 1.0 + cols * max(3.2, 1.3 * widest)), 3.2 * rows))
+    fig, axes = plt.subplots(
+        rows, cols, squeeze=False, figsize=(min(13.0, 1.0 + cols * max(3.2, 1.3 * widest)), 3.2 * rows)
+    )
     for ax, key in zip(axes.flat, keys, strict=False):
         group = facets[key]
         x = np.arange(len(group))
@@ -113,22 +123,40 @@ def comparison_bars(cells: Sequence[WorkloadComparison], unit: str, out_dir: Pat
             (0.2, CANDIDATE_COLOUR, first.candidate, lambda c: c.candidate_summary),
         ):
             med, lo, hi = zip(*(_err(pick(c)) for c in group), strict=True)
-            ax.bar(x + offset, med, width=0.4, color=colour, label=label,
-                   yerr=np.array([lo, hi]), capsize=3, ecolor="#333333", error_kw={"lw": 1})
+            ax.bar(
+                x + offset,
+                med,
+                width=0.4,
+                color=colour,
+                label=label,
+                yerr=np.array([lo, hi]),
+                capsize=3,
+                ecolor="#333333",
+                error_kw={"lw": 1},
+            )
         for i, c in enumerate(group):
             if c.comparison is not None and math.isfinite(c.comparison.value):
-                top = max(_err(c.baseline_summary)[0] + _err(c.baseline_summary)[2],
-                          _err(c.candidate_summary)[0] + _err(c.candidate_summary)[2])
-                ax.annotate(f"{c.comparison.value:+.1f}{c.comparison.unit}"
-                            if c.comparison.unit == "%" else f"{c.comparison.value:.2f}{c.comparison.unit}",
-                            (i, top), textcoords="offset points", xytext=(0, 4), ha="center",
-                            fontsize=8, color="#333333")
+                top = max(
+                    _err(c.baseline_summary)[0] + _err(c.baseline_summary)[2],
+                    _err(c.candidate_summary)[0] + _err(c.candidate_summary)[2],
+                )
+                ax.annotate(
+                    f"{c.comparison.value:+.1f}{c.comparison.unit}"
+                    if c.comparison.unit == "%"
+                    else f"{c.comparison.value:.2f}{c.comparison.unit}",
+                    (i, top),
+                    textcoords="offset points",
+                    xytext=(0, 4),
+                    ha="center",
+                    fontsize=8,
+                    color="#333333",
+                )
         ax.set_xticks(x, [c.workload or "(all)" for c in group], rotation=20, ha="right")
         target, fidelity, mode = key
         ax.set_title(f"{target or 'any target'} - {fidelity}, {mode}")
         ax.set_ylabel(f"{first.metric} ({unit})" if unit else first.metric)
         ax.margins(y=0.15)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
     axes.flat[0].legend(loc="lower left", bbox_to_anchor=(0, 1.08), ncol=2)
     fig.tight_layout()
@@ -172,16 +200,22 @@ def _load_traces(run_dir: Path, rows: Results, metric: str) -> list[_Trace]:
         if len(res.trace) < 2:
             continue
         t0 = res.trace[0].t
-        out.append(_Trace(
-            target=str(rec["target"]), workload=str(rec["workload"]), variant=str(rec["variant"]),
-            fidelity=str(rec["fidelity"]),
-            t=np.array([s.t - t0 for s in res.trace]), kb=np.array([s.pss_kb for s in res.trace]),
-        ))
+        out.append(
+            _Trace(
+                target=str(rec["target"]),
+                workload=str(rec["workload"]),
+                variant=str(rec["variant"]),
+                fidelity=str(rec["fidelity"]),
+                t=np.array([s.t - t0 for s in res.trace]),
+                kb=np.array([s.pss_kb for s in res.trace]),
+            )
+        )
     return out
 
 
-def pss_traces(run_dir: Path, rows: Results, *, metric: str, baseline: str, candidate: str,
-               out_dir: Path, name: str) -> str | None:
+def pss_traces(
+    run_dir: Path, rows: Results, *, metric: str, baseline: str, candidate: str, out_dir: Path, name: str
+) -> str | None:
     """PSS (KB) against time for every repeat, one panel per (target, workload); None if no trace."""
     traces = _load_traces(run_dir, rows, metric)
     if not traces:
@@ -198,17 +232,24 @@ def pss_traces(run_dir: Path, rows: Results, *, metric: str, baseline: str, cand
                 colours[tr.variant] = next(others, "#777777")
             # The baseline wide and pale under the candidate: overlapping curves stay readable.
             is_base = tr.variant == baseline
-            ax.plot(tr.t, tr.kb / 1024.0, color=colours[tr.variant], lw=2.4 if is_base else 1.1,
-                    alpha=0.55 if is_base else 0.9, zorder=2 if is_base else 3)
+            ax.plot(
+                tr.t,
+                tr.kb / 1024.0,
+                color=colours[tr.variant],
+                lw=2.4 if is_base else 1.1,
+                alpha=0.55 if is_base else 0.9,
+                zorder=2 if is_base else 3,
+            )
         fid = sorted({x.fidelity for x in traces if (x.target, x.workload) == key})
         ax.set_title(f"{key[1]} @ {key[0]} ({', '.join(fid)})")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("PSS (MB)")
         ax.set_ylim(bottom=0)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
-    handles = [plt.Line2D([], [], color=c, lw=2, label=v) for v, c in colours.items()
-               if any(tr.variant == v for tr in traces)]
+    handles = [
+        plt.Line2D([], [], color=c, lw=2, label=v) for v, c in colours.items() if any(tr.variant == v for tr in traces)
+    ]
     fig.legend(handles=handles, loc="upper left", ncol=len(handles), bbox_to_anchor=(0.0, 1.04))
     fig.tight_layout()
     path = _save(fig, out_dir, name)
@@ -227,8 +268,9 @@ def _spread_apart(medians: Sequence[float]) -> bool:
     return len(pos) > 1 and max(pos) / min(pos) > 1.5
 
 
-def distributions(rows: Results, *, metric: str, out_dir: Path, name: str,
-                  colours: Mapping[str, str] | None = None) -> str | None:
+def distributions(
+    rows: Results, *, metric: str, out_dir: Path, name: str, colours: Mapping[str, str] | None = None
+) -> str | None:
     """Box and points of every ok value of `metric` per (workload, variant), a panel per target.
 
     Groups whose medians are far apart get a panel (and a y axis) each.
@@ -251,31 +293,31 @@ def distributions(rows: Results, *, metric: str, out_dir: Path, name: str,
             text = f"{variant}" if workload in ("", variant) else f"{workload}\n{variant}"
             groups.append((text, g["value"].to_numpy(dtype=float), palette[str(variant)]))
         if _spread_apart([float(np.median(v)) for _, v, _ in groups]):
-            panels += [(f"{target or 'any target'}: {text.replace(chr(10), ' ')}", [(text, v, c)])
-                       for text, v, c in groups]
+            panels += [
+                (f"{target or 'any target'}: {text.replace(chr(10), ' ')}", [(text, v, c)]) for text, v, c in groups
+            ]
         else:
             panels.append((target or "any target", groups))
     panels = panels[:MAX_FACETS]
     rows_n, cols = _grid(len(panels), cols_max=4)
     widest = max(len(g) for _, g in panels)
-    fig, axes = plt.subplots(rows_n, cols, squeeze=False,
-                             figsize=(min(13.0, 1.0 + cols * max(2.8, 0.9 * widest)), 3.0 * rows_n))
+    fig, axes = plt.subplots(
+        rows_n, cols, squeeze=False, figsize=(min(13.0, 1.0 + cols * max(2.8, 0.9 * widest)), 3.0 * rows_n)
+    )
     unit = ", ".join(sorted(set(df["unit"].tolist())))
     rng = np.random.default_rng(0)  # fixed jitter: the same rows draw the same picture
     for ax, (title, groups) in zip(axes.flat, panels, strict=False):
         data = [v for _, v, _ in groups]
-        box = ax.boxplot(data, patch_artist=True, widths=0.55, showfliers=False,
-                         medianprops={"color": "#222222"})
+        box = ax.boxplot(data, patch_artist=True, widths=0.55, showfliers=False, medianprops={"color": "#222222"})
         for patch, (_, _, colour) in zip(box["boxes"], groups, strict=True):
             patch.set_facecolor(colour)
             patch.set_alpha(0.35)
         for i, (_, vals, colour) in enumerate(groups, start=1):
             ax.scatter(i + rng.uniform(-0.12, 0.12, size=vals.size), vals, s=9, color=colour, zorder=3)
-        ax.set_xticks(range(1, len(groups) + 1), [t for t, _, _ in groups] if len(groups) > 1 else [""],
-                      fontsize=8)
+        ax.set_xticks(range(1, len(groups) + 1), [t for t, _, _ in groups] if len(groups) > 1 else [""], fontsize=8)
         ax.set_title(title)
         ax.set_ylabel(f"{metric} ({unit})")
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
     path = _save(fig, out_dir, name)
@@ -305,29 +347,46 @@ def plots_for(ev: Evaluation, results: Results, run_dir: Path, *, out_dir: Path 
         first = cells[0]
         unit = units[0] if len(units) == 1 else ""
         path = comparison_bars(cells, unit, out_dir, f"{stem}-compare.png")
-        out.append(Plot(path=path, kind="compare",
-                        caption=f"median {first.metric} of {first.baseline} and {first.candidate} "
-                                f"per workload; error bars: 95 % CI; label: {first.statistic}"))
-        traces = pss_traces(run_dir, rows, metric=first.metric, baseline=first.baseline,
-                            candidate=first.candidate, out_dir=out_dir, name=f"{stem}-pss-trace.png")
+        out.append(
+            Plot(
+                path=path,
+                kind="compare",
+                caption=f"median {first.metric} of {first.baseline} and {first.candidate} "
+                f"per workload; error bars: 95 % CI; label: {first.statistic}",
+            )
+        )
+        traces = pss_traces(
+            run_dir,
+            rows,
+            metric=first.metric,
+            baseline=first.baseline,
+            candidate=first.candidate,
+            out_dir=out_dir,
+            name=f"{stem}-pss-trace.png",
+        )
         if traces:
-            out.append(Plot(path=traces, kind="trace",
-                            caption="PSS of the process tree over time, every repeat "
-                                    "(raw/*.json traces)"))
+            out.append(
+                Plot(
+                    path=traces,
+                    kind="trace",
+                    caption="PSS of the process tree over time, every repeat (raw/*.json traces)",
+                )
+            )
     metric = cells[0].metric if cells else ev.metric
     m_units = set(rows.filter(metric=metric).df["unit"].tolist())
     if m_units and m_units <= TIME_UNITS:
         colours = {cells[0].baseline: BASELINE_COLOUR, cells[0].candidate: CANDIDATE_COLOUR} if cells else {}
-        path_d = distributions(rows, metric=metric, out_dir=out_dir, name=f"{stem}-distribution.png",
-                               colours=colours)
+        path_d = distributions(rows, metric=metric, out_dir=out_dir, name=f"{stem}-distribution.png", colours=colours)
         if path_d:
-            out.append(Plot(path=path_d, kind="distribution",
-                            caption=f"every {metric} sample: box = quartiles, line = median"))
+            out.append(
+                Plot(path=path_d, kind="distribution", caption=f"every {metric} sample: box = quartiles, line = median")
+            )
     return out
 
 
-def make_plots(evaluations: Sequence[Evaluation], results: Results, run_dir: Path, *,
-               out_dir: Path | None = None) -> dict[str, list[Plot]]:
+def make_plots(
+    evaluations: Sequence[Evaluation], results: Results, run_dir: Path, *, out_dir: Path | None = None
+) -> dict[str, list[Plot]]:
     """Plots of every KPI, keyed by KPI id; empty when matplotlib is missing."""
     try:
         _pyplot()

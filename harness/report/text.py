@@ -35,71 +35,173 @@ LANGS: Final[tuple[str, ...]] = get_args(Lang)
 # the statistics wrote them (they quote metric names and numbers).
 LABELS: Final[dict[str, dict[str, str]]] = {
     "en": {
-        "report": "ANT KPI report", "run": "run", "summary": "Summary", "kpi": "KPI",
-        "target": "target", "value_ci": "value [95 % CI]", "unit": "unit", "fidelity": "fidelity",
-        "verdict": "verdict", "rows": "Rows", "measured": "Measured", "harness": "Harness",
-        "fidelity_legend": "Fidelity", "Target": "Target", "Value": "Value", "Fidelity": "Fidelity",
-        "Verdict": "Verdict", "with_evidence": "With evidence", "without_evidence": "Without evidence",
-        "blocked_rows": "Blocked or failed rows", "per_workload": "per workload",
-        "measurements": "Measurements", "blocked_section": "Blocked and failed rows",
-        "evidence": "Evidence", "provenance": "Provenance", "source_commits": "Source commits",
-        "image_digests": "Image digests", "artefacts": "Artefact sha256", "targets": "Targets",
-        "commands": "Commands", "metric": "metric", "workload": "workload", "variant": "variant",
-        "mode": "mode", "n": "n", "median_ci": "median [CI]", "not_ok": "not ok",
-        "ci_side": "CI side", "none_recorded": "none recorded", "plots": "Plots",
-        "reason": "reason", "no_value": "no value for {what} ({n} usable row(s))",
+        "report": "ANT KPI report",
+        "run": "run",
+        "summary": "Summary",
+        "kpi": "KPI",
+        "target": "target",
+        "value_ci": "value [95 % CI]",
+        "unit": "unit",
+        "fidelity": "fidelity",
+        "verdict": "verdict",
+        "rows": "Rows",
+        "measured": "Measured",
+        "harness": "Harness",
+        "fidelity_legend": "Fidelity",
+        "Target": "Target",
+        "Value": "Value",
+        "Fidelity": "Fidelity",
+        "Verdict": "Verdict",
+        "with_evidence": "With evidence",
+        "without_evidence": "Without evidence",
+        "blocked_rows": "Blocked or failed rows",
+        "per_workload": "per workload",
+        "measurements": "Measurements",
+        "blocked_section": "Blocked and failed rows",
+        "evidence": "Evidence",
+        "provenance": "Provenance",
+        "source_commits": "Source commits",
+        "image_digests": "Image digests",
+        "artefacts": "Artefact sha256",
+        "targets": "Targets",
+        "commands": "Commands",
+        "metric": "metric",
+        "workload": "workload",
+        "variant": "variant",
+        "mode": "mode",
+        "n": "n",
+        "median_ci": "median [CI]",
+        "not_ok": "not ok",
+        "ci_side": "CI side",
+        "none_recorded": "none recorded",
+        "plots": "Plots",
+        "reason": "reason",
+        "no_value": "no value for {what} ({n} usable row(s))",
         "value_line": "{what} = {value} {unit} (95 % CI {ci}; {n} row(s))",
-        "not_found": "not found in the run directory", "dirty": "dirty tree",
-        "dirty_some": "dirty tree in {n} of {total} rows", "logs": "log(s)",
-        "plots_missing": "plots not drawn: {why}", "generated": "rows measured",
-        "ok": "ok", "blocked": "blocked", "failed": "failed",
-        "legend": ("board = measured on the board; simulator = an NPU or hardware simulator; "
-                   "emulated = QEMU user mode (proves the steps run, never a timing or memory "
-                   "verdict); host = natively on the harness machine; static = read from the "
-                   "artefact itself"),
-        "side_note": ("CI side: good = the whole 95 % CI is better than the baseline, bad = none "
-                      "of it is, straddles = it crosses no change; each row keeps its own fidelity."),
-        "PASS": "PASS", "FAIL": "FAIL", "INCONCLUSIVE": "INCONCLUSIVE", "BLOCKED": "BLOCKED",
+        "not_found": "not found in the run directory",
+        "dirty": "dirty tree",
+        "dirty_some": "dirty tree in {n} of {total} rows",
+        "logs": "log(s)",
+        "plots_missing": "plots not drawn: {why}",
+        "generated": "rows measured",
+        "ok": "ok",
+        "blocked": "blocked",
+        "failed": "failed",
+        "legend": (
+            "board = measured on the board; simulator = an NPU or hardware simulator; "
+            "emulated = QEMU user mode (proves the steps run, never a timing or memory "
+            "verdict); host = natively on the harness machine; static = read from the "
+            "artefact itself"
+        ),
+        "side_note": (
+            "CI side: good = the whole 95 % CI is better than the baseline, bad = none "
+            "of it is, straddles = it crosses no change; each row keeps its own fidelity."
+        ),
+        "PASS": "PASS",
+        "FAIL": "FAIL",
+        "INCONCLUSIVE": "INCONCLUSIVE",
+        "BLOCKED": "BLOCKED",
         "NO_VERDICT": "NO_VERDICT",
-        "board": "board", "simulator": "simulator", "emulated": "emulated", "host": "host",
+        "board": "board",
+        "simulator": "simulator",
+        "emulated": "emulated",
+        "host": "host",
         "static": "static",
-        "entities": "Evidence per listed entry", "entity": "entry", "result": "result",
-        "where": "measured on", "log": "log", "passed": "passed", "passed, not counted": "passed, not counted",
+        "entities": "Evidence per listed entry",
+        "entity": "entry",
+        "result": "result",
+        "where": "measured on",
+        "log": "log",
+        "passed": "passed",
+        "passed, not counted": "passed, not counted",
         "failed, not counted": "failed, not counted",
-        "no evidence": "no evidence", "listed": "listed", "extra": "not listed",
+        "no evidence": "no evidence",
+        "listed": "listed",
+        "extra": "not listed",
     },
     "ko": {
-        "report": "ANT KPI 평가 보고서", "run": "실행", "summary": "요약", "kpi": "KPI",
-        "target": "목표", "value_ci": "측정값 [95 % 신뢰구간]", "unit": "단위", "fidelity": "측정 방식",
-        "verdict": "판정", "rows": "결과 행", "measured": "측정 시각", "harness": "하네스",
-        "fidelity_legend": "측정 방식", "Target": "목표", "Value": "측정값", "Fidelity": "측정 방식",
-        "Verdict": "판정", "with_evidence": "증거 있음", "without_evidence": "증거 없음",
-        "blocked_rows": "차단 또는 실패한 행", "per_workload": "워크로드별",
-        "measurements": "측정 결과", "blocked_section": "차단 및 실패한 행",
-        "evidence": "증거 자료", "provenance": "출처 정보", "source_commits": "소스 커밋",
-        "image_digests": "이미지 다이제스트", "artefacts": "산출물 sha256", "targets": "대상 장치",
-        "commands": "실행 명령", "metric": "지표", "workload": "워크로드", "variant": "변형",
-        "mode": "모드", "n": "n", "median_ci": "중앙값 [신뢰구간]", "not_ok": "비정상",
-        "ci_side": "신뢰구간 위치", "none_recorded": "기록 없음", "plots": "그래프",
-        "reason": "근거", "no_value": "{what} 값 없음 (사용 가능한 행 {n}개)",
+        "report": "ANT KPI 평가 보고서",
+        "run": "실행",
+        "summary": "요약",
+        "kpi": "KPI",
+        "target": "목표",
+        "value_ci": "측정값 [95 % 신뢰구간]",
+        "unit": "단위",
+        "fidelity": "측정 방식",
+        "verdict": "판정",
+        "rows": "결과 행",
+        "measured": "측정 시각",
+        "harness": "하네스",
+        "fidelity_legend": "측정 방식",
+        "Target": "목표",
+        "Value": "측정값",
+        "Fidelity": "측정 방식",
+        "Verdict": "판정",
+        "with_evidence": "증거 있음",
+        "without_evidence": "증거 없음",
+        "blocked_rows": "차단 또는 실패한 행",
+        "per_workload": "워크로드별",
+        "measurements": "측정 결과",
+        "blocked_section": "차단 및 실패한 행",
+        "evidence": "증거 자료",
+        "provenance": "출처 정보",
+        "source_commits": "소스 커밋",
+        "image_digests": "이미지 다이제스트",
+        "artefacts": "산출물 sha256",
+        "targets": "대상 장치",
+        "commands": "실행 명령",
+        "metric": "지표",
+        "workload": "워크로드",
+        "variant": "변형",
+        "mode": "모드",
+        "n": "n",
+        "median_ci": "중앙값 [신뢰구간]",
+        "not_ok": "비정상",
+        "ci_side": "신뢰구간 위치",
+        "none_recorded": "기록 없음",
+        "plots": "그래프",
+        "reason": "근거",
+        "no_value": "{what} 값 없음 (사용 가능한 행 {n}개)",
         "value_line": "{what} = {value} {unit} (95 % 신뢰구간 {ci}; {n}개 행)",
-        "not_found": "실행 디렉터리에 없음", "dirty": "커밋되지 않은 변경 있음",
-        "dirty_some": "{total}개 행 중 {n}개에 커밋되지 않은 변경", "logs": "개 로그",
-        "plots_missing": "그래프 없음: {why}", "generated": "측정 구간",
-        "ok": "정상", "blocked": "차단", "failed": "실패",
-        "legend": ("보드 = 실제 보드에서 측정; 시뮬레이터 = NPU 또는 하드웨어 시뮬레이터; "
-                   "에뮬레이션 = QEMU 사용자 모드 (단계가 동작함을 보일 뿐, 시간·메모리 판정에는 "
-                   "쓰지 않음); 호스트 = 하네스 장비에서 직접 실행; 정적 = 산출물 자체에서 읽음"),
-        "side_note": ("신뢰구간 위치: good = 95 % 신뢰구간 전체가 기준보다 좋음, bad = 전혀 좋지 "
-                      "않음, straddles = 변화 없음(0)을 가로지름; 각 행은 자신의 측정 방식을 유지합니다."),
-        "PASS": "통과", "FAIL": "실패", "INCONCLUSIVE": "판정 보류", "BLOCKED": "차단됨",
+        "not_found": "실행 디렉터리에 없음",
+        "dirty": "커밋되지 않은 변경 있음",
+        "dirty_some": "{total}개 행 중 {n}개에 커밋되지 않은 변경",
+        "logs": "개 로그",
+        "plots_missing": "그래프 없음: {why}",
+        "generated": "측정 구간",
+        "ok": "정상",
+        "blocked": "차단",
+        "failed": "실패",
+        "legend": (
+            "보드 = 실제 보드에서 측정; 시뮬레이터 = NPU 또는 하드웨어 시뮬레이터; "
+            "에뮬레이션 = QEMU 사용자 모드 (단계가 동작함을 보일 뿐, 시간·메모리 판정에는 "
+            "쓰지 않음); 호스트 = 하네스 장비에서 직접 실행; 정적 = 산출물 자체에서 읽음"
+        ),
+        "side_note": (
+            "신뢰구간 위치: good = 95 % 신뢰구간 전체가 기준보다 좋음, bad = 전혀 좋지 "
+            "않음, straddles = 변화 없음(0)을 가로지름; 각 행은 자신의 측정 방식을 유지합니다."
+        ),
+        "PASS": "통과",
+        "FAIL": "실패",
+        "INCONCLUSIVE": "판정 보류",
+        "BLOCKED": "차단됨",
         "NO_VERDICT": "판정 없음",
-        "board": "보드", "simulator": "시뮬레이터", "emulated": "에뮬레이션", "host": "호스트",
+        "board": "보드",
+        "simulator": "시뮬레이터",
+        "emulated": "에뮬레이션",
+        "host": "호스트",
         "static": "정적",
-        "entities": "항목별 증거", "entity": "항목", "result": "결과",
-        "where": "측정 장치", "log": "로그", "passed": "통과", "passed, not counted": "통과 (집계 제외)",
+        "entities": "항목별 증거",
+        "entity": "항목",
+        "result": "결과",
+        "where": "측정 장치",
+        "log": "로그",
+        "passed": "통과",
+        "passed, not counted": "통과 (집계 제외)",
         "failed, not counted": "실패 (집계 제외)",
-        "no evidence": "증거 없음", "listed": "목록", "extra": "목록 외",
+        "no evidence": "증거 없음",
+        "listed": "목록",
+        "extra": "목록 외",
     },
 }
 
@@ -122,7 +224,6 @@ def check_lang(lang: str) -> Lang:
     if lang not in LANGS:
         raise BadInput(f"report language {lang!r} is not one of {', '.join(LANGS)}")
     return lang  # type: ignore[return-value]
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,15 +295,27 @@ def _fidelity(ev: Evaluation, lang: Lang = "en") -> str:
 
 def _cell_header(first: WorkloadComparison, lang: Lang = "en") -> list[str]:
     median = label("median_ci", lang)
-    return [label("target", lang), label("workload", lang), label("fidelity", lang), label("mode", lang),
-            f"n {first.baseline}", f"{first.baseline} {median}", f"n {first.candidate}",
-            f"{first.candidate} {median}", f"{first.statistic} [CI]", label("ci_side", lang)]
+    return [
+        label("target", lang),
+        label("workload", lang),
+        label("fidelity", lang),
+        label("mode", lang),
+        f"n {first.baseline}",
+        f"{first.baseline} {median}",
+        f"n {first.candidate}",
+        f"{first.candidate} {median}",
+        f"{first.statistic} [CI]",
+        label("ci_side", lang),
+    ]
 
 
 def _cell_values(c: WorkloadComparison) -> list[str]:
     cmp = c.comparison
     return [
-        c.target or "—", c.workload or "(all)", c.fidelity, c.mode,
+        c.target or "—",
+        c.workload or "(all)",
+        c.fidelity,
+        c.mode,
         str(c.baseline_summary.n) if c.baseline_summary else "0",
         _fmt_summary(c.baseline_summary),
         str(c.candidate_summary.n) if c.candidate_summary else "0",
@@ -213,15 +326,25 @@ def _cell_values(c: WorkloadComparison) -> list[str]:
 
 
 def _group_header(lang: Lang = "en") -> list[str]:
-    return [label(k, lang) for k in ("metric", "target", "workload", "variant", "fidelity", "mode", "n",
-                                     "median_ci", "unit", "not_ok")]
+    return [
+        label(k, lang)
+        for k in ("metric", "target", "workload", "variant", "fidelity", "mode", "n", "median_ci", "unit", "not_ok")
+    ]
 
 
 def _group_values(g: GroupSummary) -> list[str]:
     s = g.summary
     return [
-        g.metric, g.target or "—", g.workload or "—", g.variant, g.fidelity, g.mode,
-        str(s.n) if s else "0", _fmt_summary(s), g.unit, str(g.not_ok),
+        g.metric,
+        g.target or "—",
+        g.workload or "—",
+        g.variant,
+        g.fidelity,
+        g.mode,
+        str(s.n) if s else "0",
+        _fmt_summary(s),
+        g.unit,
+        str(g.not_ok),
     ]
 
 
@@ -291,8 +414,7 @@ def _kpi_titles(ev: Evaluation, lang: Lang) -> tuple[str, str]:
 
 
 def _per_workload_title(first: WorkloadComparison, lang: Lang) -> str:
-    return (f"{first.statistic} {label('per_workload', lang)}: {first.candidate} vs {first.baseline} "
-            f"({first.metric})")
+    return f"{first.statistic} {label('per_workload', lang)}: {first.candidate} vs {first.baseline} ({first.metric})"
 
 
 def _entity_header(lang: Lang) -> list[str]:
@@ -305,8 +427,11 @@ def _entity_values(e: EntityEvidence, run_dir: Path, lang: Lang) -> list[str]:
     return [name, label(e.result, lang), fid, e.where or "—", _link(e.log, run_dir, lang) if e.log else "—"]
 
 
-_PROVENANCE_COLUMNS: Final = (("source_commits", "source_commit"), ("image_digests", "image_digest"),
-                              ("artefacts", "artefact_sha256"))
+_PROVENANCE_COLUMNS: Final = (
+    ("source_commits", "source_commit"),
+    ("image_digests", "image_digest"),
+    ("artefacts", "artefact_sha256"),
+)
 
 
 def _commands(df: pd.DataFrame) -> list[str]:

@@ -106,9 +106,7 @@ class Row:
             if not isinstance(got, str):
                 raise BadInput(f"{where}: {name} must be a string, not {type(got).__name__}")
         if self.fidelity not in FIDELITIES:
-            raise BadInput(
-                f"{where}: fidelity {self.fidelity!r} is not one of {', '.join(FIDELITIES)}"
-            )
+            raise BadInput(f"{where}: fidelity {self.fidelity!r} is not one of {', '.join(FIDELITIES)}")
         if self.mode not in MODES:
             raise BadInput(f"{where}: mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.status not in STATUSES:
@@ -124,9 +122,7 @@ class Row:
         if self.status == "ok" and math.isnan(self.value):
             raise BadInput(f"{where}: value is NaN but status is ok (use blocked or failed)")
         if not isinstance(self.harness_dirty, (bool, np.bool_)):
-            raise BadInput(
-                f"{where}: harness_dirty must be true or false, not {self.harness_dirty!r}"
-            )
+            raise BadInput(f"{where}: harness_dirty must be true or false, not {self.harness_dirty!r}")
         object.__setattr__(self, "harness_dirty", bool(self.harness_dirty))
         if isinstance(self.argv, str) or not all(isinstance(a, str) for a in self.argv):
             raise BadInput(f"{where}: argv must be a list of strings")
@@ -173,5 +169,4 @@ def _check_time(text: str, where: str) -> None:
 
 
 def _unsupported(schema: object) -> str:
-    return (f"results schema {schema!r} is not supported "
-            f"(this harness reads {', '.join(map(str, READABLE_SCHEMAS))})")
+    return f"results schema {schema!r} is not supported (this harness reads {', '.join(map(str, READABLE_SCHEMAS))})"

@@ -31,9 +31,7 @@ STATISTIC_UNITS: Final[dict[str, str]] = {"reduction_pct": "%", "overhead_pct": 
 FIDELITY_PREFERENCE: Final = ("board", "simulator", "host", "static", "emulated")
 
 # scipy 1.15 renamed bootstrap's random_state to rng; both take a Generator.
-_RNG_KW: Final = (
-    "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
-)
+_RNG_KW: Final = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
 
 Side = Literal["good", "bad", "straddles", "incomplete"]
 
@@ -85,9 +83,7 @@ def _as_array(values: Iterable[float]) -> np.ndarray:
     return arr
 
 
-def _bootstrap(
-    samples: tuple[np.ndarray, ...], statistic: Callable[..., Any]
-) -> tuple[float, float]:
+def _bootstrap(samples: tuple[np.ndarray, ...], statistic: Callable[..., Any]) -> tuple[float, float]:
     kwargs: dict[str, Any] = {_RNG_KW: np.random.default_rng(BOOTSTRAP_SEED)}
     with np.errstate(divide="ignore", invalid="ignore"):
         res = scipy.stats.bootstrap(

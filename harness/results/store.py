@@ -209,9 +209,7 @@ class Results:
         c = self.ok_values(metric, variant=candidate, **where)
         for name, v in ((baseline, b), (candidate, c)):
             if v.size == 0:
-                raise BadInput(
-                    f"no ok rows of metric {metric!r} for variant {name!r}{_describe_where(where)}"
-                )
+                raise BadInput(f"no ok rows of metric {metric!r} for variant {name!r}{_describe_where(where)}")
         return compare(b, c, statistic, direction)
 
     def summaries(self, **where: object) -> list[GroupSummary]:
@@ -224,12 +222,20 @@ class Results:
             values = g[g["status"] == "ok"]["value"].to_numpy(dtype=float)
             values = values[np.isfinite(values)]
             units = sorted(set(g["unit"].tolist()))
-            out.append(GroupSummary(
-                kpi=k[0], metric=k[1], target=k[2], workload=k[3], variant=k[4], fidelity=k[5],
-                mode=k[6], unit=", ".join(units),
-                summary=summarize(values) if values.size else None,
-                not_ok=int((g["status"] != "ok").sum()),
-            ))
+            out.append(
+                GroupSummary(
+                    kpi=k[0],
+                    metric=k[1],
+                    target=k[2],
+                    workload=k[3],
+                    variant=k[4],
+                    fidelity=k[5],
+                    mode=k[6],
+                    unit=", ".join(units),
+                    summary=summarize(values) if values.size else None,
+                    not_ok=int((g["status"] != "ok").sum()),
+                )
+            )
         return out
 
     # ---- files ----------------------------------------------------------------------------
@@ -265,8 +271,7 @@ class Results:
     def to_csv_text(self) -> str:
         """The rows as CSV, every field quoted; NaN written as 'NaN', so "" stays ""."""
         # Quote every field: a lone "\r" in a note is otherwise written bare and read as a line end.
-        return self._df.to_csv(index=False, na_rep="NaN", lineterminator="\n",
-                               quoting=csv.QUOTE_ALL)
+        return self._df.to_csv(index=False, na_rep="NaN", lineterminator="\n", quoting=csv.QUOTE_ALL)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Results:
@@ -358,8 +363,7 @@ def _upgrade(df: pd.DataFrame, schema: int, *, fill: int | str = 0) -> pd.DataFr
     """Rows of an older schema in today's columns (version 1 lacks `sample`: 0)."""
     if schema == 1 and "sample" not in df.columns:
         df = df.copy()
-        df.insert(list(df.columns).index("repeat") + 1 if "repeat" in df.columns else len(df.columns),
-                  "sample", fill)
+        df.insert(list(df.columns).index("repeat") + 1 if "repeat" in df.columns else len(df.columns), "sample", fill)
     return df
 
 

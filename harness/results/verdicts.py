@@ -168,23 +168,36 @@ def _cells(kpi: Kpi, ok_rows: pd.DataFrame) -> list[WorkloadComparison]:
     wl = df["workload"].where(~df["workload"].isin(list(variants)), "")
     direction = _metric_direction(kpi, cmp.metric)
     cols = zip(df["target"], wl, df["fidelity"], df["mode"], strict=True)
-    keys = sorted({(str(t), str(w), str(f), str(m)) for t, w, f, m in cols},
-                  key=lambda k: (k[0], k[1], _fidelity_rank(k[2]), k[3]))
+    keys = sorted(
+        {(str(t), str(w), str(f), str(m)) for t, w, f, m in cols},
+        key=lambda k: (k[0], k[1], _fidelity_rank(k[2]), k[3]),
+    )
     out = []
     for target, workload, fidelity, mode in keys:
-        sel = df[((df["target"] == target) & (wl == workload) & (df["fidelity"] == fidelity)
-                  & (df["mode"] == mode)).to_numpy()]
+        sel = df[
+            (
+                (df["target"] == target) & (wl == workload) & (df["fidelity"] == fidelity) & (df["mode"] == mode)
+            ).to_numpy()
+        ]
         b = sel[sel["variant"] == cmp.baseline]["value"].to_numpy(dtype=float)
         c = sel[sel["variant"] == cmp.candidate]["value"].to_numpy(dtype=float)
         comparison = compare(b, c, cmp.statistic, direction) if b.size and c.size else None
-        out.append(WorkloadComparison(
-            target=target, workload=workload, fidelity=fidelity, mode=mode, metric=cmp.metric,
-            statistic=cmp.statistic, baseline=cmp.baseline, candidate=cmp.candidate,
-            baseline_summary=summarize(b) if b.size else None,
-            candidate_summary=summarize(c) if c.size else None,
-            comparison=comparison,
-            side=side_of(comparison) if comparison is not None else "incomplete",
-        ))
+        out.append(
+            WorkloadComparison(
+                target=target,
+                workload=workload,
+                fidelity=fidelity,
+                mode=mode,
+                metric=cmp.metric,
+                statistic=cmp.statistic,
+                baseline=cmp.baseline,
+                candidate=cmp.candidate,
+                baseline_summary=summarize(b) if b.size else None,
+                candidate_summary=summarize(c) if c.size else None,
+                comparison=comparison,
+                side=side_of(comparison) if comparison is not None else "incomplete",
+            )
+        )
     return out
 
 
@@ -197,20 +210,26 @@ def _blocked_reason(kpi: Kpi, rows: pd.DataFrame, metric: str) -> tuple[str, str
     """Why there is no value, in English and Korean (the rows' own notes stay as they are)."""
     bad = rows[rows["status"] != "ok"]
     if rows.empty:
-        return (f"no result rows for {kpi.id}: run `ant-kpi run {kpi.id}` (or ingest logs)",
-                f"{kpi.id}의 결과 행이 없음: `ant-kpi run {kpi.id}`를 실행하거나 로그를 ingest하세요")
+        return (
+            f"no result rows for {kpi.id}: run `ant-kpi run {kpi.id}` (or ingest logs)",
+            f"{kpi.id}의 결과 행이 없음: `ant-kpi run {kpi.id}`를 실행하거나 로그를 ingest하세요",
+        )
     if bad.empty:
         return f"no ok rows of metric {metric!r}", f"지표 {metric!r}의 정상 행이 없음"
-    lines = sorted({
-        f"{r['status']} {r['variant']}{'/' + str(r['workload']) if r['workload'] else ''}"
-        f"{' on ' + str(r['target']) if r['target'] else ''}: {r['note'] or 'no note'}"
-        for r in _records(bad)
-    })
+    lines = sorted(
+        {
+            f"{r['status']} {r['variant']}{'/' + str(r['workload']) if r['workload'] else ''}"
+            f"{' on ' + str(r['target']) if r['target'] else ''}: {r['note'] or 'no note'}"
+            for r in _records(bad)
+        }
+    )
     head = "; ".join(lines[:5])
     more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
     more_ko = f"; 외 {len(lines) - 5}건" if len(lines) > 5 else ""
-    return (f"{len(bad)} row(s) blocked or failed — {head}{more}",
-            f"{len(bad)}개 행이 차단 또는 실패 — {head}{more_ko}")
+    return (
+        f"{len(bad)} row(s) blocked or failed — {head}{more}",
+        f"{len(bad)}개 행이 차단 또는 실패 — {head}{more_ko}",
+    )
 
 
 def _gate_reason(kpi: Kpi, ok: pd.DataFrame) -> tuple[str, str]:
@@ -219,13 +238,16 @@ def _gate_reason(kpi: Kpi, ok: pd.DataFrame) -> tuple[str, str]:
     measured = ok[ok["mode"] == "measure"]
     if measured.empty:
         fids = ", ".join(_fidelities(ok))
-        return (f"smoke run ({fids}) proves the steps run; "
-                f"a verdict needs a measure run at {allowed} fidelity",
-                f"스모크 실행({fids})은 단계가 동작함을 보일 뿐이며, "
-                f"판정에는 {allowed_ko} 측정 방식의 측정 실행(measure)이 필요함")
+        return (
+            f"smoke run ({fids}) proves the steps run; a verdict needs a measure run at {allowed} fidelity",
+            f"스모크 실행({fids})은 단계가 동작함을 보일 뿐이며, "
+            f"판정에는 {allowed_ko} 측정 방식의 측정 실행(measure)이 필요함",
+        )
     fids = ", ".join(_fidelities(measured))
-    return (f"{fids} fidelity proves the steps run; a verdict needs {allowed}",
-            f"{fids} 측정 방식은 단계가 동작함을 보일 뿐이며, 판정에는 {allowed_ko} 방식이 필요함")
+    return (
+        f"{fids} fidelity proves the steps run; a verdict needs {allowed}",
+        f"{fids} 측정 방식은 단계가 동작함을 보일 뿐이며, 판정에는 {allowed_ko} 방식이 필요함",
+    )
 
 
 def _display_rows(ok: pd.DataFrame, *, one_fidelity: bool) -> pd.DataFrame:
@@ -265,13 +287,28 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, s
     complete = [c for c in cells if c.comparison is not None]
     if not complete:
         if blocked_reason is not None:
-            return _Judged(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=unit,
-                           verdict=Verdict.BLOCKED, reason=blocked_reason[0], reason_ko=blocked_reason[1],
-                           statistic=cmp.statistic, cells=cells)
-        return _Judged(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=unit,
-                       verdict=Verdict.INCONCLUSIVE, statistic=cmp.statistic, cells=cells,
-                       reason=f"no workload has ok rows of both {cmp.baseline} and {cmp.candidate}",
-                       reason_ko=f"{cmp.baseline}와 {cmp.candidate}의 정상 행이 모두 있는 워크로드가 없음")
+            return _Judged(
+                value=math.nan,
+                ci_low=math.nan,
+                ci_high=math.nan,
+                unit=unit,
+                verdict=Verdict.BLOCKED,
+                reason=blocked_reason[0],
+                reason_ko=blocked_reason[1],
+                statistic=cmp.statistic,
+                cells=cells,
+            )
+        return _Judged(
+            value=math.nan,
+            ci_low=math.nan,
+            ci_high=math.nan,
+            unit=unit,
+            verdict=Verdict.INCONCLUSIVE,
+            statistic=cmp.statistic,
+            cells=cells,
+            reason=f"no workload has ok rows of both {cmp.baseline} and {cmp.candidate}",
+            reason_ko=f"{cmp.baseline}와 {cmp.candidate}의 정상 행이 모두 있는 워크로드가 없음",
+        )
     comps = [c.comparison for c in complete if c.comparison is not None]
     value = float(np.median([c.value for c in comps]))
     lo = float(min(c.ci_low for c in comps))
@@ -282,12 +319,19 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, s
     better_ko = f"{thr:g} {'초과' if sign > 0 else '미만'}"
     worse_ko = f"{thr:g} {'이하' if sign > 0 else '이상'}"
     if kpi.target.kind != "better_than_baseline":
-        return _Judged(value=value, ci_low=lo, ci_high=hi, unit=unit, verdict=Verdict.NO_VERDICT,
-                       statistic=cmp.statistic, cells=cells,
-                       reason=f"no numeric target: {cmp.statistic} of {cmp.candidate} vs "
-                              f"{cmp.baseline} is reported ({len(complete)} workload(s))",
-                       reason_ko=f"수치 목표 없음: {cmp.baseline} 대비 {cmp.candidate}의 {cmp.statistic}을 "
-                                 f"보고함 (워크로드 {len(complete)}개)")
+        return _Judged(
+            value=value,
+            ci_low=lo,
+            ci_high=hi,
+            unit=unit,
+            verdict=Verdict.NO_VERDICT,
+            statistic=cmp.statistic,
+            cells=cells,
+            reason=f"no numeric target: {cmp.statistic} of {cmp.candidate} vs "
+            f"{cmp.baseline} is reported ({len(complete)} workload(s))",
+            reason_ko=f"수치 목표 없음: {cmp.baseline} 대비 {cmp.candidate}의 {cmp.statistic}을 "
+            f"보고함 (워크로드 {len(complete)}개)",
+        )
     bad = [c.label for c in complete if c.side == "bad"]
     straddle = [c.label for c in complete if c.side == "straddles"]
     incomplete = [c.label for c in cells if c.comparison is None]
@@ -306,12 +350,21 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, s
         verdict, reason, reason_ko = Verdict.INCONCLUSIVE, "; ".join(parts), "; ".join(parts_ko)
     else:
         verdict = Verdict.PASS
-        reason = (f"95 % CI of {cmp.statistic} is {better} on every workload "
-                  f"({len(complete)} of {len(cells)})")
-        reason_ko = (f"모든 워크로드에서 {cmp.statistic}의 95 % 신뢰구간이 {better_ko} "
-                     f"({len(cells)}개 중 {len(complete)}개)")
-    return _Judged(value=value, ci_low=lo, ci_high=hi, unit=unit, verdict=verdict, reason=reason,
-                   reason_ko=reason_ko, statistic=cmp.statistic, cells=cells)
+        reason = f"95 % CI of {cmp.statistic} is {better} on every workload ({len(complete)} of {len(cells)})"
+        reason_ko = (
+            f"모든 워크로드에서 {cmp.statistic}의 95 % 신뢰구간이 {better_ko} ({len(cells)}개 중 {len(complete)}개)"
+        )
+    return _Judged(
+        value=value,
+        ci_low=lo,
+        ci_high=hi,
+        unit=unit,
+        verdict=verdict,
+        reason=reason,
+        reason_ko=reason_ko,
+        statistic=cmp.statistic,
+        cells=cells,
+    )
 
 
 def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
@@ -335,8 +388,15 @@ def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
     if s.note:
         reason += f" ({s.note})"
         reason_ko += f" ({s.note})"
-    return _Judged(value=s.median, ci_low=s.ci_low, ci_high=s.ci_high, unit=unit, verdict=verdict,
-                   reason=reason, reason_ko=reason_ko)
+    return _Judged(
+        value=s.median,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        unit=unit,
+        verdict=verdict,
+        reason=reason,
+        reason_ko=reason_ko,
+    )
 
 
 def _entity(listed: dict[str, str], r: dict[str, Any]) -> str:
@@ -382,9 +442,15 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
         else:
             result = "passed" if passed else "failed"
         names = _identity_names(str(r["target_identity"]))
-        ev = EntityEvidence(name=name, listed=name in t.of, result=result, fidelity=str(r["fidelity"]),
-                            where=names[0] if names else str(r["target"]), log=str(r["log"]),
-                            note=str(r["note"])[:200])
+        ev = EntityEvidence(
+            name=name,
+            listed=name in t.of,
+            result=result,
+            fidelity=str(r["fidelity"]),
+            where=names[0] if names else str(r["target"]),
+            log=str(r["log"]),
+            note=str(r["note"])[:200],
+        )
         if name not in best or order[result] < order[best[name].result]:
             best[name] = ev
     out = [best.get(n, EntityEvidence(name=n, listed=True, result="no evidence")) for n in t.of]
@@ -433,9 +499,17 @@ def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judge
         verdict = Verdict.FAIL  # even if every untested one passed, the target is out of reach
     else:
         verdict = Verdict.INCONCLUSIVE
-    return _Judged(value=float(count), ci_low=float(count), ci_high=float(count), unit="count",
-                   verdict=verdict, reason=f"{detail}; target ≥ {need:g}",
-                   reason_ko=f"{detail_ko}; 목표 ≥ {need:g}", with_evidence=with_ev, without_evidence=without)
+    return _Judged(
+        value=float(count),
+        ci_low=float(count),
+        ci_high=float(count),
+        unit="count",
+        verdict=verdict,
+        reason=f"{detail}; target ≥ {need:g}",
+        reason_ko=f"{detail_ko}; 목표 ≥ {need:g}",
+        with_evidence=with_ev,
+        without_evidence=without,
+    )
 
 
 def _identity_names(text: str) -> list[str]:
@@ -451,10 +525,15 @@ def _identity_names(text: str) -> list[str]:
 
 def _judge_report(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
     s = summarize(rows["value"].to_numpy(dtype=float))
-    return _Judged(value=s.median, ci_low=s.ci_low, ci_high=s.ci_high,
-                   unit=_metric_unit(kpi, metric, rows), verdict=Verdict.NO_VERDICT,
-                   reason=f"no numeric target: median {metric} is reported",
-                   reason_ko=f"수치 목표 없음: {metric}의 중앙값을 보고함")
+    return _Judged(
+        value=s.median,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        unit=_metric_unit(kpi, metric, rows),
+        verdict=Verdict.NO_VERDICT,
+        reason=f"no numeric target: median {metric} is reported",
+        reason_ko=f"수치 목표 없음: {metric}의 중앙값을 보고함",
+    )
 
 
 def evaluate(kpi: Kpi, results: Results) -> Evaluation:
@@ -489,10 +568,19 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
     else:
         default_unit = _metric_unit(kpi, metric, mrows)
     if ok.empty:
-        return Evaluation(value=math.nan, ci_low=math.nan, ci_high=math.nan, unit=default_unit,
-                          fidelity=_fidelities(mrows), verdict=Verdict.BLOCKED,
-                          reason=blocked_reason[0], reason_ko=blocked_reason[1], n=0, statistic=statistic,
-                          **base)
+        return Evaluation(
+            value=math.nan,
+            ci_low=math.nan,
+            ci_high=math.nan,
+            unit=default_unit,
+            fidelity=_fidelities(mrows),
+            verdict=Verdict.BLOCKED,
+            reason=blocked_reason[0],
+            reason_ko=blocked_reason[1],
+            n=0,
+            statistic=statistic,
+            **base,
+        )
     allowed = ok["fidelity"].isin(list(kpi.verdict_fidelity))
     eligible = ok[((ok["mode"] == "measure") & allowed).to_numpy()]
     gated = eligible.empty
@@ -525,10 +613,20 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         reason += f" ({unused} smoke or non-verdict-fidelity row(s) not used)"
         reason_ko += f" (스모크이거나 판정에 쓰지 않는 측정 방식의 행 {unused}개는 쓰지 않음)"
     return Evaluation(
-        value=judged.value, ci_low=judged.ci_low, ci_high=judged.ci_high, unit=judged.unit,
-        fidelity=_fidelities(shown), verdict=verdict, reason=reason, reason_ko=reason_ko, n=len(shown),
-        statistic=judged.statistic, with_evidence=judged.with_evidence,
-        without_evidence=judged.without_evidence, per_workload=judged.cells, **base,
+        value=judged.value,
+        ci_low=judged.ci_low,
+        ci_high=judged.ci_high,
+        unit=judged.unit,
+        fidelity=_fidelities(shown),
+        verdict=verdict,
+        reason=reason,
+        reason_ko=reason_ko,
+        n=len(shown),
+        statistic=judged.statistic,
+        with_evidence=judged.with_evidence,
+        without_evidence=judged.without_evidence,
+        per_workload=judged.cells,
+        **base,
     )
 
 

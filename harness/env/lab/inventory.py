@@ -35,15 +35,27 @@ TRANSPORTS: Final[tuple[str, ...]] = get_args(TransportKind)
 
 # The nine boards the seed procedure lists for KPI 6; other models are accepted as extra boards.
 SEED_MODELS: Final[tuple[str, ...]] = (
-    "Raspberry Pi 2", "Raspberry Pi 3", "Raspberry Pi 4", "Raspberry Pi 5",
-    "ODROID XU3", "ODROID XU4", "Jetson TX1", "Jetson TX2", "Jetson Xavier",
+    "Raspberry Pi 2",
+    "Raspberry Pi 3",
+    "Raspberry Pi 4",
+    "Raspberry Pi 5",
+    "ODROID XU3",
+    "ODROID XU4",
+    "Jetson TX1",
+    "Jetson TX2",
+    "Jetson Xavier",
 )
 # kpis.toml targets and their arch; load_boards(targets=...) takes the manifest's own table instead.
 DEFAULT_TARGETS: Final[Mapping[str, str]] = {"rpi2": "armhf", "arm64": "arm64", "x86_64": "x86_64"}
 CAMERA_KEYWORDS: Final[tuple[str, ...]] = ("rpi", "nvidia", "test")
 PUBLIC_FIELDS: Final[tuple[str, ...]] = ("name", "model", "arch", "target", "transport", "tags")
 SSH_ONLY: Final[tuple[str, ...]] = (
-    "host", "port", "user", "identity_file", "known_hosts", "connect_timeout_s",
+    "host",
+    "port",
+    "user",
+    "identity_file",
+    "known_hosts",
+    "connect_timeout_s",
 )
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -88,8 +100,14 @@ class Board:
 
     def public(self) -> dict[str, Any]:
         """The board as provenance: name, model, arch, target, transport, tags (no credentials)."""
-        return {"name": self.name, "model": self.model, "arch": self.arch, "target": self.target,
-                "transport": self.transport, "tags": list(self.tags)}
+        return {
+            "name": self.name,
+            "model": self.model,
+            "arch": self.arch,
+            "target": self.target,
+            "transport": self.transport,
+            "tags": list(self.tags),
+        }
 
 
 def inventory_path(path: str | os.PathLike[str] | None = None, *, env: EnvSettings | None = None) -> Path:
@@ -101,8 +119,9 @@ def inventory_path(path: str | os.PathLike[str] | None = None, *, env: EnvSettin
     return Path(DEFAULT_PATH)
 
 
-def load_boards(path: str | os.PathLike[str] | None = None, *,
-                targets: Mapping[str, str] | None = None) -> dict[str, Board]:
+def load_boards(
+    path: str | os.PathLike[str] | None = None, *, targets: Mapping[str, str] | None = None
+) -> dict[str, Board]:
     """Read boards.toml strictly; `targets` maps kpis.toml target names to their arch."""
     p = inventory_path(path)
     try:
@@ -121,8 +140,7 @@ def load_boards(path: str | os.PathLike[str] | None = None, *,
     return parse_boards(raw, p, targets=targets)
 
 
-def parse_boards(raw: Mapping[str, Any], path: Path, *,
-                 targets: Mapping[str, str] | None = None) -> dict[str, Board]:
+def parse_boards(raw: Mapping[str, Any], path: Path, *, targets: Mapping[str, str] | None = None) -> dict[str, Board]:
     """Check an already-parsed inventory document; errors name `path` and the key."""
     known_targets = dict(DEFAULT_TARGETS if targets is None else targets)
     top = _Table(path, "", raw)
@@ -153,7 +171,12 @@ def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
 
 
 _TYPE_NAMES: Final[Mapping[type, str]] = {
-    dict: "a table", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+    dict: "a table",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
 }
 
 
@@ -162,8 +185,16 @@ def _type_name(v: object) -> str:
 
 
 _KNOWN_KEYS: Final[tuple[str, ...]] = (
-    "model", "arch", "target", "transport", *SSH_ONLY, "command_timeout_s", "camera_source", "interface",
-    "work_dir", "tags",
+    "model",
+    "arch",
+    "target",
+    "transport",
+    *SSH_ONLY,
+    "command_timeout_s",
+    "camera_source",
+    "interface",
+    "work_dir",
+    "tags",
 )
 
 
@@ -211,22 +242,26 @@ def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
     if not model:
         raise t.error("model", "must not be empty")
     if model not in SEED_MODELS:
-        notes.append(f"model {model!r} is not one of the nine seed boards{_did_you_mean(model, SEED_MODELS)}; "
-                     "it counts as an extra board")
+        notes.append(
+            f"model {model!r} is not one of the nine seed boards{_did_you_mean(model, SEED_MODELS)}; "
+            "it counts as an extra board"
+        )
     arch = t.get("arch", str, required=True)
     if arch not in ARCHES:
         raise t.error("arch", f"{arch!r} is not one of {', '.join(ARCHES)}{_did_you_mean(arch, ARCHES)}")
     target = t.get("target", str, required=True)
     if target not in targets:
         names = tuple(targets)
-        raise t.error("target", f"{target!r} is not a kpis.toml target ({', '.join(names)})"
-                                f"{_did_you_mean(target, names)}")
+        raise t.error(
+            "target", f"{target!r} is not a kpis.toml target ({', '.join(names)}){_did_you_mean(target, names)}"
+        )
     if targets[target] != arch:
         raise t.error("arch", f"{arch!r} does not match target {target!r}, whose arch is {targets[target]!r}")
     transport = t.get("transport", str, required=True)
     if transport not in TRANSPORTS:
-        raise t.error("transport", f"{transport!r} is not one of {', '.join(TRANSPORTS)}"
-                                   f"{_did_you_mean(transport, TRANSPORTS)}")
+        raise t.error(
+            "transport", f"{transport!r} is not one of {', '.join(TRANSPORTS)}{_did_you_mean(transport, TRANSPORTS)}"
+        )
 
     ssh: dict[str, Any] = {}
     if transport == "ssh":
@@ -262,8 +297,11 @@ def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
         raise t.error("command_timeout_s", "must be > 0")
     camera = t.get("camera_source", str, required=False)
     if camera is not None and camera not in CAMERA_KEYWORDS and not _VIDEO_RE.match(camera):
-        raise t.error("camera_source", f"{camera!r} is not one of {', '.join(CAMERA_KEYWORDS)} or a /dev/videoN "
-                                       f"path{_did_you_mean(camera, CAMERA_KEYWORDS)}")
+        raise t.error(
+            "camera_source",
+            f"{camera!r} is not one of {', '.join(CAMERA_KEYWORDS)} or a /dev/videoN "
+            f"path{_did_you_mean(camera, CAMERA_KEYWORDS)}",
+        )
     interface = t.get("interface", str, required=False)
     if interface is not None and not _IFACE_RE.match(interface):
         raise t.error("interface", "must be a network interface name (letters, digits, '.', '_', '-'; ≤ 15)")
@@ -275,10 +313,16 @@ def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
         if not isinstance(tag, str):
             raise t.error(f"tags[{i}]", f"must be a string, not {_type_name(tag)}")
     return Board(
-        name=name, model=model, arch=cast(Arch, arch), target=target,
-        transport=cast(TransportKind, transport), **ssh,
+        name=name,
+        model=model,
+        arch=cast(Arch, arch),
+        target=target,
+        transport=cast(TransportKind, transport),
+        **ssh,
         command_timeout_s=3600.0 if command_timeout is None else float(command_timeout),
-        camera_source=camera, interface=interface or "eth0", work_dir=(work_dir or "/tmp/ant-kpi").rstrip("/"),
+        camera_source=camera,
+        interface=interface or "eth0",
+        work_dir=(work_dir or "/tmp/ant-kpi").rstrip("/"),
         tags=tuple(tags),
         notes=tuple(notes),
     )

@@ -42,8 +42,14 @@ class Lease:
     path: Path
 
     def note(self) -> dict[str, Any]:
-        return {"board": self.board, "run_id": self.run_id, "pid": self.pid, "host": self.host,
-                "acquired_at": self.acquired_at, "expires_at": self.expires_at}
+        return {
+            "board": self.board,
+            "run_id": self.run_id,
+            "pid": self.pid,
+            "host": self.host,
+            "acquired_at": self.acquired_at,
+            "expires_at": self.expires_at,
+        }
 
 
 def lease_path(leases_dir: Path, board_name: str) -> Path:
@@ -97,8 +103,15 @@ def _iso(t: float) -> str:
 
 
 @contextlib.contextmanager
-def lease(board_name: str, *, leases_dir: Path, run_id: str, ttl_s: float, wait: bool = False,
-          wait_timeout_s: float | None = None) -> Iterator[Lease]:
+def lease(
+    board_name: str,
+    *,
+    leases_dir: Path,
+    run_id: str,
+    ttl_s: float,
+    wait: bool = False,
+    wait_timeout_s: float | None = None,
+) -> Iterator[Lease]:
     """Hold the board for this run; Blocked when another run has it (or, with wait, once wait_timeout_s passes)."""
     if ttl_s <= 0:
         raise BadInput(f"lease ttl must be > 0 s, got {ttl_s:g}")
@@ -117,8 +130,15 @@ def lease(board_name: str, *, leases_dir: Path, run_id: str, ttl_s: float, wait:
                 # Polling rather than a blocking flock: a waiting run stays interruptible (Ctrl-C).
                 time.sleep(POLL_S)
         now = time.time()
-        held = Lease(board=board_name, run_id=run_id, pid=os.getpid(), host=socket.gethostname(),
-                     acquired_at=now, expires_at=now + ttl_s, path=path)
+        held = Lease(
+            board=board_name,
+            run_id=run_id,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            acquired_at=now,
+            expires_at=now + ttl_s,
+            path=path,
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(held.note(), sort_keys=True) + "\n").encode(), 0)
         try:

@@ -45,8 +45,15 @@ class LocalTransport:
     def __repr__(self) -> str:
         return f"LocalTransport({self.name!r})"
 
-    def run(self, argv: Sequence[str], *, timeout: float | None, stdout_path: Path | None = None,
-            cwd: str | None = None, env: Mapping[str, str] | None = None) -> CommandResult:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None,
+        stdout_path: Path | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
         """Run argv here; `timeout` None means the board's command_timeout_s."""
         if not argv:
             raise BadInput("empty command")
@@ -61,8 +68,15 @@ class LocalTransport:
                 out = stack.enter_context(stdout_path.open("wb"))
             try:
                 # A session of its own, so a timeout can kill the whole tree.
-                proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.PIPE, cwd=cwd, env=full_env, start_new_session=True)
+                proc = subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                    cwd=cwd,
+                    env=full_env,
+                    start_new_session=True,
+                )
             except FileNotFoundError as e:
                 if e.filename == argv[0] or cwd is None:
                     code, why = EXIT_NOT_FOUND, f"cannot run {argv[0]!r}: {e.strerror}"
@@ -70,9 +84,12 @@ class LocalTransport:
                     code, why = EXIT_CANNOT_RUN, f"cannot change to directory {cwd}: {e.strerror}"
                 return CommandResult(exit_code=code, stdout="", stderr=why, wall_s=time.monotonic() - start)
             except OSError as e:
-                return CommandResult(exit_code=EXIT_CANNOT_RUN, stdout="",
-                                     stderr=f"cannot run {argv[0]!r}: {e.strerror or e}",
-                                     wall_s=time.monotonic() - start)
+                return CommandResult(
+                    exit_code=EXIT_CANNOT_RUN,
+                    stdout="",
+                    stderr=f"cannot run {argv[0]!r}: {e.strerror or e}",
+                    wall_s=time.monotonic() - start,
+                )
             timed_out = False
             try:
                 stdout_b, stderr_b = proc.communicate(timeout=limit)
@@ -86,7 +103,8 @@ class LocalTransport:
             exit_code=EXIT_TIMEOUT if timed_out else _exit_code(proc.returncode),
             stdout=(stdout_b or b"").decode("utf-8", "replace"),
             stderr=(stderr_b or b"").decode("utf-8", "replace"),
-            wall_s=wall, timed_out=timed_out,
+            wall_s=wall,
+            timed_out=timed_out,
         )
 
     def remote_path(self, remote: str) -> str:
@@ -128,5 +146,3 @@ def _copy_verified(src: Path, dst: Path, board: str) -> str:
     if got != expected:
         raise StepFailed(f"copy of {src} to {dst} on board {board} is corrupt (sha256 {got} != {expected})")
     return got
-
-

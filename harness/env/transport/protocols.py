@@ -46,8 +46,15 @@ class CommandResult:
 class CommandProtocol(Protocol):
     """Run an argv on the target (never through a shell that would re-split it)."""
 
-    def run(self, argv: Sequence[str], *, timeout: float | None, stdout_path: Path | None = None,
-            cwd: str | None = None, env: Mapping[str, str] | None = None) -> CommandResult: ...
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None,
+        stdout_path: Path | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult: ...
 
 
 @runtime_checkable
@@ -74,8 +81,6 @@ class Transport(CommandProtocol, FileTransferProtocol, IdentityProtocol, Protoco
 
     @property
     def name(self) -> str: ...
-
-
 
 
 class Endpoint(Protocol):
@@ -185,5 +190,3 @@ def _seconds(value: float) -> str:
 
 def _join_remote(base: str, remote: str) -> str:
     return remote if remote.startswith("/") else f"{base.rstrip('/')}/{remote}"
-
-

@@ -38,14 +38,17 @@ def ensure_pss(transport: Transport, remote_dir: str) -> str:
     ready = _PSS_READY.setdefault(transport, set())
     if path in ready:
         return path
-    check = transport.run(["python3", "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 7) else 3)"],
-                          timeout=60)
+    check = transport.run(["python3", "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 7) else 3)"], timeout=60)
     if check.exit_code == EXIT_NOT_FOUND:
-        raise Blocked(f"board {transport.name} has no python3, which the PSS sampler needs",
-                      "install python3 (3.7 or newer) on the board")
+        raise Blocked(
+            f"board {transport.name} has no python3, which the PSS sampler needs",
+            "install python3 (3.7 or newer) on the board",
+        )
     if check.exit_code != 0:
-        raise Blocked(f"board {transport.name}: python3 is older than 3.7, too old for the PSS sampler",
-                      "install python3 3.7 or newer on the board")
+        raise Blocked(
+            f"board {transport.name}: python3 is older than 3.7, too old for the PSS sampler",
+            "install python3 3.7 or newer on the board",
+        )
     there = transport.run(["sha256sum", "--", path], timeout=60)
     fields = there.stdout.split()
     if there.exit_code != 0 or not fields or fields[0] != sha256_file(PSS_SOURCE):
@@ -54,8 +57,17 @@ def ensure_pss(transport: Transport, remote_dir: str) -> str:
     return path
 
 
-def run_sampled(transport: Transport, argv: Sequence[str], *, remote_dir: str, json_name: str, vminfo_name: str,
-                timeout: float, local_dir: Path, interval_s: float | None = None) -> tuple[CommandResult, Path]:
+def run_sampled(
+    transport: Transport,
+    argv: Sequence[str],
+    *,
+    remote_dir: str,
+    json_name: str,
+    vminfo_name: str,
+    timeout: float,
+    local_dir: Path,
+    interval_s: float | None = None,
+) -> tuple[CommandResult, Path]:
     """Run argv under pss.py on the board; fetch its JSON and vminfo log into local_dir (fidelity "board").
 
     Returns the sampler's CommandResult (its exit code is the command's) and the local JSON path;
@@ -67,8 +79,16 @@ def run_sampled(transport: Transport, argv: Sequence[str], *, remote_dir: str, j
     pss_path = ensure_pss(transport, remote_dir)
     base = transport.remote_path(remote_dir)
     json_remote, vminfo_remote = f"{base}/{json_name}", f"{base}/{vminfo_name}"
-    pss_argv = ["python3", pss_path, "--json", json_remote, "--vminfo-log", vminfo_remote,
-                "--timeout", _seconds(timeout)]
+    pss_argv = [
+        "python3",
+        pss_path,
+        "--json",
+        json_remote,
+        "--vminfo-log",
+        vminfo_remote,
+        "--timeout",
+        _seconds(timeout),
+    ]
     if interval_s is not None:
         pss_argv += ["--interval", _seconds(interval_s)]
     result = transport.run([*pss_argv, "--", *argv], timeout=timeout + PSS_GRACE_S)
@@ -77,6 +97,8 @@ def run_sampled(transport: Transport, argv: Sequence[str], *, remote_dir: str, j
         local_json = transport.get(json_remote, local_dir / json_name)
         transport.get(vminfo_remote, local_dir / vminfo_name)
     except StepFailed as e:
-        raise StepFailed(f"pss.py on board {transport.name} left no results (exit {result.exit_code}: "
-                         f"{_tail(result.stderr, 200)}); {e.what}") from None
+        raise StepFailed(
+            f"pss.py on board {transport.name} left no results (exit {result.exit_code}: "
+            f"{_tail(result.stderr, 200)}); {e.what}"
+        ) from None
     return result, local_json

@@ -41,21 +41,23 @@ from harness.errors import BadInput, Blocked, StepFailed
 # connection that broke (ssh's own 255): only the former has it. argv arrives as "$@", so nothing
 # in it is ever parsed by a shell.
 _WRAPPER: Final = (
-    'tok=$1; d=$2; t=$3; shift 3; '
+    "tok=$1; d=$2; t=$3; shift 3; "
     'if [ -n "$d" ]; then cd -- "$d" || { printf "\\n%s %d\\n" "$tok" 126 >&2; exit 126; }; fi; '
     'if [ -n "$t" ] && timeout -k 1 5 true >/dev/null 2>&1; then timeout -k 10 "$t" "$@"; else "$@"; fi; '
     'rc=$?; printf "\\n%s %d\\n" "$tok" "$rc" >&2; exit "$rc"'
 )
 _PUT_SCRIPT: Final = (
-    'dst=$1; tmp=$1.$2.part; '
+    "dst=$1; tmp=$1.$2.part; "
     'mkdir -p -- "$(dirname -- "$dst")" && cat > "$tmp" && chmod "$3" "$tmp" && mv -f -- "$tmp" "$dst" '
     '&& sha256sum -- "$dst" || { rc=$?; rm -f -- "$tmp"; exit "$rc"; }'
 )
 _GET_SCRIPT: Final = 'sha256sum -- "$1" >&2 && exec cat -- "$1"'
 # The ssh log (-E) lines that mean the SSH session itself was established.
 _AUTHENTICATED: Final = "Authenticated to "
-_HOSTKEY_CHANGED: Final = ("REMOTE HOST IDENTIFICATION HAS CHANGED",
-                           "has changed and you have requested strict checking")
+_HOSTKEY_CHANGED: Final = (
+    "REMOTE HOST IDENTIFICATION HAS CHANGED",
+    "has changed and you have requested strict checking",
+)
 _HOSTKEY_UNKNOWN: Final = "host key is known for"
 _HOSTKEY_FAILED: Final = "Host key verification failed"
 _AUTH_FAILED: Final = "Permission denied"
@@ -74,8 +76,16 @@ class _Raw:
 class SshTransport:
     """A board over OpenSSH: BatchMode, strict host keys from a known_hosts file, keepalives."""
 
-    def __init__(self, board: Endpoint, *, attempts: int = 3, backoff_s: float = 1.0,
-                 alive_interval_s: float = 5.0, alive_count_max: int = 3, ssh: str = "ssh") -> None:
+    def __init__(
+        self,
+        board: Endpoint,
+        *,
+        attempts: int = 3,
+        backoff_s: float = 1.0,
+        alive_interval_s: float = 5.0,
+        alive_count_max: int = 3,
+        ssh: str = "ssh",
+    ) -> None:
         if board.transport != "ssh" or not board.host:
             raise BadInput(f"board {board.name} is not an ssh board")
         self.board = board
@@ -103,16 +113,26 @@ class SshTransport:
         # This argv holds credentials (user, key path): it is never logged or returned.
         b = self.board
         argv = [
-            self.ssh, "-T",
-            "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", f"ConnectTimeout={max(1, round(b.connect_timeout_s))}",
-            "-o", f"ServerAliveInterval={max(1, round(self.alive_interval_s))}",
-            "-o", f"ServerAliveCountMax={self.alive_count_max}",
-            "-o", "LogLevel=VERBOSE",
-            "-E", str(log),
-            "-p", str(b.port),
+            self.ssh,
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            f"ConnectTimeout={max(1, round(b.connect_timeout_s))}",
+            "-o",
+            f"ServerAliveInterval={max(1, round(self.alive_interval_s))}",
+            "-o",
+            f"ServerAliveCountMax={self.alive_count_max}",
+            "-o",
+            "LogLevel=VERBOSE",
+            "-E",
+            str(log),
+            "-p",
+            str(b.port),
         ]
         if b.identity_file:
             argv += ["-i", b.identity_file, "-o", "IdentitiesOnly=yes"]
@@ -130,11 +150,15 @@ class SshTransport:
 
     def _preflight(self) -> None:
         if shutil.which(self.ssh) is None:
-            raise Blocked(f"the OpenSSH client ({self.ssh}) is not installed, so board {self.name} cannot be reached",
-                          "apt-get install openssh-client")
+            raise Blocked(
+                f"the OpenSSH client ({self.ssh}) is not installed, so board {self.name} cannot be reached",
+                "apt-get install openssh-client",
+            )
         if self.board.identity_file and not Path(self.board.identity_file).is_file():
-            raise Blocked(f"board {self.name}: its identity_file does not exist on this machine",
-                          f"fix identity_file of [boards.{self.name}] in boards.toml")
+            raise Blocked(
+                f"board {self.name}: its identity_file does not exist on this machine",
+                f"fix identity_file of [boards.{self.name}] in boards.toml",
+            )
         if not Path(self.known_hosts).is_file():
             raise Blocked(
                 f"board {self.name}: no known_hosts file, so its host key cannot be verified",
@@ -146,8 +170,7 @@ class SshTransport:
         with tempfile.TemporaryDirectory(prefix="ant-kpi-ssh-") as tmp:
             log = Path(tmp) / "ssh.log"
             start = time.monotonic()
-            proc = subprocess.Popen(self._ssh_argv(log, remote), stdin=stdin, stdout=stdout,
-                                    stderr=subprocess.PIPE)
+            proc = subprocess.Popen(self._ssh_argv(log, remote), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
             local_timeout = False
             try:
                 out, err = proc.communicate(timeout=limit)
@@ -157,8 +180,14 @@ class SshTransport:
                 out, err = proc.communicate()
             wall = time.monotonic() - start
             text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-        return _Raw(exit_code=proc.returncode, stdout=out or b"", stderr=err or b"", log=text, wall_s=wall,
-                    local_timeout=local_timeout)
+        return _Raw(
+            exit_code=proc.returncode,
+            stdout=out or b"",
+            stderr=err or b"",
+            log=text,
+            wall_s=wall,
+            local_timeout=local_timeout,
+        )
 
     def _hostkey_blocked(self, log: str) -> Blocked:
         b = self.board
@@ -178,12 +207,16 @@ class SshTransport:
         )
 
     def _diagnosis(self, raw: _Raw) -> str:
-        lines = [ln for ln in (raw.log + "\n" + raw.stderr.decode("utf-8", "replace")).splitlines()
-                 if ln.strip() and not ln.startswith(("Transferred:", "Bytes per second:", _AUTHENTICATED))]
+        lines = [
+            ln
+            for ln in (raw.log + "\n" + raw.stderr.decode("utf-8", "replace")).splitlines()
+            if ln.strip() and not ln.startswith(("Transferred:", "Bytes per second:", _AUTHENTICATED))
+        ]
         return self._redact(_tail(" ".join(lines[-2:]), 200)) or "no message from ssh"
 
-    def _connect(self, remote: str, *, stdin_path: Path | None, stdout: IO[bytes] | int, limit: float,
-                 what: str) -> _Raw:
+    def _connect(
+        self, remote: str, *, stdin_path: Path | None, stdout: IO[bytes] | int, limit: float, what: str
+    ) -> _Raw:
         """Run `remote` over ssh, retrying only while no SSH session could be established."""
         self._preflight()
         last = ""
@@ -200,8 +233,7 @@ class SshTransport:
                 raw = self._once(remote, stdin=stdin, stdout=stdout, limit=limit)
             if raw.exit_code != 255 or _AUTHENTICATED in raw.log:
                 return raw
-            if _HOSTKEY_FAILED in raw.log or any(s in raw.log for s in _HOSTKEY_CHANGED) \
-                    or _HOSTKEY_UNKNOWN in raw.log:
+            if _HOSTKEY_FAILED in raw.log or any(s in raw.log for s in _HOSTKEY_CHANGED) or _HOSTKEY_UNKNOWN in raw.log:
                 raise self._hostkey_blocked(raw.log)
             if _AUTH_FAILED in raw.log:
                 raise Blocked(
@@ -217,9 +249,16 @@ class SshTransport:
             "and that sshd runs on it; then resume the run",
         )
 
-    def _call(self, argv: Sequence[str], *, timeout: float | None, stdout_path: Path | None = None,
-              stdin_path: Path | None = None, cwd: str | None = None,
-              env: Mapping[str, str] | None = None) -> CommandResult:
+    def _call(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None,
+        stdout_path: Path | None = None,
+        stdin_path: Path | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
         if not argv:
             raise BadInput("empty command")
         _check_env(env)
@@ -240,13 +279,21 @@ class SshTransport:
         stdout = raw.stdout.decode("utf-8", "replace")
         if match:
             code = int(match.group(1))
-            return CommandResult(exit_code=code, stdout=stdout, stderr=stderr[:match.start()], wall_s=raw.wall_s,
-                                 timed_out=code == EXIT_TIMEOUT and raw.wall_s >= limit)
+            return CommandResult(
+                exit_code=code,
+                stdout=stdout,
+                stderr=stderr[: match.start()],
+                wall_s=raw.wall_s,
+                timed_out=code == EXIT_TIMEOUT and raw.wall_s >= limit,
+            )
         if raw.local_timeout:
             return CommandResult(
-                exit_code=EXIT_TIMEOUT, stdout=stdout, wall_s=raw.wall_s, timed_out=True,
+                exit_code=EXIT_TIMEOUT,
+                stdout=stdout,
+                wall_s=raw.wall_s,
+                timed_out=True,
                 stderr=stderr + f"\n(board {self.name} gave no answer within {local_limit:g} s; the command may "
-                                "still run there: its `timeout` is missing or does not understand -k)",
+                "still run there: its `timeout` is missing or does not understand -k)",
             )
         if raw.exit_code != 255:
             # The session ended normally without the wrapper's report (e.g. a login shell that is not
@@ -259,8 +306,15 @@ class SshTransport:
 
     # -- protocols -----------------------------------------------------------------------------
 
-    def run(self, argv: Sequence[str], *, timeout: float | None, stdout_path: Path | None = None,
-            cwd: str | None = None, env: Mapping[str, str] | None = None) -> CommandResult:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None,
+        stdout_path: Path | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
         """Run argv on the board; `timeout` None means the board's command_timeout_s."""
         return self._call(argv, timeout=timeout, stdout_path=stdout_path, cwd=cwd, env=env)
 
@@ -276,14 +330,19 @@ class SshTransport:
         expected = sha256_file(src)
         dst = self.remote_path(remote)
         mode = f"{src.stat().st_mode & 0o777:o}"
-        r = self._call(["sh", "-c", _PUT_SCRIPT, "ant-kpi-put", dst, secrets.token_hex(4), mode],
-                       timeout=self.default_timeout, stdin_path=src)
+        r = self._call(
+            ["sh", "-c", _PUT_SCRIPT, "ant-kpi-put", dst, secrets.token_hex(4), mode],
+            timeout=self.default_timeout,
+            stdin_path=src,
+        )
         if r.exit_code != 0:
             self._transfer_failed(f"cannot copy {src.name} to {dst} on board {self.name}", r)
         got = r.stdout.split()[0] if r.stdout.split() else ""
         if got != expected:
-            raise StepFailed(f"copy of {src.name} to {dst} on board {self.name} does not verify "
-                             f"(sha256 there {got or 'missing'}, here {expected})")
+            raise StepFailed(
+                f"copy of {src.name} to {dst} on board {self.name} does not verify "
+                f"(sha256 there {got or 'missing'}, here {expected})"
+            )
         return got
 
     def get(self, remote: str, local: Path) -> Path:
@@ -293,16 +352,17 @@ class SshTransport:
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.part")
         try:
-            r = self._call(["sh", "-c", _GET_SCRIPT, "ant-kpi-get", src], timeout=self.default_timeout,
-                           stdout_path=tmp)
+            r = self._call(["sh", "-c", _GET_SCRIPT, "ant-kpi-get", src], timeout=self.default_timeout, stdout_path=tmp)
             if r.exit_code != 0:
                 self._transfer_failed(f"cannot fetch {src} from board {self.name}", r)
             first = r.stderr.split()
             expected = first[0] if first and _SHA_RE.match(first[0]) else ""
             got = sha256_file(tmp)
             if got != expected:
-                raise StepFailed(f"copy of {src} from board {self.name} does not verify "
-                                 f"(sha256 there {expected or 'missing'}, here {got})")
+                raise StepFailed(
+                    f"copy of {src} from board {self.name} does not verify "
+                    f"(sha256 there {expected or 'missing'}, here {got})"
+                )
             os.replace(tmp, dst)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -311,11 +371,11 @@ class SshTransport:
 
     def _transfer_failed(self, what: str, r: CommandResult) -> None:
         if r.exit_code == EXIT_NOT_FOUND:
-            raise Blocked(f"{what}: a tool is missing on the board ({_tail(r.stderr, 120)})",
-                          "install coreutils (sha256sum, cat, mkdir) on the board")
+            raise Blocked(
+                f"{what}: a tool is missing on the board ({_tail(r.stderr, 120)})",
+                "install coreutils (sha256sum, cat, mkdir) on the board",
+            )
         raise StepFailed(f"{what}: exit {r.exit_code}: {_tail(r.stderr) or 'no message'}")
 
     def identity(self) -> dict[str, Any]:
         return {"board": self.name, "transport": "ssh", **probe_identity(self)}
-
-

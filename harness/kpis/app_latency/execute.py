@@ -94,8 +94,9 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _session_argv(companion: str, app: str, work: str, copy: str, sends: int, wall: float,
-                  runtime: list[str]) -> list[str]:
+def _session_argv(
+    companion: str, app: str, work: str, copy: str, sends: int, wall: float, runtime: list[str]
+) -> list[str]:
     """The companion stand-in's session driver: install `app` under main-old.js, echo, stop."""
     return [
         "python3", companion, "session",
@@ -114,14 +115,34 @@ def _summary_lines(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.startswith(("session:", "companion:"))]
 
 
-def _measured(step: Step, run: Run, *, sessions: dict[str, Any], summary: list[str], sends: int, wall: float,
-              runtime: list[str], started_at: float, log: Path, identity: dict[str, Any], where: str = "",
-              companion: str = "") -> dict[str, Any]:
+def _measured(
+    step: Step,
+    run: Run,
+    *,
+    sessions: dict[str, Any],
+    summary: list[str],
+    sends: int,
+    wall: float,
+    runtime: list[str],
+    started_at: float,
+    log: Path,
+    identity: dict[str, Any],
+    where: str = "",
+    companion: str = "",
+) -> dict[str, Any]:
     """The outputs of one measure step, wherever it ran; StepFailed when neither session ran."""
     if all(sess["rc"] != 0 for sess in sessions.values()):
         raise StepFailed(f"{step.id}: neither session ran{where}: {'; '.join(summary[-3:])}", log=run.rel(log))
-    out = {"sessions": sessions, "summary": summary, "sends": sends, "wall_bound_s": wall, "argv": runtime,
-           "started_at": started_at, "driver_log": str(log), "identity": identity}
+    out = {
+        "sessions": sessions,
+        "summary": summary,
+        "sends": sends,
+        "wall_bound_s": wall,
+        "argv": runtime,
+        "started_at": started_at,
+        "driver_log": str(log),
+        "identity": identity,
+    }
     if companion:
         out["companion"] = companion
     return out
@@ -160,9 +181,20 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], patch: dict[str
         except StepFailed:
             app_log.write_text("")
         sessions[copy] = {"rc": res.exit_code, "log": str(app_log), "wall_s": round(res.wall_s, 1)}
-    return _measured(step, run, sessions=sessions, summary=summary, sends=sends, wall=wall, runtime=runtime,
-                     started_at=started_at, log=log, identity=deploy["identity"], where=f" on board {transport.name}",
-                     companion="stand-in on the board's loopback")
+    return _measured(
+        step,
+        run,
+        sessions=sessions,
+        summary=summary,
+        sends=sends,
+        wall=wall,
+        runtime=runtime,
+        started_at=started_at,
+        log=log,
+        identity=deploy["identity"],
+        where=f" on board {transport.name}",
+        companion="stand-in on the board's loopback",
+    )
 
 
 def exec_measure(step: Step, run: Run) -> dict[str, Any]:
@@ -189,8 +221,9 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
             if cwd.exists():
                 shutil.rmtree(cwd)  # main-old.js would load a leftover app0.js at start-up
             cwd.mkdir()
-            argv = _session_argv(companion, f"{ant_build.WORK_MOUNT}/{copy}.js", ant_build.WORK_MOUNT, copy,
-                                 sends, wall, runtime)
+            argv = _session_argv(
+                companion, f"{ant_build.WORK_MOUNT}/{copy}.js", ant_build.WORK_MOUNT, copy, sends, wall, runtime
+            )
             t0 = time.monotonic()
             rc = c.run(argv, log_path=log)
             app_log = run.raw_path(step.id, f".{copy}.log")
@@ -201,8 +234,18 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
                 app_log.write_text("")
             sessions[copy] = {"rc": rc, "log": str(app_log), "wall_s": round(time.monotonic() - t0, 1)}
     summary = _summary_lines(log.read_text(errors="replace"))
-    return _measured(step, run, sessions=sessions, summary=summary, sends=sends, wall=wall, runtime=runtime,
-                     started_at=started_at, log=log, identity={**identity, "container_image": deploy["image_id"]})
+    return _measured(
+        step,
+        run,
+        sessions=sessions,
+        summary=summary,
+        sends=sends,
+        wall=wall,
+        runtime=runtime,
+        started_at=started_at,
+        log=log,
+        identity={**identity, "container_image": deploy["image_id"]},
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -177,13 +177,14 @@ def collect_bundle(step: Step, run: Run) -> tuple[Path, dict[str, Any]]:
     ]  # fmt: skip
     img = run.outputs[f"image:{build.image}"]
     log = run.log_path(f"{step.id}:bundle")
-    with container_for(run, img["tag"], mounts={str(tree): TREE_MOUNT, str(work): WORK_MOUNT},
-                   workdir=WORK_MOUNT) as c:
+    with container_for(run, img["tag"], mounts={str(tree): TREE_MOUNT, str(work): WORK_MOUNT}, workdir=WORK_MOUNT) as c:
         rc = c.run(argv, log_path=log)
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
     if rc == EXIT_MISSING:
-        raise Blocked(f"{step.id}: the {build.image} image lacks libraries the runtime needs ({tail[0][:300]})",
-                      f"add the {TRIPLETS[run.manifest.targets[target].arch]} packages to containers/{build.image}")
+        raise Blocked(
+            f"{step.id}: the {build.image} image lacks libraries the runtime needs ({tail[0][:300]})",
+            f"add the {TRIPLETS[run.manifest.targets[target].arch]} packages to containers/{build.image}",
+        )
     if rc != 0:
         raise StepFailed(f"{step.id}: collecting the runtime bundle exited {rc}", log=run.rel(log))
     meta = json.loads(marker.read_text())

@@ -22,8 +22,15 @@ def _write_ppm(path: Path, pixels: np.ndarray) -> None:
     path.write_bytes(f"P6\n{w} {h}\n255\n".encode("ascii") + pixels.astype(np.uint8).tobytes())
 
 
-def synthetic_imagefolder(root: Path, *, classes: int = SYNTH_CLASSES, per_class: int = SYNTH_PER_CLASS,
-                          size: int = SYNTH_SIZE, seed: int = 0, jpeg: bool | None = None) -> dict[str, Any]:
+def synthetic_imagefolder(
+    root: Path,
+    *,
+    classes: int = SYNTH_CLASSES,
+    per_class: int = SYNTH_PER_CLASS,
+    size: int = SYNTH_SIZE,
+    seed: int = 0,
+    jpeg: bool | None = None,
+) -> dict[str, Any]:
     """Random RGB images in the ImageFolder layout root/{train,val}/c<k>/<i>.<ext>; JPEG needs Pillow."""
     if jpeg is None:
         try:
@@ -50,5 +57,10 @@ def synthetic_imagefolder(root: Path, *, classes: int = SYNTH_CLASSES, per_class
                 else:
                     _write_ppm(p, pixels)
                 n += 1
-    return {"path": str(root), "train": str(root / "train"), "val": str(root / "val"), "images": n,
-            "format": "jpeg" if jpeg else "ppm"}
+    return {
+        "path": str(root),
+        "train": str(root / "train"),
+        "val": str(root / "val"),
+        "images": n,
+        "format": "jpeg" if jpeg else "ppm",
+    }

@@ -69,10 +69,16 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
 
     img = run.manifest.images[step.params["image"]]
     if not (run.project_root / img.context).is_dir():
-        raise Blocked(f"image {img.name}: its build context {img.context} is not in this version of the harness",
-                      "see `ant-kpi plan` for what the image must hold; smoke steps that need it stay blocked")
+        raise Blocked(
+            f"image {img.name}: its build context {img.context} is not in this version of the harness",
+            "see `ant-kpi plan` for what the image must hold; smoke steps that need it stay blocked",
+        )
     ref = ensure_image(
-        img, root=run.project_root, env=run.env, client=docker_for(run), console=run.console,
+        img,
+        root=run.project_root,
+        env=run.env,
+        client=docker_for(run),
+        console=run.console,
         log_path=run.log_path(step.id),
     )
     return {"tag": ref.tag, "id": ref.id, "digest": ref.digest, "provenance": ref.to_provenance()}
@@ -233,8 +239,11 @@ def measured_fields(run: Run, step: Step, outputs: Mapping[str, Any]) -> dict[st
     `outputs` is what the measure step returned: `argv`, `identity`, `log`, `source_commit`.
     """
     return {
-        "variant": step.variant, "fidelity": step.fidelity or "host", "repeat": step.repeat or 0,
-        "argv": [str(a) for a in outputs.get("argv", ())], "target_identity": outputs.get("identity", {}),
+        "variant": step.variant,
+        "fidelity": step.fidelity or "host",
+        "repeat": step.repeat or 0,
+        "argv": [str(a) for a in outputs.get("argv", ())],
+        "target_identity": outputs.get("identity", {}),
         "log": run.rel(Path(outputs["log"])) if outputs.get("log") else "",
         "source_commit": str(outputs.get("source_commit", "")),
     }
@@ -263,5 +272,3 @@ COMMON_EXECUTORS: dict[str, Executor] = {
     "build": exec_build,
     "evaluate": exec_evaluate,
 }
-
-

@@ -324,8 +324,9 @@ class _Builder:
         self.operators: list[Any] = []
         self.opcodes: list[tuple[int, int]] = []
 
-    def tensor(self, name: str, shape: Sequence[int], ttype: int, data: np.ndarray | None = None,
-               quant: _Quant | None = None) -> int:
+    def tensor(
+        self, name: str, shape: Sequence[int], ttype: int, data: np.ndarray | None = None, quant: _Quant | None = None
+    ) -> int:
         t = self.s.TensorT()
         t.name = name
         t.shape = list(shape)
@@ -344,8 +345,9 @@ class _Builder:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
-    def op(self, code: int, version: int, inputs: list[int], outputs: list[int], options_type: int,
-           options: Any) -> None:
+    def op(
+        self, code: int, version: int, inputs: list[int], outputs: list[int], options_type: int, options: Any
+    ) -> None:
         key = (code, version)
         if key not in self.opcodes:
             self.opcodes.append(key)
@@ -363,7 +365,12 @@ class _Builder:
         s = self.s
         sg = s.SubGraphT()
         sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = (
-            self.tensors, inputs, outputs, self.operators, "main")
+            self.tensors,
+            inputs,
+            outputs,
+            self.operators,
+            "main",
+        )
         model = s.ModelT()
         model.version = SCHEMA_VERSION
         model.description = description
@@ -443,8 +450,9 @@ def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1, de
         pad = _explicit_pad(layer)
         if pad:
             h, w = h + 2 * pad, w + 2 * pad
-            pads = b.tensor(f"{name}/paddings", (4, 2), tt.INT32,
-                            np.array([[0, 0], [pad, pad], [pad, pad], [0, 0]], dtype=np.int32))
+            pads = b.tensor(
+                f"{name}/paddings", (4, 2), tt.INT32, np.array([[0, 0], [pad, pad], [pad, pad], [0, 0]], dtype=np.int32)
+            )
             # PAD keeps its input's quantization, so the zeros it adds are the input's zero point.
             padded = b.tensor(f"{name}/padded", (1, h, w, in_ch), atype, quant=aq(i))
             b.op(ops.PAD, 2 if int8 else 1, [cur, pads], [padded], kinds.PadOptions, s.PadOptionsT())
@@ -499,31 +507,43 @@ def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1, de
         qw, wq = _weight_quant(net.fc_weights, 0)
         bscale = tuple(pool_q.scale[0] * sw for sw in wq.scale)
         fw = b.tensor("fc/weights", net.fc_weights.shape, tt.INT8, qw, wq)
-        fb_ = b.tensor("fc/bias", (n_classes,), tt.INT32,
-                       _bias_int32(net.fc_bias, bscale),
-                       _Quant(scale=bscale, zero_point=(0,) * n_classes))
+        fb_ = b.tensor(
+            "fc/bias",
+            (n_classes,),
+            tt.INT32,
+            _bias_int32(net.fc_bias, bscale),
+            _Quant(scale=bscale, zero_point=(0,) * n_classes),
+        )
         logit_q: _Quant | None = act_quants[n_layers + 2]
     else:
         fw = b.tensor("fc/weights", net.fc_weights.shape, tt.FLOAT32, net.fc_weights)
         fb_ = b.tensor("fc/bias", (n_classes,), tt.FLOAT32, net.fc_bias)
         logit_q = None
     logits = b.tensor("fc/out", (1, n_classes), atype, quant=logit_q)
-    b.op(ops.FULLY_CONNECTED, 4 if int8 else 1, [flat, fw, fb_], [logits], kinds.FullyConnectedOptions,
-         s.FullyConnectedOptionsT())
+    b.op(
+        ops.FULLY_CONNECTED,
+        4 if int8 else 1,
+        [flat, fw, fb_],
+        [logits],
+        kinds.FullyConnectedOptions,
+        s.FullyConnectedOptionsT(),
+    )
     kind = "int8" if int8 else "float32"
     if not net.softmax:
         return b.finish([model_in], [logits], description or f"ant-kpi MobileNet-like model ({kind})")
     # int8 softmax output is fixed by the kernel: scale 1/256, zero point -128.
-    probs = b.tensor("softmax/out", (1, n_classes), atype,
-                     quant=_Quant(scale=(1.0 / 256,), zero_point=(-128,)) if int8 else None)
+    probs = b.tensor(
+        "softmax/out", (1, n_classes), atype, quant=_Quant(scale=(1.0 / 256,), zero_point=(-128,)) if int8 else None
+    )
     sopts = s.SoftmaxOptionsT()
     sopts.beta = 1.0
     b.op(ops.SOFTMAX, 2 if int8 else 1, [logits], [probs], kinds.SoftmaxOptions, sopts)
     return b.finish([model_in], [probs], description or f"ant-kpi tiny MobileNet-like test model ({kind})")
 
 
-def tiny_mobilenet_like(path: str | os.PathLike[str], *, sparsity: float = 0.0, int8: bool = False,
-                        seed: int = 0) -> GeneratedModel:
+def tiny_mobilenet_like(
+    path: str | os.PathLike[str], *, sparsity: float = 0.0, int8: bool = False, seed: int = 0
+) -> GeneratedModel:
     """Write a tiny MobileNet-like .tflite (32x32x3 input) to `path`; same seed, same bytes."""
     net = tiny_net(seed=seed, sparsity=sparsity)
     data = to_tflite(net, int8=int8)

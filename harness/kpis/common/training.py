@@ -58,8 +58,9 @@ Transfer = Literal["mount", "copy"]
 # --------------------------------------------------------------------------------------------
 
 
-def prepare_tree(src: Path, work: Path, *, patches: Sequence[Patch] = (),
-                 stubs: Mapping[str, str] | None = None) -> tuple[Path, Path]:
+def prepare_tree(
+    src: Path, work: Path, *, patches: Sequence[Patch] = (), stubs: Mapping[str, str] | None = None
+) -> tuple[Path, Path]:
     """Copy an upstream tree to work/src (no .git), apply line patches, write stub modules into work/stubs.
 
     Returns (tree, stubs). The patches applied are listed with their reasons in work/patches.json.
@@ -115,8 +116,10 @@ def train_image_tag(run: Run) -> str:
     """The tag the image step built or reused for cuda-train; Blocked when that step has not run."""
     out = run.outputs.get(f"image:{TRAIN_IMAGE}")
     if not out or not out.get("tag"):
-        raise Blocked(f"the {TRAIN_IMAGE} image is not built in this run",
-                      f"let the image:{TRAIN_IMAGE} step complete (or `ant-kpi images build {TRAIN_IMAGE}`)")
+        raise Blocked(
+            f"the {TRAIN_IMAGE} image is not built in this run",
+            f"let the image:{TRAIN_IMAGE} step complete (or `ant-kpi images build {TRAIN_IMAGE}`)",
+        )
     return str(out["tag"])
 
 
@@ -137,14 +140,28 @@ def train_identity(run: Run) -> dict[str, Any]:
 def train_row(run: Run, kpi: str, **kw: Any) -> Row:
     """A result row of a measurement in the training image (on this host: target x86_64)."""
     img = train_image(run)
-    fields: dict[str, Any] = {"run_id": run.run_id, "kpi": kpi, "mode": run.mode, "target": "x86_64",
-                              "image_digest": str(img.get("digest") or img.get("id") or ""),
-                              **run.provenance_base(), **kw}
+    fields: dict[str, Any] = {
+        "run_id": run.run_id,
+        "kpi": kpi,
+        "mode": run.mode,
+        "target": "x86_64",
+        "image_digest": str(img.get("digest") or img.get("id") or ""),
+        **run.provenance_base(),
+        **kw,
+    }
     return Row(**fields)
 
 
-def run_training(run: Run, step: Step, argv: Sequence[str], *, work: Path, data: Path | None,
-                 env: Mapping[str, str] | None = None, cwd: str = WORK_MOUNT) -> tuple[int, Path]:
+def run_training(
+    run: Run,
+    step: Step,
+    argv: Sequence[str],
+    *,
+    work: Path,
+    data: Path | None,
+    env: Mapping[str, str] | None = None,
+    cwd: str = WORK_MOUNT,
+) -> tuple[int, Path]:
     """Run argv in the cuda-train image (work at /work, data read-only at /data, GPUs when available).
 
     The log is run.log_path(step.id), started afresh with a header (image, GPUs, mounts, argv).
@@ -178,12 +195,32 @@ def run_training(run: Run, step: Step, argv: Sequence[str], *, work: Path, data:
         read_only[data] = DATA_MOUNT
 
     log = run.log_path(step.id)
-    _write_header(log, tag=tag, host=host, mode=mode, gpus=gpus, work=work, data=data,
-                  engine_data=engine_data, argv=argv, env=full_env, cwd=cwd)
-    with Container(client, tag, mounts=mounts, read_only_mounts=read_only, workdir=WORK_MOUNT,
-                   keep_on_failure=run.env.keep_container,
-                   env=full_env, gpus=gpus, console=run.console, name_prefix="ant-kpi-train",
-                   resolve_mounts=mode == "mount") as c:
+    _write_header(
+        log,
+        tag=tag,
+        host=host,
+        mode=mode,
+        gpus=gpus,
+        work=work,
+        data=data,
+        engine_data=engine_data,
+        argv=argv,
+        env=full_env,
+        cwd=cwd,
+    )
+    with Container(
+        client,
+        tag,
+        mounts=mounts,
+        read_only_mounts=read_only,
+        workdir=WORK_MOUNT,
+        keep_on_failure=run.env.keep_container,
+        env=full_env,
+        gpus=gpus,
+        console=run.console,
+        name_prefix="ant-kpi-train",
+        resolve_mounts=mode == "mount",
+    ) as c:
         if mode == "copy":
             _copy_work_in(c, work)
             if data is not None and not engine_data:
@@ -194,11 +231,27 @@ def run_training(run: Run, step: Step, argv: Sequence[str], *, work: Path, data:
     return rc, log
 
 
-def _write_header(log: Path, *, tag: str, host: str, mode: Transfer, gpus: GpuChoice, work: Path,
-                  data: Path | None, engine_data: str, argv: Sequence[str], env: Mapping[str, str],
-                  cwd: str) -> None:
-    data_line = (f"{engine_data} on the engine's machine" if engine_data
-                 else "none" if data is None else f"{data} ({'mounted' if mode == 'mount' else 'copied'})")
+def _write_header(
+    log: Path,
+    *,
+    tag: str,
+    host: str,
+    mode: Transfer,
+    gpus: GpuChoice,
+    work: Path,
+    data: Path | None,
+    engine_data: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+) -> None:
+    data_line = (
+        f"{engine_data} on the engine's machine"
+        if engine_data
+        else "none"
+        if data is None
+        else f"{data} ({'mounted' if mode == 'mount' else 'copied'})"
+    )
     lines = [
         f"# image {tag} on {host} ({'bind mounts' if mode == 'mount' else 'files copied in and out'})",
         f"# gpus: {'requested' if gpus.requested else 'not requested'} ({gpus.reason})",

@@ -74,9 +74,16 @@ class Verification:
     probes: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "size": self.size, "sha256": self.sha256, "max_abs_diff": self.max_abs_diff,
-                "tolerance": self.tolerance, "pruned_fraction": self.pruned_fraction, "ops": self.ops,
-                "probes": self.probes}
+        return {
+            "path": str(self.path),
+            "size": self.size,
+            "sha256": self.sha256,
+            "max_abs_diff": self.max_abs_diff,
+            "tolerance": self.tolerance,
+            "pruned_fraction": self.pruned_fraction,
+            "ops": self.ops,
+            "probes": self.probes,
+        }
 
 
 def load_export(path: str | Path) -> Export:
@@ -100,8 +107,9 @@ def load_export(path: str | Path) -> Export:
     return Export(path=p, meta=meta, arrays=arrays)
 
 
-def fold_batchnorm(weight: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray,
-                   eps: float) -> tuple[np.ndarray, np.ndarray]:
+def fold_batchnorm(
+    weight: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Weight (output channels first) and bias of conv → BatchNorm(eval) as one convolution."""
     scale = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
     w = weight.astype(np.float64) * scale.reshape(-1, *([1] * (weight.ndim - 1)))
@@ -115,27 +123,37 @@ def to_net(exp: Export) -> TinyNet:
     layers = []
     for i, spec in enumerate(exp.meta["layers"]):
         a = {name: exp.arrays[f"layer{i}.{name}"] for name in _LAYER_ARRAYS}
-        w, b = fold_batchnorm(a["weight"], a["bn.weight"], a["bn.bias"], a["bn.running_mean"], a["bn.running_var"],
-                              float(spec["bn_eps"]))
+        w, b = fold_batchnorm(
+            a["weight"], a["bn.weight"], a["bn.bias"], a["bn.running_mean"], a["bn.running_var"], float(spec["bn_eps"])
+        )
         kind = spec["kind"]
         if spec.get("activation", "relu6") != "relu6" or kind not in ("conv", "depthwise", "pointwise"):
             raise BadInput(f"{exp.path}: layer {spec['name']} ({kind}, {spec.get('activation')}) is not supported")
         # PyTorch OIHW → TFLite OHWI; a depthwise weight [C, 1, kh, kw] → [1, kh, kw, C].
         tw = w.transpose(1, 2, 3, 0) if kind == "depthwise" else w.transpose(0, 2, 3, 1)
-        layers.append(ConvLayer(kind=kind, weights=np.ascontiguousarray(tw), bias=b, stride=int(spec["stride"]),
-                                pad=int(spec["pad"])))
+        layers.append(
+            ConvLayer(
+                kind=kind, weights=np.ascontiguousarray(tw), bias=b, stride=int(spec["stride"]), pad=int(spec["pad"])
+            )
+        )
     size = exp.input_size
-    return TinyNet(layers=tuple(layers), fc_weights=np.ascontiguousarray(exp.arrays["fc.weight"], dtype=np.float32),
-                   fc_bias=np.ascontiguousarray(exp.arrays["fc.bias"], dtype=np.float32),
-                   input_shape=(1, size, size, 3), softmax=False)
+    return TinyNet(
+        layers=tuple(layers),
+        fc_weights=np.ascontiguousarray(exp.arrays["fc.weight"], dtype=np.float32),
+        fc_bias=np.ascontiguousarray(exp.arrays["fc.bias"], dtype=np.float32),
+        input_shape=(1, size, size, 3),
+        softmax=False,
+    )
 
 
 def description(exp: Export) -> str:
     """The model description written into the flatbuffer: what it is and where it came from."""
     m = exp.meta
     width = f" width {m['width_mult']}" if m.get("width_mult") is not None else ""
-    return (f"ant-kpi conversion of Auto-Compression ADMM_baseline {m['arch']}{width}, "
-            f"{m['input_size']}x{m['input_size']}, checkpoint sha256 {m['checkpoint']['sha256']}")
+    return (
+        f"ant-kpi conversion of Auto-Compression ADMM_baseline {m['arch']}{width}, "
+        f"{m['input_size']}x{m['input_size']}, checkpoint sha256 {m['checkpoint']['sha256']}"
+    )
 
 
 def convert(npz: str | Path, out: str | Path) -> Path:
@@ -183,11 +201,20 @@ def verify(tflite: str | Path, npz: str | Path, *, atol: float = ATOL, rtol: flo
     pruned = graph.pointwise_sparsity
     zeros_expected = int(exp.meta["pointwise_zero"])
     if graph.pointwise_zero != zeros_expected:
-        raise StepFailed(f"{p}: {graph.pointwise_zero} zero weights in the 1x1 convolutions, "
-                         f"the checkpoint has {zeros_expected}")
+        raise StepFailed(
+            f"{p}: {graph.pointwise_zero} zero weights in the 1x1 convolutions, the checkpoint has {zeros_expected}"
+        )
     size, sha = size_and_sha256(p)
-    return Verification(path=p, size=size, sha256=sha, max_abs_diff=diff, tolerance=tol, pruned_fraction=pruned,
-                        ops=len(graph.ops), probes=int(got.shape[0]))
+    return Verification(
+        path=p,
+        size=size,
+        sha256=sha,
+        max_abs_diff=diff,
+        tolerance=tol,
+        pruned_fraction=pruned,
+        ops=len(graph.ops),
+        probes=int(got.shape[0]),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

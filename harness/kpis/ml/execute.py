@@ -69,20 +69,49 @@ def size_rows(run: Run, step: Step, models: list[ModelFile]) -> list[Row]:
     """model_size rows (bytes, fidelity static): ok for readable TFLite files, blocked otherwise."""
     rows = []
     for m in models:
-        common: dict[str, Any] = dict(metric="model_size", variant=m.name, workload=m.name, target=step.target,
-                                      fidelity="static", repeat=0, unit="bytes", source_commit=m.source_commit)
+        common: dict[str, Any] = dict(
+            metric="model_size",
+            variant=m.name,
+            workload=m.name,
+            target=step.target,
+            fidelity="static",
+            repeat=0,
+            unit="bytes",
+            source_commit=m.source_commit,
+        )
         if m.path is None:
-            rows.append(_row(run, KPI_MEMORY, value=float("nan"), status="blocked",
-                             note=f"{m.reason} — fix: {m.fix}", **common))
+            rows.append(
+                _row(run, KPI_MEMORY, value=float("nan"), status="blocked", note=f"{m.reason} — fix: {m.fix}", **common)
+            )
             continue
         size, sha = size_and_sha256(m.path)
         ident = {"kind": "static", "file": str(m.path), "origin": m.origin}
         if not looks_like_tflite(m.path):
-            rows.append(_row(run, KPI_MEMORY, value=float("nan"), status="failed", artefact_sha256=sha,
-                             target_identity=ident, note=f"{m.path} is not a TFLite flatbuffer", **common))
+            rows.append(
+                _row(
+                    run,
+                    KPI_MEMORY,
+                    value=float("nan"),
+                    status="failed",
+                    artefact_sha256=sha,
+                    target_identity=ident,
+                    note=f"{m.path} is not a TFLite flatbuffer",
+                    **common,
+                )
+            )
             continue
-        rows.append(_row(run, KPI_MEMORY, value=float(size), status="ok", artefact_sha256=sha,
-                         target_identity=ident, note=f"file size of {m.origin or m.path}", **common))
+        rows.append(
+            _row(
+                run,
+                KPI_MEMORY,
+                value=float(size),
+                status="ok",
+                artefact_sha256=sha,
+                target_identity=ident,
+                note=f"file size of {m.origin or m.path}",
+                **common,
+            )
+        )
     return rows
 
 
@@ -98,8 +127,10 @@ def exec_measure_size(step: Step, run: Run) -> dict[str, Any]:
     if not any(r.status == "ok" for r in rows):
         # One blocked row for the step is written by the runner; the reasons go into its message.
         missing = [m for m in models if m.path is None]
-        raise Blocked("; ".join(m.reason for m in missing) or "no model file to size",
-                      "; ".join(dict.fromkeys(m.fix for m in missing)) or "see the step log")
+        raise Blocked(
+            "; ".join(m.reason for m in missing) or "no model file to size",
+            "; ".join(dict.fromkeys(m.fix for m in missing)) or "see the step log",
+        )
     _write(run, rows)
     return {
         "rows": len(rows),
@@ -131,8 +162,12 @@ def exec_deploy(step: Step, run: Run) -> dict[str, Any]:
         models.append(art)
     info: dict[str, Any] = {"models": {m.name: m.to_dict() for m in models}, "arch": arch}
     if arch != "x86_64":
-        tool = _file_in_ant(run, BENCHMARK_TOOL, run.manifest.workloads[BENCHMARK_TOOL].path,
-                            "the ANT benchmark_model build for aarch64")
+        tool = _file_in_ant(
+            run,
+            BENCHMARK_TOOL,
+            run.manifest.workloads[BENCHMARK_TOOL].path,
+            "the ANT benchmark_model build for aarch64",
+        )
         info["benchmark_model"] = tool.to_dict()
     if step.where == "board":
         return _deploy_board(step, run, info, models)
@@ -162,8 +197,9 @@ def _deploy_board(step: Step, run: Run, info: dict[str, Any], models: list[Model
         **info,
         "board": board.name,
         "remote_tool": transport.remote_path(f"{REMOTE_DIR}/{BENCHMARK_TOOL}"),
-        "remote_models": {m.name: transport.remote_path(f"{REMOTE_DIR}/{m.name}.tflite")
-                          for m in models if m.path is not None},
+        "remote_models": {
+            m.name: transport.remote_path(f"{REMOTE_DIR}/{m.name}.tflite") for m in models if m.path is not None
+        },
         "sha256": sums,
         "identity": boardrun.public_identity(board, transport),
     }
@@ -183,11 +219,19 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], model: ModelFil
     if res.timed_out:
         raise StepFailed(f"{BENCHMARK_TOOL} on {model.name} timed out on board {transport.name}", log=run.rel(log))
     if res.exit_code != 0:
-        raise StepFailed(f"{BENCHMARK_TOOL} on {model.name} exited {res.exit_code} on board {transport.name}",
-                         log=run.rel(log))
+        raise StepFailed(
+            f"{BENCHMARK_TOOL} on {model.name} exited {res.exit_code} on board {transport.name}", log=run.rel(log)
+        )
     _, sha = size_and_sha256(model.path) if model.path is not None else (0, "")
-    return {"log": str(log), "argv": argv, "identity": deploy["identity"], "tool": BENCHMARK_TOOL,
-            "model": str(model.path), "model_sha256": sha, "source_commit": model.source_commit}
+    return {
+        "log": str(log),
+        "argv": argv,
+        "identity": deploy["identity"],
+        "tool": BENCHMARK_TOOL,
+        "model": str(model.path),
+        "model_sha256": sha,
+        "source_commit": model.source_commit,
+    }
 
 
 def _bench_flags(step: Step) -> list[str]:
@@ -210,8 +254,10 @@ def exec_measure_latency(step: Step, run: Run) -> dict[str, Any]:
         raise Blocked(f"{step.id}: nothing deployed for {step.target}", "run the deploy step first")
     entry = deploy.get("models", {}).get(step.variant)
     if entry is None and step.variant == ARTEFACT:
-        raise Blocked("this run's training produced no converted model to time",
-                      "let train:admm and convert:tflite complete (the cuda-train image)")
+        raise Blocked(
+            "this run's training produced no converted model to time",
+            "let train:admm and convert:tflite complete (the cuda-train image)",
+        )
     if entry is None:
         raise Blocked(f"{step.id}: model {step.variant} is not among the deployed models", "see deploy output")
     model = ModelFile.from_dict(step.variant, entry)
@@ -237,23 +283,42 @@ def exec_measure_latency(step: Step, run: Run) -> dict[str, Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         with log.open("wb") as f:
-            proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, cwd=run.work_dir("ml-bench"),
-                                  env=_python_env(), timeout=run.manifest.defaults.timeout_s, check=False)
+            proc = subprocess.run(
+                argv,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                cwd=run.work_dir("ml-bench"),
+                env=_python_env(),
+                timeout=run.manifest.defaults.timeout_s,
+                check=False,
+            )
     except subprocess.TimeoutExpired:
-        raise StepFailed(f"{tool} on {model.name} timed out after {run.manifest.defaults.timeout_s:g} s",
-                         log=run.rel(log)) from None
+        raise StepFailed(
+            f"{tool} on {model.name} timed out after {run.manifest.defaults.timeout_s:g} s", log=run.rel(log)
+        ) from None
     if proc.returncode != 0:
         raise StepFailed(f"{tool} on {model.name} exited {proc.returncode}", log=run.rel(log))
     _, sha = size_and_sha256(model.path)
-    return {"log": str(log), "argv": [str(a) for a in argv], "identity": identity, "tool": tool,
-            "model": str(model.path), "model_sha256": sha, "source_commit": model.source_commit}
+    return {
+        "log": str(log),
+        "argv": [str(a) for a in argv],
+        "identity": identity,
+        "tool": tool,
+        "model": str(model.path),
+        "model_sha256": sha,
+        "source_commit": model.source_commit,
+    }
 
 
 def latency_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
     """The inference_avg row of one measure step's log (failed when the log has no timing)."""
     common: dict[str, Any] = dict(
-        metric="inference_avg", workload=step.workload or step.variant, target=step.target, unit="us",
-        artefact_sha256=str(outputs.get("model_sha256", "")), **measured_fields(run, step, outputs),
+        metric="inference_avg",
+        workload=step.workload or step.variant,
+        target=step.target,
+        unit="us",
+        artefact_sha256=str(outputs.get("model_sha256", "")),
+        **measured_fields(run, step, outputs),
     )
     try:
         res = parse_benchmark_file(outputs["log"])
@@ -266,34 +331,64 @@ def latency_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
 def _measure_steps(run: Run, target: str) -> list[Step]:
     # The plan's parse steps list no dependencies: the measure steps come from the run's step table.
     steps = run.steps
-    return [s for s in steps.values()
-            if s.kpi == KPI_LATENCY and s.kind == "measure" and s.target == target]
+    return [s for s in steps.values() if s.kpi == KPI_LATENCY and s.kind == "measure" and s.target == target]
 
 
 def accuracy_rows(run: Run, step: Step, log: Path) -> list[Row]:
     """top1 (last 'Best accuracy') and accuracy_loss (dense Top-1 minus it, when the dense Top-1 is given)."""
     parsed = parse_admm_file(log)
-    common: dict[str, Any] = dict(variant=SHIPPED, workload="imagenet" if run.mode == "measure" else "synthetic",
-                                  fidelity=step.fidelity or "host", unit="%", log=run.rel(log))
+    common: dict[str, Any] = dict(
+        variant=SHIPPED,
+        workload="imagenet" if run.mode == "measure" else "synthetic",
+        fidelity=step.fidelity or "host",
+        unit="%",
+        log=run.rel(log),
+    )
     top1 = parsed.top1
     if parsed.error or top1 is None:
         why = parsed.error or "no accuracy line"
         return [_row(run, KPI_LATENCY, metric="top1", value=float("nan"), status="failed", note=why, **common)]
-    rows = [_row(run, KPI_LATENCY, metric="top1", value=top1, status="ok",
-                 note=f"last of {parsed.best_lines} 'Best accuracy' line(s)", **common)]
+    rows = [
+        _row(
+            run,
+            KPI_LATENCY,
+            metric="top1",
+            value=top1,
+            status="ok",
+            note=f"last of {parsed.best_lines} 'Best accuracy' line(s)",
+            **common,
+        )
+    ]
     dense = run.env.dense_top1 or None
     loss_common = {**common, "unit": "%p"}
     if dense is None:
-        rows.append(_row(run, KPI_LATENCY, metric="accuracy_loss", value=float("nan"), status="blocked",
-                         note=f"the dense model's Top-1 is not given — fix: set {DENSE_TOP1_ENV}=<percent>",
-                         **loss_common))
+        rows.append(
+            _row(
+                run,
+                KPI_LATENCY,
+                metric="accuracy_loss",
+                value=float("nan"),
+                status="blocked",
+                note=f"the dense model's Top-1 is not given — fix: set {DENSE_TOP1_ENV}=<percent>",
+                **loss_common,
+            )
+        )
     else:
         try:
             d = float(dense)
         except ValueError:
             raise BadInput(f"{DENSE_TOP1_ENV}={dense!r} is not a number") from None
-        rows.append(_row(run, KPI_LATENCY, metric="accuracy_loss", value=d - top1, status="ok",
-                         note=f"dense Top-1 {d:g} % minus pruned Top-1 {top1:g} %", **loss_common))
+        rows.append(
+            _row(
+                run,
+                KPI_LATENCY,
+                metric="accuracy_loss",
+                value=d - top1,
+                status="ok",
+                note=f"dense Top-1 {d:g} % minus pruned Top-1 {top1:g} %",
+                **loss_common,
+            )
+        )
     return rows
 
 

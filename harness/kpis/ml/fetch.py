@@ -114,8 +114,13 @@ def exec_fetch_baseline(step: Step, run: Run) -> dict[str, Any]:
         model = src
     elif tarfile.is_tarfile(src):
         _, archive_sha = size_and_sha256(src)
-        check_pin(run.cache_dir, archive_name or src.name, archive_sha, expected="" if local else wl.sha256,
-                  what=f"baseline archive {src}")
+        check_pin(
+            run.cache_dir,
+            archive_name or src.name,
+            archive_sha,
+            expected="" if local else wl.sha256,
+            what=f"baseline archive {src}",
+        )
         model = _extract_member(src, member, downloads / archive_sha[:16])
     else:
         raise StepFailed(f"{src} is neither a .tflite model nor a tar archive holding {member}")

@@ -71,17 +71,28 @@ def _ant_source(run: Run) -> dict[str, Any] | None:
 def _file_in_ant(run: Run, name: str, rel: str, what: str) -> ModelFile:
     src = _ant_source(run)
     if src is None:
-        return ModelFile(name=name, reason=f"the ANT source ({rel}) is not checked out in this run",
-                         fix="let the source:ant step complete, or pass --source ant=PATH")
+        return ModelFile(
+            name=name,
+            reason=f"the ANT source ({rel}) is not checked out in this run",
+            fix="let the source:ant step complete, or pass --source ant=PATH",
+        )
     commit = str(src.get("commit", ""))
     path = Path(src["path"]) / rel
     at = f" at {commit[:12]}" if commit else ""
     if not path.is_file():
-        return ModelFile(name=name, reason=f"{rel} ({what}) is absent from the ANT checkout{at}",
-                         fix=_COMPLETE_CLONE_FIX, source_commit=commit)
+        return ModelFile(
+            name=name,
+            reason=f"{rel} ({what}) is absent from the ANT checkout{at}",
+            fix=_COMPLETE_CLONE_FIX,
+            source_commit=commit,
+        )
     if lfs_pointer(path):
-        return ModelFile(name=name, reason=f"{rel} in the ANT checkout{at} is a Git LFS pointer, not the file",
-                         fix="git lfs pull in a complete clone, then --source ant=PATH", source_commit=commit)
+        return ModelFile(
+            name=name,
+            reason=f"{rel} in the ANT checkout{at} is a Git LFS pointer, not the file",
+            fix="git lfs pull in a complete clone, then --source ant=PATH",
+            source_commit=commit,
+        )
     return ModelFile(name=name, path=path, source_commit=commit, origin=f"ANT {rel}{at}")
 
 
@@ -95,8 +106,11 @@ def baseline_model(run: Run) -> ModelFile:
     out = run.outputs.get("fetch:baseline")
     if not out or not out.get("path"):
         url = run.manifest.workloads[BASELINE].url
-        return ModelFile(name=BASELINE, reason=f"the baseline {BASELINE}.tflite was not fetched from {url}",
-                         fix=f"set {BASELINE_ENV}=/path/to/{BASELINE}.tflite (or the .tgz) and run again")
+        return ModelFile(
+            name=BASELINE,
+            reason=f"the baseline {BASELINE}.tflite was not fetched from {url}",
+            fix=f"set {BASELINE_ENV}=/path/to/{BASELINE}.tflite (or the .tgz) and run again",
+        )
     return ModelFile(name=BASELINE, path=Path(out["path"]), origin=str(out.get("origin", "")))
 
 

@@ -141,8 +141,7 @@ def plan(ctx: PlanContext) -> None:
         # its own rows, not this run's conversion); it looks again on every resume.
         dep = ctx.deploy(
             target,
-            ["benchmark_model_aarch64", "mobilenet_v2_1.0_224.tflite", "mbv1_0.9_v4u.tflite",
-             f"{ARTEFACT}.tflite"],
+            ["benchmark_model_aarch64", "mobilenet_v2_1.0_224.tflite", "mbv1_0.9_v4u.tflite", f"{ARTEFACT}.tflite"],
             [],
             after=(fetch.id, shipped.id, "convert:tflite"),
             always=True,

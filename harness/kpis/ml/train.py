@@ -47,9 +47,9 @@ ADMM_PATCHES: Final = (
         file="main.py",
         old="    args = parser.parse_args()\n",
         new="    args = parser.parse_args()\n"
-            "    best_acc1 = 0  # ANT KPI harness: assigned before the first checkpoint\n",
+        "    best_acc1 = 0  # ANT KPI harness: assigned before the first checkpoint\n",
         why="main() assigns best_acc1 only after the ADMM epochs but saves it at the first ADMM checkpoint "
-            "(UnboundLocalError: best_acc1): it is initialised right after argument parsing",
+        "(UnboundLocalError: best_acc1): it is initialised right after argument parsing",
     ),
 )
 ADMM_STUBS: Final = {"auto_augment.py": AUTO_AUGMENT_STUB, "gluoncv.py": GLUONCV_STUB}
@@ -83,9 +83,11 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
     else:
         given = run.env.imagenet
         if not given and not run.env.engine_data:
-            raise Blocked("ADMM training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
-                          f"set {IMAGENET_ENV}=/path/to/imagenet (or, on a remote engine, "
-                          f"{ENGINE_DATA_ENV}=<its path on the engine's machine>)")
+            raise Blocked(
+                "ADMM training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
+                f"set {IMAGENET_ENV}=/path/to/imagenet (or, on a remote engine, "
+                f"{ENGINE_DATA_ENV}=<its path on the engine's machine>)",
+            )
         data = Path(str(given)) if given else None
     work = run.work_dir("admm")
     prepare_admm_tree(Path(src_out["path"]) / ADMM_DIR, work)
@@ -128,18 +130,33 @@ def _flag(argv: list[str], *names: str, default: str = "") -> str:
 def export_argv(train_argv: list[str], checkpoint: str, out: str, *, model_dir: str = "") -> list[str]:
     """admm_export.py's command for a checkpoint of the training run whose argv is `train_argv`."""
     if not train_argv:
-        raise Blocked("train:admm recorded no command line, so the architecture, width and input size are unknown",
-                      "run train:admm again in this version")
+        raise Blocked(
+            "train:admm recorded no command line, so the architecture, width and input size are unknown",
+            "run train:admm again in this version",
+        )
     arch = _flag(train_argv, "-a", "--arch", default="resnet18")  # main.py's own default
     if arch != "mobilenet_v1":
-        raise Blocked(f"the harness converts ADMM_baseline's mobilenet_v1 only; this run trained {arch}",
-                      "train with -a mobilenet_v1, or convert the checkpoint by hand")
+        raise Blocked(
+            f"the harness converts ADMM_baseline's mobilenet_v1 only; this run trained {arch}",
+            "train with -a mobilenet_v1, or convert the checkpoint by hand",
+        )
     dataset = _flag(train_argv, "--dataset", default="imagenet")
     if dataset not in _INPUT_SIZES:
         raise BadInput(f"train:admm --dataset {dataset}: not one of {', '.join(_INPUT_SIZES)}")
-    argv = ["python3", f"{_EXPORT_MOUNT}/{_EXPORT_SCRIPT}", checkpoint, out, "--arch", arch,
-            "--width-mult", _flag(train_argv, "--width-mult", default="1.0"),
-            "--input-size", str(_INPUT_SIZES[dataset]), "--seed", "0"]
+    argv = [
+        "python3",
+        f"{_EXPORT_MOUNT}/{_EXPORT_SCRIPT}",
+        checkpoint,
+        out,
+        "--arch",
+        arch,
+        "--width-mult",
+        _flag(train_argv, "--width-mult", default="1.0"),
+        "--input-size",
+        str(_INPUT_SIZES[dataset]),
+        "--seed",
+        "0",
+    ]
     return [*argv, "--model-dir", model_dir] if model_dir else argv
 
 
@@ -173,10 +190,15 @@ def exec_convert(step: Step, run: Run) -> dict[str, Any]:
         (work / "upstream" / "models").mkdir(parents=True, exist_ok=True)
         shutil.copy2(upstream, work / "upstream" / "models" / upstream.name)
         model_dir = f"{_EXPORT_MOUNT}/upstream"
-    argv = export_argv([str(a) for a in train.get("argv", ())], f"{_EXPORT_MOUNT}/checkpoint/{ckpt.name}",
-                       f"{_EXPORT_MOUNT}/{npz.name}", model_dir=model_dir)
-    rc, log = run_training(run, step, argv, work=work, data=None, env={"PYTHONDONTWRITEBYTECODE": "1"},
-                           cwd=_EXPORT_MOUNT)
+    argv = export_argv(
+        [str(a) for a in train.get("argv", ())],
+        f"{_EXPORT_MOUNT}/checkpoint/{ckpt.name}",
+        f"{_EXPORT_MOUNT}/{npz.name}",
+        model_dir=model_dir,
+    )
+    rc, log = run_training(
+        run, step, argv, work=work, data=None, env={"PYTHONDONTWRITEBYTECODE": "1"}, cwd=_EXPORT_MOUNT
+    )
     if rc != 0 or not npz.is_file():
         raise StepFailed(f"admm_export.py exited {rc} in {tag}", log=run.rel(log))
     name = f"{ARTEFACT}.tflite"

@@ -49,8 +49,11 @@ def seed_gaps(run: Run, npu: str) -> list[str]:
     gaps = []
     steps = run.steps
     src_id = next((sid for sid in steps if sid.startswith("source:ant_model_db")), "source:ant_model_db:compiler")
-    for sid, label in ((src_id, "ANT-Model-DB checkout"), (f"image:{IMAGE}", f"{IMAGE} image"),
-                       ("build:tvm-fork", "TVM fork build")):
+    for sid, label in (
+        (src_id, "ANT-Model-DB checkout"),
+        (f"image:{IMAGE}", f"{IMAGE} image"),
+        ("build:tvm-fork", "TVM fork build"),
+    ):
         st = _state(run, sid)
         if st.get("status") == "ok":
             continue
@@ -89,8 +92,7 @@ def npu_table(run: Run) -> list[dict[str, str]]:
             reason = str(rec["note"] or "")
             if seed and status == "blocked":
                 reason = "missing: " + "; ".join(seed_gaps(run, npu))
-            table.append({"npu": npu, "status": status, "path": path, "reason": reason,
-                          "log": str(rec["log"] or "")})
+            table.append({"npu": npu, "status": status, "path": path, "reason": reason, "log": str(rec["log"] or "")})
     return table
 
 

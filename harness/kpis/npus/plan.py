@@ -9,9 +9,18 @@ if TYPE_CHECKING:
 
 TESTCASES = {"VTA": "test_vta.py", "Ethos-U55": "test_ethosu.py", "Gemmini": "test_gemmini.py"}
 VELA_ARGV = (
-    "vela", "--accelerator-config", "ethos-u55-128", "--config", "Arm/vela.ini",
-    "--system-config", "Ethos_U55_High_End_Embedded", "--memory-mode", "Shared_Sram",
-    "--verbose-cycle-estimate", "--show-cpu-operations", "tiny_mobilenet_like_int8.tflite",
+    "vela",
+    "--accelerator-config",
+    "ethos-u55-128",
+    "--config",
+    "Arm/vela.ini",
+    "--system-config",
+    "Ethos_U55_High_End_Embedded",
+    "--memory-mode",
+    "Shared_Sram",
+    "--verbose-cycle-estimate",
+    "--show-cpu-operations",
+    "tiny_mobilenet_like_int8.tflite",
 )
 
 
@@ -19,8 +28,7 @@ def plan(ctx: PlanContext) -> None:
     target = ctx.targets[0] if ctx.targets else "x86_64"
     src = ctx.source("ant_model_db", paths=("compiler",))
     # The fork's submodules, which ANT-Model-DB records no commits for.
-    subs = [ctx.source(name) for name in ("tvm_dmlc_core", "tvm_dlpack", "tvm_rang", "tvm_vta_hw",
-                                          "tvm_libbacktrace")]
+    subs = [ctx.source(name) for name in ("tvm_dmlc_core", "tvm_dlpack", "tvm_rang", "tvm_vta_hw", "tvm_libbacktrace")]
     img = ctx.image("tvm-npu")
     build = ctx.step(
         id="build:tvm-fork",
@@ -83,6 +91,9 @@ def plan(ctx: PlanContext) -> None:
             ),
         )
     ctx.step(
-        id="evaluate", kind="evaluate", where="host", always=True,
-        description="count of NPUs that passed, each linked to its log"
+        id="evaluate",
+        kind="evaluate",
+        where="host",
+        always=True,
+        description="count of NPUs that passed, each linked to its log",
     )

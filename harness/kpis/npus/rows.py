@@ -37,9 +37,15 @@ _SEED_PATH_NOTE: Final = "seed testcase"
 
 def _row(run: Run, step: Step, **kw: Any) -> Row:
     fields: dict[str, Any] = {
-        "run_id": run.run_id, "kpi": KPI, "mode": run.mode, "variant": step.variant,
-        "target": step.target or "x86_64", "repeat": step.repeat or 0, "fidelity": step.fidelity or "simulator",
-        **run.provenance_base(), **kw,
+        "run_id": run.run_id,
+        "kpi": KPI,
+        "mode": run.mode,
+        "variant": step.variant,
+        "target": step.target or "x86_64",
+        "repeat": step.repeat or 0,
+        "fidelity": step.fidelity or "simulator",
+        **run.provenance_base(),
+        **kw,
     }
     return Row(**fields)
 

@@ -58,16 +58,24 @@ def _common_failure(npu: str, text: str, exit_status: int) -> Judgement | None:
     """What every testcase shares: network failures block, a non-zero exit or a skip fails."""
     net = next((ln.strip() for ln in text.splitlines() if _NETWORK_RE.search(ln)), None)
     if exit_status != 0 and net is not None:
-        return Judgement(passed=False, blocked=True, evidence=(net,),
-                         reason=f"{npu} testcase could not download its model or data ({net})")
+        return Judgement(
+            passed=False,
+            blocked=True,
+            evidence=(net,),
+            reason=f"{npu} testcase could not download its model or data ({net})",
+        )
     if exit_status != 0:
         err = _last_error(text)
-        return Judgement(passed=False, evidence=(err,) if err else (),
-                         reason=f"{npu} testcase exited {exit_status}" + (f": {err}" if err else ""))
+        return Judgement(
+            passed=False,
+            evidence=(err,) if err else (),
+            reason=f"{npu} testcase exited {exit_status}" + (f": {err}" if err else ""),
+        )
     skip = _SKIP_RE.search(text)
     if skip:
-        return Judgement(passed=False, evidence=(skip.group(0).strip(),),
-                         reason=f"{npu} testcase skipped: {skip.group(0).strip()}")
+        return Judgement(
+            passed=False, evidence=(skip.group(0).strip(),), reason=f"{npu} testcase skipped: {skip.group(0).strip()}"
+        )
     return None
 
 
@@ -77,22 +85,32 @@ def judge_vta(text: str, exit_status: int) -> Judgement:
         return j
     head = text.find("Execution statistics:")
     if head < 0:
-        return Judgement(passed=False, reason="no 'Execution statistics:' from the VTA functional simulator: "
-                                              "the network did not run on VTA (target not 'sim'?)")
+        return Judgement(
+            passed=False,
+            reason="no 'Execution statistics:' from the VTA functional simulator: "
+            "the network did not run on VTA (target not 'sim'?)",
+        )
     stats = {m["key"]: int(m["val"]) for m in _VTA_STAT_RE.finditer(text, head)}
     gemm = stats.get("gemm_counter", 0)
     if gemm <= 0:
-        return Judgement(passed=False, evidence=(f"gemm_counter : {gemm}",),
-                         reason="the VTA simulator counted no GEMM operations: the convolutions ran on the CPU")
+        return Judgement(
+            passed=False,
+            evidence=(f"gemm_counter : {gemm}",),
+            reason="the VTA simulator counted no GEMM operations: the convolutions ran on the CPU",
+        )
     top = [m["label"] for m in _VTA_TOP_RE.finditer(text, head)]
     if not top:
         return Judgement(passed=False, reason="no top-5 classification printed after the simulator statistics")
     evidence = (f"gemm_counter : {gemm}", f"#1: {top[0]}")
     if not any("cat" in label for label in top[:5]):
-        return Judgement(passed=False, evidence=evidence,
-                         reason=f"no cat class among the top-5 ({', '.join(top[:5])}) for the cat test image")
-    return Judgement(passed=True, evidence=evidence,
-                     reason=f"ran on the VTA fsim ({gemm} GEMM ops per inference), top-1 '{top[0]}'")
+        return Judgement(
+            passed=False,
+            evidence=evidence,
+            reason=f"no cat class among the top-5 ({', '.join(top[:5])}) for the cat test image",
+        )
+    return Judgement(
+        passed=True, evidence=evidence, reason=f"ran on the VTA fsim ({gemm} GEMM ops per inference), top-1 '{top[0]}'"
+    )
 
 
 def judge_ethosu(text: str, exit_status: int, *, expected_label: str = ETHOSU_EXPECTED_LABEL) -> Judgement:
@@ -102,18 +120,28 @@ def judge_ethosu(text: str, exit_status: int, *, expected_label: str = ETHOSU_EX
     invoke = _ETHOSU_INVOKE_RE.search(text)
     pmu = [int(m["n"]) for m in _ETHOSU_PMU_RE.finditer(text)]
     if invoke is None and not any(n > 0 for n in pmu):
-        return Judgement(passed=False, reason="no Ethos-U command stream and no NPU cycles in the FVP output: "
-                                              "the model ran on the Cortex-M55 alone")
+        return Judgement(
+            passed=False,
+            reason="no Ethos-U command stream and no NPU cycles in the FVP output: "
+            "the model ran on the Cortex-M55 alone",
+        )
     npu_line = invoke.group(0).strip() if invoke is not None else f"NPU cycles {max(pmu)}"
     labels = [m["label"] for m in _ETHOSU_LABEL_RE.finditer(text)]
     if not labels:
-        return Judgement(passed=False, evidence=(npu_line,),
-                         reason="the NPU ran but the application printed no classification")
+        return Judgement(
+            passed=False, evidence=(npu_line,), reason="the NPU ran but the application printed no classification"
+        )
     if labels[-1] != expected_label:
-        return Judgement(passed=False, evidence=(npu_line, labels[-1]),
-                         reason=f"classified as '{labels[-1]}', expected '{expected_label}'")
-    return Judgement(passed=True, evidence=(npu_line, labels[-1]),
-                     reason=f"the Ethos-U55 ran on the FVP ({npu_line}), classified as '{labels[-1]}'")
+        return Judgement(
+            passed=False,
+            evidence=(npu_line, labels[-1]),
+            reason=f"classified as '{labels[-1]}', expected '{expected_label}'",
+        )
+    return Judgement(
+        passed=True,
+        evidence=(npu_line, labels[-1]),
+        reason=f"the Ethos-U55 ran on the FVP ({npu_line}), classified as '{labels[-1]}'",
+    )
 
 
 def judge_gemmini(text: str, exit_status: int) -> Judgement:
@@ -122,21 +150,30 @@ def judge_gemmini(text: str, exit_status: int) -> Judgement:
         return j
     tops = {m["which"]: [int(x) for x in m["labels"].split()] for m in _GEMMINI_TOP5_RE.finditer(text)}
     if "Real" not in tops:
-        return Judgement(passed=False, reason="no Spike run in the log (no 'Real Top-5 output labels'): "
-                                              "the model was compiled but not run on Gemmini")
+        return Judgement(
+            passed=False,
+            reason="no Spike run in the log (no 'Real Top-5 output labels'): "
+            "the model was compiled but not run on Gemmini",
+        )
     spike = _SPIKE_GEMMINI_RE.search(text)
     if spike is None:
-        return Judgement(passed=False, reason="the log does not show Spike run with --extension=gemmini: "
-                                              "the result may come from a CPU-only run")
+        return Judgement(
+            passed=False,
+            reason="the log does not show Spike run with --extension=gemmini: the result may come from a CPU-only run",
+        )
     real, expected = tops["Real"], tops.get("Expected", [])
     evidence = (spike.group(0).strip(), f"real top-5 {real}", f"expected top-5 {expected}")
     if not real or not expected:
         return Judgement(passed=False, evidence=evidence, reason="the Spike run printed no labels to compare")
     if real[0] != expected[0]:
-        return Judgement(passed=False, evidence=evidence,
-                         reason=f"Gemmini top-1 label {real[0]} differs from the expected {expected[0]}")
-    return Judgement(passed=True, evidence=evidence,
-                     reason=f"ran on Spike with Gemmini, top-1 label {real[0]} as expected")
+        return Judgement(
+            passed=False,
+            evidence=evidence,
+            reason=f"Gemmini top-1 label {real[0]} differs from the expected {expected[0]}",
+        )
+    return Judgement(
+        passed=True, evidence=evidence, reason=f"ran on Spike with Gemmini, top-1 label {real[0]} as expected"
+    )
 
 
 JUDGES: Final[dict[str, Callable[[str, int], Judgement]]] = {
@@ -149,8 +186,9 @@ JUDGES: Final[dict[str, Callable[[str, int], Judgement]]] = {
 def judge_vela(summary: VelaSummary, *, exit_status: int, npu_custom_ops: int | None) -> Judgement:
     """The Vela smoke: compiled, at least one NPU operator, none left to the CPU, an Ethos-U op in the output."""
     if exit_status != 0 or summary.error:
-        return Judgement(passed=False, reason=f"Vela exited {exit_status}" + (f": {summary.error}" if summary.error
-                                                                                else ""))
+        return Judgement(
+            passed=False, reason=f"Vela exited {exit_status}" + (f": {summary.error}" if summary.error else "")
+        )
     if not summary.compiled:
         return Judgement(passed=False, reason="Vela printed no network summary")
     ops = f"{summary.npu_ops} NPU / {summary.cpu_ops or 0} CPU operators"
@@ -160,8 +198,9 @@ def judge_vela(summary: VelaSummary, *, exit_status: int, npu_custom_ops: int | 
     if summary.cpu_ops:
         first = summary.unsupported[0] if summary.unsupported else None
         why = f"; first: {first.op} ({first.reason})" if first is not None else ""
-        return Judgement(passed=False, evidence=(ops,),
-                         reason=f"{summary.cpu_ops} operator(s) fell back to the CPU{why}")
+        return Judgement(
+            passed=False, evidence=(ops,), reason=f"{summary.cpu_ops} operator(s) fell back to the CPU{why}"
+        )
     if npu_custom_ops is not None and npu_custom_ops < 1:
         return Judgement(passed=False, evidence=(ops,), reason="the compiled model holds no ethos-u operator")
     return Judgement(passed=True, evidence=(ops,), reason=f"all operators on the NPU ({ops})")

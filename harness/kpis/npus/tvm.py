@@ -22,9 +22,11 @@ from harness.kpis.npus.vela_smoke import exec_vela
 
 
 def _image_fix() -> str:
-    return (f"build it once with `ant-kpi images build {IMAGE}` (or run with {BUILD_IMAGE_ENV}=1); for the "
-            f"Ethos-U55 FVP build by hand with --build-arg ACCEPT_ARM_FVP_EULA=yes --build-arg FVP_SHA256=<sha256> "
-            f"(see containers/tvm-npu/README.md) and pass {IMAGE_ENV}=<tag>")
+    return (
+        f"build it once with `ant-kpi images build {IMAGE}` (or run with {BUILD_IMAGE_ENV}=1); for the "
+        f"Ethos-U55 FVP build by hand with --build-arg ACCEPT_ARM_FVP_EULA=yes --build-arg FVP_SHA256=<sha256> "
+        f"(see containers/tvm-npu/README.md) and pass {IMAGE_ENV}=<tag>"
+    )
 
 
 def exec_image(step: Step, run: Run) -> dict[str, Any]:
@@ -35,14 +37,27 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
     img = run.manifest.images[IMAGE]
     ctx = run.project_root / img.context
     if not ctx.is_dir():
-        raise Blocked(f"image {IMAGE}: its build context {img.context} is not in this version of the harness",
-                      "add containers/tvm-npu")
+        raise Blocked(
+            f"image {IMAGE}: its build context {img.context} is not in this version of the harness",
+            "add containers/tvm-npu",
+        )
     named = run.env.tvm_npu_image
     if run.env.build_tvm_npu_image and not named:
-        ref = ensure_image(img, root=run.project_root, env=run.env, client=docker_for(run), console=run.console,
-                           log_path=run.log_path(step.id))
-        return {"tag": ref.tag, "id": ref.id, "digest": ref.digest, "provenance": ref.to_provenance(),
-                "tool_versions": dict(ref.tool_versions)}
+        ref = ensure_image(
+            img,
+            root=run.project_root,
+            env=run.env,
+            client=docker_for(run),
+            console=run.console,
+            log_path=run.log_path(step.id),
+        )
+        return {
+            "tag": ref.tag,
+            "id": ref.id,
+            "digest": ref.digest,
+            "provenance": ref.to_provenance(),
+            "tool_versions": dict(ref.tool_versions),
+        }
     tag = named or image_tag(img, image_digest(img, run.project_root, run.env))
     client = docker_for(run)
     from docker.errors import ImageNotFound
@@ -59,15 +74,22 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
             _image_fix(),
         ) from None
     versions = read_tool_versions(client, str(found.id))
-    return {"tag": tag, "id": str(found.id), "digest": str(found.id), "tool_versions": versions,
-            "provenance": {"image": IMAGE, "tag": tag, "id": str(found.id), "tool_versions": versions}}
+    return {
+        "tag": tag,
+        "id": str(found.id),
+        "digest": str(found.id),
+        "tool_versions": versions,
+        "provenance": {"image": IMAGE, "tag": tag, "id": str(found.id), "tool_versions": versions},
+    }
 
 
 def _fork_source(run: Run) -> dict[str, Any]:
     out = next((o for sid, o in run.outputs.items() if sid.startswith("source:ant_model_db")), None)
     if out is None:
-        raise Blocked("the ANT-Model-DB checkout (compiler/, the TVM 0.13.dev0 fork) is missing",
-                      "let source:ant_model_db complete, or pass --source ant_model_db=PATH (a local clone)")
+        raise Blocked(
+            "the ANT-Model-DB checkout (compiler/, the TVM 0.13.dev0 fork) is missing",
+            "let source:ant_model_db complete, or pass --source ant_model_db=PATH (a local clone)",
+        )
     return out
 
 
@@ -83,12 +105,20 @@ BUILD_OUTPUTS: Final = ("build/libtvm.so", "build/libvta_fsim.so")
 GEMMINI_DIR: Final = "3rdparty/gemmini"
 # What TVM's CMake build reads from its submodules (headers of dmlc-core, dlpack and rang; the VTA
 # hardware sources for the functional simulator; libbacktrace for the runtime's stack traces).
-FORK_SUBMODULES: Final = ("3rdparty/dmlc-core", "3rdparty/dlpack", "3rdparty/rang", "3rdparty/vta-hw",
-                          "3rdparty/libbacktrace")
+FORK_SUBMODULES: Final = (
+    "3rdparty/dmlc-core",
+    "3rdparty/dlpack",
+    "3rdparty/rang",
+    "3rdparty/vta-hw",
+    "3rdparty/libbacktrace",
+)
 # The kpis.toml source that fills each of them (the fork records no submodule commits).
 SUBMODULE_SOURCES: Final = {
-    "3rdparty/dmlc-core": "tvm_dmlc_core", "3rdparty/dlpack": "tvm_dlpack", "3rdparty/rang": "tvm_rang",
-    "3rdparty/vta-hw": "tvm_vta_hw", "3rdparty/libbacktrace": "tvm_libbacktrace",
+    "3rdparty/dmlc-core": "tvm_dmlc_core",
+    "3rdparty/dlpack": "tvm_dlpack",
+    "3rdparty/rang": "tvm_rang",
+    "3rdparty/vta-hw": "tvm_vta_hw",
+    "3rdparty/libbacktrace": "tvm_libbacktrace",
 }
 
 
@@ -141,8 +171,10 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
         # Gemmini.cmake copies sources out of 3rdparty/gemmini, a submodule the fork added without a
         # commit (not one of TVM's): build the other back ends and say why Gemmini is not there.
         lines = [ln if ln != "set(USE_GEMMINI ON)" else "set(USE_GEMMINI OFF)" for ln in lines]
-        not_built["Gemmini"] = (f"the fork's {GEMMINI_DIR} (ucb-bar/gemmini, added by ANT-Model-DB) has no "
-                                "recorded commit, so the Gemmini back end was built OFF")
+        not_built["Gemmini"] = (
+            f"the fork's {GEMMINI_DIR} (ucb-bar/gemmini, added by ANT-Model-DB) has no "
+            "recorded commit, so the Gemmini back end was built OFF"
+        )
     (tree / "build" / "config.cmake").write_text(cfg + "\n# ANT KPI harness (KPI 7)\n" + "\n".join(lines) + "\n")
     log = run.log_path(step.id)
     # The plan's argv (cmake + make, from /src) is what runs, so the dry run shows the real command.
@@ -153,8 +185,15 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
     missing = [p for p in BUILD_OUTPUTS if not (tree / p).is_file()]
     if missing:
         raise StepFailed(f"the TVM fork build produced no {', '.join(missing)}", log=run.rel(log))
-    out = {"path": str(tree), "source_commit": str(src.get("commit", "")), "image": img["tag"],
-           "config": lines, "submodules": filled, "not_built": not_built, "log": run.rel(log)}
+    out = {
+        "path": str(tree),
+        "source_commit": str(src.get("commit", "")),
+        "image": img["tag"],
+        "config": lines,
+        "submodules": filled,
+        "not_built": not_built,
+        "log": run.rel(log),
+    }
     atomic_write_text(done, json.dumps(out, indent=1))
     return {**out, "reused": False}
 
@@ -163,18 +202,28 @@ def testcase_requirements(npu: str, tool_versions: dict[str, str]) -> list[tuple
     """(what is missing, fix) for one testcase, from the tool versions the image recorded."""
     missing = []
     if npu == "Ethos-U55" and not tool_versions.get("fvp_corstone_sse_300"):
-        missing.append(("the Arm Corstone-300 FVP (installed only when its licence is accepted at image build "
-                        "time: ACCEPT_ARM_FVP_EULA=yes with FVP_SHA256)",
-                        "build the image by hand with --build-arg ACCEPT_ARM_FVP_EULA=yes --build-arg "
-                        f"FVP_SHA256=<sha256> (containers/tvm-npu/README.md) and pass {IMAGE_ENV}=<tag>"))
+        missing.append(
+            (
+                "the Arm Corstone-300 FVP (installed only when its licence is accepted at image build "
+                "time: ACCEPT_ARM_FVP_EULA=yes with FVP_SHA256)",
+                "build the image by hand with --build-arg ACCEPT_ARM_FVP_EULA=yes --build-arg "
+                f"FVP_SHA256=<sha256> (containers/tvm-npu/README.md) and pass {IMAGE_ENV}=<tag>",
+            )
+        )
     if npu == "Gemmini":
-        wanted = (("spike", "Spike with the Gemmini extension (esp-isa-sim) and libgemmini"),
-                  ("riscv64-unknown-elf-gcc", "the RISC-V bare-metal GCC (riscv64-unknown-elf-gcc)"))
+        wanted = (
+            ("spike", "Spike with the Gemmini extension (esp-isa-sim) and libgemmini"),
+            ("riscv64-unknown-elf-gcc", "the RISC-V bare-metal GCC (riscv64-unknown-elf-gcc)"),
+        )
         for tool, what in wanted:
             if not tool_versions.get(tool):
-                missing.append((f"{what}, installed only with INSTALL_GEMMINI_TOOLCHAIN=yes",
-                                "build the image by hand with --build-arg INSTALL_GEMMINI_TOOLCHAIN=yes and the "
-                                f"pinned URLs and sha256 (containers/tvm-npu/README.md); pass {IMAGE_ENV}=<tag>"))
+                missing.append(
+                    (
+                        f"{what}, installed only with INSTALL_GEMMINI_TOOLCHAIN=yes",
+                        "build the image by hand with --build-arg INSTALL_GEMMINI_TOOLCHAIN=yes and the "
+                        f"pinned URLs and sha256 (containers/tvm-npu/README.md); pass {IMAGE_ENV}=<tag>",
+                    )
+                )
     return missing
 
 
@@ -187,9 +236,13 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
         raise Blocked(f"{step.id}: the TVM fork build or the {IMAGE} image is missing", "let build:tvm-fork complete")
     missing = testcase_requirements(step.variant, dict(img.get("tool_versions", {})))
     if step.variant in build.get("not_built", {}):
-        missing.append((build["not_built"][step.variant],
-                        f"pass --source ant_model_db=PATH with a checkout whose compiler/{GEMMINI_DIR} holds the "
-                        "Gemmini release the fork was written against (with its gemmini-rocc-tests)"))
+        missing.append(
+            (
+                build["not_built"][step.variant],
+                f"pass --source ant_model_db=PATH with a checkout whose compiler/{GEMMINI_DIR} holds the "
+                "Gemmini release the fork was written against (with its gemmini-rocc-tests)",
+            )
+        )
     if missing:
         raise Blocked("; ".join(w for w, _ in missing), "; ".join(dict.fromkeys(f for _, f in missing)))
     tree = Path(build["path"])
@@ -200,12 +253,29 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
     text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
     verdict = JUDGES[step.variant](text, rc)
     if verdict.blocked:
-        raise Blocked(verdict.reason, "give the container network access, or pre-fetch the models into the "
-                                      "download cache the testcase reads")
-    _write(run, [_row(run, step, metric="passed", value=1.0 if verdict.passed else 0.0, unit="count", status="ok",
-                      workload=step.workload, argv=list(step.argv), log=run.rel(log),
-                      source_commit=str(build.get("source_commit", "")), image_digest=str(img.get("id", "")),
-                      note=f"{_SEED_PATH_NOTE}: {verdict.reason}")])
+        raise Blocked(
+            verdict.reason,
+            "give the container network access, or pre-fetch the models into the download cache the testcase reads",
+        )
+    _write(
+        run,
+        [
+            _row(
+                run,
+                step,
+                metric="passed",
+                value=1.0 if verdict.passed else 0.0,
+                unit="count",
+                status="ok",
+                workload=step.workload,
+                argv=list(step.argv),
+                log=run.rel(log),
+                source_commit=str(build.get("source_commit", "")),
+                image_digest=str(img.get("id", "")),
+                note=f"{_SEED_PATH_NOTE}: {verdict.reason}",
+            )
+        ],
+    )
     return {"log": str(log), "exit_status": rc, "passed": verdict.passed, "reason": verdict.reason}
 
 

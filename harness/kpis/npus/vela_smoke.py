@@ -68,9 +68,20 @@ def vela_version(cmd: list[str]) -> str:
 def vela_argv(cmd: list[str], model: Path, out_dir: Path) -> list[str]:
     """The Vela command line of the smoke: explicit configuration, cycle estimate, operator list."""
     return [
-        *cmd, "--accelerator-config", VELA_ACCELERATOR, "--config", VELA_CONFIG,
-        "--system-config", VELA_SYSTEM_CONFIG, "--memory-mode", VELA_MEMORY_MODE,
-        "--verbose-cycle-estimate", "--show-cpu-operations", "--output-dir", str(out_dir), str(model),
+        *cmd,
+        "--accelerator-config",
+        VELA_ACCELERATOR,
+        "--config",
+        VELA_CONFIG,
+        "--system-config",
+        VELA_SYSTEM_CONFIG,
+        "--memory-mode",
+        VELA_MEMORY_MODE,
+        "--verbose-cycle-estimate",
+        "--show-cpu-operations",
+        "--output-dir",
+        str(out_dir),
+        str(model),
     ]
 
 
@@ -85,8 +96,12 @@ def ethosu_custom_ops(path: Path) -> int | None:
     except Exception:  # a truncated flatbuffer raises anything from struct.error to IndexError
         return None
     codes = [c.customCode for c in (model.operatorCodes or [])]
-    return sum(1 for sg in (model.subgraphs or []) for op in (sg.operators or [])
-               if op.opcodeIndex < len(codes) and codes[op.opcodeIndex] == ETHOSU_CUSTOM_CODE)
+    return sum(
+        1
+        for sg in (model.subgraphs or [])
+        for op in (sg.operators or [])
+        if op.opcodeIndex < len(codes) and codes[op.opcodeIndex] == ETHOSU_CUSTOM_CODE
+    )
 
 
 def exec_vela(step: Step, run: Run) -> dict[str, Any]:
@@ -97,8 +112,20 @@ def exec_vela(step: Step, run: Run) -> dict[str, Any]:
         work = run.work_dir("npus-vela")
         model = tiny_mobilenet_like(work / SMOKE_MODEL, int8=True)
     except Blocked as e:
-        _write(run, [_row(run, step, metric="passed", value=float("nan"), status="blocked",
-                          note=f"Vela compile path: {e}", **common)])
+        _write(
+            run,
+            [
+                _row(
+                    run,
+                    step,
+                    metric="passed",
+                    value=float("nan"),
+                    status="blocked",
+                    note=f"Vela compile path: {e}",
+                    **common,
+                )
+            ],
+        )
         raise
     version = vela_version(cmd)
     out_dir = work / "out"
@@ -108,24 +135,48 @@ def exec_vela(step: Step, run: Run) -> dict[str, Any]:
     log = run.raw_path(step.id, ".log")
     try:
         with log.open("wb") as f:
-            proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, cwd=work, timeout=VELA_TIMEOUT_S,
-                                  check=False)
+            proc = subprocess.run(
+                argv, stdout=f, stderr=subprocess.STDOUT, cwd=work, timeout=VELA_TIMEOUT_S, check=False
+            )
     except subprocess.TimeoutExpired:
         raise StepFailed(f"Vela took longer than {VELA_TIMEOUT_S:g} s", log=run.rel(log)) from None
     identity = {
-        **host_identity(), "kind": "compiler-estimate", "tool": "ethos-u-vela", "version": version,
-        "pinned": VELA_VERSION, "accelerator": VELA_ACCELERATOR, "system_config": VELA_SYSTEM_CONFIG,
+        **host_identity(),
+        "kind": "compiler-estimate",
+        "tool": "ethos-u-vela",
+        "version": version,
+        "pinned": VELA_VERSION,
+        "accelerator": VELA_ACCELERATOR,
+        "system_config": VELA_SYSTEM_CONFIG,
         "memory_mode": VELA_MEMORY_MODE,
     }
-    prov: dict[str, Any] = {"argv": [str(a) for a in argv], "target_identity": identity, "log": run.rel(log),
-                            "artefact_sha256": model.sha256}
-    pin_note = "" if version == VELA_VERSION else f" (Vela {version or 'of unknown version'}; the harness pins " \
-                                                  f"{VELA_VERSION})"
+    prov: dict[str, Any] = {
+        "argv": [str(a) for a in argv],
+        "target_identity": identity,
+        "log": run.rel(log),
+        "artefact_sha256": model.sha256,
+    }
+    pin_note = (
+        "" if version == VELA_VERSION else f" (Vela {version or 'of unknown version'}; the harness pins {VELA_VERSION})"
+    )
     try:
         summary = parse_vela_file(log)
     except BadInput as e:
-        _write(run, [_row(run, step, metric="passed", value=float("nan"), status="failed",
-                          note=f"Vela compile path: {e.one_line()}", **common, **prov)])
+        _write(
+            run,
+            [
+                _row(
+                    run,
+                    step,
+                    metric="passed",
+                    value=float("nan"),
+                    status="failed",
+                    note=f"Vela compile path: {e.one_line()}",
+                    **common,
+                    **prov,
+                )
+            ],
+        )
         raise StepFailed(f"Vela exited {proc.returncode} without a summary", log=run.rel(log)) from None
     stem = model.path.stem
     table = out_dir / f"{stem}_summary_{VELA_SYSTEM_CONFIG}.csv"
@@ -137,20 +188,55 @@ def exec_vela(step: Step, run: Run) -> dict[str, Any]:
     custom = ethosu_custom_ops(compiled) if compiled.is_file() else 0
     verdict = judge_vela(summary, exit_status=proc.returncode, npu_custom_ops=custom)
     if proc.returncode != 0 or summary.error:
-        _write(run, [_row(run, step, metric="passed", value=float("nan"), status="failed",
-                          note=f"Vela compile path: {verdict.reason}", **common, **prov)])
+        _write(
+            run,
+            [
+                _row(
+                    run,
+                    step,
+                    metric="passed",
+                    value=float("nan"),
+                    status="failed",
+                    note=f"Vela compile path: {verdict.reason}",
+                    **common,
+                    **prov,
+                )
+            ],
+        )
         raise StepFailed(verdict.reason, log=run.rel(log))
-    note = (f"Vela compile path (not the seed's test_ethosu.py on the Corstone-300 FVP): {verdict.reason}; "
-            f"{describe(summary)}; estimates from Vela's performance model{pin_note}")
-    rows = [_row(run, step, metric="passed", value=1.0 if verdict.passed else 0.0, status="ok", note=note,
-                 **common, **prov)]
+    note = (
+        f"Vela compile path (not the seed's test_ethosu.py on the Corstone-300 FVP): {verdict.reason}; "
+        f"{describe(summary)}; estimates from Vela's performance model{pin_note}"
+    )
+    rows = [
+        _row(run, step, metric="passed", value=1.0 if verdict.passed else 0.0, status="ok", note=note, **common, **prov)
+    ]
     for m in summary_measurements(summary):
-        rows.append(_row(run, step, metric=m["metric"], value=m["value"], unit=m["unit"], status="ok",
-                         workload=SMOKE_MODEL, note=m.get("note", "Vela estimate"), **prov))
+        rows.append(
+            _row(
+                run,
+                step,
+                metric=m["metric"],
+                value=m["value"],
+                unit=m["unit"],
+                status="ok",
+                workload=SMOKE_MODEL,
+                note=m.get("note", "Vela estimate"),
+                **prov,
+            )
+        )
     _write(run, rows)
     return {
-        "log": str(log), "passed": verdict.passed, "reason": verdict.reason, "vela_version": version,
-        "model": str(model.path), "model_sha256": model.sha256, "compiled": str(compiled) if compiled.is_file()
-        else "", "ethosu_custom_ops": custom, "npu_ops": summary.npu_ops, "cpu_ops": summary.cpu_ops,
-        "npu_cycles": summary.npu_cycles, "summary_csv": str(table) if table.is_file() else "",
+        "log": str(log),
+        "passed": verdict.passed,
+        "reason": verdict.reason,
+        "vela_version": version,
+        "model": str(model.path),
+        "model_sha256": model.sha256,
+        "compiled": str(compiled) if compiled.is_file() else "",
+        "ethosu_custom_ops": custom,
+        "npu_ops": summary.npu_ops,
+        "cpu_ops": summary.cpu_ops,
+        "npu_cycles": summary.npu_cycles,
+        "summary_csv": str(table) if table.is_file() else "",
     }

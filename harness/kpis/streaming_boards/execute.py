@@ -40,8 +40,9 @@ UPSTREAM_INTERFACE: Final = "eth0"
 _IFACE_RE: Final = re.compile(r"(getMyIPAddress\(\s*)(['\"])eth0\2\s*\)")
 
 
-def derive_streaming(text: str, source_type: str, *, interface: str = UPSTREAM_INTERFACE,
-                     name: str = "streaming.js") -> str:
+def derive_streaming(
+    text: str, source_type: str, *, interface: str = UPSTREAM_INTERFACE, name: str = "streaming.js"
+) -> str:
     """A copy of streaming.js with `settings.sourceType` and the served interface set."""
     if not re.fullmatch(r"[A-Za-z0-9_./-]+", source_type):
         raise StepFailed(f"{name}: source type {source_type!r} is not a plain name or device path")
@@ -53,8 +54,9 @@ def derive_streaming(text: str, source_type: str, *, interface: str = UPSTREAM_I
     if interface != UPSTREAM_INTERFACE:
         new, n = _IFACE_RE.subn(lambda m: f"{m.group(1)}{m.group(2)}{interface}{m.group(2)})", new)
         if n != 1:
-            raise StepFailed(f"{name}: expected one `getMyIPAddress('{UPSTREAM_INTERFACE}')` call, found {n}: "
-                             "the script changed")
+            raise StepFailed(
+                f"{name}: expected one `getMyIPAddress('{UPSTREAM_INTERFACE}')` call, found {n}: the script changed"
+            )
     return new
 
 
@@ -101,17 +103,25 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any]) -> dict[str, An
 
     board, transport = boardrun.session(run, step.target)
     if not board.camera_source:
-        raise Blocked(f"board {board.name} names no camera_source for streaming.js",
-                      "set camera_source in boards.toml (rpi, nvidia, test or /dev/videoN)")
+        raise Blocked(
+            f"board {board.name} names no camera_source for streaming.js",
+            "set camera_source in boards.toml (rpi, nvidia, test or /dev/videoN)",
+        )
     script = _script_path(run)
     local = run.work_dir(f"kpi6-{step.id}") / f"{APP_NAME}.js"
-    local.write_text(derive_streaming(script.read_text(), board.camera_source, interface=board.interface,
-                                      name=str(script)))
+    local.write_text(
+        derive_streaming(script.read_text(), board.camera_source, interface=board.interface, name=str(script))
+    )
     rel = f"{ant_build.REMOTE_ROOT}/{step.id.replace(':', '_')}"
     put_files(transport, {local: f"{rel}/{APP_NAME}.js"})
     b = deploy["remote_bundle"]
-    app_argv = [*ant_build.runtime_argv(deploy), f"{b}/app-core/main.js", APP_NAME,
-                transport.remote_path(f"{rel}/{APP_NAME}.js"), "0"]
+    app_argv = [
+        *ant_build.runtime_argv(deploy),
+        f"{b}/app-core/main.js",
+        APP_NAME,
+        transport.remote_path(f"{rel}/{APP_NAME}.js"),
+        "0",
+    ]
     app_log = run.raw_path(step.id, ".log")
     client_log = run.raw_path(step.id, ".client.log")
     for p in (app_log, client_log):
@@ -126,8 +136,15 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any]) -> dict[str, An
 
         def run_app() -> None:
             try:
-                result.append(transport.run(app_argv, timeout=APP_TIMEOUT_S, stdout_path=app_log,
-                                            cwd=transport.remote_path(rel), env=ant_build.runtime_env(deploy)))
+                result.append(
+                    transport.run(
+                        app_argv,
+                        timeout=APP_TIMEOUT_S,
+                        stdout_path=app_log,
+                        cwd=transport.remote_path(rel),
+                        env=ant_build.runtime_env(deploy),
+                    )
+                )
             except BaseException as e:  # re-raised in the caller's thread
                 errors.append(e)
             finally:

@@ -68,14 +68,15 @@ def _work(run: Run, variant: str) -> Path:
     return run.work_dir(f"tinyml-{variant}")
 
 
-
 def _data(run: Run) -> Path:
     if "data:synthetic" in run.outputs:
         return Path(run.outputs["data:synthetic"]["path"])
     given = run.env.imagenet
     if not given:
-        raise Blocked("patch-aware training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
-                      f"set {IMAGENET_ENV}=/path/to/imagenet")
+        raise Blocked(
+            "patch-aware training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
+            f"set {IMAGENET_ENV}=/path/to/imagenet",
+        )
     return Path(str(given))
 
 
@@ -107,8 +108,9 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
     rc, log = run_training(run, step, step.argv, work=work, data=_data(run))
     if rc != 0:
         why = _crash(log)
-        raise StepFailed(f"patch_aware_train.py ({step.variant}) exited {rc}" + (f": {why}" if why else ""),
-                         log=run.rel(log))
+        raise StepFailed(
+            f"patch_aware_train.py ({step.variant}) exited {rc}" + (f": {why}" if why else ""), log=run.rel(log)
+        )
     parsed = parse_patch_aware_file(log)
     ckpt = work / "out" / Path(CHECKPOINT).name
     if not ckpt.is_file():
@@ -116,11 +118,20 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
     # The variant must be what it claims: the plain model untouched, the patch model patched.
     want_patched = step.variant != "plain"
     if (parsed.patchwise_layers > 0) != want_patched:
-        raise StepFailed(f"{step.variant}: zero_borderkernel reported {parsed.patchwise_layers} patch-wise layer(s)",
-                         log=run.rel(log))
-    return {"log": str(log), "work": str(work), "checkpoint": str(ckpt), "source_commit": commit,
-            "patchwise_layers": parsed.patchwise_layers, "argv": list(step.argv),
-            "image": train_image(run).get("tag", ""), "patches": [p.why for p in PATCHES]}
+        raise StepFailed(
+            f"{step.variant}: zero_borderkernel reported {parsed.patchwise_layers} patch-wise layer(s)",
+            log=run.rel(log),
+        )
+    return {
+        "log": str(log),
+        "work": str(work),
+        "checkpoint": str(ckpt),
+        "source_commit": commit,
+        "patchwise_layers": parsed.patchwise_layers,
+        "argv": list(step.argv),
+        "image": train_image(run).get("tag", ""),
+        "patches": [p.why for p in PATCHES],
+    }
 
 
 def exec_measure(step: Step, run: Run) -> dict[str, Any]:
@@ -129,8 +140,9 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
         raise Blocked(MCU_BLOCKED, MCU_FIX)
     train = run.outputs.get(f"train:{step.variant}")
     if not train:
-        raise Blocked(f"{step.id}: no trained {step.variant} checkpoint in this run",
-                      f"let train:{step.variant} complete")
+        raise Blocked(
+            f"{step.id}: no trained {step.variant} checkpoint in this run", f"let train:{step.variant} complete"
+        )
     work = Path(train["work"])
     tools = work / "tools"
     tools.mkdir(exist_ok=True)
@@ -140,13 +152,18 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
     rc, log = run_training(run, step, step.argv, work=work, data=None)
     if rc != 0:
         why = _crash(log)
-        raise StepFailed(f"patch_memory.py ({step.variant}) exited {rc}" + (f": {why}" if why else ""),
-                         log=run.rel(log))
+        raise StepFailed(
+            f"patch_memory.py ({step.variant}) exited {rc}" + (f": {why}" if why else ""), log=run.rel(log)
+        )
     if not out.is_file():
         raise StepFailed(f"patch_memory.py ({step.variant}) wrote no {MEMORY_JSON}", log=run.rel(log))
-    return {"json": str(out), "log": str(log), "argv": list(step.argv), "identity": train_identity(run),
-            "source_commit": train.get("source_commit", "")}
-
+    return {
+        "json": str(out),
+        "log": str(log),
+        "argv": list(step.argv),
+        "identity": train_identity(run),
+        "source_commit": train.get("source_commit", ""),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,33 +171,48 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-
 def peak_memory_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
     """The peak_memory row (KB) of one measure step: layer by layer for plain, patch-based for patch."""
-    common: dict[str, Any] = dict(metric="peak_memory", workload=step.workload or MEMORY_WORKLOAD, unit="KB",
-                                  **measured_fields(run, step, outputs))
+    common: dict[str, Any] = dict(
+        metric="peak_memory",
+        workload=step.workload or MEMORY_WORKLOAD,
+        unit="KB",
+        **measured_fields(run, step, outputs),
+    )
     try:
         doc = json.loads(Path(outputs["json"]).read_text(encoding="utf-8"))
         lbl = doc["layer_by_layer"]
         pb = doc.get("patch_based")
         sha = str(doc.get("checkpoint_sha256", ""))
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return train_row(run, KPI, value=float("nan"), status="failed",
-                         note=f"unreadable patch_memory output: {e}", **common)
+        return train_row(
+            run, KPI, value=float("nan"), status="failed", note=f"unreadable patch_memory output: {e}", **common
+        )
     lbl_kb = lbl["peak_bytes"] / 1024
     if step.variant == "plain":
-        note = (f"layer by layer: {lbl_kb:.1f} KB live at {lbl['at']}; fp32 tensors crossing module boundaries, "
-                f"BatchNorm folded ({doc.get('bn_folded', 0)}); int8 equivalent {lbl['peak_elements'] / 1024:.1f} KB")
+        note = (
+            f"layer by layer: {lbl_kb:.1f} KB live at {lbl['at']}; fp32 tensors crossing module boundaries, "
+            f"BatchNorm folded ({doc.get('bn_folded', 0)}); int8 equivalent {lbl['peak_elements'] / 1024:.1f} KB"
+        )
         return train_row(run, KPI, value=lbl_kb, status="ok", artefact_sha256=sha, note=note, **common)
     if pb is None:
         why = doc.get("patch_based_reason", "no patch-based schedule")
-        return train_row(run, KPI, value=float("nan"), status="failed", artefact_sha256=sha,
-                    note=f"the patch-aware model has no patch-wise stage to run tile by tile: {why}", **common)
+        return train_row(
+            run,
+            KPI,
+            value=float("nan"),
+            status="failed",
+            artefact_sha256=sha,
+            note=f"the patch-aware model has no patch-wise stage to run tile by tile: {why}",
+            **common,
+        )
     stage = pb["stage_units"]
-    note = (f"patch-based: {pb['grid']}x{pb['grid']} tiles of {pb['tile'][0]}x{pb['tile'][1]} through "
-            f"{stage[0]}..{stage[-1]}, peak in the {pb['phase']} ({pb['at']}); outputs equal the whole network's "
-            f"(max rel. diff {pb['max_rel_diff']:.1e}); int8 equivalent {pb['peak_elements'] / 1024:.1f} KB; "
-            f"the same model layer by layer: {lbl_kb:.1f} KB")
+    note = (
+        f"patch-based: {pb['grid']}x{pb['grid']} tiles of {pb['tile'][0]}x{pb['tile'][1]} through "
+        f"{stage[0]}..{stage[-1]}, peak in the {pb['phase']} ({pb['at']}); outputs equal the whole network's "
+        f"(max rel. diff {pb['max_rel_diff']:.1e}); int8 equivalent {pb['peak_elements'] / 1024:.1f} KB; "
+        f"the same model layer by layer: {lbl_kb:.1f} KB"
+    )
     return train_row(run, KPI, value=pb["peak_bytes"] / 1024, status="ok", artefact_sha256=sha, note=note, **common)
 
 
@@ -189,8 +221,13 @@ def top1_row(run: Run, step: Step, train: dict[str, Any]) -> Row:
     log = Path(train["log"])
     smoke = run.mode == "smoke"
     common: dict[str, Any] = dict(
-        metric="top1", variant=step.variant, workload="synthetic" if smoke else "imagenet", fidelity="host",
-        unit="%", log=run.rel(log), argv=[str(a) for a in train.get("argv", ())],
+        metric="top1",
+        variant=step.variant,
+        workload="synthetic" if smoke else "imagenet",
+        fidelity="host",
+        unit="%",
+        log=run.rel(log),
+        argv=[str(a) for a in train.get("argv", ())],
         source_commit=str(train.get("source_commit", "")),
     )
     try:
@@ -198,13 +235,19 @@ def top1_row(run: Run, step: Step, train: dict[str, Any]) -> Row:
     except BadInput as e:
         return train_row(run, KPI, value=float("nan"), status="failed", note=e.one_line(), **common)
     if parsed.error or parsed.top1 is None:
-        return train_row(run, KPI, value=float("nan"), status="failed",
-                         note=parsed.error or "no 'Test:  Acc@1' line", **common)
+        return train_row(
+            run, KPI, value=float("nan"), status="failed", note=parsed.error or "no 'Test:  Acc@1' line", **common
+        )
     n = sum(1 for e in parsed.evaluations if not e.suffix)
-    data = "2 classes x 8 random images, 1 epoch (smoke: proves the run, says nothing of accuracy)" if smoke \
+    data = (
+        "2 classes x 8 random images, 1 epoch (smoke: proves the run, says nothing of accuracy)"
+        if smoke
         else "ImageNet val"
-    note = (f"last of {n} 'Test:  Acc@1' line(s) (Acc@5 {parsed.top5:g}); {parsed.patchwise_layers} patch-wise "
-            f"layer(s); {data}")
+    )
+    note = (
+        f"last of {n} 'Test:  Acc@1' line(s) (Acc@5 {parsed.top5:g}); {parsed.patchwise_layers} patch-wise "
+        f"layer(s); {data}"
+    )
     return train_row(run, KPI, value=parsed.top1, status="ok", note=note, **common)
 
 

@@ -12,14 +12,47 @@ if TYPE_CHECKING:
 SCRIPT = "/work/src/patch_aware_train.py"
 # The seed's patch_aware_trainer.sh settings (4 GPUs, AMP, ImageNet, pretrained EfficientNet-B0).
 SEED_ARGS = (
-    "--amp", "--model", "efficientnet_b0", "--epochs", "20", "--lr", "0.0001", "--wd", "0.0001",
-    "--opt", "rmsprop", "--weights", "EfficientNet_B0_Weights.IMAGENET1K_V1", "-b", "256",
-    "--lr-scheduler", "cosineannealinglr",
+    "--amp",
+    "--model",
+    "efficientnet_b0",
+    "--epochs",
+    "20",
+    "--lr",
+    "0.0001",
+    "--wd",
+    "0.0001",
+    "--opt",
+    "rmsprop",
+    "--weights",
+    "EfficientNet_B0_Weights.IMAGENET1K_V1",
+    "-b",
+    "256",
+    "--lr-scheduler",
+    "cosineannealinglr",
 )
 SMOKE_ARGS = (
-    "--device", "cpu", "--model", "efficientnet_b0", "--epochs", "1", "--lr", "0.0001", "--wd", "0.0001",
-    "--opt", "rmsprop", "-b", "4", "-j", "0", "--lr-scheduler", "cosineannealinglr",
-    "--lr-warmup-epochs", "0", "--print-freq", "1",
+    "--device",
+    "cpu",
+    "--model",
+    "efficientnet_b0",
+    "--epochs",
+    "1",
+    "--lr",
+    "0.0001",
+    "--wd",
+    "0.0001",
+    "--opt",
+    "rmsprop",
+    "-b",
+    "4",
+    "-j",
+    "0",
+    "--lr-scheduler",
+    "cosineannealinglr",
+    "--lr-warmup-epochs",
+    "0",
+    "--print-freq",
+    "1",
 )
 VARIANT_FLAGS = {
     "plain": ("--num-patches", "1", "--num-per-patch-stage", "0"),
@@ -59,10 +92,20 @@ def plan(ctx: PlanContext) -> None:
             image="cuda-train",
             variant=variant,
             depends=(src.id, img.id, *(("data:synthetic",) if smoke else ())),
-            argv=(*launcher, *(SMOKE_ARGS if smoke else SEED_ARGS), "--data-path", "/data",
-                  "--output-dir", "/work/out", *flags),
-            description=(f"{variant}: 1 epoch on CPU on the synthetic data (smoke)" if smoke
-                         else f"{variant}: 20 epochs on 4 GPUs on ImageNet, as patch_aware_trainer.sh"),
+            argv=(
+                *launcher,
+                *(SMOKE_ARGS if smoke else SEED_ARGS),
+                "--data-path",
+                "/data",
+                "--output-dir",
+                "/work/out",
+                *flags,
+            ),
+            description=(
+                f"{variant}: 1 epoch on CPU on the synthetic data (smoke)"
+                if smoke
+                else f"{variant}: 20 epochs on 4 GPUs on ImageNet, as patch_aware_trainer.sh"
+            ),
             notes=(
                 "patch_aware_trainer.sh calls motiv_train.py, which never existed: "
                 "patch_aware_train.py is run directly",
@@ -70,12 +113,16 @@ def plan(ctx: PlanContext) -> None:
                 "stand-ins (harness/shims/patch_aware)",
                 *(f"patch {p.file}: {p.why}" for p in k.PATCHES),
                 "plain = --num-per-patch-stage 0: no layer is replaced (torchvision's EfficientNet-B0 as is)"
-                if variant == "plain" else
-                "patch = the first 5 spatial layers (and their squeeze-excitation) zero-pad each of 4×4 patches",
-                *(() if smoke else (
-                    "--use-wandb is left out: no experiment tracking service",
-                    "--weights downloads from download.pytorch.org unless the torch hub cache holds it",
-                )),
+                if variant == "plain"
+                else "patch = the first 5 spatial layers (and their squeeze-excitation) zero-pad each of 4×4 patches",
+                *(
+                    ()
+                    if smoke
+                    else (
+                        "--use-wandb is left out: no experiment tracking service",
+                        "--weights downloads from download.pytorch.org unless the torch hub cache holds it",
+                    )
+                ),
             ),
             key_parts=(shims, [(p.file, p.old, p.new) for p in k.PATCHES]),
             outputs=("out/checkpoint.pth", "out/model_0.pth"),
@@ -91,16 +138,35 @@ def plan(ctx: PlanContext) -> None:
             repeat=0,
             fidelity="host",
             depends=(train.id,),
-            argv=("python3", "/work/tools/patch_memory.py", "--src", "/work/src", "--checkpoint", k.CHECKPOINT,
-                  "--model", k.MODEL, *flags, "--input-size", str(k.INPUT_SIZE), "--out", f"/work/{k.MEMORY_JSON}"),
+            argv=(
+                "python3",
+                "/work/tools/patch_memory.py",
+                "--src",
+                "/work/src",
+                "--checkpoint",
+                k.CHECKPOINT,
+                "--model",
+                k.MODEL,
+                *flags,
+                "--input-size",
+                str(k.INPUT_SIZE),
+                "--out",
+                f"/work/{k.MEMORY_JSON}",
+            ),
             description=(
                 "peak activation memory of one inference of the trained model, "
-                + ("layer by layer" if variant == "plain" else "its patch-wise first stage run tile by tile, "
-                   "the rest layer by layer (checked against the whole network)")
+                + (
+                    "layer by layer"
+                    if variant == "plain"
+                    else "its patch-wise first stage run tile by tile, "
+                    "the rest layer by layer (checked against the whole network)"
+                )
                 + " (harness/patch_memory.py: fp32 tensors crossing module boundaries, BatchNorm folded)"
             ),
-            notes=("an analysis of the real model in PyTorch, not an MCU's SRAM: "
-                   "that needs TinyEngine on an int8 TFLite export",),
+            notes=(
+                "an analysis of the real model in PyTorch, not an MCU's SRAM: "
+                "that needs TinyEngine on an int8 TFLite export",
+            ),
             key_parts=(tool,),
             outputs=(k.MEMORY_JSON,),
         )

@@ -25,6 +25,6 @@ PATCHES: Final = (
         old='os.environ["CUDA_VISIBLE_DEVICES"]="4,5,6,7"\n',
         new='# os.environ["CUDA_VISIBLE_DEVICES"]="4,5,6,7"  (removed by the ANT KPI harness)\n',
         why="the script pins GPUs 4-7 at import: on a machine with fewer than five GPUs that hides every GPU, "
-            "and the harness chooses the devices itself",
+        "and the harness chooses the devices itself",
     ),
 )

@@ -72,7 +72,6 @@ def _host(work: Path, container_path: str) -> Path:
     return work / Path(container_path).relative_to("/work")
 
 
-
 def _prepare(step: Step, run: Run) -> tuple[Path, str]:
     """A fresh patched PackViT tree in the work directory, with the bench tool beside it."""
     src, commit = _source(step, run)
@@ -111,12 +110,19 @@ def exec_fetch(step: Step, run: Run) -> dict[str, Any]:
             why = _crash(log)
             raise StepFailed(f"random {ARCH} weights: exit {rc}" + (f": {why}" if why else ""), log=run.rel(log))
         made = _last_json(log)
-        return {"path": str(dest), "origin": "random initialisation by the harness (not ImageNet weights)",
-                "sha256": made.get("sha256", ""), "source_commit": commit, "log": str(log)}
+        return {
+            "path": str(dest),
+            "origin": "random initialisation by the harness (not ImageNet weights)",
+            "sha256": made.get("sha256", ""),
+            "source_commit": commit,
+            "log": str(log),
+        }
     given = run.env.deit_small
     if not given:
-        raise Blocked(f"PackViT trains from DeiT-S ImageNet weights ({Path(DEIT_WEIGHTS).name}), not given",
-                      f"download {DEIT_URL} (PackViT's download_pretrain.sh) and set {DEIT_ENV}=/path/to/it")
+        raise Blocked(
+            f"PackViT trains from DeiT-S ImageNet weights ({Path(DEIT_WEIGHTS).name}), not given",
+            f"download {DEIT_URL} (PackViT's download_pretrain.sh) and set {DEIT_ENV}=/path/to/it",
+        )
     src = Path(str(given)).expanduser()
     if not src.is_file():
         raise BadInput(f"{DEIT_ENV}={given}: no such file")
@@ -149,8 +155,10 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
     else:
         given = run.env.imagenet
         if not given:
-            raise Blocked("PackViT training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
-                          f"set {IMAGENET_ENV}=/path/to/imagenet")
+            raise Blocked(
+                "PackViT training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
+                f"set {IMAGENET_ENV}=/path/to/imagenet",
+            )
         data = Path(str(given))
     out = _host(work, OUTPUT_DIR)
     if out.exists():
@@ -164,9 +172,16 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
     ckpt = best if best.is_file() else out / "checkpoint.pth"
     if not ckpt.is_file():
         raise StepFailed("PackViT training wrote no checkpoint_best.pth or checkpoint.pth", log=run.rel(log))
-    return {"log": str(log), "log_txt": str(out / "log.txt"), "checkpoint": str(ckpt), "work": str(work),
-            "source_commit": commit, "argv": list(step.argv), "weights": weights.get("origin", ""),
-            "image": train_image(run).get("tag", "")}
+    return {
+        "log": str(log),
+        "log_txt": str(out / "log.txt"),
+        "checkpoint": str(ckpt),
+        "work": str(work),
+        "source_commit": commit,
+        "argv": list(step.argv),
+        "weights": weights.get("origin", ""),
+        "image": train_image(run).get("tag", ""),
+    }
 
 
 def exec_convert(step: Step, run: Run) -> dict[str, Any]:
@@ -193,11 +208,17 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
     rc, log = run_training(run, step, argv, work=work, data=None)
     if rc != 0 or not out.is_file():
         why = _crash(log)
-        raise StepFailed(f"vit_throughput_bench.py ({step.variant}) exited {rc}" + (f": {why}" if why else ""),
-                         log=run.rel(log))
+        raise StepFailed(
+            f"vit_throughput_bench.py ({step.variant}) exited {rc}" + (f": {why}" if why else ""), log=run.rel(log)
+        )
     ident = train_identity(run)
-    return {"json": str(out), "log": str(log), "argv": argv, "identity": ident,
-            "source_commit": train.get("source_commit", "")}
+    return {
+        "json": str(out),
+        "log": str(log),
+        "argv": argv,
+        "identity": ident,
+        "source_commit": train.get("source_commit", ""),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,24 +226,37 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-
 def throughput_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
     """The throughput row (images/s) of one bench run."""
-    common: dict[str, Any] = dict(metric="throughput", workload=step.workload or WORKLOAD, target=step.target,
-                                  unit="images/s", **measured_fields(run, step, outputs))
+    common: dict[str, Any] = dict(
+        metric="throughput",
+        workload=step.workload or WORKLOAD,
+        target=step.target,
+        unit="images/s",
+        **measured_fields(run, step, outputs),
+    )
     try:
         doc = json.loads(Path(outputs["json"]).read_text(encoding="utf-8"))
         ips = float(doc["images_per_s"])
         toks = [round(t) for t in doc.get("tokens_per_block", []) if t is not None]
-        note = (f"{doc['class']}: batch {doc['batch']}, {doc['warmup']} warm-up + {doc['iters']} timed forwards, "
-                f"median {doc['median_iteration_s'] * 1e3:.1f} ms, {doc['threads']} thread(s), {doc['device']}, "
-                f"PyTorch {doc['torch']} eager (not TFLite); tokens per block {toks}")
+        note = (
+            f"{doc['class']}: batch {doc['batch']}, {doc['warmup']} warm-up + {doc['iters']} timed forwards, "
+            f"median {doc['median_iteration_s'] * 1e3:.1f} ms, {doc['threads']} thread(s), {doc['device']}, "
+            f"PyTorch {doc['torch']} eager (not TFLite); tokens per block {toks}"
+        )
         sha = str(doc.get("checkpoint_sha256", ""))
     except (OSError, ValueError, KeyError, TypeError) as e:
         return train_row(run, KPI, value=float("nan"), status="failed", note=f"unreadable bench output: {e}", **common)
     if not ips > 0:
-        return train_row(run, KPI, value=float("nan"), status="failed", artefact_sha256=sha,
-                    note=f"non-positive throughput {ips}", **common)
+        return train_row(
+            run,
+            KPI,
+            value=float("nan"),
+            status="failed",
+            artefact_sha256=sha,
+            note=f"non-positive throughput {ips}",
+            **common,
+        )
     return train_row(run, KPI, value=ips, status="ok", artefact_sha256=sha, note=note, **common)
 
 
@@ -231,8 +265,13 @@ def top1_row(run: Run, train: dict[str, Any]) -> Row:
     log = Path(train["log"])
     smoke = run.mode == "smoke"
     common: dict[str, Any] = dict(
-        metric="top1", variant="packvit", workload="synthetic" if smoke else "imagenet", fidelity="host",
-        unit="%", log=run.rel(log), argv=[str(a) for a in train.get("argv", ())],
+        metric="top1",
+        variant="packvit",
+        workload="synthetic" if smoke else "imagenet",
+        fidelity="host",
+        unit="%",
+        log=run.rel(log),
+        argv=[str(a) for a in train.get("argv", ())],
         source_commit=str(train.get("source_commit", "")),
     )
     try:
@@ -245,13 +284,22 @@ def top1_row(run: Run, train: dict[str, Any]) -> Row:
         stats = parse_log_txt(Path(train["log_txt"]).read_text(encoding="utf-8"), source=train["log_txt"])
         top1, which = max(s.test_acc1 for s in stats), "best test_acc1 of log.txt"
     if parsed.error or top1 is None:
-        return train_row(run, KPI, value=float("nan"), status="failed",
-                         note=parsed.error or "no accuracy line", **common)
+        return train_row(
+            run, KPI, value=float("nan"), status="failed", note=parsed.error or "no accuracy line", **common
+        )
     spars = parsed.evaluations[-1].sparsity if parsed.evaluations else ()
-    data = ("2 classes x 8 random images, 1 epoch from random DeiT-S weights (smoke: proves the run, says "
-            "nothing of accuracy)") if smoke else "ImageNet val"
-    note = (f"{which}; tokens dropped at blocks 3/6/9 during evaluation: "
-            f"{', '.join(f'{s:.2f}' for s in spars) or 'not printed'}; {data}")
+    data = (
+        (
+            "2 classes x 8 random images, 1 epoch from random DeiT-S weights (smoke: proves the run, says "
+            "nothing of accuracy)"
+        )
+        if smoke
+        else "ImageNet val"
+    )
+    note = (
+        f"{which}; tokens dropped at blocks 3/6/9 during evaluation: "
+        f"{', '.join(f'{s:.2f}' for s in spars) or 'not printed'}; {data}"
+    )
     return train_row(run, KPI, value=top1, status="ok", note=note, **common)
 
 
@@ -263,8 +311,11 @@ def exec_parse(step: Step, run: Run) -> dict[str, Any]:
             raise Blocked("no PackViT training log in this run", "let train:packvit complete")
         append_row_journal(run.run_dir, top1_row(run, train))
         return {"rows": 1}
-    return {"rows": journal_measurements(run, step.params.get("measures", ()), lambda r, s, o: [
-        throughput_row(r, s, o)], "json")}
+    return {
+        "rows": journal_measurements(
+            run, step.params.get("measures", ()), lambda r, s, o: [throughput_row(r, s, o)], "json"
+        )
+    }
 
 
 EXECUTORS: dict[str, Executor] = {

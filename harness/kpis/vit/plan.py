@@ -13,11 +13,46 @@ if TYPE_CHECKING:
 
 SCRIPT = "/work/src/main_l2_vit_3keep_senet.py"
 # PackViT's README (DeiT-S); --dist-eval needs the process group torchrun sets up.
-README_ARGS = ("--arch", "deit_small", "--input-size", "224", "--batch-size", "256", "--data-path", "/data",
-               "--epochs", "30", "--dist-eval", "--distill", "--base_rate", "0.7")
-SMOKE_ARGS = ("--arch", "deit_small", "--input-size", "224", "--batch-size", "4", "--data-path", "/data",
-              "--epochs", "1", "--distill", "--base_rate", "0.7", "--device", "cpu", "--num_workers", "0",
-              "--no-repeated-aug", "--mixup", "0", "--cutmix", "0")
+README_ARGS = (
+    "--arch",
+    "deit_small",
+    "--input-size",
+    "224",
+    "--batch-size",
+    "256",
+    "--data-path",
+    "/data",
+    "--epochs",
+    "30",
+    "--dist-eval",
+    "--distill",
+    "--base_rate",
+    "0.7",
+)
+SMOKE_ARGS = (
+    "--arch",
+    "deit_small",
+    "--input-size",
+    "224",
+    "--batch-size",
+    "4",
+    "--data-path",
+    "/data",
+    "--epochs",
+    "1",
+    "--distill",
+    "--base_rate",
+    "0.7",
+    "--device",
+    "cpu",
+    "--num_workers",
+    "0",
+    "--no-repeated-aug",
+    "--mixup",
+    "0",
+    "--cutmix",
+    "0",
+)
 # The models timed: the KPI's baseline and candidate, and (reported) the model infer.py evaluates.
 MODELS = ("vit", "packvit", "packvit_masked")
 SMOKE_TIMING = ("--warmup", "3", "--iters", "10")
@@ -46,11 +81,27 @@ def plan(ctx: PlanContext) -> None:
         where="image" if smoke else "host",
         image="cuda-train" if smoke else "",
         depends=(src.id, img.id),
-        argv=(("python3", k.TOOL_PATH, "init-checkpoint", "--src", "/work/src", "--arch", k.ARCH,
-               "--out", k.RANDOM_WEIGHTS) if smoke else ()),
-        description=("random DeiT-S weights as {'model': state_dict} from upstream's VisionTransformerTeacher "
-                     "(the ImageNet weights are a download; smoke only)" if smoke
-                     else f"DeiT-S ImageNet weights ({k.DEIT_URL}) from the local path in {k.DEIT_ENV}"),
+        argv=(
+            (
+                "python3",
+                k.TOOL_PATH,
+                "init-checkpoint",
+                "--src",
+                "/work/src",
+                "--arch",
+                k.ARCH,
+                "--out",
+                k.RANDOM_WEIGHTS,
+            )
+            if smoke
+            else ()
+        ),
+        description=(
+            "random DeiT-S weights as {'model': state_dict} from upstream's VisionTransformerTeacher "
+            "(the ImageNet weights are a download; smoke only)"
+            if smoke
+            else f"DeiT-S ImageNet weights ({k.DEIT_URL}) from the local path in {k.DEIT_ENV}"
+        ),
         key_parts=(tool, patches),
         outputs=(k.RANDOM_WEIGHTS if smoke else k.DEIT_WEIGHTS,),
     )
@@ -62,17 +113,29 @@ def plan(ctx: PlanContext) -> None:
         image="cuda-train",
         variant="packvit",
         depends=(src.id, img.id, weights.id, *(("data:synthetic",) if smoke else ())),
-        argv=(*launcher, "--output_dir", k.OUTPUT_DIR, *(SMOKE_ARGS if smoke else README_ARGS),
-              "--model_path", k.RANDOM_WEIGHTS if smoke else k.DEIT_WEIGHTS),
+        argv=(
+            *launcher,
+            "--output_dir",
+            k.OUTPUT_DIR,
+            *(SMOKE_ARGS if smoke else README_ARGS),
+            "--model_path",
+            k.RANDOM_WEIGHTS if smoke else k.DEIT_WEIGHTS,
+        ),
         description=(
-            "DeiT-S with token packing, 1 epoch on CPU on the synthetic data (smoke)" if smoke
+            "DeiT-S with token packing, 1 epoch on CPU on the synthetic data (smoke)"
+            if smoke
             else "DeiT-S with token packing on ImageNet, 30 epochs on 4 GPUs, per PackViT's README"
         ),
         notes=(
             *(f"patch {p.file}: {p.why}" for p in k.PATCHES),
-            *(("--no-repeated-aug: RASampler yields no batch below 256 images; --mixup 0 --cutmix 0: "
-               "timm 0.4.5's Mixup works on CUDA only",) if smoke else
-              ("torchrun replaces the README's python -m torch.distributed.launch --use_env",)),
+            *(
+                (
+                    "--no-repeated-aug: RASampler yields no batch below 256 images; --mixup 0 --cutmix 0: "
+                    "timm 0.4.5's Mixup works on CUDA only",
+                )
+                if smoke
+                else ("torchrun replaces the README's python -m torch.distributed.launch --use_env",)
+            ),
             "PackViT has no throughput script and no export: the harness times the models itself",
         ),
         key_parts=(patches,),
@@ -107,16 +170,37 @@ def plan(ctx: PlanContext) -> None:
             for v in interleaved(list(MODELS), r):
                 if on_host:
                     argv: tuple[str, ...] = (
-                        "python3", k.TOOL_PATH, "bench", "--src", "/work/src", "--checkpoint",
-                        f"{k.OUTPUT_DIR}/checkpoint_best.pth", "--model", v, "--arch", k.ARCH, "--batch", "1",
-                        *(SMOKE_TIMING if smoke else MEASURE_TIMING), "--device", "cpu", "--seed", str(r),
-                        "--out", f"/work/{k.BENCH_DIR}/{v}-{target}-{r}.json")
-                    desc = (f"time {v} in PyTorch on the CPU (harness/vit_throughput_bench.py: batch 1, "
-                            "warm-up, timed forwards → images/s)")
+                        "python3",
+                        k.TOOL_PATH,
+                        "bench",
+                        "--src",
+                        "/work/src",
+                        "--checkpoint",
+                        f"{k.OUTPUT_DIR}/checkpoint_best.pth",
+                        "--model",
+                        v,
+                        "--arch",
+                        k.ARCH,
+                        "--batch",
+                        "1",
+                        *(SMOKE_TIMING if smoke else MEASURE_TIMING),
+                        "--device",
+                        "cpu",
+                        "--seed",
+                        str(r),
+                        "--out",
+                        f"/work/{k.BENCH_DIR}/{v}-{target}-{r}.json",
+                    )
+                    desc = (
+                        f"time {v} in PyTorch on the CPU (harness/vit_throughput_bench.py: batch 1, "
+                        "warm-up, timed forwards → images/s)"
+                    )
                 else:
                     argv = ()
-                    desc = (f"benchmark the {v} TFLite model on {target}, as the seed asks: BLOCKED with "
-                            "convert:tflite (no TFLite model exists)")
+                    desc = (
+                        f"benchmark the {v} TFLite model on {target}, as the seed asks: BLOCKED with "
+                        "convert:tflite (no TFLite model exists)"
+                    )
                 s = ctx.step(
                     id=f"measure:{v}:{target}:{r}",
                     kind="measure",

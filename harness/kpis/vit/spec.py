@@ -26,15 +26,15 @@ PATCHES: Final = (
         file="engine_l2.py",
         old="        torch.cuda.synchronize()\n",
         new="        if torch.cuda.is_available():  # ANT KPI harness: CPU runs have no CUDA\n"
-            "            torch.cuda.synchronize()\n",
+        "            torch.cuda.synchronize()\n",
         why="train_one_epoch calls torch.cuda.synchronize() unconditionally, which raises on a machine without "
-            "an NVIDIA driver",
+        "an NVIDIA driver",
     ),
     Patch(
         file="vit_l2_3keep_senet.py",
         old="sparse = torch.FloatTensor(sparse).cuda()",
         new="sparse = torch.FloatTensor(sparse).to(x.device)  # ANT KPI harness: was .cuda()",
         why="the evaluation forward moves its sparsity statistics to CUDA unconditionally; .to(x.device) keeps "
-            "them where the model runs",
+        "them where the model runs",
     ),
 )
