@@ -22,8 +22,9 @@ from harness.kpis.app_latency.execute import SMOKE_SENDS, UPSTREAM_SENDS, derive
 from harness.parsers import resourcebench
 from harness.payload import companion
 from harness.results.journal import append_row_journal
+from harness.results.judgement import Verdict
 from harness.results.runs import collect
-from harness.results.verdicts import Verdict, evaluate
+from harness.results.verdicts import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "ant"

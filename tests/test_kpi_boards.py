@@ -15,8 +15,9 @@ from harness.errors import Blocked, StepFailed
 from harness.kpis import plan_kpi
 from harness.kpis.streaming_boards.execute import client_argv, derive_streaming, rows_for
 from harness.results.journal import append_row_journal
+from harness.results.judgement import Verdict
 from harness.results.runs import collect
-from harness.results.verdicts import Verdict, evaluate
+from harness.results.verdicts import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "ant"

@@ -21,9 +21,10 @@ from harness.report.html import render_html
 from harness.report.markdown import render_markdown, write_report
 from harness.report.plots import Plot
 from harness.report.text import fmt_num, fmt_value
+from harness.results.judgement import Evaluation, Verdict
 from harness.results.rows import Row
 from harness.results.store import Results
-from harness.results.verdicts import Evaluation, Verdict, evaluate
+from harness.results.verdicts import evaluate
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "report_small.md"
 UPDATE = os.environ.get("ANT_KPI_UPDATE_GOLDEN") == "1"

@@ -9,10 +9,12 @@ import pytest
 import scipy.stats
 
 from harness.core.manifest import Compare, Kpi, KpiTarget, Metric, Variant
+from harness.results.comparisons import evaluate_per_workload
+from harness.results.judgement import Verdict
 from harness.results.rows import Row
 from harness.results.statistics import compare, order_statistic_ci_indices, side_of, summarize
 from harness.results.store import Results
-from harness.results.verdicts import Verdict, evaluate, evaluate_per_workload
+from harness.results.verdicts import evaluate
 
 TIME = "2024-05-01T12:00:00+00:00"
 
@@ -468,7 +470,7 @@ def test_count_at_least_names_a_board_by_its_inventory_model_when_its_name_is_th
 
 
 def test_evidence_per_entry_shows_passes_failures_uncounted_runs_and_gaps() -> None:
-    from harness.results.verdicts import evidence_by_entity
+    from harness.results.counts import evidence_by_entity
 
     boards = Kpi(
         id="boards",

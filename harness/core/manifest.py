@@ -6,7 +6,6 @@ loader never lets a traceback through (ManifestError → exit code 2).
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+from harness.core.strict_toml import StrictTable, did_you_mean
 from harness.errors import ManifestError
 
 if sys.version_info >= (3, 11):
@@ -222,7 +222,7 @@ class Manifest:
             if key in (k.id, str(k.number), k.session):
                 return k
         choices = [k.id for k in self.kpis] + [k.session for k in self.kpis]
-        raise ManifestError(self.path, "kpis", f"no KPI {key!r}{_did_you_mean(key, choices)}")
+        raise ManifestError(self.path, "kpis", f"no KPI {key!r}{did_you_mean(key, choices)}")
 
     def repeats_for(self, kpi: Kpi, mode: str) -> int:
         if mode == "smoke":
@@ -230,140 +230,7 @@ class Manifest:
         return kpi.repeats if kpi.repeats is not None else self.defaults.repeats
 
 
-# --------------------------------------------------------------------------------------------
-# Strict reading
-# --------------------------------------------------------------------------------------------
-
-
-def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class _Reader:
-    """Reads one table strictly: known keys, types, required keys; errors carry the key path."""
-
-    def __init__(self, path: Path, key: str, table: object) -> None:
-        self.path = path
-        self.key = key
-        if not isinstance(table, dict):
-            raise ManifestError(path, key, f"must be a table, not {_type_name(table)}")
-        self.table: dict[str, Any] = table
-        self.seen: set[str] = set()
-
-    def _sub(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def _get(self, name: str, required: bool) -> Any:
-        self.seen.add(name)
-        if name not in self.table:
-            if required:
-                raise ManifestError(self.path, self._sub(name), "required key is missing")
-            return None
-        return self.table[name]
-
-    def str_(self, name: str, *, required: bool = True, default: str = "") -> str:
-        v = self._get(name, required)
-        if v is None:
-            return default
-        if not isinstance(v, str):
-            raise ManifestError(self.path, self._sub(name), f"must be a string, not {_type_name(v)}")
-        return v
-
-    def int_(self, name: str, *, required: bool = True, default: int = 0, minimum: int = 0) -> int:
-        v = self._get(name, required)
-        if v is None:
-            return default
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise ManifestError(self.path, self._sub(name), f"must be an integer, not {_type_name(v)}")
-        if v < minimum:
-            raise ManifestError(self.path, self._sub(name), f"must be ≥ {minimum}, got {v}")
-        return v
-
-    def float_(self, name: str, *, required: bool = True) -> float | None:
-        v = self._get(name, required)
-        if v is None:
-            return None
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise ManifestError(self.path, self._sub(name), f"must be a number, not {_type_name(v)}")
-        return float(v)
-
-    def bool_(self, name: str, *, required: bool = False, default: bool = False) -> bool:
-        v = self._get(name, required)
-        if v is None:
-            return default
-        if not isinstance(v, bool):
-            raise ManifestError(self.path, self._sub(name), f"must be true or false, not {_type_name(v)}")
-        return v
-
-    def choice(self, name: str, choices: tuple[str, ...], *, required: bool = True) -> str:
-        v = self.str_(name, required=required)
-        if not required and v == "":
-            return v
-        if v not in choices:
-            raise ManifestError(
-                self.path,
-                self._sub(name),
-                f"{v!r} is not one of {', '.join(choices)}{_did_you_mean(v, choices)}",
-            )
-        return v
-
-    def str_list(self, name: str, *, required: bool = True) -> tuple[str, ...]:
-        v = self._get(name, required)
-        if v is None:
-            return ()
-        if not isinstance(v, list):
-            raise ManifestError(self.path, self._sub(name), f"must be a list of strings, not {_type_name(v)}")
-        for i, item in enumerate(v):
-            if not isinstance(item, str):
-                raise ManifestError(self.path, f"{self._sub(name)}[{i}]", f"must be a string, not {_type_name(item)}")
-        return tuple(v)
-
-    def table_(self, name: str, *, required: bool = True) -> _Reader | None:
-        v = self._get(name, required)
-        if v is None:
-            return None
-        return _Reader(self.path, self._sub(name), v)
-
-    def tables(self, name: str, *, required: bool = True) -> list[_Reader]:
-        v = self._get(name, required)
-        if v is None:
-            return []
-        if not isinstance(v, list):
-            raise ManifestError(self.path, self._sub(name), f"must be a list of tables, not {_type_name(v)}")
-        return [_Reader(self.path, f"{self._sub(name)}[{i}]", item) for i, item in enumerate(v)]
-
-    def named_tables(self, name: str, *, required: bool = True) -> list[tuple[str, _Reader]]:
-        outer = self.table_(name, required=required)
-        if outer is None:
-            return []
-        out = []
-        for key in outer.table:
-            outer.seen.add(key)
-            if not _ID_RE.match(key):
-                raise ManifestError(self.path, outer._sub(key), "names use letters, digits, '_', '-', '.'")
-            out.append((key, _Reader(self.path, outer._sub(key), outer.table[key])))
-        return out
-
-    def done(self) -> None:
-        """Reject keys nobody asked for, with a did-you-mean."""
-        for k in self.table:
-            if k not in self.seen:
-                raise ManifestError(self.path, self._sub(k), f"unknown key{_did_you_mean(k, sorted(self.seen))}")
-
-
-def _type_name(v: object) -> str:
-    return {
-        dict: "a table",
-        list: "a list",
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "a boolean",
-    }.get(type(v), type(v).__name__)
-
-
-def _per_target(r: _Reader, name: str, conv: Callable[[_Reader, str], Any]) -> dict[str, Any]:
+def _per_target(r: StrictTable, name: str, conv: Callable[[StrictTable, str], Any]) -> dict[str, Any]:
     t = r.table_(name, required=False)
     if t is None:
         return {}
@@ -372,7 +239,7 @@ def _per_target(r: _Reader, name: str, conv: Callable[[_Reader, str], Any]) -> d
     return out
 
 
-def _read_source(name: str, r: _Reader) -> Source:
+def _read_source(name: str, r: StrictTable) -> Source:
     commit = r.str_("commit")
     if not _SHA_RE.match(commit):
         raise ManifestError(r.path, r._sub("commit"), f"{commit!r} is not a full commit SHA (40 lowercase hex digits)")
@@ -387,7 +254,7 @@ def _read_source(name: str, r: _Reader) -> Source:
     return s
 
 
-def _read_build(name: str, r: _Reader) -> Build:
+def _read_build(name: str, r: StrictTable) -> Build:
     argv = _per_target(r, "argv", lambda t, k: t.str_list(k))
     output = _per_target(r, "output", lambda t, k: t.str_(k))
     unsupported = _per_target(r, "unsupported", lambda t, k: t.str_(k))
@@ -431,7 +298,7 @@ def _read_build(name: str, r: _Reader) -> Build:
     return b
 
 
-def _read_kpi(r: _Reader) -> Kpi:
+def _read_kpi(r: StrictTable) -> Kpi:
     metrics = []
     for mr in r.tables("metrics"):
         metrics.append(
@@ -485,7 +352,7 @@ def _read_kpi(r: _Reader) -> Kpi:
             raise ManifestError(
                 r.path,
                 f"{r._sub('verdict_fidelity')}[{i}]",
-                f"{f!r} is not a fidelity ({', '.join(FIDELITIES)}){_did_you_mean(f, FIDELITIES)}",
+                f"{f!r} is not a fidelity ({', '.join(FIDELITIES)}){did_you_mean(f, FIDELITIES)}",
             )
     repeats = r.int_("repeats", required=False, default=-1, minimum=1) if "repeats" in r.table else None
     k = Kpi(
@@ -529,7 +396,7 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
 
 
 def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
-    top = _Reader(path, "", data)
+    top = StrictTable(path, "", data)
     schema = top.int_("schema", minimum=1)
     if schema != SCHEMA_VERSION:
         raise ManifestError(path, "schema", f"version {schema} is not supported (this harness reads {SCHEMA_VERSION})")
@@ -599,7 +466,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
 
 def _ref(path: Path, key: str, kind: str, name: str, known: Mapping[str, object]) -> None:
     if name not in known:
-        raise ManifestError(path, key, f"refers to undefined {kind} {name!r}{_did_you_mean(name, list(known))}")
+        raise ManifestError(path, key, f"refers to undefined {kind} {name!r}{did_you_mean(name, list(known))}")
 
 
 def _check_references(m: Manifest) -> None:
@@ -642,17 +509,17 @@ def _check_references(m: Manifest) -> None:
                 raise ManifestError(
                     p,
                     f"{key}.compare.metric",
-                    f"refers to undefined metric {k.compare.metric!r}{_did_you_mean(k.compare.metric, metric_names)}",
+                    f"refers to undefined metric {k.compare.metric!r}{did_you_mean(k.compare.metric, metric_names)}",
                 )
             for role in ("baseline", "candidate"):
                 v = getattr(k.compare, role)
                 if v not in names:
                     raise ManifestError(
-                        p, f"{key}.compare.{role}", f"refers to undefined variant {v!r}{_did_you_mean(v, names)}"
+                        p, f"{key}.compare.{role}", f"refers to undefined variant {v!r}{did_you_mean(v, names)}"
                     )
         if k.target.metric and k.target.metric not in metric_names:
             raise ManifestError(
                 p,
                 f"{key}.target.metric",
-                f"refers to undefined metric {k.target.metric!r}{_did_you_mean(k.target.metric, metric_names)}",
+                f"refers to undefined metric {k.target.metric!r}{did_you_mean(k.target.metric, metric_names)}",
             )

@@ -10,8 +10,8 @@ from rich.text import Text
 
 from harness.report.markdown import _not_ok_lines
 from harness.report.text import VERDICT_STYLES, _cell_header, _cell_values, _fidelity, _group_values, _title, fmt_value
+from harness.results.judgement import Evaluation
 from harness.results.store import GroupSummary, Results
-from harness.results.verdicts import Evaluation
 
 # --------------------------------------------------------------------------------------------
 # Console

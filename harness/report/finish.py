@@ -15,7 +15,7 @@ from harness.results.store import Results
 if TYPE_CHECKING:
     from harness.core.runner import Run
     from harness.report.text import Lang
-    from harness.results.verdicts import Evaluation
+    from harness.results.judgement import Evaluation
 
 REPORT_FILES = ("report.md", "report.html", "report.ko.md", "report.ko.html")
 

@@ -38,8 +38,8 @@ from harness.report.text import (
     label,
     report_name,
 )
+from harness.results.judgement import Evaluation, Verdict
 from harness.results.store import Results
-from harness.results.verdicts import Evaluation, Verdict
 
 # --------------------------------------------------------------------------------------------
 # HTML

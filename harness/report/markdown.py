@@ -35,8 +35,8 @@ from harness.report.text import (
     label,
     report_name,
 )
+from harness.results.judgement import Evaluation
 from harness.results.store import Results
-from harness.results.verdicts import Evaluation
 
 
 def _cell(text: str) -> str:

@@ -18,9 +18,9 @@ from typing import Any, Final
 import numpy as np
 
 from harness.core.fsio import atomic_write_bytes
+from harness.results.judgement import Evaluation, WorkloadComparison
 from harness.results.statistics import Summary
 from harness.results.store import Results
-from harness.results.verdicts import Evaluation, WorkloadComparison
 
 PLOTS_DIR: Final = "plots"
 # Okabe-Ito colours: distinguishable with every common colour-vision deficiency.

@@ -14,9 +14,9 @@ from urllib.parse import quote
 import pandas as pd
 
 from harness.errors import BadInput
+from harness.results.judgement import EntityEvidence, Evaluation, Verdict, WorkloadComparison
 from harness.results.statistics import Summary
 from harness.results.store import GroupSummary, Results
-from harness.results.verdicts import EntityEvidence, Evaluation, Verdict, WorkloadComparison
 
 REPORT_NAME: Final = "report.md"
 

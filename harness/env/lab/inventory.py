@@ -7,7 +7,6 @@ and key files. Those credentials stay inside `Board` (hidden from its repr) and 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, cast, get_args
 
+from harness.core.strict_toml import StrictTable, did_you_mean, type_name
 from harness.errors import Blocked, ManifestError
 from harness.options import EnvSettings
 
@@ -143,7 +143,7 @@ def load_boards(
 def parse_boards(raw: Mapping[str, Any], path: Path, *, targets: Mapping[str, str] | None = None) -> dict[str, Board]:
     """Check an already-parsed inventory document; errors name `path` and the key."""
     known_targets = dict(DEFAULT_TARGETS if targets is None else targets)
-    top = _Table(path, "", raw)
+    top = StrictTable(path, "", raw)
     top.only(("schema", "boards"))
     schema = top.get("schema", int, required=False)
     if schema is not None and schema != SCHEMA_VERSION:
@@ -153,7 +153,7 @@ def parse_boards(raw: Mapping[str, Any], path: Path, *, targets: Mapping[str, st
     for name, table in tables.items():
         if not _NAME_RE.match(name):
             raise ManifestError(path, f"boards.{name}", "board names use letters, digits, '_', '-', '.'")
-        boards[name] = _read_board(name, _Table(path, f"boards.{name}", table), known_targets)
+        boards[name] = _read_board(name, StrictTable(path, f"boards.{name}", table), known_targets)
     return boards
 
 
@@ -163,25 +163,6 @@ def boards_for_target(boards: Mapping[str, Board], target: str) -> list[Board]:
 
 
 # -- strict reading ------------------------------------------------------------------------------
-
-
-def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_TYPE_NAMES: Final[Mapping[type, str]] = {
-    dict: "a table",
-    list: "a list",
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "a boolean",
-}
-
-
-def _type_name(v: object) -> str:
-    return _TYPE_NAMES.get(type(v), type(v).__name__)
 
 
 _KNOWN_KEYS: Final[tuple[str, ...]] = (
@@ -198,44 +179,7 @@ _KNOWN_KEYS: Final[tuple[str, ...]] = (
 )
 
 
-class _Table:
-    """One TOML table read strictly; never puts a value into an error (values may be credentials)."""
-
-    def __init__(self, path: Path, key: str, table: object) -> None:
-        if not isinstance(table, dict):
-            raise ManifestError(path, key, f"must be a table, not {_type_name(table)}")
-        self.path, self.key, self.table = path, key, table
-
-    def sub(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def get(self, name: str, kind: type, *, required: bool) -> Any:
-        if name not in self.table:
-            if required:
-                raise ManifestError(self.path, self.sub(name), "required key is missing")
-            return None
-        v = self.table[name]
-        if kind is float:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        elif kind is bool:
-            ok = isinstance(v, bool)
-        else:
-            ok = isinstance(v, kind) and not isinstance(v, bool)
-        if not ok:
-            raise ManifestError(self.path, self.sub(name), f"must be {_TYPE_NAMES[kind]}, not {_type_name(v)}")
-        return v
-
-    def error(self, name: str, problem: str) -> ManifestError:
-        return ManifestError(self.path, self.sub(name), problem)
-
-    def only(self, allowed: tuple[str, ...]) -> None:
-        """Reject unknown keys first, so a misspelt key is not reported as a missing one."""
-        for k in self.table:
-            if k not in allowed:
-                raise self.error(k, f"unknown key{_did_you_mean(k, allowed)}")
-
-
-def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
+def _read_board(name: str, t: StrictTable, targets: Mapping[str, str]) -> Board:
     t.only(_KNOWN_KEYS)
     notes: list[str] = []
     model = t.get("model", str, required=True).strip()
@@ -243,24 +187,24 @@ def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
         raise t.error("model", "must not be empty")
     if model not in SEED_MODELS:
         notes.append(
-            f"model {model!r} is not one of the nine seed boards{_did_you_mean(model, SEED_MODELS)}; "
+            f"model {model!r} is not one of the nine seed boards{did_you_mean(model, SEED_MODELS)}; "
             "it counts as an extra board"
         )
     arch = t.get("arch", str, required=True)
     if arch not in ARCHES:
-        raise t.error("arch", f"{arch!r} is not one of {', '.join(ARCHES)}{_did_you_mean(arch, ARCHES)}")
+        raise t.error("arch", f"{arch!r} is not one of {', '.join(ARCHES)}{did_you_mean(arch, ARCHES)}")
     target = t.get("target", str, required=True)
     if target not in targets:
         names = tuple(targets)
         raise t.error(
-            "target", f"{target!r} is not a kpis.toml target ({', '.join(names)}){_did_you_mean(target, names)}"
+            "target", f"{target!r} is not a kpis.toml target ({', '.join(names)}){did_you_mean(target, names)}"
         )
     if targets[target] != arch:
         raise t.error("arch", f"{arch!r} does not match target {target!r}, whose arch is {targets[target]!r}")
     transport = t.get("transport", str, required=True)
     if transport not in TRANSPORTS:
         raise t.error(
-            "transport", f"{transport!r} is not one of {', '.join(TRANSPORTS)}{_did_you_mean(transport, TRANSPORTS)}"
+            "transport", f"{transport!r} is not one of {', '.join(TRANSPORTS)}{did_you_mean(transport, TRANSPORTS)}"
         )
 
     ssh: dict[str, Any] = {}
@@ -300,7 +244,7 @@ def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
         raise t.error(
             "camera_source",
             f"{camera!r} is not one of {', '.join(CAMERA_KEYWORDS)} or a /dev/videoN "
-            f"path{_did_you_mean(camera, CAMERA_KEYWORDS)}",
+            f"path{did_you_mean(camera, CAMERA_KEYWORDS)}",
         )
     interface = t.get("interface", str, required=False)
     if interface is not None and not _IFACE_RE.match(interface):
@@ -311,7 +255,7 @@ def _read_board(name: str, t: _Table, targets: Mapping[str, str]) -> Board:
     tags = t.get("tags", list, required=False) or []
     for i, tag in enumerate(tags):
         if not isinstance(tag, str):
-            raise t.error(f"tags[{i}]", f"must be a string, not {_type_name(tag)}")
+            raise t.error(f"tags[{i}]", f"must be a string, not {type_name(tag)}")
     return Board(
         name=name,
         model=model,

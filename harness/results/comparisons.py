@@ -1,0 +1,246 @@
+"""Verdicts of comparison and bound KPIs: baseline vs candidate per workload, or one metric against a limit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from harness.core.manifest import Kpi
+from harness.results.judgement import (
+    Verdict,
+    WorkloadComparison,
+    _fidelities,
+    _fidelity_rank,
+    _Judged,
+    _metric_direction,
+    _metric_unit,
+    _ok,
+    _records,
+)
+from harness.results.statistics import (
+    STATISTIC_UNITS,
+    compare,
+    good_threshold,
+    side_of,
+    summarize,
+)
+from harness.results.store import Results
+
+
+def _cells(kpi: Kpi, ok_rows: pd.DataFrame) -> list[WorkloadComparison]:
+    """Per-(target, workload, fidelity, mode) comparisons of the compare metric's ok rows."""
+    cmp = kpi.compare
+    if cmp is None:
+        return []
+    in_pair = ok_rows["variant"].isin([cmp.baseline, cmp.candidate])
+    pick = (ok_rows["metric"] == cmp.metric) & in_pair
+    df = ok_rows[pick]
+    if df.empty:
+        return []
+    variants = {v.name for v in kpi.variants} | {cmp.baseline, cmp.candidate}
+    # Where the workload *is* the variant (a model, a script per API), compare across workloads.
+    wl = df["workload"].where(~df["workload"].isin(list(variants)), "")
+    direction = _metric_direction(kpi, cmp.metric)
+    cols = zip(df["target"], wl, df["fidelity"], df["mode"], strict=True)
+    keys = sorted(
+        {(str(t), str(w), str(f), str(m)) for t, w, f, m in cols},
+        key=lambda k: (k[0], k[1], _fidelity_rank(k[2]), k[3]),
+    )
+    out = []
+    for target, workload, fidelity, mode in keys:
+        sel = df[
+            (
+                (df["target"] == target) & (wl == workload) & (df["fidelity"] == fidelity) & (df["mode"] == mode)
+            ).to_numpy()
+        ]
+        b = sel[sel["variant"] == cmp.baseline]["value"].to_numpy(dtype=float)
+        c = sel[sel["variant"] == cmp.candidate]["value"].to_numpy(dtype=float)
+        comparison = compare(b, c, cmp.statistic, direction) if b.size and c.size else None
+        out.append(
+            WorkloadComparison(
+                target=target,
+                workload=workload,
+                fidelity=fidelity,
+                mode=mode,
+                metric=cmp.metric,
+                statistic=cmp.statistic,
+                baseline=cmp.baseline,
+                candidate=cmp.candidate,
+                baseline_summary=summarize(b) if b.size else None,
+                candidate_summary=summarize(c) if c.size else None,
+                comparison=comparison,
+                side=side_of(comparison) if comparison is not None else "incomplete",
+            )
+        )
+    return out
+
+
+def evaluate_per_workload(kpi: Kpi, results: Results) -> list[WorkloadComparison]:
+    """The comparison of every (target, workload, fidelity, mode) cell of a KPI's ok rows."""
+    return _cells(kpi, _ok(results.filter(kpi=kpi.id).df))
+
+
+def _blocked_reason(kpi: Kpi, rows: pd.DataFrame, metric: str) -> tuple[str, str]:
+    """Why there is no value, in English and Korean (the rows' own notes stay as they are)."""
+    bad = rows[rows["status"] != "ok"]
+    if rows.empty:
+        return (
+            f"no result rows for {kpi.id}: run `ant-kpi run {kpi.id}` (or ingest logs)",
+            f"{kpi.id}의 결과 행이 없음: `ant-kpi run {kpi.id}`를 실행하거나 로그를 ingest하세요",
+        )
+    if bad.empty:
+        return f"no ok rows of metric {metric!r}", f"지표 {metric!r}의 정상 행이 없음"
+    lines = sorted(
+        {
+            f"{r['status']} {r['variant']}{'/' + str(r['workload']) if r['workload'] else ''}"
+            f"{' on ' + str(r['target']) if r['target'] else ''}: {r['note'] or 'no note'}"
+            for r in _records(bad)
+        }
+    )
+    head = "; ".join(lines[:5])
+    more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
+    more_ko = f"; 외 {len(lines) - 5}건" if len(lines) > 5 else ""
+    return (
+        f"{len(bad)} row(s) blocked or failed — {head}{more}",
+        f"{len(bad)}개 행이 차단 또는 실패 — {head}{more_ko}",
+    )
+
+
+def _gate_reason(kpi: Kpi, ok: pd.DataFrame) -> tuple[str, str]:
+    allowed = " or ".join(kpi.verdict_fidelity) or "an allowed fidelity"
+    allowed_ko = " 또는 ".join(kpi.verdict_fidelity) or "허용된 측정 방식"
+    measured = ok[ok["mode"] == "measure"]
+    if measured.empty:
+        fids = ", ".join(_fidelities(ok))
+        return (
+            f"smoke run ({fids}) proves the steps run; a verdict needs a measure run at {allowed} fidelity",
+            f"스모크 실행({fids})은 단계가 동작함을 보일 뿐이며, "
+            f"판정에는 {allowed_ko} 측정 방식의 측정 실행(measure)이 필요함",
+        )
+    fids = ", ".join(_fidelities(measured))
+    return (
+        f"{fids} fidelity proves the steps run; a verdict needs {allowed}",
+        f"{fids} 측정 방식은 단계가 동작함을 보일 뿐이며, 판정에는 {allowed_ko} 방식이 필요함",
+    )
+
+
+def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, str] | None) -> _Judged:
+    cmp = kpi.compare
+    assert cmp is not None
+    unit = STATISTIC_UNITS[cmp.statistic]
+    cells = tuple(_cells(kpi, rows))
+    complete = [c for c in cells if c.comparison is not None]
+    if not complete:
+        if blocked_reason is not None:
+            return _Judged(
+                value=math.nan,
+                ci_low=math.nan,
+                ci_high=math.nan,
+                unit=unit,
+                verdict=Verdict.BLOCKED,
+                reason=blocked_reason[0],
+                reason_ko=blocked_reason[1],
+                statistic=cmp.statistic,
+                cells=cells,
+            )
+        return _Judged(
+            value=math.nan,
+            ci_low=math.nan,
+            ci_high=math.nan,
+            unit=unit,
+            verdict=Verdict.INCONCLUSIVE,
+            statistic=cmp.statistic,
+            cells=cells,
+            reason=f"no workload has ok rows of both {cmp.baseline} and {cmp.candidate}",
+            reason_ko=f"{cmp.baseline}와 {cmp.candidate}의 정상 행이 모두 있는 워크로드가 없음",
+        )
+    comps = [c.comparison for c in complete if c.comparison is not None]
+    value = float(np.median([c.value for c in comps]))
+    lo = float(min(c.ci_low for c in comps))
+    hi = float(max(c.ci_high for c in comps))
+    thr, sign = good_threshold(cmp.statistic, _metric_direction(kpi, cmp.metric))
+    better = f"{'above' if sign > 0 else 'below'} {thr:g}"
+    worse = f"{'at or below' if sign > 0 else 'at or above'} {thr:g}"
+    better_ko = f"{thr:g} {'초과' if sign > 0 else '미만'}"
+    worse_ko = f"{thr:g} {'이하' if sign > 0 else '이상'}"
+    if kpi.target.kind != "better_than_baseline":
+        return _Judged(
+            value=value,
+            ci_low=lo,
+            ci_high=hi,
+            unit=unit,
+            verdict=Verdict.NO_VERDICT,
+            statistic=cmp.statistic,
+            cells=cells,
+            reason=f"no numeric target: {cmp.statistic} of {cmp.candidate} vs "
+            f"{cmp.baseline} is reported ({len(complete)} workload(s))",
+            reason_ko=f"수치 목표 없음: {cmp.baseline} 대비 {cmp.candidate}의 {cmp.statistic}을 "
+            f"보고함 (워크로드 {len(complete)}개)",
+        )
+    bad = [c.label for c in complete if c.side == "bad"]
+    straddle = [c.label for c in complete if c.side == "straddles"]
+    incomplete = [c.label for c in cells if c.comparison is None]
+    if bad:
+        verdict = Verdict.FAIL
+        reason = f"95 % CI of {cmp.statistic} is wholly {worse} for: {', '.join(bad)}"
+        reason_ko = f"{cmp.statistic}의 95 % 신뢰구간이 전부 {worse_ko}인 워크로드: {', '.join(bad)}"
+    elif straddle or incomplete:
+        parts, parts_ko = [], []
+        if straddle:
+            parts.append(f"95 % CI of {cmp.statistic} straddles {thr:g} for: {', '.join(straddle)}")
+            parts_ko.append(f"{cmp.statistic}의 95 % 신뢰구간이 {thr:g}에 걸친 워크로드: {', '.join(straddle)}")
+        if incomplete:
+            parts.append(f"baseline or candidate rows missing for: {', '.join(incomplete)}")
+            parts_ko.append(f"기준 또는 비교 대상 행이 없는 워크로드: {', '.join(incomplete)}")
+        verdict, reason, reason_ko = Verdict.INCONCLUSIVE, "; ".join(parts), "; ".join(parts_ko)
+    else:
+        verdict = Verdict.PASS
+        reason = f"95 % CI of {cmp.statistic} is {better} on every workload ({len(complete)} of {len(cells)})"
+        reason_ko = (
+            f"모든 워크로드에서 {cmp.statistic}의 95 % 신뢰구간이 {better_ko} ({len(cells)}개 중 {len(complete)}개)"
+        )
+    return _Judged(
+        value=value,
+        ci_low=lo,
+        ci_high=hi,
+        unit=unit,
+        verdict=verdict,
+        reason=reason,
+        reason_ko=reason_ko,
+        statistic=cmp.statistic,
+        cells=cells,
+    )
+
+
+def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
+    t = kpi.target
+    s = summarize(rows["value"].to_numpy(dtype=float))
+    unit = t.unit or _metric_unit(kpi, metric, rows)
+    v = float(t.value if t.value is not None else math.nan)
+    ci = f"95 % CI [{s.ci_low:g}, {s.ci_high:g}] {unit}".rstrip()
+    ci_ko = f"95 % 신뢰구간 [{s.ci_low:g}, {s.ci_high:g}] {unit}".rstrip()
+    if t.kind == "at_most":
+        ok_all, ok_none, rel = s.ci_high <= v, s.ci_low > v, "≤"
+    else:
+        ok_all, ok_none, rel = s.ci_low >= v, s.ci_high < v, "≥"
+    if ok_all:
+        verdict, reason, reason_ko = Verdict.PASS, f"{ci} is wholly {rel} {v:g}", f"{ci_ko}이 전부 {rel} {v:g}"
+    elif ok_none:
+        verdict, reason = Verdict.FAIL, f"{ci} is wholly outside {rel} {v:g}"
+        reason_ko = f"{ci_ko}이 전부 {rel} {v:g} 범위 밖"
+    else:
+        verdict, reason, reason_ko = Verdict.INCONCLUSIVE, f"{ci} straddles {v:g}", f"{ci_ko}이 {v:g}에 걸침"
+    if s.note:
+        reason += f" ({s.note})"
+        reason_ko += f" ({s.note})"
+    return _Judged(
+        value=s.median,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        unit=unit,
+        verdict=verdict,
+        reason=reason,
+        reason_ko=reason_ko,
+    )
