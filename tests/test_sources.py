@@ -13,13 +13,9 @@ from pathlib import Path
 import pytest
 
 from harness.core.manifest import Source
-from harness.env.sources import (
-    Checkout,
-    checkout,
-    mirror_path,
-    parse_source_overrides,
-    resolve_submodule_url,
-)
+from harness.env.git import mirror_path
+from harness.env.source_trees import resolve_submodule_url
+from harness.env.sources import Checkout, checkout, parse_source_overrides
 from harness.errors import BadInput, Blocked
 
 REMOTE = "https://example.invalid/"
@@ -302,7 +298,7 @@ def test_an_unreachable_submodule_url_is_blocked_naming_the_submodule(remote_wor
 def test_git_runs_without_prompts_and_ignores_an_inherited_git_dir(
     world: World, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harness.env.sources as sources
+    import harness.env.git as git_runner
 
     seen: list[dict[str, str]] = []
     real_run = subprocess.run
@@ -315,7 +311,7 @@ def test_git_runs_without_prompts_and_ignores_an_inherited_git_dir(
 
     monkeypatch.setenv("GIT_TERMINAL_PROMPT", "1")
     monkeypatch.setenv("GIT_DIR", str(world.root / "not-a-repo"))  # as inside a git hook
-    monkeypatch.setattr(sources.subprocess, "run", spy)
+    monkeypatch.setattr(git_runner.subprocess, "run", spy)
     co = checkout(world.source(), cache)
     assert co.commit == world.app_sha
     assert seen and all(e["GIT_TERMINAL_PROMPT"] == "0" and "GIT_DIR" not in e for e in seen)
