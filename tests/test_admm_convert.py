@@ -18,7 +18,9 @@ from harness.core.manifest import load_manifest
 from harness.core.runner import Run
 from harness.core.steps import Step
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.kpis.common.tflite import ConvLayer, TinyNet, read_graph, reference_forward, to_tflite
+from harness.kpis.common.tflite import ConvLayer, TinyNet, reference_forward
+from harness.kpis.common.tflite_files import read_graph
+from harness.kpis.common.tflite_writer import to_tflite
 from harness.kpis.ml import convert as admm_convert
 from harness.kpis.ml import execute as kpi_ml
 from harness.kpis.ml import models as ml_models

@@ -21,12 +21,9 @@ from harness.core.steps import Step
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis import plan_kpi
 from harness.kpis.common.datasets import synthetic_imagefolder
-from harness.kpis.common.tflite import (
-    looks_like_tflite,
-    reference_forward,
-    size_and_sha256,
-    tiny_mobilenet_like,
-)
+from harness.kpis.common.tflite import reference_forward
+from harness.kpis.common.tflite_files import looks_like_tflite, size_and_sha256
+from harness.kpis.common.tflite_writer import tiny_mobilenet_like
 from harness.kpis.ml import execute as kpi_ml
 from harness.kpis.ml import fetch as ml_fetch
 from harness.kpis.ml import models as ml_models

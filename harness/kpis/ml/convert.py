@@ -38,7 +38,9 @@ from typing import Any, Final
 import numpy as np
 
 from harness.errors import BadInput, Blocked, HarnessError, StepFailed
-from harness.kpis.common.tflite import LITERT_FIX, ConvLayer, TinyNet, read_graph, size_and_sha256, to_tflite
+from harness.kpis.common.tflite import ConvLayer, TinyNet
+from harness.kpis.common.tflite_files import LITERT_FIX, read_graph, size_and_sha256
+from harness.kpis.common.tflite_writer import to_tflite
 
 EXPORT_FORMAT: Final = "ant-kpi-admm-export/1"
 # |TFLite − PyTorch| may reach ATOL + RTOL × max|PyTorch logit|: float32 sums in another order.

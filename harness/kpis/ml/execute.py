@@ -21,7 +21,7 @@ from harness.env import qemu
 from harness.env.identity import host_identity
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis.common.executors import evaluate_kpi, measured_fields
-from harness.kpis.common.tflite import looks_like_tflite, size_and_sha256
+from harness.kpis.common.tflite_files import looks_like_tflite, size_and_sha256
 from harness.kpis.ml.fetch import exec_fetch
 from harness.kpis.ml.models import (
     _COMPLETE_CLONE_FIX,

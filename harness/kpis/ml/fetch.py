@@ -17,7 +17,7 @@ from harness.core.runner import Run
 from harness.core.steps import Step
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis.common.datasets import synthetic_imagefolder
-from harness.kpis.common.tflite import looks_like_tflite, size_and_sha256
+from harness.kpis.common.tflite_files import looks_like_tflite, size_and_sha256
 from harness.kpis.ml.models import BASELINE, BASELINE_ENV, DOWNLOAD_TIMEOUT_S
 
 # --------------------------------------------------------------------------------------------

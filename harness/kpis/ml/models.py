@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from harness.core.runner import Run
-from harness.kpis.common.tflite import lfs_pointer
+from harness.kpis.common.tflite_files import lfs_pointer
 
 KPI_LATENCY: Final = "ml_latency"
 KPI_MEMORY: Final = "ml_memory"

@@ -16,7 +16,7 @@ from harness.core.runner import Run
 from harness.core.steps import Step
 from harness.env.identity import host_identity
 from harness.errors import BadInput, Blocked, StepFailed
-from harness.kpis.common.tflite import tiny_mobilenet_like
+from harness.kpis.common.tflite_writer import tiny_mobilenet_like
 from harness.kpis.npus.rows import (
     ETHOSU_CUSTOM_CODE,
     SMOKE_MODEL,
