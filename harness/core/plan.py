@@ -6,7 +6,7 @@ daemon, no network and no board.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,40 @@ class PlanContext:
 
     def repeats(self) -> int:
         return self.manifest.repeats_for(self.kpi, self.mode)
+
+    # -- the measure matrix and the tail every KPI shares -----------------------------------------
+
+    def matrix(
+        self, variants: Sequence[str], workloads: Sequence[str] = ("",), *, interleave: bool = True
+    ) -> Iterator[tuple[int, str, str]]:
+        """(repeat, workload, variant) in the order they are measured: repeats outermost, then
+        workloads, then the variants, whose A/B order alternates per repeat (`interleaved`)."""
+        for r in range(self.repeats()):
+            for w in workloads:
+                for v in interleaved(variants, r) if interleave else list(variants):
+                    yield r, w, v
+
+    def synthetic_data(self, description: str) -> Step:
+        """The smoke runs' tiny synthetic ImageFolder (KPIs 3, 5 and 8)."""
+        return self.step(
+            id="data:synthetic",
+            kind="fetch",
+            where="host",
+            description=description,
+            outputs=("synth/train", "synth/val"),
+        )
+
+    def parse(self, id: str, description: str, **kw: Any) -> Step:
+        """A parse step: by default run every time, so the measurements completed so far become rows."""
+        kw.setdefault("always", True)
+        return self.step(id=id, kind="parse", where="host", description=description, **kw)
+
+    def evaluate(self, description: str, **kw: Any) -> Step:
+        """The KPI's last step: its verdict from the rows, run every time."""
+        return self.step(id="evaluate", kind="evaluate", where="host", always=True, description=description, **kw)
+
+    def parse_steps(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.steps if s.kind == "parse")
 
 
 def interleaved(variants: Sequence[str], repeat: int) -> list[str]:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.core.plan import PlanContext
+    from harness.core.steps import Step
 
 # This run's own training output, converted by the harness; measured beside ANT's shipped model.
 ARTEFACT = "mbv1_0.9_v4u.harness"
@@ -68,20 +69,45 @@ SMOKE_ARGS = (
 
 
 def plan(ctx: PlanContext) -> None:
-    m = ctx.manifest
+    train = _train(ctx)
+    ctx.parse(
+        "parse:accuracy",
+        "' * Acc@1 …' lines and the last 'Best accuracy: X.XXX' → top1, accuracy_loss vs dense Top-1",
+        depends=(train.id,),
+    )
+    ctx.step(
+        id="convert:tflite",
+        kind="convert",
+        where="image",
+        image="cuda-train",
+        depends=(train.id,),
+        description="PyTorch → TFLite by the harness (convert.py named by the seed does not "
+        "exist upstream): strip 'module.' and mask buffers, export, convert",
+        outputs=("mbv1_0.9_v4u.harness.tflite",),
+    )
+    base = ctx.manifest.workloads["mobilenet_v2_1.0_224"]
+    fetch = ctx.step(
+        id="fetch:baseline",
+        kind="fetch",
+        where="host",
+        description=f"download {base.url} (or a local path), pin its sha256, extract {base.member}",
+        inputs=(base.url,),
+        outputs=(base.member,),
+    )
+    shipped = ctx.source("ant", paths=("test/mlbench",))
+    for target in ctx.targets:
+        _measure_target(ctx, target, after=(fetch.id, shipped.id, "convert:tflite"))
+    ctx.evaluate("speed-up = baseline avg / compressed avg with 95 % CI; accuracy loss ≤ 3 %p")
+
+
+def _train(ctx: PlanContext) -> Step:
     src = ctx.source("auto_compression", paths=("pruning/UVP/ADMM_baseline",))
     img = ctx.image("cuda-train")
     smoke = ctx.mode == "smoke"
     data = "<synthetic ImageFolder, 2 classes × 8 images>" if smoke else "<ImageNet path given by the user>"
     if smoke:
-        ctx.step(
-            id="data:synthetic",
-            kind="fetch",
-            where="host",
-            description="generate a tiny synthetic ImageFolder (train/val, 2 classes)",
-            outputs=("synth/train", "synth/val"),
-        )
-    train = ctx.step(
+        ctx.synthetic_data("generate a tiny synthetic ImageFolder (train/val, 2 classes)")
+    return ctx.step(
         id="train:admm",
         kind="train",
         where="image",
@@ -101,80 +127,41 @@ def plan(ctx: PlanContext) -> None:
         ),
         outputs=("mobilenet_v1_1.0_ts0.9_admm*_ft*_v4_u_cp_repeat/model_best.pth.tar", "train.log"),
     )
-    ctx.step(
-        id="parse:accuracy",
-        kind="parse",
+
+
+def _measure_target(ctx: PlanContext, target: str, *, after: tuple[str, ...]) -> None:
+    where, fidelity = ctx.run_where(target)
+    if ctx.manifest.targets[target].arch == "x86_64":
+        tool: tuple[str, ...] = ("python3", "-m", "harness.payload.litert_bench")
+        desc = "host reference through the LiteRT Python runtime (ai-edge-litert)"
+    else:
+        tool = ("benchmark_model_aarch64",)
+        desc = "benchmark_model shipped in ANT test/mlbench"
+    # The deploy stages whichever models exist (a missing baseline or shipped model blocks only
+    # its own rows, not this run's conversion); it looks again on every resume.
+    dep = ctx.deploy(
+        target,
+        ["benchmark_model_aarch64", "mobilenet_v2_1.0_224.tflite", "mbv1_0.9_v4u.tflite", f"{ARTEFACT}.tflite"],
+        [],
+        after=after,
         always=True,
-        where="host",
-        depends=(train.id,),
-        description="' * Acc@1 …' lines and the last 'Best accuracy: X.XXX' → top1, accuracy_loss vs dense Top-1",
     )
-    ctx.step(
-        id="convert:tflite",
-        kind="convert",
-        where="image",
-        image="cuda-train",
-        depends=(train.id,),
-        description="PyTorch → TFLite by the harness (convert.py named by the seed does not "
-        "exist upstream): strip 'module.' and mask buffers, export, convert",
-        outputs=("mbv1_0.9_v4u.harness.tflite",),
-    )
-    base = m.workloads["mobilenet_v2_1.0_224"]
-    fetch = ctx.step(
-        id="fetch:baseline",
-        kind="fetch",
-        where="host",
-        description=f"download {base.url} (or a local path), pin its sha256, extract {base.member}",
-        inputs=(base.url,),
-        outputs=(base.member,),
-    )
-    shipped = ctx.source("ant", paths=("test/mlbench",))
-    for target in ctx.targets:
-        where, fidelity = ctx.run_where(target)
-        if m.targets[target].arch == "x86_64":
-            tool: tuple[str, ...] = ("python3", "-m", "harness.payload.litert_bench")
-            desc = "host reference through the LiteRT Python runtime (ai-edge-litert)"
-        else:
-            tool = ("benchmark_model_aarch64",)
-            desc = "benchmark_model shipped in ANT test/mlbench"
-        # The deploy stages whichever models exist (a missing baseline or shipped model blocks only
-        # its own rows, not this run's conversion); it looks again on every resume.
-        dep = ctx.deploy(
-            target,
-            ["benchmark_model_aarch64", "mobilenet_v2_1.0_224.tflite", "mbv1_0.9_v4u.tflite", f"{ARTEFACT}.tflite"],
-            [],
-            after=(fetch.id, shipped.id, "convert:tflite"),
-            always=True,
-        )
-        for r in range(ctx.repeats()):
-            # The seed times the shipped compressed model against the baseline; this run's own
-            # conversion is timed beside them (it is the only compressed model a mirror has).
-            for model in ("mobilenet_v2_1.0_224", "mbv1_0.9_v4u", ARTEFACT):
-                ctx.step(
-                    id=f"measure:{model}:{target}:{r}",
-                    kind="measure",
-                    where=where,
-                    target=target,
-                    variant=model,
-                    workload=model,
-                    repeat=r,
-                    fidelity=fidelity,
-                    depends=(dep.id,),
-                    argv=(*tool, f"--graph={model}.tflite", "--num_threads=4", "--warmup_runs=1", "--num_runs=50"),
-                    description=f"{desc}: average inference time of {model}",
-                )
+    # The seed times the shipped compressed model against the baseline; this run's own
+    # conversion is timed beside them (it is the only compressed model a mirror has).
+    for r, _, model in ctx.matrix(("mobilenet_v2_1.0_224", "mbv1_0.9_v4u", ARTEFACT), interleave=False):
         ctx.step(
-            id=f"parse:{target}",
-            kind="parse",
-            always=True,
-            where="host",
+            id=f"measure:{model}:{target}:{r}",
+            kind="measure",
+            where=where,
             target=target,
-            description="benchmark_model output (all known format versions) → inference_avg rows",
+            variant=model,
+            workload=model,
+            repeat=r,
+            fidelity=fidelity,
+            depends=(dep.id,),
+            argv=(*tool, f"--graph={model}.tflite", "--num_threads=4", "--warmup_runs=1", "--num_runs=50"),
+            description=f"{desc}: average inference time of {model}",
         )
-    ctx.step(
-        id="evaluate",
-        kind="evaluate",
-        always=True,
-        where="host",
-        description="speed-up = baseline avg / compressed avg with 95 % CI; accuracy loss ≤ 3 %p",
+    ctx.parse(
+        f"parse:{target}", "benchmark_model output (all known format versions) → inference_avg rows", target=target
     )

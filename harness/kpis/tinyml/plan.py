@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.core.plan import PlanContext
+    from harness.core.steps import Step
 
 SCRIPT = "/work/src/patch_aware_train.py"
 # The seed's patch_aware_trainer.sh settings (4 GPUs, AMP, ImageNet, pretrained EfficientNet-B0).
@@ -72,137 +73,112 @@ def plan(ctx: PlanContext) -> None:
 
     src = ctx.source("auto_compression", paths=("tinyml",))
     img = ctx.image("cuda-train")
-    smoke = ctx.mode == "smoke"
-    if smoke:
-        ctx.step(
-            id="data:synthetic",
-            kind="fetch",
-            where="host",
-            description="generate a tiny synthetic ImageFolder (train/val, 2 classes × 8 images)",
-            outputs=("synth/train", "synth/val"),
-        )
+    if ctx.mode == "smoke":
+        ctx.synthetic_data("generate a tiny synthetic ImageFolder (train/val, 2 classes × 8 images)")
     shims = _digest(*(k.SHIMS_DIR / n for n in k.SHIM_MODULES))
-    tool = _digest(k.MEMORY_TOOL)
     for variant, flags in VARIANT_FLAGS.items():
-        launcher = ("python3", SCRIPT) if smoke else ("torchrun", "--nproc_per_node=4", SCRIPT)
-        train = ctx.step(
-            id=f"train:{variant}",
-            kind="train",
-            where="image",
-            image="cuda-train",
-            variant=variant,
-            depends=(src.id, img.id, *(("data:synthetic",) if smoke else ())),
-            argv=(
-                *launcher,
-                *(SMOKE_ARGS if smoke else SEED_ARGS),
-                "--data-path",
-                "/data",
-                "--output-dir",
-                "/work/out",
-                *flags,
-            ),
-            description=(
-                f"{variant}: 1 epoch on CPU on the synthetic data (smoke)"
-                if smoke
-                else f"{variant}: 20 epochs on 4 GPUs on ImageNet, as patch_aware_trainer.sh"
-            ),
-            notes=(
-                "patch_aware_trainer.sh calls motiv_train.py, which never existed: "
-                "patch_aware_train.py is run directly",
-                "torchvision's reference presets/utils/sampler/transforms (≥ 0.16 API) are the harness's own "
-                "stand-ins (harness/shims/patch_aware)",
-                *(f"patch {p.file}: {p.why}" for p in k.PATCHES),
-                "plain = --num-per-patch-stage 0: no layer is replaced (torchvision's EfficientNet-B0 as is)"
-                if variant == "plain"
-                else "patch = the first 5 spatial layers (and their squeeze-excitation) zero-pad each of 4×4 patches",
-                *(
-                    ()
-                    if smoke
-                    else (
-                        "--use-wandb is left out: no experiment tracking service",
-                        "--weights downloads from download.pytorch.org unless the torch hub cache holds it",
-                    )
-                ),
-            ),
-            key_parts=(shims, [(p.file, p.old, p.new) for p in k.PATCHES]),
-            outputs=("out/checkpoint.pth", "out/model_0.pth"),
-        )
-        memory = ctx.step(
-            id=f"measure:peak-memory:{variant}",
-            kind="measure",
-            where="image",
-            image="cuda-train",
-            target="x86_64",
-            variant=variant,
-            workload=k.MEMORY_WORKLOAD,
-            repeat=0,
-            fidelity="host",
-            depends=(train.id,),
-            argv=(
-                "python3",
-                "/work/tools/patch_memory.py",
-                "--src",
-                "/work/src",
-                "--checkpoint",
-                k.CHECKPOINT,
-                "--model",
-                k.MODEL,
-                *flags,
-                "--input-size",
-                str(k.INPUT_SIZE),
-                "--out",
-                f"/work/{k.MEMORY_JSON}",
-            ),
-            description=(
-                "peak activation memory of one inference of the trained model, "
-                + (
-                    "layer by layer"
-                    if variant == "plain"
-                    else "its patch-wise first stage run tile by tile, "
-                    "the rest layer by layer (checked against the whole network)"
-                )
-                + " (harness/patch_memory.py: fp32 tensors crossing module boundaries, BatchNorm folded)"
-            ),
-            notes=(
-                "an analysis of the real model in PyTorch, not an MCU's SRAM: "
-                "that needs TinyEngine on an int8 TFLite export",
-            ),
-            key_parts=(tool,),
-            outputs=(k.MEMORY_JSON,),
-        )
-        measures = [memory.id]
-        if not smoke:
-            sram = ctx.step(
-                id=f"measure:peak-sram:{variant}",
-                kind="measure",
-                where="image",
-                image="cuda-train",
-                target="x86_64",
-                variant=variant,
-                workload=k.MEMORY_WORKLOAD,
-                repeat=0,
-                fidelity="simulator",
-                depends=(train.id,),
-                description="peak SRAM of the model's int8 TFLite export through the TinyEngine memory "
-                "scheduler (tinyml/code_generator): BLOCKED, no TFLite export of the patch-wise model exists",
-            )
-            measures.append(sram.id)
-        ctx.step(
-            id=f"parse:{variant}",
-            kind="parse",
-            where="host",
+        train = _train(ctx, variant, flags, depends=(src.id, img.id), key_parts=(shims,))
+        measures = _measure_memory(ctx, variant, flags, train)
+        ctx.parse(
+            f"parse:{variant}",
+            "'Test:  Acc@1 X Acc@5 Y' → top1 row; the peak-memory analysis → peak_memory row",
             variant=variant,
             target="x86_64",
             # Not `depends`: the accuracy row is kept when the memory step fails, and the reverse.
             params={"measures": measures},
-            always=True,
-            description="'Test:  Acc@1 X Acc@5 Y' → top1 row; the peak-memory analysis → peak_memory row",
         )
-    ctx.step(
-        id="evaluate",
-        kind="evaluate",
-        where="host",
-        depends=tuple(s.id for s in ctx.steps if s.kind == "parse"),
-        always=True,
-        description="accuracy and peak memory of the patch-aware model beside the plain model (reported)",
+    ctx.evaluate(
+        "accuracy and peak memory of the patch-aware model beside the plain model (reported)",
+        depends=ctx.parse_steps(),
     )
+
+
+def _train(
+    ctx: PlanContext, variant: str, flags: tuple[str, ...], *, depends: tuple[str, ...], key_parts: tuple[str, ...]
+) -> Step:
+    from harness.kpis.tinyml import spec as k
+
+    smoke = ctx.mode == "smoke"
+    launcher = ("python3", SCRIPT) if smoke else ("torchrun", "--nproc_per_node=4", SCRIPT)
+    full = ("--use-wandb is left out: no experiment tracking service",
+            "--weights downloads from download.pytorch.org unless the torch hub cache holds it")  # fmt: skip
+    argv = (*launcher, *(SMOKE_ARGS if smoke else SEED_ARGS), "--data-path", "/data", "--output-dir", "/work/out",
+            *flags)  # fmt: skip
+    return ctx.step(
+        id=f"train:{variant}",
+        kind="train",
+        where="image",
+        image="cuda-train",
+        variant=variant,
+        depends=(*depends, *(("data:synthetic",) if smoke else ())),
+        argv=argv,
+        description=(
+            f"{variant}: 1 epoch on CPU on the synthetic data (smoke)"
+            if smoke
+            else f"{variant}: 20 epochs on 4 GPUs on ImageNet, as patch_aware_trainer.sh"
+        ),
+        notes=(
+            "patch_aware_trainer.sh calls motiv_train.py, which never existed: patch_aware_train.py is run directly",
+            "torchvision's reference presets/utils/sampler/transforms (≥ 0.16 API) are the harness's own "
+            "stand-ins (harness/shims/patch_aware)",
+            *(f"patch {p.file}: {p.why}" for p in k.PATCHES),
+            "plain = --num-per-patch-stage 0: no layer is replaced (torchvision's EfficientNet-B0 as is)"
+            if variant == "plain"
+            else "patch = the first 5 spatial layers (and their squeeze-excitation) zero-pad each of 4×4 patches",
+            *(() if smoke else full),
+        ),
+        key_parts=(*key_parts, [(p.file, p.old, p.new) for p in k.PATCHES]),
+        outputs=("out/checkpoint.pth", "out/model_0.pth"),
+    )
+
+
+def _measure_memory(ctx: PlanContext, variant: str, flags: tuple[str, ...], train: Step) -> list[str]:
+    """The peak-memory analysis here (host) and, in measure mode, the MCU figure (BLOCKED)."""
+    from harness.kpis.tinyml import spec as k
+
+    how = (
+        "layer by layer"
+        if variant == "plain"
+        else "its patch-wise first stage run tile by tile, the rest layer by layer (checked against the whole network)"
+    )
+    argv = ("python3", "/work/tools/patch_memory.py", "--src", "/work/src", "--checkpoint", k.CHECKPOINT,
+            "--model", k.MODEL, *flags, "--input-size", str(k.INPUT_SIZE),
+            "--out", f"/work/{k.MEMORY_JSON}")  # fmt: skip
+    memory = ctx.step(
+        id=f"measure:peak-memory:{variant}",
+        kind="measure",
+        where="image",
+        image="cuda-train",
+        target="x86_64",
+        variant=variant,
+        workload=k.MEMORY_WORKLOAD,
+        repeat=0,
+        fidelity="host",
+        depends=(train.id,),
+        argv=argv,
+        description=f"peak activation memory of one inference of the trained model, {how} "
+        "(harness/patch_memory.py: fp32 tensors crossing module boundaries, BatchNorm folded)",
+        notes=(
+            "an analysis of the real model in PyTorch, not an MCU's SRAM: "
+            "that needs TinyEngine on an int8 TFLite export",
+        ),
+        key_parts=(_digest(k.MEMORY_TOOL),),
+        outputs=(k.MEMORY_JSON,),
+    )
+    if ctx.mode == "smoke":
+        return [memory.id]
+    sram = ctx.step(
+        id=f"measure:peak-sram:{variant}",
+        kind="measure",
+        where="image",
+        image="cuda-train",
+        target="x86_64",
+        variant=variant,
+        workload=k.MEMORY_WORKLOAD,
+        repeat=0,
+        fidelity="simulator",
+        depends=(train.id,),
+        description="peak SRAM of the model's int8 TFLite export through the TinyEngine memory "
+        "scheduler (tinyml/code_generator): BLOCKED, no TFLite export of the patch-wise model exists",
+    )
+    return [memory.id, sram.id]
