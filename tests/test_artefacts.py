@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.core.artefacts import Artefact, ArtefactStore, sha256_file
+from harness.core.artefacts import Artefact, ArtefactStore
+from harness.core.digest import sha256_file
 from harness.errors import BadInput
 
 PROV = {

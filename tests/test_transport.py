@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.core.artefacts import sha256_file
+from harness.core.digest import sha256_file
 from harness.env import transport
 from harness.env.lab.inventory import Board, load_boards
 from harness.env.lab.lease import holder, lease

@@ -12,7 +12,7 @@ from typing import Final
 
 from rich.console import Console
 
-from harness.core.artefacts import sha256_file
+from harness.core.digest import sha256_file
 from harness.core.manifest import load_manifest
 from harness.core.runner import harness_revision, new_run_id
 from harness.errors import EXIT_KPI_FAILED, EXIT_OK, BadInput

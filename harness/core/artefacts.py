@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
+from harness.core.digest import sha256_file
 from harness.core.fsio import atomic_write_text, exclusive_lock
 from harness.errors import BadInput
 
@@ -53,15 +54,6 @@ class Artefact:
             "provenance": dict(self.provenance),
             "stored_at": self.stored_at,
         }
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _now() -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from harness.core.digest import sha256_file
 from harness.core.manifest import Image
 from harness.errors import BadInput
 from harness.options import EnvSettings
@@ -75,11 +76,7 @@ def _file_sha256(p: Path, st: os.stat_result) -> bytes:
     key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
     found = _DIGESTS.get(key)
     if found is None:
-        h = hashlib.sha256()
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        found = _DIGESTS[key] = h.digest()
+        found = _DIGESTS[key] = bytes.fromhex(sha256_file(p))
     return found
 
 

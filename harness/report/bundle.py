@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
-from harness.core.artefacts import sha256_file
+from harness.core.digest import sha256_file, sha256_stream
 from harness.core.fsio import atomic_write_bytes
 from harness.errors import BadInput
 
@@ -259,12 +259,10 @@ def verify_bundle(path: Path) -> Verified:
                 if rel == MANIFEST_NAME:
                     manifest_data = f.read()
                     continue
-                h = hashlib.sha256()
-                while chunk := f.read(_CHUNK):
-                    h.update(chunk)
+                digest = sha256_stream(f)
                 if rel in digests:
                     raise BundleError(f"{path}: {rel}: present twice")
-                digests[rel] = h.hexdigest()
+                digests[rel] = digest
     except (tarfile.TarError, OSError, EOFError) as e:
         raise BundleError(f"{path}: not a readable .tar.gz ({e})") from None
     if len(roots) != 1:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from harness.core.artefacts import sha256_file
+from harness.core.digest import sha256_file
 from harness.env.transport.protocols import (
     EXIT_CANNOT_RUN,
     EXIT_NOT_FOUND,

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.core.artefacts import sha256_file
+from harness.core.digest import sha256_file
 from harness.env.transport.protocols import (
     EXIT_NOT_FOUND,
     PSS_GRACE_S,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from harness.core.artefacts import sha256_file
+from harness.core.digest import sha256_file
 from harness.env.transport.protocols import (
     _SHA_RE,
     EXIT_NOT_FOUND,

@@ -3,7 +3,6 @@ or a Git LFS pointer, and its graph (operators, tensors, description)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from harness.core.digest import sha256_file
 from harness.errors import BadInput, Blocked
 
 # --------------------------------------------------------------------------------------------
@@ -24,16 +24,10 @@ TFLITE_IDENTIFIER: Final = b"TFL3"
 def size_and_sha256(path: str | os.PathLike[str]) -> tuple[int, str]:
     """(size in bytes, sha256 hex) of a file; BadInput when it cannot be read."""
     p = Path(path)
-    h = hashlib.sha256()
-    size = 0
     try:
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-                size += len(chunk)
+        return p.stat().st_size, sha256_file(p)
     except OSError as e:
         raise BadInput(f"{p}: cannot read ({e.strerror or e})") from None
-    return size, h.hexdigest()
 
 
 def looks_like_tflite(path: str | os.PathLike[str]) -> bool:

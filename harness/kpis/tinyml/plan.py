@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from harness.core.digest import sha256_files
 
 if TYPE_CHECKING:
     from harness.core.plan import PlanContext
@@ -62,10 +63,7 @@ VARIANT_FLAGS = {
 
 
 def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    return sha256_files(*paths)[:16]
 
 
 def plan(ctx: PlanContext) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
+
+from harness.core.digest import sha256_file
 
 if TYPE_CHECKING:
     from harness.core.plan import PlanContext
@@ -62,7 +63,7 @@ def plan(ctx: PlanContext) -> None:
 
     src = ctx.source("auto_compression", paths=("PackViT",))
     img = ctx.image("cuda-train")
-    tool = hashlib.sha256(k.BENCH_TOOL.read_bytes()).hexdigest()[:16]
+    tool = sha256_file(k.BENCH_TOOL)[:16]
     if ctx.mode == "smoke":
         ctx.synthetic_data("generate a tiny synthetic ImageFolder (train/val, 2 classes × 8 images)")
     weights = _weights(ctx, depends=(src.id, img.id), tool=tool)
