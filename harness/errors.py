@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
+from harness.redact import redact_text
+
 EXIT_OK: Final = 0
 EXIT_KPI_FAILED: Final = 1
 EXIT_BAD_INPUT: Final = 2
@@ -24,6 +26,10 @@ class HarnessError(Exception):
 
     exit_code: ClassVar[int] = EXIT_BAD_INPUT
     label: ClassVar[str] = "error"
+
+    def __str__(self) -> str:
+        # Messages quote addresses and commands; a credential in one must never reach a log or a report.
+        return redact_text(super().__str__())
 
     def one_line(self) -> str:
         text = " ".join(str(self).split())

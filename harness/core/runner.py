@@ -28,6 +28,7 @@ from harness.core.plan import KpiPlan
 from harness.core.steps import Step
 from harness.errors import EXIT_STEP_FAILED, Blocked, HarnessError
 from harness.options import DEFAULT_CACHE_DIR, DEFAULT_RUNS_DIR, EnvSettings
+from harness.redact import redact_text
 
 
 def new_run_id() -> str:
@@ -225,14 +226,14 @@ class StepRunner:
                 )
             except Exception as e:  # a defect in an executor must not lose the run's other results
                 tb = self.run.log_path(step.id, ".traceback")
-                tb.write_text(traceback.format_exc())
+                tb.write_text(redact_text(traceback.format_exc()))
                 st = StepState(
                     id=step.id,
                     key=step.key,
                     status="failed",
                     started=started,
                     ended=_now(),
-                    message=f"internal error {type(e).__name__}: {e} (traceback: {self.run.rel(tb)})",
+                    message=redact_text(f"internal error {type(e).__name__}: {e} (traceback: {self.run.rel(tb)})"),
                     code=EXIT_STEP_FAILED,
                 )
             self._save(step, st)

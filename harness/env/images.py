@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from harness.core.manifest import Image
 from harness.errors import Blocked, StepFailed
 from harness.options import EnvSettings
+from harness.redact import redact_env, redact_url
 
 if TYPE_CHECKING:
     import docker
@@ -71,6 +72,7 @@ def docker_client(env: EnvSettings, *, timeout: int = 60) -> docker.DockerClient
     except ImportError as e:
         raise Blocked("the Docker SDK for Python is not installed", "pip install 'docker>=7'") from e
     where = docker_host(env)
+    shown = redact_url(where)
     # ssh:// engines need paramiko in the SDK; without it, use the system ssh client instead.
     use_ssh_client = where.startswith("ssh://") and not _has_module("paramiko")
     try:
@@ -80,10 +82,10 @@ def docker_client(env: EnvSettings, *, timeout: int = 60) -> docker.DockerClient
         # A socket that exists but refuses this user is not fixed by starting a daemon.
         if "Permission denied" in str(e):
             raise Blocked(
-                f"Docker daemon at {where} refuses this user (permission denied)",
+                f"Docker daemon at {shown} refuses this user (permission denied)",
                 "add the user to the docker group (usermod -aG docker USER) or run as root",
             ) from e
-        raise Blocked(f"Docker daemon not reachable at {where}", _DAEMON_FIX) from e
+        raise Blocked(f"Docker daemon not reachable at {shown}", _DAEMON_FIX) from e
     return client
 
 
@@ -307,7 +309,7 @@ def _build(
     error = ""
     trail = BuildTrail()
     with log.open("w", encoding="utf-8") as out, _status(console, f"building {tag}") as status:
-        args = " ".join(f"--build-arg {k}={v}" for k, v in sorted(build_args.items()))
+        args = " ".join(f"--build-arg {k}={v}" for k, v in sorted(redact_env(build_args).items()))
         out.write(f"# docker build {context_dir} -t {tag} {args}\n")
         for rel, src in sorted((added or {}).items()):
             out.write(f"# added from {WHEELHOUSE_ENV}: {rel} <- {src}\n")

@@ -17,7 +17,6 @@ copy (ImageNet) is named by its path on the engine's machine with ANT_KPI_ENGINE
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from harness.core.steps import Step
 from harness.env.container import Container, GpuChoice, gpu_choice
 from harness.env.patching import Patch, apply_patch
 from harness.errors import BadInput, Blocked, StepFailed
+from harness.redact import redact_env, redact_url
 from harness.results.rows import Row
 
 TRAIN_IMAGE: Final = "cuda-train"
@@ -253,22 +253,14 @@ def _write_header(
         else f"{data} ({'mounted' if mode == 'mount' else 'copied'})"
     )
     lines = [
-        f"# image {tag} on {host} ({'bind mounts' if mode == 'mount' else 'files copied in and out'})",
+        f"# image {tag} on {redact_url(host)} ({'bind mounts' if mode == 'mount' else 'files copied in and out'})",
         f"# gpus: {'requested' if gpus.requested else 'not requested'} ({gpus.reason})",
         f"# /work: {work}",
         f"# /data (read-only): {data_line}",
-        f"# env: {' '.join(f'{k}={_shown(k, v)}' for k, v in sorted(env.items()))}",
+        f"# env: {' '.join(f'{k}={v}' for k, v in sorted(redact_env(env).items()))}",
         f"# cwd {cwd}: {shlex.join(argv)}",
     ]
     log.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-_SECRET_RE: Final = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
-
-
-def _shown(name: str, value: str) -> str:
-    """An environment value as the log shows it: secrets (an API key for wandb, say) masked."""
-    return "***" if _SECRET_RE.search(name) else value
 
 
 def _copy_work_in(c: Container, work: Path) -> None:

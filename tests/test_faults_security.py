@@ -1,0 +1,162 @@
+"""Faults a hostile or careless user can cause (issue 14, security): credentials in what is recorded,
+run ids that are paths, a second run on a busy runs directory, board work directories.
+
+Every test runs the real part: `python -m harness` on the fault campaign's fixture manifest (local
+git repositories, Docker pointed at an address that does not answer), the real lock, the local
+transport and the namespace sshd board. Archives, checkpoints and signatures: test_faults_evidence.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.redact import redact_text, redact_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_faults import write_manifest  # the fault campaign's fixture world
+from test_fuzz import FUZZ
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "tok-7Qz3secret"
+DEAD_ENGINE = f"tcp://alice:{SECRET}@127.0.0.1:9"
+
+
+def harness(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m harness ARGS` in tmp, with Docker at an address that does not answer."""
+    (tmp / "gitconfig").touch()
+    base = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ANT_KPI_CACHE": str(tmp / "cache"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": str(tmp / "gitconfig"),
+        "DOCKER_HOST": "tcp://127.0.0.1:9",
+        "COLUMNS": "200",
+    }
+    base.pop("ANT_KPI_RUNS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=tmp,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def vminfo_log(path: Path, pss: int) -> Path:
+    path.write_text("\n".join(["", *(f"{1000 * i} 900 200 132 1200 {pss + i} {pss + i}" for i in range(11)), ""]))
+    return path
+
+
+def files_holding(root: Path, needle: bytes) -> list[str]:
+    """Every file under root (and every member of every .tar.gz there) whose bytes hold needle."""
+    hits = []
+    for p in root.rglob("*"):
+        if not p.is_file() or p.is_symlink():
+            continue
+        if needle in p.read_bytes():
+            hits.append(str(p.relative_to(root)))
+        if p.name.endswith(".tar.gz"):
+            with tarfile.open(p) as tar:
+                for m in tar:
+                    f = tar.extractfile(m) if m.isfile() else None
+                    if f is not None and needle in f.read():
+                        hits.append(f"{p.name}:{m.name}")
+    return hits
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials in DOCKER_HOST and in environment values
+# --------------------------------------------------------------------------------------------
+
+
+def test_credentials_in_docker_host_reach_no_file_no_report_no_bundle_and_no_console(tmp_path: Path) -> None:
+    manifest = str(write_manifest(tmp_path))
+    env = {
+        "DOCKER_HOST": DEAD_ENGINE,
+        "ANT_KPI_BUILD_ARG_PIP_INDEX_URL": f"https://bob:{SECRET}@index.example/simple?token={SECRET}",
+    }
+    common = ["--manifest", manifest, "--runs-dir", str(tmp_path / "runs")]
+    done = [
+        harness(tmp_path, *common, "run", "js_memory", "--run-id", "leak", env=env),
+        harness(tmp_path, *common, "report", "leak", env=env),
+        harness(tmp_path, *common, "report", "leak", "--lang", "ko", env=env),
+        harness(tmp_path, *common, "bundle", "leak", env=env),
+        harness(tmp_path, *common, "runs", env=env),
+    ]
+    assert done[0].returncode == 3, done[0].stderr[-2000:]
+    assert [p.returncode for p in done[1:]] == [0, 0, 0, 0], [p.stderr[-500:] for p in done[1:]]
+    # The engine's message is one of the outputs: it names the engine, without its credentials.
+    assert "Docker daemon not reachable at tcp://***@127.0.0.1:9" in done[0].stderr
+    run = tmp_path / "runs" / "leak"
+    written = {p.name for p in run.iterdir()}
+    assert {"steps", "evaluations", "results.jsonl", "results.csv", "results.parquet", "report.md"} <= written
+    assert {"report.ko.md", "report.html"} <= written and (tmp_path / "runs" / "leak.evidence.tar.gz").is_file()
+    assert "Docker daemon not reachable at tcp://***@127.0.0.1:9" in (run / "report.md").read_text()
+    assert files_holding(tmp_path, SECRET.encode()) == []
+    assert not [p.args for p in done if SECRET in p.stdout + p.stderr]
+
+
+@FUZZ
+@given(
+    scheme=st.sampled_from(["tcp", "ssh", "https", "http", "git+ssh"]),
+    user=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=12),
+    secret=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!$%&*+,;=~:@", min_size=6, max_size=24),
+    host=st.sampled_from(["127.0.0.1", "gpu-server.lab", "[::1]"]),
+    port=st.integers(1, 65535),
+    around=st.sampled_from(["{}", "engine at {} — fix: start it", "'{}'", "DOCKER_HOST={}\n"]),
+)
+def test_redaction_removes_every_user_info_and_keeps_the_address(
+    scheme: str, user: str, secret: str, host: str, port: int, around: str
+) -> None:
+    url = f"{scheme}://{user}:{secret}@{host}:{port}"
+    shown = redact_text(around.format(url))
+    assert secret not in shown and f"{user}:" not in shown
+    assert f"{scheme}://***@{host}:{port}" in shown
+    assert redact_url(f"{user}:{secret}@{host}:{port}") == f"***@{host}:{port}"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("https://h/simple?token=abc123&x=1", "https://h/simple?token=***&x=1"),
+        ("s3://b/k?X-Amz-Signature=ff00&X-Amz-Credential=me", "s3://b/k?X-Amz-Signature=***&X-Amz-Credential=***"),
+        ("unix:///var/run/docker.sock", "unix:///var/run/docker.sock"),
+        ("ant-kpi/debian@sha256:0123", "ant-kpi/debian@sha256:0123"),
+    ],
+)
+def test_redaction_masks_token_query_values_and_leaves_other_text_alone(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
+
+
+def test_a_training_log_header_shows_the_engine_and_environment_without_credentials(tmp_path: Path) -> None:
+    from harness.env.container import GpuChoice
+    from harness.kpis.common.training import _write_header
+
+    log = tmp_path / "train.log"
+    _write_header(
+        log,
+        tag="ant-kpi/cuda-train:x",
+        host=f"ssh://alice:{SECRET}@gpu-server:22",
+        mode="copy",
+        gpus=GpuChoice(requested=False, reason="test"),
+        work=tmp_path,
+        data=None,
+        engine_data="",
+        argv=["python3", "train.py"],
+        env={"WANDB_API_KEY": SECRET, "HTTPS_PROXY": f"http://bob:{SECRET}@proxy:3128", "OMP_NUM_THREADS": "2"},
+        cwd="/work",
+    )
+    text = log.read_text()
+    assert SECRET not in text
+    assert "on ssh://***@gpu-server:22" in text
+    assert "HTTPS_PROXY=http://***@proxy:3128" in text and "WANDB_API_KEY=***" in text and "OMP_NUM_THREADS=2" in text
