@@ -8,16 +8,21 @@ transport and the namespace sshd board. Archives, checkpoints and signatures: te
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.core.fsio import exclusive_lock
+from harness.core.runner import RUN_ID_MAX, check_run_id
+from harness.errors import BadInput
 from harness.redact import redact_text, redact_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -160,3 +165,81 @@ def test_a_training_log_header_shows_the_engine_and_environment_without_credenti
     assert SECRET not in text
     assert "on ssh://***@gpu-server:22" in text
     assert "HTTPS_PROXY=http://***@proxy:3128" in text and "WANDB_API_KEY=***" in text and "OMP_NUM_THREADS=2" in text
+
+
+# --------------------------------------------------------------------------------------------
+# Run ids are names, not paths; the lock is taken before anything is made
+# --------------------------------------------------------------------------------------------
+
+BAD_RUN_IDS = ["../escape", "/tmp/ant-kpi-abs-run", "a/b", ".", "..", "-x", "a\nb", "a\x01b", "x" * 300, ""]
+
+
+@pytest.mark.parametrize("command", ["run", "build", "ingest"])
+@pytest.mark.parametrize("run_id", BAD_RUN_IDS, ids=repr)
+def test_a_run_id_that_is_a_path_or_odd_name_is_refused_with_exit_2_before_anything_is_written(
+    tmp_path: Path, command: str, run_id: str
+) -> None:
+    manifest = str(write_manifest(tmp_path))
+    before = {p.name for p in tmp_path.iterdir()}
+    args = {
+        "run": ["--manifest", manifest, "run", "js_memory", "--workload", "small"],
+        "build": ["--manifest", manifest, "build", "iotjs", "--target", "x86_64"],
+        "ingest": [
+            "ingest",
+            "1",
+            str(vminfo_log(tmp_path / "a.log", 900)),
+            "--variant",
+            "iotjs",
+            "--fidelity",
+            "board",
+        ],
+    }[command]
+    p = harness(tmp_path, "--runs-dir", str(tmp_path / "runs"), *args, f"--run-id={run_id}")
+    assert p.returncode == 2, p.stderr[-1500:]
+    assert len(p.stderr.strip().splitlines()) == 1 and "a run id is a plain name" in p.stderr
+    assert {p.name for p in tmp_path.iterdir()} - before <= {"a.log", "gitconfig"}
+    assert not Path("/tmp/ant-kpi-abs-run").exists()
+
+
+@FUZZ
+@given(st.text(max_size=120))
+def test_an_accepted_run_id_is_always_one_plain_directory_inside_the_runs_directory(name: str) -> None:
+    try:
+        check_run_id(name)
+    except BadInput as e:
+        assert "\n" not in e.one_line()
+        return
+    runs = Path("/srv/runs")
+    assert (runs / name).parent == runs and name not in (".", "..") and "/" not in name
+    assert len(name) <= RUN_ID_MAX and name.isprintable() and not name.startswith("-")
+
+
+def _hold(lock: str, ready: Any, release: Any) -> None:
+    with exclusive_lock(lock, holder="run holder-run"):
+        ready.set()
+        release.wait(60)
+
+
+def test_a_run_refused_by_the_lock_says_why_names_the_holder_and_how_to_wait_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    manifest = str(write_manifest(tmp_path))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(runs / ".lock"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        p = harness(tmp_path, "--manifest", manifest, "--runs-dir", str(runs), "run", "js_memory", "--run-id", "two")
+    finally:
+        release.set()
+        holder.join(10)
+    assert p.returncode == 3
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr  # no "run two → …" line: the run never existed
+    assert f"pid {holder.pid} run holder-run" in lines[0]
+    assert "one run at a time per runs directory is deliberate" in lines[0] and "--wait" in lines[0]
+    assert [x.name for x in runs.iterdir()] == [".lock"]
+    assert not (tmp_path / "cache").exists()

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from harness.commands.run import exit_code
 from harness.core.fsio import atomic_write_text
 from harness.core.manifest import Manifest, load_manifest
 from harness.core.plan import KpiPlan, PlanContext
-from harness.core.runner import Run, StepRunner, open_run, run_lock
+from harness.core.runner import Run, StepRunner, check_run_id, new_run_id, open_run, runs_lock
 from harness.core.steps import Step
 from harness.env.image_context import context_digest
 from harness.errors import EXIT_OK, BadInput
@@ -63,34 +65,40 @@ def cmd_build(args: argparse.Namespace, opts: GlobalOptions) -> int:
     builds = list(args.builds) or list(DEFAULT_BUILDS)
     targets = list(args.target) or (list(m.targets) if args.builds == ["ant"] else list(DEFAULT_BUILD_TARGETS))
     plan = build_plan(m, builds, targets, opts.project_root, opts.env)
+    overrides = parse_source_overrides(args.source)
+    run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
     if args.dry_run:
         print_plans([plan])
         return EXIT_OK
-    run = open_run(
-        manifest=m,
-        project_root=opts.project_root,
-        mode="smoke",
-        runs_dir=opts.runs_dir,
-        run_id=args.run_id,
-        overrides=parse_source_overrides(args.source),
-        cache_dir=opts.cache_dir,
-        env=opts.env,
-    )
-    run.console.print(f"build run {run.run_id} → {run.run_dir}")
-    for g in plan.gaps:
-        run.console.print(f"[yellow]  not built:[/yellow] {g}")
-    with run_lock(run):
+    console = Console(stderr=True, emoji=False)
+    with runs_lock(opts.runs_dir, holder=f"build {run_id}", console=console):
+        run = open_run(
+            manifest=m,
+            project_root=opts.project_root,
+            mode="smoke",
+            runs_dir=opts.runs_dir,
+            run_id=run_id,
+            overrides=overrides,
+            cache_dir=opts.cache_dir,
+            env=opts.env,
+            console=console,
+        )
+        run.console.print(f"build run {run.run_id} → {run.run_dir}")
+        for g in plan.gaps:
+            run.console.print(f"[yellow]  not built:[/yellow] {g}")
         states = StepRunner(run, {**COMMON_EXECUTORS, "build": _exec_any_build}).execute(plan)
-    summary = {
-        sid: {
-            "status": st.status,
-            "message": st.message,
-            **{k: st.outputs.get(k) for k in ("sha256", "path", "reused") if k in st.outputs},
+        summary = {
+            sid: {
+                "status": st.status,
+                "message": st.message,
+                **{k: st.outputs.get(k) for k in ("sha256", "path", "reused") if k in st.outputs},
+            }
+            for sid, st in states.items()
+            if sid.startswith("build:")
         }
-        for sid, st in states.items()
-        if sid.startswith("build:")
-    }
-    atomic_write_text(run.run_dir / "builds.json", json.dumps({"builds": summary, "gaps": list(plan.gaps)}, indent=1))
+        atomic_write_text(
+            run.run_dir / "builds.json", json.dumps({"builds": summary, "gaps": list(plan.gaps)}, indent=1)
+        )
     for sid, info in summary.items():
         mark = "reused" if info.get("reused") else info["status"]
         run.console.print(f"  {sid:28} {mark:8} {str(info.get('sha256', ''))[:16]} {info['message']}")

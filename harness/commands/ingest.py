@@ -14,7 +14,7 @@ from rich.console import Console
 
 from harness.core.digest import sha256_file
 from harness.core.manifest import load_manifest
-from harness.core.runner import harness_revision, new_run_id
+from harness.core.runner import check_run_id, harness_revision, new_run_id
 from harness.errors import EXIT_KPI_FAILED, EXIT_OK, BadInput
 from harness.options import GlobalOptions
 from harness.parsers import get_parser
@@ -40,7 +40,7 @@ def cmd_ingest(args: argparse.Namespace, opts: GlobalOptions) -> int:
             f"KPI {kpi.id} has no variant {args.variant!r}; variants: {', '.join(v.name for v in kpi.variants)}"
         )
     metrics = {mt.name for mt in kpi.metrics}
-    run_id = args.run_id or new_run_id()
+    run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
     run_dir = opts.runs_dir / run_id
     commit, dirty = harness_revision(opts.project_root)
     version = f"{__version__}+{commit[:12]}" if commit else __version__

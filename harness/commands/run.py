@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
 
 from harness.core.manifest import load_manifest
 from harness.core.plan import KpiPlan
-from harness.core.runner import StepRunner, open_run, run_lock
+from harness.core.runner import Run, StepRunner, check_run_id, new_run_id, open_run, runs_lock
 from harness.core.steps import Mode
 from harness.errors import EXIT_BAD_INPUT, EXIT_BLOCKED, EXIT_KPI_FAILED, EXIT_OK, EXIT_STEP_FAILED, BadInput
 from harness.kpis import executors_for, plan_kpi
 from harness.kpis.common.executors import record_blocked
 from harness.options import GlobalOptions
+
+if TYPE_CHECKING:
+    from harness.env.lab.inventory import Board
 
 
 def _filter_plan(plan: KpiPlan, workloads: list[str]) -> KpiPlan:
@@ -25,7 +30,7 @@ def _filter_plan(plan: KpiPlan, workloads: list[str]) -> KpiPlan:
 
 
 def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
-    from harness.env.lab.session import Lab, resolve_targets
+    from harness.env.lab.session import resolve_targets
     from harness.env.sources import parse_source_overrides
     from harness.report.plan_table import print_plans
 
@@ -33,6 +38,8 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
     if args.repeats is not None:
         m = replace(m, defaults=replace(m.defaults, repeats=args.repeats, smoke_repeats=args.repeats))
     kpis = [m.kpi(k) for k in args.kpis]
+    overrides = parse_source_overrides(args.source)
+    run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
     targets, boards = resolve_targets(m, args.target, args.boards, opts.env)
     mode: Mode = args.mode or ("measure" if boards else "smoke")
     if boards and mode != "measure":
@@ -55,39 +62,49 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
     if args.dry_run:
         print_plans(plans)
         return EXIT_OK
-    overrides = parse_source_overrides(args.source)
-    run = open_run(
-        manifest=m,
-        project_root=opts.project_root,
-        mode=mode,
-        runs_dir=opts.runs_dir,
-        run_id=args.run_id,
-        overrides=overrides,
-        cache_dir=opts.cache_dir,
-        env=opts.env,
-    )
-    run.console.print(f"run {run.run_id} → {run.run_dir}")
+    console = Console(stderr=True, emoji=False)
+    # The lock first: a run refused by it (or waiting for it) has created nothing and names no path.
+    with runs_lock(opts.runs_dir, holder=f"run {run_id}", wait=args.wait, console=console):
+        run = open_run(
+            manifest=m,
+            project_root=opts.project_root,
+            mode=mode,
+            runs_dir=opts.runs_dir,
+            run_id=run_id,
+            overrides=overrides,
+            cache_dir=opts.cache_dir,
+            env=opts.env,
+            console=console,
+        )
+        run.console.print(f"run {run.run_id} → {run.run_dir}")
+        states = _execute(run, plans, boards, wait=args.wait)
+        from harness.report.finish import finish_run
+
+        verdicts = finish_run(run, [p.kpi for p in plans])
+    return exit_code(states, verdicts)
+
+
+def _execute(run: Run, plans: list[KpiPlan], boards: Mapping[str, Board], *, wait: bool) -> dict[str, Any]:
+    from harness.env.lab.session import Lab
+
     states: dict[str, Any] = {}
     run.steps = {s.id: s for p in plans for s in p.steps}
     lab = Lab(
         boards=boards,
         leases_dir=run.cache_dir / "leases",
         run_id=run.run_id,
-        ttl_s=m.defaults.timeout_s * 4,
-        wait=args.wait,
+        ttl_s=run.manifest.defaults.timeout_s * 4,
+        wait=wait,
     )
     # Board leases taken during the run are released when it ends (or by the kernel if it dies).
-    with run_lock(run, wait=args.wait), lab:
+    with lab:
         run.lab = lab
         for plan in plans:
-            run.console.rule(f"KPI {plan.kpi.number} · {plan.kpi.id} · {mode}")
+            run.console.rule(f"KPI {plan.kpi.number} · {plan.kpi.id} · {run.mode}")
             for g in plan.gaps:
                 run.console.print(f"[yellow]  gap:[/yellow] {g}")
             states[plan.kpi.id] = StepRunner(run, executors_for(plan.kpi.id), on_blocked=record_blocked).execute(plan)
-    from harness.report.finish import finish_run
-
-    verdicts = finish_run(run, [p.kpi for p in plans])
-    return exit_code(states, verdicts)
+    return states
 
 
 def exit_code(states: Mapping[str, Mapping[str, Any]], verdicts: list[str]) -> int:

@@ -6,7 +6,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from harness.errors import BadInput, HarnessError
@@ -45,24 +45,63 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-@contextlib.contextmanager
-def exclusive_lock(path: str | Path, *, wait: bool = False) -> Iterator[Path]:
-    """Hold an exclusive flock on `path`; the kernel drops it when the process dies."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+def ensure_dir(path: Path, what: str) -> Path:
+    """`path` as a directory (made if missing); BadInput naming `what` when it cannot be one."""
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{what} {path} is not a directory")
     try:
-        flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"cannot create {what} {path}: {e.strerror or e}") from None
+    return path
+
+
+def lock_holder(path: str | Path) -> str:
+    """What the holder of a lock file wrote into it ('pid N …'), or '' when nothing can be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace").strip()[:200]
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def exclusive_lock(
+    path: str | Path,
+    *,
+    wait: bool = False,
+    holder: str = "",
+    busy: Callable[[str], HarnessError] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[Path]:
+    """Hold an exclusive flock on `path`; the kernel drops it when the process dies.
+
+    `holder` is written into the file for whoever finds it taken. When it is taken: `busy(text)`
+    is raised (text: what the holder wrote), or with `wait`, `on_wait(text)` is called and the
+    lock is waited for.
+    """
+    p = Path(path)
+    ensure_dir(p.parent, "lock directory")
+    try:
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise BadInput(f"cannot open lock {p}: {e.strerror or e}") from None
+    try:
         try:
-            fcntl.flock(fd, flags)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise LockBusy(
-                f"{p} is held by {holder}: another run is using this directory; wait for it, "
-                "or pass --wait to queue behind it"
-            ) from None
+            text = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            if not wait:
+                if busy is not None:
+                    raise busy(text) from None
+                raise LockBusy(
+                    f"{p} is held by {text}: another run is using this directory; wait for it, "
+                    "or pass --wait to queue behind it"
+                ) from None
+            if on_wait is not None:
+                on_wait(text)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"pid {os.getpid()}{' ' + holder if holder else ''}\n".encode(), 0)
         yield p
     finally:
         os.close(fd)

@@ -17,23 +17,64 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rich.console import Console
 
 from harness import __version__
-from harness.core.fsio import atomic_write_text, exclusive_lock
+from harness.core.fsio import LockBusy, atomic_write_text, exclusive_lock
 from harness.core.manifest import Manifest
 from harness.core.plan import KpiPlan
 from harness.core.steps import Step
-from harness.errors import EXIT_STEP_FAILED, Blocked, HarnessError
+from harness.errors import EXIT_STEP_FAILED, BadInput, Blocked, HarnessError
 from harness.options import DEFAULT_CACHE_DIR, DEFAULT_RUNS_DIR, EnvSettings
 from harness.redact import redact_text
+
+# A run id names one directory inside the runs directory: a plain name, never a path.
+RUN_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+RUN_ID_MAX: Final = 100
+RUNS_LOCK: Final = ".lock"
 
 
 def new_run_id() -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def check_run_id(name: str) -> str:
+    """`name` if it is a plain run name (letters, digits, '_', '-', '.'; not a path); else BadInput."""
+    if not RUN_ID_RE.match(name) or len(name) > RUN_ID_MAX:
+        raise BadInput(
+            f"--run-id {name[:40]!r}{'…' if len(name) > 40 else ''}: a run id is a plain name of at most "
+            f"{RUN_ID_MAX} letters, digits, '_', '-' and '.', starting with a letter or digit (no path)"
+        )
+    return name
+
+
+def runs_lock(runs_dir: Path, *, holder: str, wait: bool = False, console: Console | None = None) -> Any:
+    """The lock of a runs directory (<runs>/.lock), taken before anything of a run is written.
+
+    One command at a time writes a runs directory: runs never measure side by side (they would
+    share the CPU and skew each other's figures), and ingest and report never write a run that a
+    run is writing.
+    """
+    from harness.core.fsio import ensure_dir
+
+    ensure_dir(runs_dir, "runs directory")
+    lock = runs_dir / RUNS_LOCK
+
+    def busy(text: str) -> LockBusy:
+        return LockBusy(
+            f"runs directory {runs_dir} is in use by {text}: one run at a time per runs directory is "
+            "deliberate (measurement hygiene: two runs would share the CPU and skew each other's figures) "
+            "— wait for it to end, or pass --wait to queue behind it"
+        )
+
+    def waiting(text: str) -> None:
+        if console is not None:
+            console.print(f"waiting for {text} to release {lock} (one run at a time per runs directory)")
+
+    return exclusive_lock(lock, wait=wait, holder=holder, busy=busy, on_wait=waiting)
 
 
 def harness_revision(root: Path) -> tuple[str, bool]:
@@ -265,9 +306,9 @@ def open_run(
     env: EnvSettings | None = None,
 ) -> Run:
     runs = runs_dir or project_root / DEFAULT_RUNS_DIR
-    rid = run_id or new_run_id()
-    # The run directory is made by the first step, under the lock: a run refused by the lock
-    # leaves nothing behind.
+    rid = check_run_id(run_id) if run_id is not None else new_run_id()
+    # The run directory is made by the first step: open a run under runs_lock, so a run refused
+    # by the lock leaves nothing behind.
     run_dir = runs / rid
     commit, dirty = harness_revision(project_root)
     cache = cache_dir or project_root / DEFAULT_CACHE_DIR
@@ -285,8 +326,3 @@ def open_run(
         harness_dirty=dirty,
         env=env or EnvSettings(),
     )
-
-
-def run_lock(run: Run, *, wait: bool = False) -> Any:
-    """Exclusive lock on the runs directory: two runs never interleave measurements."""
-    return exclusive_lock(run.run_dir.parent / ".lock", wait=wait)
