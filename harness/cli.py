@@ -12,7 +12,7 @@ from typing import Final
 
 from harness import __version__
 from harness.errors import HarnessError
-from harness.options import SOURCE_ROOT, EnvSettings, GlobalOptions
+from harness.options import MAX_REPEATS, SOURCE_ROOT, EnvSettings, GlobalOptions
 
 EPILOG = """exit codes: 0 ok · 1 a KPI failed its target · 2 bad input · 3 blocked (a component is
 missing; the message names the fix) · 4 a step's tool failed (build error, crashed benchmark)"""
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use a local clone, mirror or checkout for a source",
     )
     r.add_argument("--run-id", default=None, help="resume (or name) this run")
-    r.add_argument("--repeats", type=int, default=None, help="override the manifest's repeats")
+    r.add_argument("--repeats", type=int, default=None, help=f"override the manifest's repeats (1 to {MAX_REPEATS})")
     r.add_argument("--workload", action="append", default=[], help="restrict to workload(s)")
     r.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     r.add_argument("--wait", action="store_true", help="wait for another run's lock instead of refusing")

@@ -18,6 +18,9 @@ SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS_DIR: Final = "runs"
 DEFAULT_CACHE_DIR: Final = ".ant-kpi/cache"
 BUILD_ARG_PREFIX: Final = "ANT_KPI_BUILD_ARG_"
+# The most repeats of one measurement (kpis.toml or --repeats): a year's evaluation uses tens; a
+# typo of 100000 would plan millions of steps.
+MAX_REPEATS: Final = 1000
 
 # Every variable the harness reads, with what it means: `ant-kpi doctor` and README.md list these.
 VARIABLES: Final[Mapping[str, str]] = {

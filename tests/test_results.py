@@ -95,7 +95,7 @@ def tricky_rows() -> list[Row]:
 
 def line_end_rows() -> list[Row]:
     # A bare "\r" is what a CSV writer with "\n" line ends leaves unquoted by default.
-    return [row(workload="\r", repeat=5), row(value=math.inf, note="a\r\nb\rc\n", argv=["\r", ""])]
+    return [row(workload="\r", repeat=5), row(value=math.inf, status="failed", note="a\r\nb\rc\n", argv=["\r", ""])]
 
 
 def same_rows(a: list[Row], b: list[Row]) -> bool:
@@ -112,7 +112,9 @@ def test_row_normalises_argv_to_a_tuple_and_keeps_identity() -> None:
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"value": math.nan}, "NaN but status is ok"),
+        ({"value": math.nan}, "value is nan but status is ok"),
+        ({"value": math.inf}, "value is inf but status is ok"),
+        ({"value": -math.inf}, "value is -inf but status is ok"),
         ({"fidelity": "qemu"}, "fidelity 'qemu'"),
         ({"mode": "fast"}, "mode 'fast'"),
         ({"status": "skipped"}, "status 'skipped'"),
@@ -317,7 +319,7 @@ text_st = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 @given(
     note=text_st,
     argv=st.lists(text_st, max_size=4),
-    value=st.floats(allow_nan=False),
+    value=st.floats(allow_nan=False, allow_infinity=False),
     dirty=st.booleans(),
     workload=text_st,
 )

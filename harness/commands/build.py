@@ -65,7 +65,7 @@ def cmd_build(args: argparse.Namespace, opts: GlobalOptions) -> int:
     builds = list(args.builds) or list(DEFAULT_BUILDS)
     targets = list(args.target) or (list(m.targets) if args.builds == ["ant"] else list(DEFAULT_BUILD_TARGETS))
     plan = build_plan(m, builds, targets, opts.project_root, opts.env)
-    overrides = parse_source_overrides(args.source)
+    overrides = parse_source_overrides(args.source, known=m.sources)
     run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
     if args.dry_run:
         print_plans([plan])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from harness.core.manifest import load_manifest
-from harness.errors import EXIT_OK
+from harness.errors import EXIT_OK, BadInput
 from harness.options import GlobalOptions
 from harness.report.bundle import MANIFEST_NAME, default_output, make_bundle, verify_bundle
 from harness.results.runs import resolve_run
@@ -15,6 +15,8 @@ def cmd_bundle(args: argparse.Namespace, opts: GlobalOptions) -> int:
     run_dir = resolve_run(opts.runs_dir, args.run)
     m = load_manifest(opts.manifest)
     out = args.output or default_output(run_dir)
+    if out.is_dir():
+        raise BadInput(f"-o {out}: is a directory; name the bundle file (e.g. {out / default_output(run_dir).name})")
     make_bundle(run_dir, out, m)
     v = verify_bundle(out)
     print(f"{out}: {v.files} files, MANIFEST.sha256 {v.manifest_sha256}")

@@ -7,6 +7,7 @@ import argparse
 from rich.console import Console
 
 from harness.core.manifest import load_manifest
+from harness.core.strict_toml import did_you_mean
 from harness.env.base_image import bootstrap_base
 from harness.env.images import docker_client, ensure_image
 from harness.errors import EXIT_OK, BadInput, Blocked
@@ -30,10 +31,14 @@ def cmd_images(args: argparse.Namespace, opts: GlobalOptions) -> int:
         return EXIT_OK
     m = load_manifest(opts.manifest)
     names = args.names or list(m.images)
-    client = docker_client(opts.env)
+    # Every name is checked before Docker is asked: a typo is bad input, not a missing daemon.
     for n in names:
         if n not in m.images:
-            raise BadInput(f"no image {n!r} in {m.path}; images: {', '.join(m.images)}")
+            raise BadInput(
+                f"no image {n!r} in {m.path}{did_you_mean(n, list(m.images))}; images: {', '.join(m.images)}"
+            )
+    client = docker_client(opts.env)
+    for n in names:
         if not (opts.project_root / m.images[n].context).is_dir():
             raise Blocked(
                 f"image {n}: build context {m.images[n].context} is not in this version",

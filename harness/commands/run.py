@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from harness.core.manifest import load_manifest
+from harness.core.manifest import Kpi, load_manifest
 from harness.core.plan import KpiPlan
 from harness.core.runner import Run, StepRunner, check_run_id, new_run_id, open_run, runs_lock
 from harness.core.steps import Mode
+from harness.core.strict_toml import did_you_mean
 from harness.errors import EXIT_BAD_INPUT, EXIT_BLOCKED, EXIT_KPI_FAILED, EXIT_OK, EXIT_STEP_FAILED, BadInput
 from harness.kpis import executors_for, plan_kpi
 from harness.kpis.common.executors import record_blocked
-from harness.options import GlobalOptions
+from harness.options import MAX_REPEATS, GlobalOptions
 
 if TYPE_CHECKING:
     from harness.env.lab.inventory import Board
@@ -29,16 +30,36 @@ def _filter_plan(plan: KpiPlan, workloads: list[str]) -> KpiPlan:
     return replace(plan, steps=keep)
 
 
+def check_repeats(repeats: int | None) -> int | None:
+    """--repeats as given, when it is a count the harness can plan: 1 to MAX_REPEATS."""
+    if repeats is not None and not 1 <= repeats <= MAX_REPEATS:
+        raise BadInput(f"--repeats {repeats}: give a count from 1 to {MAX_REPEATS} (README: the `ant-kpi` command)")
+    return repeats
+
+
+def check_workloads(kpis: list[Kpi], workloads: list[str]) -> None:
+    """Every --workload names a workload of one of the KPIs run; else nothing would be measured."""
+    offered = list(dict.fromkeys(w for k in kpis for w in k.workloads))
+    for w in workloads:
+        if w not in offered:
+            raise BadInput(
+                f"--workload {w!r}: no KPI of this run measures it{did_you_mean(w, offered)}; "
+                f"workloads: {', '.join(offered) or 'none'}"
+            )
+
+
 def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
     from harness.env.lab.session import resolve_targets
     from harness.env.sources import parse_source_overrides
     from harness.report.plan_table import print_plans
 
     m = load_manifest(opts.manifest)
-    if args.repeats is not None:
-        m = replace(m, defaults=replace(m.defaults, repeats=args.repeats, smoke_repeats=args.repeats))
+    repeats = check_repeats(args.repeats)
+    if repeats is not None:
+        m = replace(m, defaults=replace(m.defaults, repeats=repeats, smoke_repeats=repeats))
     kpis = [m.kpi(k) for k in args.kpis]
-    overrides = parse_source_overrides(args.source)
+    check_workloads(kpis, args.workload)
+    overrides = parse_source_overrides(args.source, known=m.sources)
     run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
     targets, boards = resolve_targets(m, args.target, args.boards, opts.env)
     mode: Mode = args.mode or ("measure" if boards else "smoke")

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+from harness.core.fsio import read_regular
 from harness.core.strict_toml import StrictTable, did_you_mean
 from harness.errors import ManifestError
+from harness.options import MAX_REPEATS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -354,7 +356,9 @@ def _read_kpi(r: StrictTable) -> Kpi:
                 f"{r._sub('verdict_fidelity')}[{i}]",
                 f"{f!r} is not a fidelity ({', '.join(FIDELITIES)}){did_you_mean(f, FIDELITIES)}",
             )
-    repeats = r.int_("repeats", required=False, default=-1, minimum=1) if "repeats" in r.table else None
+    repeats = (
+        r.int_("repeats", required=False, default=-1, minimum=1, maximum=MAX_REPEATS) if "repeats" in r.table else None
+    )
     k = Kpi(
         id=r.str_("id"),
         number=r.int_("number", minimum=1),
@@ -381,7 +385,7 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
     """Load and validate a manifest; any problem raises ManifestError (one line, exit 2)."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_regular(p)
     except FileNotFoundError:
         raise ManifestError(p, "", "no such file (pass the manifest path, or run from the project root)") from None
     except OSError as e:
@@ -405,8 +409,10 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
     dr = top.table_("defaults", required=False)
     if dr is not None:
         defaults = Defaults(
-            repeats=dr.int_("repeats", required=False, default=defaults.repeats, minimum=1),
-            smoke_repeats=dr.int_("smoke_repeats", required=False, default=defaults.smoke_repeats, minimum=1),
+            repeats=dr.int_("repeats", required=False, default=defaults.repeats, minimum=1, maximum=MAX_REPEATS),
+            smoke_repeats=dr.int_(
+                "smoke_repeats", required=False, default=defaults.smoke_repeats, minimum=1, maximum=MAX_REPEATS
+            ),
             warmup=dr.int_("warmup", required=False, default=defaults.warmup),
             timeout_s=dr.float_("timeout_s", required=False) or defaults.timeout_s,
         )

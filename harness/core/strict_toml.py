@@ -52,7 +52,9 @@ class StrictTable:
             raise ManifestError(self.path, self._sub(name), f"must be a string, not {type_name(v)}")
         return v
 
-    def int_(self, name: str, *, required: bool = True, default: int = 0, minimum: int = 0) -> int:
+    def int_(
+        self, name: str, *, required: bool = True, default: int = 0, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         v = self._get(name, required)
         if v is None:
             return default
@@ -60,6 +62,8 @@ class StrictTable:
             raise ManifestError(self.path, self._sub(name), f"must be an integer, not {type_name(v)}")
         if v < minimum:
             raise ManifestError(self.path, self._sub(name), f"must be ≥ {minimum}, got {v}")
+        if maximum is not None and v > maximum:
+            raise ManifestError(self.path, self._sub(name), f"must be ≤ {maximum}, got {v}")
         return v
 
     def float_(self, name: str, *, required: bool = True) -> float | None:

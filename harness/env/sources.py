@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from harness.core.fsio import atomic_write_text, exclusive_lock
 from harness.core.manifest import Source
+from harness.core.strict_toml import did_you_mean
 from harness.env.git import (
     _NAME_RE,
     GIT_TIMEOUT_S,  # noqa: F401 (re-exported: callers set checkout timeouts)
@@ -86,8 +87,8 @@ class Checkout:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_source_overrides(items: Sequence[str]) -> dict[str, Path]:
-    """`--source NAME=PATH` strings → {name: absolute path}; the path must exist."""
+def parse_source_overrides(items: Sequence[str], known: Collection[str] | None = None) -> dict[str, Path]:
+    """`--source NAME=PATH` strings → {name: absolute path}; the path must exist, NAME be a source of `known`."""
     out: dict[str, Path] = {}
     for item in items:
         name, sep, raw = item.partition("=")
@@ -96,6 +97,12 @@ def parse_source_overrides(items: Sequence[str]) -> dict[str, Path]:
             raise BadInput(f"--source {item!r}: expected NAME=PATH, e.g. --source iotjs=/srv/iotjs")
         if not _NAME_RE.match(name):
             raise BadInput(f"--source {item!r}: {name!r} is not a source name")
+        if known is not None and name not in known:
+            names = sorted(known)
+            raise BadInput(
+                f"--source {name}: the manifest has no source {name!r}{did_you_mean(name, names)}; "
+                f"sources: {', '.join(names)}"
+            )
         if name in out:
             raise BadInput(f"--source {name} given twice")
         path = Path(raw).expanduser()

@@ -16,6 +16,7 @@ import re
 import shlex
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -263,7 +264,7 @@ def verify_bundle(path: Path) -> Verified:
                 if rel in digests:
                     raise BundleError(f"{path}: {rel}: present twice")
                 digests[rel] = digest
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise BundleError(f"{path}: not a readable .tar.gz ({e})") from None
     if len(roots) != 1:
         raise BundleError(f"{path}: expected one top directory, found {len(roots)}")
@@ -288,7 +289,10 @@ def verify_bundle(path: Path) -> Verified:
     # Last: a changed archive whose every member still matches is a repacked one; say so.
     sidecar = path.with_name(path.name + ".sha256")
     if sidecar.is_file():
-        recorded = sidecar.read_text(encoding="utf-8", errors="replace").split()[:1]
+        try:
+            recorded = sidecar.read_text(encoding="utf-8", errors="replace").split()[:1]
+        except OSError as e:
+            raise BundleError(f"{sidecar}: cannot read ({e.strerror or e})") from None
         actual = sha256_file(path)
         if recorded != [actual]:
             raise BundleError(f"{path}: sha256 {actual[:16]}… differs from {sidecar.name}: the archive was repacked")

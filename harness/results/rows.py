@@ -119,8 +119,8 @@ class Row:
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.number)):
             raise BadInput(f"{where}: value must be a number, not {self.value!r}")
         object.__setattr__(self, "value", float(self.value))
-        if self.status == "ok" and math.isnan(self.value):
-            raise BadInput(f"{where}: value is NaN but status is ok (use blocked or failed)")
+        if self.status == "ok" and not math.isfinite(self.value):
+            raise BadInput(f"{where}: value is {self.value} but status is ok (a measurement is finite; use failed)")
         if not isinstance(self.harness_dirty, (bool, np.bool_)):
             raise BadInput(f"{where}: harness_dirty must be true or false, not {self.harness_dirty!r}")
         object.__setattr__(self, "harness_dirty", bool(self.harness_dirty))
@@ -155,6 +155,8 @@ class Row:
         try:
             return cls(**kw)
         except TypeError as e:
+            raise BadInput(f"{where}: {e}") from None
+        except BadInput as e:
             raise BadInput(f"{where}: {e}") from None
 
 

@@ -7,6 +7,7 @@ and key files. Those credentials stay inside `Board` (hidden from its repr) and 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, cast, get_args
 
+from harness.core.fsio import read_regular
 from harness.core.strict_toml import StrictTable, did_you_mean, type_name
 from harness.errors import Blocked, ManifestError
 from harness.options import EnvSettings
@@ -58,6 +60,9 @@ SSH_ONLY: Final[tuple[str, ...]] = (
     "connect_timeout_s",
 )
 
+# The longest timeout a board entry may set (a week): beyond it a value is a typo, and inf or NaN
+# would reach `timeout` on the board as text it cannot read.
+MAX_TIMEOUT_S: Final = 7 * 24 * 3600.0
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _VIDEO_RE: Final = re.compile(r"^/dev/video[0-9]+$")
 _IFACE_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,15}$")
@@ -125,7 +130,7 @@ def load_boards(
     """Read boards.toml strictly; `targets` maps kpis.toml target names to their arch."""
     p = inventory_path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_regular(p).decode("utf-8")
     except FileNotFoundError:
         raise Blocked(
             f"no board inventory at {p}",
@@ -179,6 +184,16 @@ _KNOWN_KEYS: Final[tuple[str, ...]] = (
 )
 
 
+def _seconds(t: StrictTable, key: str) -> float | None:
+    """A timeout in seconds: a finite number above 0 and at most MAX_TIMEOUT_S (None when absent)."""
+    value = t.get(key, float, required=False)
+    if value is None:
+        return None
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
+        raise t.error(key, f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {value!r}")
+    return float(value)
+
+
 def _read_board(name: str, t: StrictTable, targets: Mapping[str, str]) -> Board:
     t.only(_KNOWN_KEYS)
     notes: list[str] = []
@@ -227,18 +242,14 @@ def _read_board(name: str, t: StrictTable, targets: Mapping[str, str]) -> Board:
             if v is not None and not v.strip():
                 raise t.error(key, "must not be empty (leave the key out instead)")
             ssh[key] = os.path.expanduser(v) if v else ""
-        timeout = t.get("connect_timeout_s", float, required=False)
-        if timeout is not None and timeout <= 0:
-            raise t.error("connect_timeout_s", "must be > 0")
-        ssh["connect_timeout_s"] = 10.0 if timeout is None else float(timeout)
+        timeout = _seconds(t, "connect_timeout_s")
+        ssh["connect_timeout_s"] = 10.0 if timeout is None else timeout
     else:
         for key in SSH_ONLY:
             if key in t.table:
                 raise t.error(key, f"only for transport = 'ssh' (this board's transport is {transport!r})")
 
-    command_timeout = t.get("command_timeout_s", float, required=False)
-    if command_timeout is not None and command_timeout <= 0:
-        raise t.error("command_timeout_s", "must be > 0")
+    command_timeout = _seconds(t, "command_timeout_s")
     camera = t.get("camera_source", str, required=False)
     if camera is not None and camera not in CAMERA_KEYWORDS and not _VIDEO_RE.match(camera):
         raise t.error(
