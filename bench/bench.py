@@ -12,6 +12,9 @@ sampler_cpu: CPU time the PSS sampler itself uses at 100 Hz, as % of one core; t
     hypervisor, so the floor differs much from machine to machine.
 overhead: wall time of a fixed workload run under the sampler vs bare (the KPI 1 measurement
 phase), median of 5 each, interleaved; target <= 3 %.
+plan_repeats: time to plan KPIs 1 and 2 (every target) at 100, 250, 500 and 1000 repeats (the
+--repeats maximum), in-process, without printing; median of 3 each, and the time per planned step,
+which stays flat when planning is linear in the number of steps.
 build_arm: `ant-kpi build` cold (empty cache) then warm, with the user's sources (mirrors through
 GIT_CONFIG_GLOBAL or the network); only when named explicitly, as it builds upstream code.
 """
@@ -176,6 +179,29 @@ def bench_overhead(n: int = 5) -> None:
     )
 
 
+def bench_plan_repeats(n: int = 3) -> None:
+    from dataclasses import replace
+
+    from harness.core.manifest import load_manifest
+    from harness.kpis import plan_kpi
+    from harness.options import EnvSettings
+
+    m = load_manifest(ROOT / "kpis.toml")
+    for repeats in (100, 250, 500, 1000):
+        mr = replace(m, defaults=replace(m.defaults, repeats=repeats, smoke_repeats=repeats))
+        times, steps = [], 0
+        for _ in range(n):
+            t0 = time.perf_counter()
+            plans = [
+                plan_kpi(mr, mr.kpi(k), mode="smoke", targets=(), project_root=ROOT, env=EnvSettings(), boards={})
+                for k in ("js_memory", "app_latency")
+            ]
+            times.append(time.perf_counter() - t0)
+            steps = sum(len(p.steps) for p in plans)
+        med = statistics.median(times)
+        print(f"plan_repeats: {repeats:5} repeats, {steps:6} steps: {med:.3f} s ({1e6 * med / steps:.1f} µs per step)")
+
+
 def bench_build_arm() -> None:
     with tempfile.TemporaryDirectory() as d:
         env = {**os.environ, "ANT_KPI_CACHE": str(Path(d) / "cache"), "ANT_KPI_RUNS": str(Path(d) / "runs")}
@@ -198,6 +224,7 @@ BENCHES = {
     "dry_run": bench_dry_run,
     "sampler_cpu": bench_sampler_cpu,
     "overhead": bench_overhead,
+    "plan_repeats": bench_plan_repeats,
     "build_arm": bench_build_arm,
 }
 DEFAULT = ("dry_run", "sampler_cpu", "overhead")

@@ -188,3 +188,31 @@ def test_a_journal_row_with_an_infinite_value_is_not_taken_as_ok(tmp_path: Path,
         f.write(json.dumps(row) + "\n")
     line = one_line_error(harness(tmp_path, "--runs-dir", str(tmp_path / "runs"), "report", "r", "--no-html"))
     assert "results.jsonl:3: " in line and f"value is {value} but status is ok" in line
+
+
+# --------------------------------------------------------------------------------------------
+# Planning is linear in the number of steps
+# --------------------------------------------------------------------------------------------
+
+
+class CountingList(list):  # type: ignore[type-arg]
+    """A list that counts how often it is walked."""
+
+    walks = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        CountingList.walks += 1
+        return super().__iter__()
+
+
+def test_adding_a_step_never_walks_the_steps_already_planned() -> None:
+    from harness.core.plan import PlanContext
+
+    m = load_manifest(ROOT / "kpis.toml")
+    ctx = PlanContext(manifest=m, kpi=m.kpi("js_memory"), mode="smoke", targets=("x86_64",), project_root=ROOT,
+                      image_key=lambda img: "k", steps=CountingList())  # fmt: skip
+    prev = ctx.step(id="first", kind="fetch", where="host", description="d")
+    for i in range(2000):  # each step depends on the one before: 2000 lookups of a dependency's key
+        prev = ctx.step(id=f"s{i}", kind="fetch", where="host", description="d", depends=(prev.id,), after=("first",))
+    assert CountingList.walks == 0
+    assert len(ctx.steps) == 2001 and ctx.steps[-1].depends == ("s1998",)

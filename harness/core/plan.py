@@ -54,14 +54,16 @@ class PlanContext:
     boards: Mapping[str, str] = field(default_factory=dict)  # target -> board name (measure mode)
     steps: list[Step] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
-    _ids: set[str] = field(default_factory=set)
+    # id -> (position in steps, key): a step's dependencies are looked up, never searched for, so
+    # planning stays linear in the number of steps (repeats × workloads × variants).
+    _index: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     # -- step helpers ------------------------------------------------------------------------
 
     def add(self, step: Step) -> Step:
-        if step.id in self._ids:
+        if step.id in self._index:
             return step
-        self._ids.add(step.id)
+        self._index[step.id] = (len(self.steps), step.key)
         self.steps.append(step)
         return step
 
@@ -70,7 +72,9 @@ class PlanContext:
     ) -> Step:
         deps = tuple(kw.pop("depends", ()))
         after = tuple(kw.get("after", ()))
-        dep_keys = [s.key for s in self.steps if s.id in deps or s.id in after]
+        # In plan order (the order the keys have always been hashed in), each dependency once.
+        found = sorted({self._index[d] for d in (*deps, *after) if d in self._index})
+        dep_keys = [key for _, key in found]
         # The KPI is not part of the key: a build shared by two KPIs is one cached build.
         key = step_key(id, list(key_parts), dep_keys, kw.get("argv", ()))
         return self.add(
