@@ -53,7 +53,8 @@ def test_example_inventory_loads_with_one_board_per_documented_kind() -> None:
 
 def test_ssh_board_gets_documented_defaults(tmp_path: Path) -> None:
     b = load_boards(_write(tmp_path, GOOD))["pi"]
-    assert (b.port, b.connect_timeout_s, b.command_timeout_s, b.work_dir) == (22, 10.0, 3600.0, "/tmp/ant-kpi")
+    # work_dir "" is the per-user default, /tmp/ant-kpi-<uid> on the board (made 0700 on first use).
+    assert (b.port, b.connect_timeout_s, b.command_timeout_s, b.work_dir) == (22, 10.0, 3600.0, "")
     assert b.known_hosts == "" and b.tags == ("bench-1",) and b.notes == ()
     assert b.seed_model
 

@@ -8,11 +8,13 @@ transport and the namespace sshd board. Archives, checkpoints and signatures: te
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,13 @@ from hypothesis import strategies as st
 
 from harness.core.fsio import exclusive_lock
 from harness.core.runner import RUN_ID_MAX, check_run_id
-from harness.errors import BadInput
+from harness.env.lab.inventory import Board, load_boards
+from harness.env.transport import LocalTransport, SshTransport, remove_inside
+from harness.errors import BadInput, Blocked, ManifestError
 from harness.redact import redact_text, redact_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import netns_board  # a helper module beside the tests (tests/ is not a package)
 from test_faults import write_manifest  # the fault campaign's fixture world
 from test_fuzz import FUZZ
 
@@ -243,3 +248,108 @@ def test_a_run_refused_by_the_lock_says_why_names_the_holder_and_how_to_wait_and
     assert "one run at a time per runs directory is deliberate" in lines[0] and "--wait" in lines[0]
     assert [x.name for x in runs.iterdir()] == [".lock"]
     assert not (tmp_path / "cache").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Board work directories
+# --------------------------------------------------------------------------------------------
+
+BOARD = '[boards.b1]\nmodel = "Raspberry Pi 4"\narch = "arm64"\ntarget = "arm64"\ntransport = "ssh"\nhost = "h"\n'
+
+
+@pytest.mark.parametrize("value", ["/tmp/../..", "/tmp/../etc", "/", "//", "/./", "relative/dir", "/a/../b", "/x\ny"])
+def test_a_work_dir_that_is_root_escapes_its_parent_or_is_relative_is_refused(tmp_path: Path, value: str) -> None:
+    f = tmp_path / "boards.toml"
+    f.write_text(BOARD + f"work_dir = {json.dumps(value)}\n")
+    with pytest.raises(ManifestError, match="work_dir"):
+        load_boards(f)
+
+
+def test_a_work_dir_is_kept_normalised_and_absent_means_the_per_user_default(tmp_path: Path) -> None:
+    f = tmp_path / "boards.toml"
+    f.write_text(BOARD + 'work_dir = "/srv//ant-kpi/./lab/"\n')
+    assert load_boards(f)["b1"].work_dir == "/srv/ant-kpi/lab"
+    f.write_text(BOARD)
+    assert load_boards(f)["b1"].work_dir == ""
+
+
+def _local(work_dir: str) -> LocalTransport:
+    return LocalTransport(
+        Board(name="here", model="Jetson TX2", arch="x86_64", target="x86_64", transport="local", work_dir=work_dir)
+    )
+
+
+def test_the_default_work_dir_is_private_to_the_user_and_made_mode_700() -> None:
+    t = _local("")
+    assert t.work_dir == f"/tmp/ant-kpi-{os.getuid()}"
+    st_ = os.lstat(t.work_dir)
+    assert st_.st_uid == os.getuid() and st_.st_mode & 0o077 == 0
+
+
+def test_a_missing_work_dir_is_made_mode_700(tmp_path: Path) -> None:
+    t = _local(str(tmp_path / "deep" / "work"))
+    assert t.work_dir == str(tmp_path / "deep" / "work")
+    assert os.stat(t.work_dir).st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("kind", ["other-owner", "world-writable", "group-writable", "symlink", "file"])
+def test_a_work_dir_of_another_user_writable_by_others_or_a_link_is_refused(tmp_path: Path, kind: str) -> None:
+    d = tmp_path / "work"
+    if kind == "symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        d.symlink_to(tmp_path / "elsewhere")
+    elif kind == "file":
+        d.write_text("")
+    else:
+        d.mkdir(mode=0o700)
+        if kind == "other-owner":
+            os.chown(d, 65534, 65534)
+        else:
+            d.chmod(0o777 if kind == "world-writable" else 0o770)
+    t = _local(str(d))
+    with pytest.raises(Blocked, match="is not safe to use") as info:
+        _ = t.work_dir
+    why = {
+        "other-owner": "owned by uid 65534",
+        "world-writable": "writable by its group or by others",
+        "group-writable": "mode 770",
+        "symlink": "symbolic link",
+        "file": "not a directory",
+    }
+    assert why[kind] in str(info.value)
+
+
+def test_remove_inside_removes_only_below_the_work_dir(tmp_path: Path) -> None:
+    t = _local(str(tmp_path / "work"))
+    (Path(t.work_dir) / "copy" / "x").mkdir(parents=True)
+    outside = tmp_path / "keep"
+    outside.mkdir()
+    assert remove_inside(t, f"{t.work_dir}/copy").ok and not (Path(t.work_dir) / "copy").exists()
+    for path in (t.work_dir, f"{t.work_dir}/../keep", str(outside), "/", f"{t.work_dir}/copy/../../keep"):
+        with pytest.raises(BadInput, match="refusing to remove"):
+            remove_inside(t, path)
+    assert outside.is_dir()
+
+
+@pytest.fixture(scope="module")
+def nsboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[netns_board.NetnsBoard]:
+    missing = netns_board.missing_tools()
+    if missing:
+        pytest.skip(f"a namespace test board needs {', '.join(missing)}")
+    with netns_board.running(tmp_path_factory.mktemp("nsboard")) as board:
+        yield board
+
+
+@pytest.mark.ssh
+def test_an_ssh_board_gets_a_private_default_work_dir_and_refuses_a_planted_one(
+    nsboard: netns_board.NetnsBoard, tmp_path: Path
+) -> None:
+    t = SshTransport(nsboard.board(work_dir=""), attempts=2, backoff_s=0.1)
+    uid = t.run(["id", "-u"], timeout=30).stdout.strip()
+    assert t.work_dir == f"/tmp/ant-kpi-{uid}"
+    assert t.run(["stat", "-c", "%u %a", t.work_dir], timeout=30).stdout.split() == [uid, "700"]
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    os.chown(planted, 65534, 65534)  # the board shares this machine's filesystem
+    with pytest.raises(Blocked, match="owned by uid 65534"):
+        _ = SshTransport(nsboard.board(work_dir=str(planted)), attempts=2, backoff_s=0.1).work_dir

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import os
+import posixpath
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final, Literal, cast, get_args
 
 from harness.core.fsio import read_regular
@@ -89,7 +90,8 @@ class Board:
     camera_source: str | None = None
     # The network interface whose address streaming.js serves on (upstream hard-codes eth0).
     interface: str = "eth0"
-    work_dir: str = "/tmp/ant-kpi"
+    # "" is the per-user default, /tmp/ant-kpi-<uid> on the board (env.transport.prepare_work_dir).
+    work_dir: str = ""
     tags: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -194,6 +196,20 @@ def _seconds(t: StrictTable, key: str) -> float | None:
     return float(value)
 
 
+def _work_dir(t: StrictTable) -> str:
+    """work_dir as given, normalised; '' when absent (the per-user default on the board)."""
+    given = t.get("work_dir", str, required=False)
+    if given is None:
+        return ""
+    parts = PurePosixPath(given).parts
+    if not given.startswith("/") or ".." in parts or any(c in given for c in "\0\n\r"):
+        raise t.error("work_dir", "must be an absolute directory on the board, without '..' (it is cleaned up)")
+    normal = posixpath.normpath("/" + given.lstrip("/"))
+    if normal == "/" or len(PurePosixPath(normal).parts) < 2:
+        raise t.error("work_dir", "must be a directory below '/', not '/' itself")
+    return normal
+
+
 def _read_board(name: str, t: StrictTable, targets: Mapping[str, str]) -> Board:
     t.only(_KNOWN_KEYS)
     notes: list[str] = []
@@ -260,9 +276,7 @@ def _read_board(name: str, t: StrictTable, targets: Mapping[str, str]) -> Board:
     interface = t.get("interface", str, required=False)
     if interface is not None and not _IFACE_RE.match(interface):
         raise t.error("interface", "must be a network interface name (letters, digits, '.', '_', '-'; ≤ 15)")
-    work_dir = t.get("work_dir", str, required=False)
-    if work_dir is not None and (not work_dir.startswith("/") or work_dir.rstrip("/") == ""):
-        raise t.error("work_dir", "must be an absolute directory on the board (not '/')")
+    work_dir = _work_dir(t)
     tags = t.get("tags", list, required=False) or []
     for i, tag in enumerate(tags):
         if not isinstance(tag, str):
@@ -277,7 +291,7 @@ def _read_board(name: str, t: StrictTable, targets: Mapping[str, str]) -> Board:
         command_timeout_s=3600.0 if command_timeout is None else float(command_timeout),
         camera_source=camera,
         interface=interface or "eth0",
-        work_dir=(work_dir or "/tmp/ant-kpi").rstrip("/"),
+        work_dir=work_dir,
         tags=tuple(tags),
         notes=tuple(notes),
     )

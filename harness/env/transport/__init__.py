@@ -12,7 +12,9 @@ from harness.env.transport.protocols import (
     IdentityProtocol,
     Transport,
     parse_identity,
+    prepare_work_dir,
     probe_identity,
+    remove_inside,
 )
 from harness.env.transport.sampled import deploy, ensure_pss, run_sampled
 from harness.env.transport.ssh import SshTransport
@@ -30,6 +32,8 @@ __all__ = [
     "deploy",
     "ensure_pss",
     "parse_identity",
+    "prepare_work_dir",
     "probe_identity",
+    "remove_inside",
     "run_sampled",
 ]

@@ -23,6 +23,7 @@ from harness.env.transport.protocols import (
     _check_env,
     _exit_code,
     _join_remote,
+    prepare_work_dir,
     probe_identity,
 )
 from harness.errors import BadInput, StepFailed
@@ -35,8 +36,16 @@ class LocalTransport:
 
     def __init__(self, board: Endpoint | None = None, *, work_dir: str | None = None) -> None:
         self.board = board
-        self.work_dir = work_dir or (board.work_dir if board else "/tmp/ant-kpi")
+        self._requested = work_dir or (board.work_dir if board else "")
+        self._work_dir: str | None = None
         self.default_timeout = board.command_timeout_s if board else 3600.0
+
+    @property
+    def work_dir(self) -> str:
+        """The private work directory (made and checked on first use; see prepare_work_dir)."""
+        if self._work_dir is None:
+            self._work_dir = prepare_work_dir(self, self._requested, name=self.name)
+        return self._work_dir
 
     @property
     def name(self) -> str:

@@ -8,14 +8,15 @@ is not a failing benchmark.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final, Protocol, runtime_checkable
 
 from harness import payload
-from harness.errors import BadInput, StepFailed
+from harness.errors import BadInput, Blocked, StepFailed
 
 FIDELITY: Final = "board"
 EXIT_TIMEOUT: Final = 124
@@ -59,7 +60,10 @@ class CommandProtocol(Protocol):
 
 @runtime_checkable
 class FileTransferProtocol(Protocol):
-    """Copy files to and from the target, checked by sha256 on both ends."""
+    """Copy files to and from the target, checked by sha256 on both ends, under its private work_dir."""
+
+    @property
+    def work_dir(self) -> str: ...
 
     def remote_path(self, remote: str) -> str: ...
 
@@ -161,6 +165,62 @@ def probe_identity(target: CommandProtocol, *, timeout: float = 60.0) -> dict[st
     if r.exit_code != 0:
         raise StepFailed(f"identity probe failed with exit {r.exit_code}: {_tail(r.stderr)}")
     return parse_identity(r.stdout)
+
+
+# -- the work directory ---------------------------------------------------------------------------
+
+# Where deployed files go when boards.toml names no work_dir: one private directory per user of
+# the board (a fixed /tmp path would be shared with, and could be planted by, its other users).
+DEFAULT_WORK_DIR_PREFIX: Final = "/tmp/ant-kpi-"
+_WORK_DIR_EXIT: Final = 3
+# POSIX sh (coreutils or busybox): make the directory 0700 if missing, then refuse it unless it is a
+# real directory (no symbolic link) owned by this user and writable by no one else. Prints its path.
+WORK_DIR_SCRIPT: Final = r"""
+d=$1
+[ -n "$d" ] || d=/tmp/ant-kpi-$(id -u)
+no() { echo "ant-kpi-work-dir: $d $1" >&2; exit 3; }
+if [ ! -e "$d" ] && [ ! -L "$d" ]; then
+  mkdir -p -- "$(dirname -- "$d")" && mkdir -m 700 -- "$d" 2>/dev/null
+fi
+[ -L "$d" ] && no "is a symbolic link"
+[ -d "$d" ] || no "is not a directory"
+set -- $(stat -c '%u %a' -- "$d") || no "cannot be inspected (stat)"
+[ "$1" = "$(id -u)" ] || no "is owned by uid $1, not by this user (uid $(id -u))"
+[ $(( 0$2 & 022 )) -eq 0 ] || no "is writable by its group or by others (mode $2)"
+echo "$d"
+"""
+
+
+def prepare_work_dir(target: CommandProtocol, requested: str, *, name: str) -> str:
+    """The target's work directory, made private (0700) when missing and checked when present.
+
+    `requested` is boards.toml's work_dir; empty means /tmp/ant-kpi-<uid of the board's user>.
+    Blocked when the directory is another user's, a symbolic link or writable by others.
+    """
+    r = target.run(["sh", "-c", WORK_DIR_SCRIPT, "ant-kpi-work-dir", requested], timeout=60)
+    path = r.stdout.strip().splitlines()[-1] if r.ok and r.stdout.strip() else ""
+    if not path.startswith("/"):
+        why = _tail(r.stderr.replace("ant-kpi-work-dir: ", ""), 200) or f"exit {r.exit_code}"
+        shown = requested or f"{DEFAULT_WORK_DIR_PREFIX}<uid>"
+        raise Blocked(
+            f"board {name}: work directory {shown} is not safe to use: {why}",
+            f"remove or fix it on the board (it must be a directory of the board user, mode 700), "
+            f"or set another work_dir of [boards.{name}] in boards.toml",
+        )
+    return path
+
+
+def inside(base: str, path: str) -> bool:
+    """Whether `path` lies strictly inside directory `base` (both absolute, compared normalised)."""
+    b, p = posixpath.normpath(base), posixpath.normpath(path)
+    return p.startswith(b.rstrip("/") + "/") and ".." not in PurePosixPath(path).parts
+
+
+def remove_inside(target: Transport, path: str) -> CommandResult:
+    """`rm -rf` of `path`, only when it lies inside the target's work_dir; BadInput otherwise."""
+    if not inside(target.work_dir, path):
+        raise BadInput(f"refusing to remove {path}: it is not inside the work directory {target.work_dir}")
+    return target.run(["rm", "-rf", "--", path], timeout=60)
 
 
 # -- helpers ------------------------------------------------------------------------------------

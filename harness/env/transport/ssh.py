@@ -29,6 +29,7 @@ from harness.env.transport.protocols import (
     _join_remote,
     _seconds,
     _tail,
+    prepare_work_dir,
     probe_identity,
 )
 from harness.errors import BadInput, Blocked, StepFailed
@@ -95,6 +96,14 @@ class SshTransport:
         self.alive_count_max = alive_count_max
         self.ssh = ssh
         self.default_timeout = board.command_timeout_s
+        self._work_dir: str | None = None
+
+    @property
+    def work_dir(self) -> str:
+        """The board's private work directory (made and checked on first use; see prepare_work_dir)."""
+        if self._work_dir is None:
+            self._work_dir = prepare_work_dir(self, self.board.work_dir, name=self.name)
+        return self._work_dir
 
     @property
     def name(self) -> str:
@@ -320,7 +329,7 @@ class SshTransport:
 
     def remote_path(self, remote: str) -> str:
         """Relative paths are under the board's work_dir."""
-        return _join_remote(self.board.work_dir, remote)
+        return _join_remote(self.work_dir, remote)
 
     def put(self, local: Path, remote: str) -> str:
         """Copy a file to the board (atomic rename there); returns its sha256, as sha256sum on the board reports it."""

@@ -152,6 +152,7 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], patch: dict[str
     """Both copies on the board: the runtime bundle under main-old.js, the stand-in on its loopback."""
     from harness.env.lab import session as boardrun
     from harness.env.transport import deploy as put_files
+    from harness.env.transport import remove_inside
 
     _, transport = boardrun.session(run, step.target)
     variant = step.variant or ""
@@ -166,7 +167,7 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], patch: dict[str
     summary: list[str] = []
     started_at = time.time()
     for copy in COPIES:
-        res = transport.run(["rm", "-rf", f"{work}/{copy}"], timeout=60)
+        remove_inside(transport, f"{work}/{copy}")
         res = transport.run(["mkdir", "-p", f"{work}/{copy}"], timeout=60)
         if not res.ok:
             raise StepFailed(f"{step.id}: cannot make {work}/{copy} on board {transport.name}: {res.stderr[:200]}")
