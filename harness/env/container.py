@@ -15,6 +15,7 @@ Container Toolkit), or as ANT_KPI_GPUS says (all, none, or device=0,1).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shlex
 import sys
 import tarfile
@@ -283,12 +284,53 @@ class Container:
                 buf.write(chunk)
             buf.seek(0)
             with tarfile.open(fileobj=buf) as tar:
-                if hasattr(tarfile, "data_filter"):
-                    # The archive comes from a container: refuse paths and links leaving host_dir.
-                    tar.extractall(host_dir, filter="data")
-                else:  # Python < 3.10.12 / 3.11.4 has no extraction filters
-                    tar.extractall(host_dir)
+                extract_checked(tar, host_dir, where=f"{self.name}:{container_path}")
         return host_dir / PurePosixPath(container_path).name
+
+
+def unsafe_member(member: tarfile.TarInfo, symlinks: set[str]) -> str:
+    """Why `member` must not be extracted ('' when it may): what the `data` filter checks, and more.
+
+    Only directories, regular files and symbolic links are taken, with plain relative names. A link's
+    target is relative: some leading '..' then plain names, inside the archive's root; no member may
+    lie under a link (nothing is written through one). That closes the link tricks the `data` filter
+    of some Python releases let through (hard links to links, chains of links, empty names).
+    """
+    name = PurePosixPath(member.name)
+    if not member.name or name.is_absolute() or ".." in name.parts or name == PurePosixPath("."):
+        return "not a plain relative path"
+    if any(str(parent) in symlinks for parent in name.parents):
+        return "lies under a symbolic link"
+    if member.issym():
+        target = PurePosixPath(member.linkname)
+        parts = list(target.parts)
+        ups = len(parts) - len(list(itertools.dropwhile(lambda p: p == "..", parts)))
+        if not member.linkname or target.is_absolute() or ".." in parts[ups:]:
+            return f"symbolic link to {member.linkname!r} (only relative targets without inner '..')"
+        if ups > len(name.parts) - 1:
+            return f"symbolic link to {member.linkname!r} leaves the directory"
+        return ""
+    if not (member.isdir() or member.isfile()):
+        return "not a regular file, directory or symbolic link"
+    return ""
+
+
+def extract_checked(tar: tarfile.TarFile, dest: Path, *, where: str) -> None:
+    """Extract `tar` into dest after checking every member (unsafe_member), with the `data` filter."""
+    if not hasattr(tarfile, "data_filter"):
+        raise Blocked(
+            f"this Python ({sys.version.split()[0]}) has no tar extraction filters",
+            "use Python 3.10.13+, 3.11.5+ or 3.12+ (pyproject.toml's requires-python)",
+        )
+    symlinks: set[str] = set()
+    members = tar.getmembers()
+    for m in members:
+        why = unsafe_member(m, symlinks)
+        if why:
+            raise StepFailed(f"refusing to extract {m.name!r} from {where}: {why}")
+        if m.issym():
+            symlinks.add(str(PurePosixPath(m.name)))
+    tar.extractall(dest, members=members, filter="data")
 
 
 def _is_gpu_refusal(message: str) -> bool:

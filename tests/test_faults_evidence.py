@@ -1,0 +1,107 @@
+"""Faults in what the harness reads back or hands out (issue 14, security): archives copied out of
+containers.
+
+Real parts only: tar archives written with tarfile as any tool could.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from harness.env.container import extract_checked
+from harness.errors import StepFailed
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------------------------
+# Archives from containers
+# --------------------------------------------------------------------------------------------
+
+
+def _tar(path: Path, members: list[tuple[str, str, str]]) -> Path:
+    """A tar of (name, kind, link or content) members, written with tarfile as any tool could."""
+    with tarfile.open(path, "w") as tar:
+        for name, kind, arg in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                data = arg.encode()
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                continue
+            info.type = {
+                "dir": tarfile.DIRTYPE,
+                "sym": tarfile.SYMTYPE,
+                "hard": tarfile.LNKTYPE,
+                "chr": tarfile.CHRTYPE,
+                "fifo": tarfile.FIFOTYPE,
+            }[kind]
+            info.linkname = arg
+            tar.addfile(info)
+    return path
+
+
+UNSAFE = {
+    "absolute": [("/tmp/ant-kpi-evil", "file", "x")],
+    "parent": [("a/../../evil", "file", "x")],
+    "symlink-absolute": [("l", "sym", "/etc")],
+    "symlink-up": [("d/l", "sym", "../../evil")],
+    "symlink-inner-dotdot": [("b", "sym", "."), ("l", "sym", "b/c/../..")],
+    "under-a-symlink": [("l", "sym", "d"), ("d", "dir", ""), ("l/x", "file", "x")],
+    "empty-symlink": [("", "sym", "x")],
+    "hardlink": [("f", "file", "x"), ("h", "hard", "f")],
+    "device": [("dev", "chr", "")],
+    "fifo": [("p", "fifo", "")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE))
+def test_an_unsafe_archive_member_is_refused_before_anything_is_extracted(tmp_path: Path, case: str) -> None:
+    archive = _tar(tmp_path / "a.tar", [("ok.txt", "file", "fine"), *UNSAFE[case]])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with tarfile.open(archive) as tar, pytest.raises(StepFailed, match="refusing to extract"):
+        extract_checked(tar, dest, where="c:/work")
+    assert list(dest.iterdir()) == []
+    assert not Path("/tmp/ant-kpi-evil").exists() and not (tmp_path / "evil").exists()
+
+
+def test_a_plain_archive_with_relative_links_inside_extracts(tmp_path: Path) -> None:
+    archive = _tar(
+        tmp_path / "a.tar",
+        [
+            ("w", "dir", ""),
+            ("w/a", "dir", ""),
+            ("w/a/f.txt", "file", "data"),
+            ("w/b", "dir", ""),
+            ("w/b/l", "sym", "../a/f.txt"),
+            ("w/latest", "sym", "a"),
+        ],
+    )
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with tarfile.open(archive) as tar:
+        extract_checked(tar, dest, where="c:/work")
+    assert (dest / "w" / "b" / "l").read_text() == "data" and (dest / "w" / "latest" / "f.txt").is_file()
+
+
+def test_every_python_the_project_allows_has_the_fixed_tar_data_filter() -> None:
+    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    # PEP 706's filters came in 3.10.12 / 3.11.4 (3.12.0); their symbolic-link fix (gh-107845) one release later.
+    without = ["3.9.18", "3.10.0", "3.10.11", "3.10.12", "3.11.0", "3.11.3", "3.11.4"]
+    with_fix = ["3.10.13", "3.10.16", "3.11.5", "3.11.7", "3.12.0", "3.13.1"]
+    assert [v for v in without if v in spec] == []
+    assert [v for v in with_fix if v in spec] == with_fix
+    assert hasattr(tarfile, "data_filter")
