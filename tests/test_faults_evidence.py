@@ -1,15 +1,17 @@
 """Faults in what the harness reads back or hands out (issue 14, security): archives copied out of
-containers.
+containers, training checkpoints.
 
-Real parts only: tar archives written with tarfile as any tool could.
+Real parts only: tar archives written with tarfile as any tool could, torch checkpoints saved with torch.
 """
 
 from __future__ import annotations
 
 import io
+import pickle
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.specifiers import SpecifierSet
@@ -105,3 +107,50 @@ def test_every_python_the_project_allows_has_the_fixed_tar_data_filter() -> None
     assert [v for v in without if v in spec] == []
     assert [v for v in with_fix if v in spec] == with_fix
     assert hasattr(tarfile, "data_filter")
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints are loaded as weights only
+# --------------------------------------------------------------------------------------------
+
+
+class Planted:
+    """Unpickling this runs code: it touches a file (what a crafted checkpoint would do worse)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("module", ["admm_export", "patch_memory", "vit_throughput_bench"])
+def test_a_checkpoint_that_would_run_code_is_refused_and_a_training_checkpoint_loads(
+    tmp_path: Path, module: str
+) -> None:
+    torch = pytest.importorskip("torch")
+    import argparse
+
+    import numpy as np
+
+    payload = __import__(f"harness.payload.{module}", fromlist=["load_weights_only"])
+    good = tmp_path / "good.pth"
+    state = {"conv.weight": torch.zeros(2, 2)}
+    torch.save(
+        {
+            "state_dict": state,
+            "model": state,
+            "args": argparse.Namespace(lr=0.1, arch="x"),
+            "perm_list": [np.arange(4)],
+            "best_acc1": torch.tensor(1.0),
+            "f": np.float64(2.0),
+        },
+        good,
+    )
+    assert torch.equal(payload.load_weights_only(good)["model"]["conv.weight"], state["conv.weight"])
+    marker = tmp_path / "code-ran"
+    bad = tmp_path / "bad.pth"
+    torch.save({"model": state, "extra": Planted(marker)}, bad)
+    with pytest.raises(pickle.UnpicklingError):
+        payload.load_weights_only(bad)
+    assert not marker.exists()

@@ -7,7 +7,7 @@
 This half of the conversion runs where PyTorch is (the cuda-train image), so it imports nothing
 but the standard library, numpy and torch; harness.kpis.ml.convert writes the .tflite on the host.
 
-What it does: load the checkpoint (weights_only=False: it holds numpy permutation lists), drop
+What it does: load the checkpoint (weights only, with its numpy permutation lists allowed), drop
 DataParallel's `module.` prefix, multiply every `*.mask` buffer into its weight and drop it (the
 forward hook ADMM_baseline registers does the same before each forward), rebuild MobileNetV1 from
 the weight shapes, run PyTorch's forward on a seeded probe input, and write each convolution's
@@ -50,12 +50,31 @@ class ExportError(Exception):
 # --------------------------------------------------------------------------------------------
 
 
+def load_weights_only(path: Path) -> Any:
+    """torch.load(weights_only=True): tensors and containers, plus what training scripts keep beside
+    them (argparse.Namespace, numpy arrays and scalars). Any other pickled object is refused, so a
+    checkpoint cannot run code here."""
+    import importlib
+
+    import numpy
+
+    try:
+        multiarray = importlib.import_module("numpy._core.multiarray")
+    except ImportError:  # numpy < 2
+        multiarray = importlib.import_module("numpy.core.multiarray")
+    allowed = [argparse.Namespace, numpy.ndarray, numpy.dtype, multiarray._reconstruct, multiarray.scalar]
+    allowed += [type(numpy.dtype(t)) for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "float16",
+                                               "float32", "float64")]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint dict of an ADMM_baseline run (model_best.pth.tar and its siblings)."""
     if not path.is_file():
         raise ExportError(f"{path}: no such checkpoint file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_weights_only(path)
     except Exception as e:  # torch raises pickle, zip and runtime errors alike for a bad file
         raise ExportError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):

@@ -427,6 +427,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def load_weights_only(path: Path) -> Any:
+    """torch.load(weights_only=True): tensors and containers, plus what training scripts keep beside
+    them (argparse.Namespace, numpy arrays and scalars). Any other pickled object is refused, so a
+    checkpoint cannot run code here."""
+    import importlib
+
+    import numpy
+
+    try:
+        multiarray = importlib.import_module("numpy._core.multiarray")
+    except ImportError:  # numpy < 2
+        multiarray = importlib.import_module("numpy.core.multiarray")
+    allowed = [argparse.Namespace, numpy.ndarray, numpy.dtype, multiarray._reconstruct, multiarray.scalar]
+    allowed += [type(numpy.dtype(t)) for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "float16",
+                                               "float32", "float64")]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_trained(src: Path, checkpoint: Path, model_name: str, num_patches: int, per_stage: int,
                  num_classes: int) -> nn.Module:
     """torchvision's model, changed by upstream's change_model_with_se, with the checkpoint's weights."""
@@ -436,8 +455,8 @@ def load_trained(src: Path, checkpoint: Path, model_name: str, num_patches: int,
 
     model = torchvision.models.get_model(model_name, weights=None, num_classes=num_classes)
     change_model_with_se(model, num_patches, module_to_mapping, per_stage)
-    # The checkpoint holds argparse.Namespace next to the weights: it was written by this run.
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    # The checkpoint holds argparse.Namespace next to the weights (allowed; nothing else is).
+    ckpt = load_weights_only(checkpoint)
     model.load_state_dict(ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt)
     return model
 

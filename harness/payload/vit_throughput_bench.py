@@ -162,9 +162,28 @@ def build(src: Path, model: str, arch: str) -> nn.Module:
     return net
 
 
+def load_weights_only(path: Path) -> Any:
+    """torch.load(weights_only=True): tensors and containers, plus what training scripts keep beside
+    them (argparse.Namespace, numpy arrays and scalars). Any other pickled object is refused, so a
+    checkpoint cannot run code here."""
+    import importlib
+
+    import numpy
+
+    try:
+        multiarray = importlib.import_module("numpy._core.multiarray")
+    except ImportError:  # numpy < 2
+        multiarray = importlib.import_module("numpy.core.multiarray")
+    allowed = [argparse.Namespace, numpy.ndarray, numpy.dtype, multiarray._reconstruct, multiarray.scalar]
+    allowed += [type(numpy.dtype(t)) for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "float16",
+                                               "float32", "float64")]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def state_dict_of(checkpoint: Path) -> dict[str, torch.Tensor]:
-    # Training checkpoints hold argparse.Namespace: they were written by this run, not downloaded.
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    # Training checkpoints hold argparse.Namespace beside the weights (allowed; nothing else is).
+    ckpt = load_weights_only(checkpoint)
     sd = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
     if not isinstance(sd, dict):
         raise ValueError(f"{checkpoint} holds no state dict")
