@@ -93,9 +93,31 @@ def build_parser() -> argparse.ArgumentParser:
     bun = sub.add_parser("bundle", help="pack a run's evidence (reports, results, logs, traces) into one .tar.gz")
     bun.add_argument("run", help="run id or directory")
     bun.add_argument("-o", "--output", type=Path, default=None, help="bundle file (default: <run>.evidence.tar.gz)")
+    bun.add_argument(
+        "--sign-key",
+        type=Path,
+        default=None,
+        metavar="KEY",
+        help="also write <bundle>.sig, a detached signature with this SSH private key (ssh-keygen -Y sign)",
+    )
 
-    ver = sub.add_parser("verify", help="check every sha256 of an evidence bundle (exit 2 names a tampered file)")
+    ver = sub.add_parser(
+        "verify",
+        help="check every sha256 of an evidence bundle (exit 2 names a tampered file); integrity, not authenticity: "
+        "see --allowed-signers",
+        description="Checks every file of a bundle against its MANIFEST.sha256. That proves integrity, not "
+        "authenticity: whoever can change a bundle can rewrite its sums. To know who made it, check its detached "
+        "signature (<bundle>.sig) with --allowed-signers, or compare MANIFEST.sha256's sha256 (printed) with one "
+        "the lab sent you by a separate channel.",
+    )
     ver.add_argument("bundle", type=Path)
+    ver.add_argument(
+        "--allowed-signers",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="ssh-keygen allowed-signers file: also check <bundle>.sig and name who signed it",
+    )
 
     cmp_ = sub.add_parser("compare", help="two runs side by side: medians, change %%, Mann-Whitney U p-value")
     cmp_.add_argument("run_a", metavar="RUN_A", help="the earlier run (id or directory)")

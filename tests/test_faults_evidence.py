@@ -1,13 +1,15 @@
 """Faults in what the harness reads back or hands out (issue 14, security): archives copied out of
-containers, training checkpoints.
+containers, training checkpoints, and evidence bundles whose origin an evaluator must know.
 
-Real parts only: tar archives written with tarfile as any tool could, torch checkpoints saved with torch.
+Real parts only: tar archives written with tarfile as any tool could, torch checkpoints saved with
+torch, OpenSSH's ssh-keygen for signatures, and `python -m harness` for bundles.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -24,6 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_faults_security import harness, vminfo_log
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,3 +158,55 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_a_training_checkpoint_l
     with pytest.raises(pickle.UnpicklingError):
         payload.load_weights_only(bad)
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# verify: integrity is not authenticity; detached signatures
+# --------------------------------------------------------------------------------------------
+
+
+def _key(tmp: Path, name: str) -> Path:
+    key = tmp / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    return key
+
+
+def test_verify_says_sums_are_not_authenticity_and_checks_a_detached_signature(tmp_path: Path) -> None:
+    runs = ["--runs-dir", str(tmp_path / "runs")]
+    log = vminfo_log(tmp_path / "a.log", 900)
+    assert (
+        harness(
+            tmp_path, *runs, "ingest", "1", str(log), "--variant", "iotjs", "--fidelity", "board", "--run-id", "r"
+        ).returncode
+        == 0
+    )
+    lab_key, other_key = _key(tmp_path, "lab"), _key(tmp_path, "other")
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"lab@ant-kpi {(tmp_path / 'lab.pub').read_text()}")
+    bundle = tmp_path / "runs" / "r.evidence.tar.gz"
+    made = harness(tmp_path, *runs, "bundle", "r", "--sign-key", str(lab_key))
+    assert made.returncode == 0, made.stderr
+    assert "signed: r.evidence.tar.gz.sig" in made.stdout
+
+    plain = harness(tmp_path, "verify", str(bundle))
+    assert plain.returncode == 0 and "authenticity NOT checked" in plain.stdout
+    assert "r.evidence.tar.gz.sig is present but was not checked" in plain.stdout
+    signed = harness(tmp_path, "verify", str(bundle), "--allowed-signers", str(signers))
+    assert signed.returncode == 0, signed.stderr
+    assert "authentic — r.evidence.tar.gz.sig is a valid signature by lab@ant-kpi" in signed.stdout
+
+    # Someone rebuilds the bundle (new sums, new .sha256 sidecar) and signs it with their own key.
+    again = harness(tmp_path, *runs, "bundle", "r", "--sign-key", str(other_key))
+    assert again.returncode == 0
+    forged = harness(tmp_path, "verify", str(bundle), "--allowed-signers", str(signers))
+    assert forged.returncode == 2 and len(forged.stderr.strip().splitlines()) == 1
+    assert "is not by a key of" in forged.stderr
+    (tmp_path / "runs" / "r.evidence.tar.gz.sig").unlink()
+    unsigned = harness(tmp_path, "verify", str(bundle), "--allowed-signers", str(signers))
+    assert unsigned.returncode == 2 and "no signature r.evidence.tar.gz.sig" in unsigned.stderr
+
+
+def test_verify_help_says_integrity_is_not_authenticity() -> None:
+    p = subprocess.run([sys.executable, "-m", "harness", "verify", "--help"], capture_output=True, text=True)
+    text = " ".join(p.stdout.split())
+    assert "integrity, not authenticity" in text and "--allowed-signers" in text and "separate channel" in text
