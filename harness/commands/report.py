@@ -3,32 +3,66 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.core.fsio import LockBusy, lock_holder
 from harness.core.manifest import load_manifest
+from harness.core.runner import RUNS_LOCK, runs_lock
 from harness.errors import EXIT_KPI_FAILED, EXIT_OK, BadInput
 from harness.options import GlobalOptions
 from harness.report.finish import REPORT_FILES, evaluate_and_report
-from harness.results.runs import collect, list_runs, measured_at, resolve_run
+from harness.results.runs import collect, list_runs, measured_at, recover_run, resolve_run, table_disagreement
 
 
 def cmd_report(args: argparse.Namespace, opts: GlobalOptions) -> int:
+    """Render a run's report under the runs lock; while another command holds it, show it without writing.
+
+    A run in progress (or an ingest) holds the lock: its files are being written, so `report` then
+    prints the verdicts from the journal as it stands and rewrites none of the run's files.
+    """
     from harness.report.text import check_lang
 
     m = load_manifest(opts.manifest)
     run_dir = resolve_run(opts.runs_dir, args.run)
-    results = collect(run_dir)
-    ids = list(dict.fromkeys(results.df["kpi"]))
-    kpis = [k for k in m.kpis if k.id in ids]
-    if not kpis:
-        raise BadInput(f"run {run_dir.name} has no result rows")
     lang = check_lang(getattr(args, "lang", "en"))
-    verdicts = evaluate_and_report(
-        run_dir, run_dir.name, m, kpis, Console(emoji=False), langs=(lang,), html=getattr(args, "html", True)
-    )
+    err = Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(runs_lock(run_dir.parent, holder=f"report {run_dir.name}"))
+            busy = ""
+        except LockBusy:
+            busy = lock_holder(run_dir.parent / RUNS_LOCK) or "another command"
+        warnings = [] if busy else recover_run(run_dir)
+        results = collect(run_dir)
+        ids = list(dict.fromkeys(results.df["kpi"]))
+        kpis = [k for k in m.kpis if k.id in ids]
+        if not kpis:
+            raise BadInput(f"run {run_dir.name} has no result rows")
+        if not busy:
+            warnings.append(table_disagreement(run_dir, len(results)))
+        if any(warnings):
+            err.print(escape(f"warning: {'; '.join(w for w in warnings if w)}"))
+        verdicts = evaluate_and_report(
+            run_dir,
+            run_dir.name,
+            m,
+            kpis,
+            Console(emoji=False),
+            langs=(lang,),
+            html=getattr(args, "html", True),
+            write=not busy,
+        )
+        if busy:
+            err.print(
+                escape(
+                    f"note: {run_dir.parent} is being written by {busy}: the report above is from the journal as "
+                    "it stands, and no file of the run was rewritten; run `ant-kpi report` again when it ends"
+                )
+            )
     return EXIT_KPI_FAILED if "FAIL" in verdicts else EXIT_OK
 
 

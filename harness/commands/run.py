@@ -18,6 +18,7 @@ from harness.errors import EXIT_BAD_INPUT, EXIT_BLOCKED, EXIT_KPI_FAILED, EXIT_O
 from harness.kpis import executors_for, plan_kpi
 from harness.kpis.common.executors import record_blocked
 from harness.options import MAX_REPEATS, GlobalOptions
+from harness.results.runs import recover_run
 
 if TYPE_CHECKING:
     from harness.env.lab.inventory import Board
@@ -98,6 +99,8 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
             console=console,
         )
         run.console.print(f"run {run.run_id} → {run.run_dir}")
+        for done in recover_run(run.run_dir):  # a resumed run that a crash left half-written
+            run.console.print(f"[yellow]  recovered:[/yellow] {done}")
         states = _execute(run, plans, boards, wait=args.wait)
         from harness.report.finish import finish_run
 

@@ -70,6 +70,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def fsync_dir(d: Path) -> None:
+    """Make renames and unlinks in directory `d` durable."""
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def ensure_dir(path: Path, what: str) -> Path:
     """`path` as a directory (made if missing); BadInput naming `what` when it cannot be one."""
     if path.exists() and not path.is_dir():

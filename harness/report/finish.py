@@ -59,12 +59,15 @@ def evaluate_and_report(
     *,
     langs: Sequence[Lang] = ("en",),
     html: bool = True,
+    write: bool = True,
 ) -> list[str]:
+    """Verdicts of `kpis` on the console; with `write`, also the tables and report files of the run."""
     from harness.report.console import render_console
     from harness.results.verdicts import evaluate
 
     results = collect(run_dir)
-    results.save(run_dir, run_id=run_id)
+    if write:
+        results.save(run_dir, run_id=run_id)
     # The report files cover every KPI with rows in the run: a run resumed for some of its KPIs
     # must not drop the others from report.md. The console and the verdicts returned are those
     # of `kpis`, what this command ran or was asked for.
@@ -73,7 +76,7 @@ def evaluate_and_report(
     every = [k for k in manifest.kpis if k.id in done or k.id in wanted]
     every += [k for k in kpis if k not in every]
     evaluations = {k.id: evaluate(k, results.filter(kpi=k.id)) for k in every}
-    paths = write_reports(run_dir, list(evaluations.values()), results, langs=langs, html=html)
+    paths = write_reports(run_dir, list(evaluations.values()), results, langs=langs, html=html) if write else []
     asked = [evaluations[k.id] for k in kpis]
     render_console(asked, results, console)
     for path in paths:

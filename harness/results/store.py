@@ -12,10 +12,11 @@ import contextlib
 import csv
 import io
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness import __version__
-from harness.core.fsio import atomic_write_bytes, atomic_write_text
+from harness.core.fsio import TMP_SUFFIX, atomic_write_text, ensure_dir, fsync_dir
 from harness.core.manifest import Direction, Statistic
 from harness.errors import BadInput
 from harness.results.journal import _journal_row
@@ -241,12 +242,16 @@ class Results:
     # ---- files ----------------------------------------------------------------------------
 
     def save(self, run_dir: str | Path, *, run_id: str | None = None) -> Path:
-        """Write results.parquet, results.csv and results.meta.json atomically; returns run_dir."""
-        d = Path(run_dir)
+        """Write results.parquet, results.csv and results.meta.json with one commit point; returns run_dir.
+
+        All three are written beside their targets first; then a commit record is written (the
+        commit point) and the three are renamed into place. A crash before the record leaves the
+        previous tables; after it, `recover_tables` finishes the renames: they never disagree.
+        """
+        d = ensure_dir(Path(run_dir), "run directory")
+        recover_tables(d)
         ids = sorted(set(self._df["run_id"].tolist()))
         rid = run_id if run_id is not None else (ids[0] if len(ids) == 1 else d.name)
-        atomic_write_bytes(d / PARQUET_NAME, self.to_parquet_bytes())
-        atomic_write_bytes(d / CSV_NAME, self.to_csv_text().encode("utf-8"))
         meta = {
             "schema": RESULTS_SCHEMA_VERSION,
             "run_id": rid,
@@ -255,7 +260,21 @@ class Results:
             "rows": len(self),
             "columns": dict(COLUMNS),
         }
-        atomic_write_text(d / META_NAME, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        files = {
+            PARQUET_NAME: self.to_parquet_bytes(),
+            CSV_NAME: self.to_csv_text().encode("utf-8"),
+            META_NAME: (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+        }
+        try:
+            for name, data in files.items():
+                _write_synced(d / _staged(name), data, shown=d / name)
+            atomic_write_text(d / COMMIT_NAME, json.dumps(sorted(files)))
+        except BaseException:
+            for name in files:
+                with contextlib.suppress(OSError):
+                    os.unlink(d / _staged(name))
+            raise
+        recover_tables(d)
         return d
 
     def to_parquet_bytes(self) -> bytes:
@@ -348,6 +367,60 @@ class Results:
             with contextlib.suppress(BadInput):
                 rows.append(_journal_row(torn_tail, f"{path}:{len(lines)}"))
         return cls.from_rows(rows)
+
+
+# The commit record of a save under way: the names whose staged copies are to be renamed into place.
+COMMIT_NAME: Final = ".results.commit.json"
+_STAGED_SUFFIX: Final = ".new"
+
+
+def _staged(name: str) -> str:
+    return f".{name}{_STAGED_SUFFIX}"
+
+
+def _write_synced(path: Path, data: bytes, *, shown: Path) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise BadInput(f"cannot write {shown}: {e.strerror or e} (previous contents kept)") from None
+
+
+def recover_tables(run_dir: Path) -> bool:
+    """Finish a save that passed its commit point (renames), drop staged copies of one that did not.
+
+    True when a committed save had to be finished. Called before every save and when a command
+    opens a run under the runs lock.
+    """
+    commit = run_dir / COMMIT_NAME
+    finished = False
+    if commit.exists():
+        try:
+            names = json.loads(commit.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            names = []
+        for name in names if isinstance(names, list) else []:
+            if name in (PARQUET_NAME, CSV_NAME, META_NAME) and (run_dir / _staged(name)).exists():
+                os.replace(run_dir / _staged(name), run_dir / name)
+                finished = True
+        fsync_dir(run_dir)
+        commit.unlink()
+    for name in (PARQUET_NAME, CSV_NAME, META_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run_dir / _staged(name))
+    return finished
+
+
+def clean_stale_temporaries(run_dir: Path) -> int:
+    """Remove temporary files that interrupted atomic writes left in a run (call under the runs lock)."""
+    n = 0
+    for p in [*run_dir.glob(f".*{TMP_SUFFIX}"), *(run_dir / "steps").glob(f"**/.*{TMP_SUFFIX}")]:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            n += 1
+    return n
 
 
 def _describe_where(where: Mapping[str, object]) -> str:
