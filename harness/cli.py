@@ -127,15 +127,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("runs", help="list stored runs")
 
-    ing = sub.add_parser("ingest", help="turn logs captured by hand into result rows")
+    ing = sub.add_parser(
+        "ingest",
+        help="turn logs captured by hand into result rows (each ingest adds repeats; evidence kept under ingested/)",
+    )
     ing.add_argument("kpi")
     ing.add_argument("files", nargs="+", type=Path)
     ing.add_argument("--parser", default=None, help="parser name (default: the KPI's)")
     ing.add_argument("--variant", required=True)
     ing.add_argument("--workload", default="")
     ing.add_argument("--target", default="", help="target or board name")
-    ing.add_argument("--fidelity", default="board", choices=("board", "simulator", "emulated", "host", "static"))
+    ing.add_argument(
+        "--fidelity",
+        default=None,
+        choices=("board", "simulator", "emulated", "host", "static"),
+        help="required: where the log was measured (board and simulator give measure rows, the others smoke rows)",
+    )
+    ing.add_argument(
+        "--skip-checks",
+        action="store_true",
+        help="accept a file that fails a check (a benchmark_model log of another model, resourcebench "
+        "numbers that grow like time since load); the rows say so",
+    )
     ing.add_argument("--run-id", default=None, help="add to this run (default: a new one)")
+    ing.add_argument(
+        "--wait", action="store_true", help="wait for a run holding the runs directory instead of refusing"
+    )
 
     sub.add_parser("doctor", help="what this machine has for each KPI, with the fix for each gap")
 

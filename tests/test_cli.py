@@ -91,6 +91,8 @@ def test_ingest_turns_hand_captured_vminfo_logs_into_board_rows(tmp_path: Path) 
                 "v8-deltablue",
                 "--target",
                 "rpi-lab-1",
+                "--fidelity",
+                "board",
                 "--run-id",
                 "hand",
             ]
@@ -107,18 +109,18 @@ def test_ingest_turns_hand_captured_vminfo_logs_into_board_rows(tmp_path: Path) 
 def test_ingest_rejects_an_unknown_variant_and_garbage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--manifest", str(ROOT / "kpis.toml"), "--runs-dir", str(tmp_path / "runs")]
     log = _vminfo_log(tmp_path / "a.log", 100)
-    assert main([*base, "ingest", "1", str(log), "--variant", "nodejs"]) == 2
+    assert main([*base, "ingest", "1", str(log), "--variant", "nodejs", "--fidelity", "board"]) == 2
     assert "no variant 'nodejs'" in capsys.readouterr().err
     junk = tmp_path / "junk.log"
     junk.write_text("not a vminfo log\n")
-    assert main([*base, "ingest", "1", str(junk), "--variant", "iotjs"]) == 2
+    assert main([*base, "ingest", "1", str(junk), "--variant", "iotjs", "--fidelity", "board"]) == 2
     assert "\n" not in capsys.readouterr().err.strip()
 
 
 def test_report_renders_the_newest_stored_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--manifest", str(ROOT / "kpis.toml"), "--runs-dir", str(tmp_path / "runs")]
     log = _vminfo_log(tmp_path / "a.log", 100)
-    assert main([*base, "ingest", "1", str(log), "--variant", "iotjs", "--run-id", "r1"]) == 0
+    assert main([*base, "ingest", "1", str(log), "--variant", "iotjs", "--fidelity", "board", "--run-id", "r1"]) == 0
     (tmp_path / "runs" / "r1" / "report.md").unlink()
     capsys.readouterr()
     assert main([*base, "report"]) == 0

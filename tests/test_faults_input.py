@@ -57,7 +57,7 @@ def _ingested(tmp: Path) -> Path:
 
 
 @pytest.mark.parametrize("where", ["a-file", "under-a-file", "unreachable"])
-@pytest.mark.parametrize("command", ["run", "build"])
+@pytest.mark.parametrize("command", ["run", "build", "ingest", "report"])
 def test_a_runs_dir_that_is_a_file_or_cannot_be_made_is_one_line_and_exit_2(
     tmp_path: Path, where: str, command: str
 ) -> None:

@@ -8,6 +8,7 @@ the metric. A line whose T is NaN (a reply that carried no number) is kept, as N
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -22,6 +23,9 @@ LINE_RE: Final = re.compile(r"^\((\d+)\)(Legacy|Resource API) mode elapsed time:
 # What companion.py counts as a result line (it takes the pattern as text).
 LINE_PATTERN: Final = LINE_RE.pattern
 WARMUP: Final = 1
+# A log whose values rise with every reply by at least this much (ms per reply counter) reads as
+# the upstream scripts' time since load (≈ 2000 ms per reply), not as round trips.
+SINCE_LOAD_MIN_MS_PER_REPLY: Final = 250.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +59,20 @@ def parse(path: str | Path) -> list[Sample]:
         return parse_text(p.read_text(errors="replace"), source=str(p))
     except OSError as e:
         raise BadInput(f"{p}: cannot read: {e.strerror or e}") from None
+
+
+def growth_per_reply(samples: Sequence[Sample]) -> float | None:
+    """ms per reply by which the values grow, when they look like time since load; else None.
+
+    Time since load (the upstream scripts stamp the request once) rises with every reply; round
+    trips scatter around a level. Three or more finite values that rise at every reply, by at least
+    SINCE_LOAD_MIN_MS_PER_REPLY on average, are taken for time since load.
+    """
+    pts = [(s.index, s.ms) for s in samples if math.isfinite(s.ms)]
+    if len(pts) < 3 or any(b[0] <= a[0] or b[1] <= a[1] for a, b in itertools.pairwise(pts)):
+        return None
+    slope = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
+    return slope if slope >= SINCE_LOAD_MIN_MS_PER_REPLY else None
 
 
 def without_warmup(samples: Sequence[Sample], warmup: int = WARMUP) -> list[Sample]:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from harness.errors import BadInput
+from harness.results.journal import recover_batch
 from harness.results.rows import CSV_NAME, JOURNAL_NAME, META_NAME, PARQUET_NAME
 from harness.results.store import Results, clean_stale_temporaries, recover_tables
 
@@ -27,12 +28,12 @@ def collect(run_dir: Path) -> Results:
 def recover_run(run_dir: Path) -> list[str]:
     """Bring a run's files to a consistent state after a crash; what was done, one line each.
 
-    Call with the runs lock held: a committed save of the tables is finished, and temporary files
-    of interrupted writes are removed.
+    Call with the runs lock held: an interrupted batch (ingest) is finished or undone, a committed
+    save of the tables is finished, and temporary files of interrupted writes are removed.
     """
     if not run_dir.is_dir():
         return []
-    done = []
+    done = [m for m in (recover_batch(run_dir),) if m]
     if recover_tables(run_dir):
         done.append("a save of the tables that a crash interrupted was completed")
     clean_stale_temporaries(run_dir)

@@ -27,7 +27,7 @@ from harness import __version__
 from harness.core.fsio import TMP_SUFFIX, atomic_write_text, ensure_dir, fsync_dir
 from harness.core.manifest import Direction, Statistic
 from harness.errors import BadInput
-from harness.results.journal import _journal_row
+from harness.results.journal import _journal_row, pending_batch
 from harness.results.rows import (
     _PARQUET_META_KEY,
     _STRING_COLUMNS,
@@ -356,6 +356,10 @@ class Results:
             return cls()
         except OSError as e:
             raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+        batch = pending_batch(Path(run_dir))
+        if batch is not None:
+            # A batch is committing (or a crash cut it short): none of its rows count yet.
+            data = data[: int(batch["offset"])]
         lines = data.split(b"\n")
         torn_tail = lines[-1]  # b"" when the file ends with a newline
         rows = []
