@@ -2,9 +2,9 @@
 
 Ingest adds repeats and never replaces evidence; an ingest (or a save of the tables) cut short by
 SIGKILL leaves the whole of it or none of it once the run is next opened; `report` says when the
-journal and the tables disagree; ingest and report take the runs lock.
-Kills are real: a forked process is SIGKILLed in the middle of the write (the fault is injected
-at the os call that writes, the way the existing disk-full tests inject ENOSPC).
+journal and the tables disagree; ingest and report take the runs lock; bundles carry ingested/.
+Kills are real: a child process is SIGKILLed in the middle of the write (the fault is injected at
+the os call that writes, the way the existing disk-full tests inject ENOSPC).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import select
 import signal
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -409,3 +410,18 @@ def test_ingest_refuses_or_waits_and_report_reads_without_writing_while_a_run_ho
     _, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err
     assert len(journal_rows(run)) == 4
+
+
+def test_a_bundle_carries_the_ingested_evidence_and_no_staging_file(tmp_path: Path) -> None:
+    log = vminfo_log(tmp_path / "a.log", 1)
+    assert ingest(tmp_path, "1", str(log), "--variant", "iotjs", "--fidelity", "board", "--run-id", "r").returncode == 0
+    (tmp_path / "runs" / "r" / "ingested" / ".staging-dead").mkdir()
+    (tmp_path / "runs" / "r" / "ingested" / ".staging-dead" / "000-x.log").write_text("left by a crash")
+    assert harness(tmp_path, "--runs-dir", str(tmp_path / "runs"), "bundle", "r").returncode == 0
+    with tarfile.open(tmp_path / "runs" / "r.evidence.tar.gz") as tar:
+        names = tar.getnames()
+        member = tar.extractfile("r/ingested/000-a.log")
+        assert member is not None and member.read() == log.read_bytes()
+        manifest = tar.extractfile("r/MANIFEST.sha256")
+        assert manifest is not None and "ingested/000-a.log" in manifest.read().decode()
+    assert not [n for n in names if "staging" in n]

@@ -36,7 +36,7 @@ BUNDLE_SUFFIX: Final = ".evidence.tar.gz"
 # What a run directory holds that belongs in the evidence; work/ (build trees, staged binaries)
 # is re-creatable from the pins and would dwarf everything else.
 RUN_FILES: Final = ("results.parquet", "results.csv", "results.meta.json", "results.jsonl", "builds.json")
-RUN_DIRS: Final = ("logs", "raw", "steps", "evaluations")
+RUN_DIRS: Final = ("logs", "raw", "steps", "evaluations", "ingested")
 _MANIFEST_LINE: Final = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 _CHUNK: Final = 1 << 20
 
@@ -62,7 +62,12 @@ def _run_files(run_dir: Path) -> Iterator[Path]:
     for name in RUN_DIRS:
         d = run_dir / name
         if d.is_dir():
-            yield from sorted(p for p in d.rglob("*") if p.is_file() and not p.is_symlink())
+            # Hidden names are the harness's own staging and temporary files, never evidence.
+            yield from sorted(
+                p
+                for p in d.rglob("*")
+                if p.is_file() and not p.is_symlink() and not any(x.startswith(".") for x in p.relative_to(d).parts)
+            )
 
 
 # --------------------------------------------------------------------------------------------
