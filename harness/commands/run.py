@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from harness.core.fsio import atomic_write_text
 from harness.core.manifest import load_manifest
-from harness.core.plan import KpiPlan
-from harness.core.runner import StepRunner, open_run, run_lock
+from harness.core.plan import PLANS_DIR, KpiPlan
+from harness.core.runner import Run, StepRunner, open_run, run_lock
 from harness.core.steps import Mode
 from harness.errors import EXIT_BAD_INPUT, EXIT_BLOCKED, EXIT_KPI_FAILED, EXIT_OK, EXIT_STEP_FAILED, BadInput
 from harness.kpis import executors_for, plan_kpi
@@ -83,11 +85,25 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
             run.console.rule(f"KPI {plan.kpi.number} · {plan.kpi.id} · {mode}")
             for g in plan.gaps:
                 run.console.print(f"[yellow]  gap:[/yellow] {g}")
+            record_plan(run, plan)
             states[plan.kpi.id] = StepRunner(run, executors_for(plan.kpi.id), on_blocked=record_blocked).execute(plan)
     from harness.report.finish import finish_run
 
     verdicts = finish_run(run, [p.kpi for p in plans])
     return exit_code(states, verdicts)
+
+
+def record_plan(run: Run, plan: KpiPlan) -> None:
+    """Keep the KPI's plan in the run (plans/<kpi>.json) and name the steps this mode leaves out:
+    the report lists them as not part of the mode, and they never count as blocked."""
+    from rich.markup import escape
+
+    for n in plan.not_in_mode:
+        run.console.print(f"[cyan]  not part of {plan.mode} mode:[/cyan] {escape(n.line())}")
+    atomic_write_text(
+        run.run_dir / PLANS_DIR / f"{plan.kpi.id}.json",
+        json.dumps(plan.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n",
+    )
 
 
 def exit_code(states: Mapping[str, Mapping[str, Any]], verdicts: list[str]) -> int:
