@@ -115,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--fidelity", default="board", choices=("board", "simulator", "emulated", "host", "static"))
     ing.add_argument("--run-id", default=None, help="add to this run (default: a new one)")
 
-    sub.add_parser("doctor", help="what this machine has for each KPI, with the fix for each gap")
+    d = sub.add_parser(
+        "doctor", help="what each KPI needs on this machine, checked for real, with the fix for each gap"
+    )
+    d.add_argument("kpis", nargs="*", metavar="KPI", help="KPI ids, numbers or session names (default: all)")
+    d.add_argument("--mode", choices=("smoke", "measure"), default="smoke", help="the mode to check for")
+    d.add_argument("--source", action="append", default=[], metavar="NAME=PATH", help="as for `run`")
 
     img = sub.add_parser("images", help="container images")
     isub = img.add_subparsers(dest="images_command", required=True, metavar="ACTION")
