@@ -126,6 +126,27 @@ def test_a_wheelhouse_only_build_names_the_wheels_it_lacks(tmp_path: Path) -> No
     assert machine(tmp_path, env).packages(MANIFEST.images["arm-cross"]) is None  # apt only
 
 
+def test_a_complete_wheelhouse_behind_an_untrusted_index_builds_and_says_to_skip_the_index(
+    tmp_path: Path, untrusted_tls_server: int
+) -> None:
+    house = tmp_path / "wh"
+    house.mkdir()
+    for n, v in _pins("cuda-train"):
+        (house / f"{n.replace('-', '_')}-{v}-py3-none-any.whl").write_bytes(b"")
+    index = f"https://localhost:{untrusted_tls_server}/simple/"
+    m = machine(tmp_path, EnvSettings(wheelhouse=str(house), build_args={"PYPI_INDEX_URL": index}))
+    m.__dict__["client"] = None  # ask from this host: no image is needed for the answer
+    need = m.packages(MANIFEST.images["cuda-train"])
+    assert need is not None and need.state == "ok" and "pip retries it for every package" in need.probe.detail
+    assert "certificate the image does not trust" in need.probe.detail
+    assert need.fix == "set ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes so pip does not wait on the index"
+    # With no wheelhouse the same index is a gap, with the wheelhouse fix.
+    bare = machine(tmp_path, EnvSettings(build_args={"PYPI_INDEX_URL": index}))
+    bare.__dict__["client"] = None
+    gap = bare.packages(MANIFEST.images["cuda-train"])
+    assert gap is not None and gap.state == "missing" and "ANT_KPI_WHEELHOUSE=<dir>" in gap.fix
+
+
 @pytest.fixture
 def untrusted_tls_server(tmp_path: Path) -> Iterator[int]:
     """A TLS server on loopback with a self-signed certificate, as a TLS-intercepting proxy presents."""

@@ -91,9 +91,7 @@ def _table(plan: KpiPlan, needs: Sequence[Need]) -> Table:
     t.add_column("what this machine has", ratio=4, overflow="fold")
     t.add_column("fix", ratio=3, overflow="fold")
     for n in needs:
-        t.add_row(
-            escape(n.name), _STATE_STYLE[n.state], escape(n.probe.detail), escape(n.fix if n.state != "ok" else "")
-        )
+        t.add_row(escape(n.name), _STATE_STYLE[n.state], escape(n.probe.detail), escape(n.fix))
     return t
 
 
