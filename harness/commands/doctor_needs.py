@@ -38,11 +38,14 @@ VTA_DOWNLOADS: Final = (
     "https://github.com/uwsampl/web-data/raw/main/vta/models/synset.txt",
 )
 _CLONE_FIX: Final = "a complete clone of ANT (git lfs pull where needed), then --source ant=PATH"
-_WHEELHOUSE_FIX: Final = (
-    "put every pinned wheel in a directory (pip download of the image's requirements*.txt for cp311 "
-    "manylinux x86_64, README 'Behind a firewall') and set ANT_KPI_WHEELHOUSE=<dir> with "
-    "ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes"
-)
+
+
+def _wheelhouse_fix(context: str) -> str:
+    return (
+        "put every pinned wheel in a directory (pip download of the image's requirements*.txt for cp311 "
+        f"manylinux x86_64; {context}/README.md) and set ANT_KPI_WHEELHOUSE=<dir> with "
+        "ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,10 +154,13 @@ class Machine:
         args = env_build_args(declared_args(ctx / "Dockerfile"), self.env.build_args)
         pins = _pins(ctx, _REQUIREMENTS[img.name](args), normalize_name)
         have: set[tuple[str, str]] = set()
+        fix = _wheelhouse_fix(img.context)
         try:
             dirs = wheelhouse_dirs(self.env.wheelhouse)
         except HarnessError as e:
-            return Need(name="packages", probe=Probe(state="missing", detail=e.one_line()), fix=_WHEELHOUSE_FIX)
+            return Need(
+                name="packages", probe=Probe(state="missing", detail=e.one_line()), fix=_wheelhouse_fix(img.context)
+            )
         for d in dirs:
             have |= {p for p in (wheel_pin(w.name) for w in d.glob("*.whl")) if p in pins}
         house = f"wheelhouse {len(have)} of {len(pins)} pinned wheels" if dirs else "no wheelhouse (ANT_KPI_WHEELHOUSE)"
@@ -165,7 +171,7 @@ class Machine:
             return Need(
                 name="packages",
                 probe=Probe(state="missing", detail=f"{house} (WHEELHOUSE_ONLY=yes); lacks {', '.join(missing)}"),
-                fix=_WHEELHOUSE_FIX,
+                fix=fix,
             )
         index = self.index(args.get("PYPI_INDEX_URL") or PYPI)
         if index.state == "ok":
@@ -178,7 +184,9 @@ class Machine:
                 fix="set ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes so pip does not wait on the index",
             )
         return Need(
-            name="packages", probe=Probe(state="missing", detail=f"{house}; index: {index.detail}"), fix=_WHEELHOUSE_FIX
+            name="packages",
+            probe=Probe(state="missing", detail=f"{house}; index: {index.detail}"),
+            fix=_wheelhouse_fix(img.context),
         )
 
     def index(self, url: str) -> Probe:
