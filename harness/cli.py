@@ -154,7 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", action="store_true", help="wait for a run holding the runs directory instead of refusing"
     )
 
-    sub.add_parser("doctor", help="what this machine has for each KPI, with the fix for each gap")
+    d = sub.add_parser(
+        "doctor", help="what each KPI needs on this machine, checked for real, with the fix for each gap"
+    )
+    d.add_argument("kpis", nargs="*", metavar="KPI", help="KPI ids, numbers or session names (default: all)")
+    d.add_argument("--mode", choices=("smoke", "measure"), default="smoke", help="the mode to check for")
+    d.add_argument("--source", action="append", default=[], metavar="NAME=PATH", help="as for `run`")
 
     img = sub.add_parser("images", help="container images")
     isub = img.add_subparsers(dest="images_command", required=True, metavar="ACTION")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -37,7 +38,8 @@ pytest.importorskip("ai_edge_litert", reason="pip install ai-edge-litert (the Li
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = load_manifest(ROOT / "kpis.toml")
 FIXTURES = Path(__file__).parent / "fixtures" / "ml"
-FAST = ("--min_secs=0", "--warmup_min_secs=0", "--num_runs=5", "--num_threads=1")
+FAST = ("--min_secs=0", "--warmup_min_secs=0", "--num_runs=5")
+ONE_THREAD = ("--warmup_runs=2", *FAST, "--num_threads=1")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("urllib.request.urlopen", refuse)
     monkeypatch.delenv(ml_models.BASELINE_ENV, raising=False)
-    monkeypatch.delenv(kpi_ml.DENSE_TOP1_ENV, raising=False)
+    monkeypatch.delenv(ml_models.DENSE_TOP1_ENV, raising=False)
 
 
 _real_urlopen = __import__("urllib.request").request.urlopen
@@ -165,7 +167,7 @@ def test_sparsity_out_of_range_is_bad_input(tmp_path: Path) -> None:
 def test_litert_bench_output_parses_as_benchmark_model(models: dict[str, Any]) -> None:
     for m in models.values():
         proc = subprocess.run(
-            [sys.executable, "-m", "harness.payload.litert_bench", f"--graph={m.path}", "--warmup_runs=2", *FAST],
+            [sys.executable, "-m", "harness.payload.litert_bench", f"--graph={m.path}", *ONE_THREAD],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -266,14 +268,18 @@ def test_archive_differing_from_the_manifest_sha256_fails(tmp_path: Path, models
         kpi_ml.exec_fetch(plan_steps("ml_memory")["fetch:baseline"], make_run(tmp_path, manifest=manifest))
 
 
+def _size(run: Run, model: str, mode: str = "smoke") -> dict[str, Any]:
+    return kpi_ml.exec_measure_size(plan_steps("ml_memory", mode=mode)[f"measure:size:{model}"], run)
+
+
 def test_size_rows_for_baseline_and_shipped_model(tmp_path: Path, models: dict[str, Any]) -> None:
     run = make_run(tmp_path)
     run.outputs["fetch:baseline"] = {"path": str(models["float"].path), "origin": "local file"}
     run.outputs["source:ant:test/mlbench"] = ant_checkout(
         tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()}
     )
-    out = kpi_ml.exec_measure_size(plan_steps("ml_memory")["measure:size"], run)
-    assert out["sizes"] == {"mobilenet_v2_1.0_224": models["float"].size, "mbv1_0.9_v4u": models["int8"].size}
+    assert _size(run, "mobilenet_v2_1.0_224")["size"] == models["float"].size
+    assert _size(run, "mbv1_0.9_v4u")["size"] == models["int8"].size
     rows = {r.variant: r for r in journal(run)}
     assert {r.fidelity for r in rows.values()} == {"static"}
     assert rows["mbv1_0.9_v4u"].artefact_sha256 == models["int8"].sha256
@@ -289,19 +295,19 @@ def test_size_verdict_in_measure_mode(tmp_path: Path, models: dict[str, Any]) ->
     run.outputs["source:ant:test/mlbench"] = ant_checkout(
         tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": models["int8"].path.read_bytes()}
     )
-    kpi_ml.exec_measure_size(plan_steps("ml_memory", mode="measure")["measure:size"], run)
+    for model in ("mobilenet_v2_1.0_224", "mbv1_0.9_v4u"):
+        _size(run, model, mode="measure")
     assert kpi_ml.exec_evaluate_memory(plan_steps("ml_memory")["evaluate"], run)["verdict"] == "PASS"
 
 
-def test_shipped_model_absent_from_a_mirror_gives_a_blocked_row(tmp_path: Path, models: dict[str, Any]) -> None:
+def test_shipped_model_absent_from_a_mirror_blocks_its_own_step(tmp_path: Path, models: dict[str, Any]) -> None:
     run = make_run(tmp_path)
     run.outputs["fetch:baseline"] = {"path": str(models["float"].path)}
     run.outputs["source:ant:test/mlbench"] = ant_checkout(tmp_path, {"test/mlbench/mlbench.py": b"# only this\n"})
-    out = kpi_ml.exec_measure_size(plan_steps("ml_memory")["measure:size"], run)
-    assert list(out["sizes"]) == ["mobilenet_v2_1.0_224"]
-    blocked = [r for r in journal(run) if r.status == "blocked"]
-    assert [r.variant for r in blocked] == ["mbv1_0.9_v4u"]
-    assert "absent from the ANT checkout" in blocked[0].note and "--source ant=PATH" in blocked[0].note
+    assert _size(run, "mobilenet_v2_1.0_224")["rows"] == 1
+    with pytest.raises(Blocked, match="absent from the ANT checkout") as e:
+        _size(run, "mbv1_0.9_v4u")
+    assert "--source ant=PATH" in str(e.value)
 
 
 def test_lfs_pointer_and_non_tflite_files_are_not_sized(tmp_path: Path, models: dict[str, Any]) -> None:
@@ -312,19 +318,64 @@ def test_lfs_pointer_and_non_tflite_files_are_not_sized(tmp_path: Path, models: 
         tmp_path, {"test/mlbench/mbv1_0.9_v4u.tflite": b"version https://git-lfs.github.com/spec/v1\noid x\n"}
     )
     run.outputs["convert:tflite"] = {"path": str(models["int8"].path)}
-    kpi_ml.exec_measure_size(plan_steps("ml_memory")["measure:size"], run)
-    status = {r.variant: (r.status, r.note) for r in journal(run)}
-    assert status["mobilenet_v2_1.0_224"][0] == "failed" and "not a TFLite" in status["mobilenet_v2_1.0_224"][1]
-    assert status["mbv1_0.9_v4u"][0] == "blocked" and "LFS pointer" in status["mbv1_0.9_v4u"][1]
-    assert status["mbv1_0.9_v4u.harness"][0] == "ok"
+    with pytest.raises(StepFailed, match="not a TFLite flatbuffer"):
+        _size(run, "mobilenet_v2_1.0_224")
+    with pytest.raises(Blocked, match="LFS pointer"):
+        _size(run, "mbv1_0.9_v4u")
+    assert _size(run, "mbv1_0.9_v4u.harness")["rows"] == 1
+    assert [(r.variant, r.status) for r in journal(run)] == [("mbv1_0.9_v4u.harness", "ok")]
 
 
-def test_nothing_to_size_blocks_the_step(tmp_path: Path) -> None:
+def test_kpi4_sizes_the_kpi3_conversion_on_its_own_even_in_a_later_command(
+    tmp_path: Path, models: dict[str, Any]
+) -> None:
     run = make_run(tmp_path)
-    with pytest.raises(Blocked) as e:
-        kpi_ml.exec_measure_size(plan_steps("ml_memory")["measure:size"], run)
-    assert ml_models.BASELINE_ENV in str(e.value)
-    assert journal(run) == []
+    # Nothing converted in this run: the harness model is simply not part of it (not blocked).
+    out = _size(run, "mbv1_0.9_v4u.harness")
+    assert out["rows"] == 0 and "ant-kpi run 3 4" in out["not_in_run"]
+    # KPI 3 converted earlier in the same run directory (`ant-kpi run 4 --run-id` later): sized.
+    state = run.state_path("ml_latency", "convert:tflite")
+    state.parent.mkdir(parents=True)
+    outputs = {"path": str(models["float"].path), "source_commit": "a" * 40, "provenance": {"image_id": "sha256:f00"}}
+    state.write_text(json.dumps({"status": "ok", "outputs": outputs}))
+    assert _size(run, "mbv1_0.9_v4u.harness")["size"] == models["float"].size
+    [row] = journal(run)
+    assert (row.variant, row.fidelity, row.status) == ("mbv1_0.9_v4u.harness", "static", "ok")
+    assert (row.source_commit, row.image_digest) == ("a" * 40, "sha256:f00")
+    assert "never pooled" in row.note and "zeros" in row.note
+
+
+def test_kpi4_report_shows_the_harness_model_beside_and_blocked_rows_by_model(
+    tmp_path: Path, models: dict[str, Any]
+) -> None:
+    """Only the harness conversion exists: KPI 4 is BLOCKED on the pair, says why per model (never
+    `blocked -:`) and still shows the conversion's size on its own."""
+    from harness.core.runner import StepRunner
+    from harness.kpis import executors_for
+    from harness.kpis.common.executors import record_blocked
+    from harness.report.markdown import render_markdown
+    from harness.results.verdicts import evaluate
+
+    run = make_run(tmp_path)
+    run.outputs["convert:tflite"] = {"path": str(models["int8"].path)}
+    plan = plan_kpi(MANIFEST, MANIFEST.kpi("ml_memory"), mode="smoke", project_root=ROOT)
+    plan = dataclasses.replace(plan, steps=tuple(s for s in plan.steps if s.kind in ("measure", "evaluate")))
+    StepRunner(run, executors_for("ml_memory"), on_blocked=record_blocked).execute(plan)
+    results = Results.from_journal(run.run_dir)
+    assert sorted((r.variant, r.status) for r in results.rows()) == [
+        ("mbv1_0.9_v4u", "blocked"),
+        ("mbv1_0.9_v4u.harness", "ok"),
+        ("mobilenet_v2_1.0_224", "blocked"),
+    ]
+    ev = evaluate(MANIFEST.kpi("ml_memory"), results)
+    assert ev.verdict.value == "BLOCKED" and "blocked -" not in ev.reason
+    assert "blocked mbv1_0.9_v4u:" in ev.reason and "blocked mobilenet_v2_1.0_224:" in ev.reason
+    [beside] = ev.beside
+    assert (beside.variant, beside.fidelity, beside.median) == ("mbv1_0.9_v4u.harness", "static", models["int8"].size)
+    md = render_markdown([ev], results, run_id="t", run_dir=run.run_dir)
+    assert "mbv1_0.9_v4u.harness (MobileNet V1 pruned by this run's training" in md
+    assert f"model_size {models['int8'].size:,} bytes (static, smoke, n=1)" in md
+    assert "not pooled with the compared pair, not part of the verdict" in md
 
 
 # ---- KPI 3: smoke steps ------------------------------------------------------------------------
@@ -362,21 +413,66 @@ def test_admm_tree_gets_the_best_acc1_fix_and_stubs(tmp_path: Path) -> None:
         ml_train.prepare_admm_tree(src, tmp_path / "work2")
 
 
-def test_accuracy_rows_from_an_admm_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    step = plan_steps("ml_latency")["parse:accuracy"]
+def _accuracy(run: Run) -> dict[str, Any]:
+    """Rows of parse:accuracy from the captured logs of a real smoke run's training and dense validation."""
+    common = {"source_commit": MANIFEST.sources["auto_compression"].commit, "image_digest": "sha256:abc"}
+    run.outputs["train:admm"] = {
+        "log": str(FIXTURES / "admm_smoke_train.captured.txt"),
+        "argv": ["python3", "/work/src/main.py", "/data", "-a", "mobilenet_v1"],
+        **common,
+    }
+    run.outputs["validate:dense"] = {
+        "log": str(FIXTURES / "admm_smoke_dense_evaluate.captured.txt"),
+        "argv": ["python3", "/work/src/main.py", "/data", "-a", "mobilenet_v1", "--evaluate"],
+        "top1": 0.0,
+        **common,
+    }
+    kpi_ml.exec_parse_latency(plan_steps("ml_latency")["parse:accuracy"], run)
+    return {(r.metric, r.variant): r for r in journal(run)}
+
+
+def test_accuracy_rows_carry_the_trained_variant_the_measured_dense_top1_and_provenance(tmp_path: Path) -> None:
+    rows = _accuracy(make_run(tmp_path))
+    pruned, dense = rows[("top1", "mbv1_0.9_v4u.harness")], rows[("top1", "mbv1_1.0_dense")]
+    loss = rows[("accuracy_loss", "mbv1_0.9_v4u.harness")]
+    assert (pruned.value, dense.value, loss.value, loss.unit) == (50.0, 0.0, -50.0, "%p")
+    assert "mbv1_0.9_v4u" not in {v for _, v in rows}  # nothing is named after the shipped model
+    assert "measured by main.py --evaluate" in loss.note and "seed-42 random initialisation" in loss.note
+    # Provenance: the training's argv, pinned commit and image reach every row.
+    assert pruned.argv[:2] == ("python3", "/work/src/main.py") and dense.argv[-1] == "--evaluate"
+    assert {r.source_commit for r in rows.values()} == {MANIFEST.sources["auto_compression"].commit}
+    assert {r.image_digest for r in rows.values()} == {"sha256:abc"}
+    assert pruned.log.endswith("admm_smoke_train.captured.txt")
+
+
+def test_an_explicit_dense_top1_override_is_used_and_marked(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    run.outputs["train:admm"] = {"log": str(FIXTURES / "admm_smoke_1_1_epochs.handwritten.txt")}
-    kpi_ml.exec_parse_latency(step, run)
-    rows = {r.metric: r for r in journal(run)}
-    assert (rows["top1"].value, rows["top1"].status) == (62.5, "ok")
-    assert rows["accuracy_loss"].status == "blocked" and kpi_ml.DENSE_TOP1_ENV in rows["accuracy_loss"].note
-    monkeypatch.setenv(kpi_ml.DENSE_TOP1_ENV, "64.0")
-    run2 = make_run(tmp_path / "2")
-    run2.env = EnvSettings.from_environ()
-    run2.outputs["train:admm"] = run.outputs["train:admm"]
-    kpi_ml.exec_parse_latency(step, run2)
-    loss = next(r for r in journal(run2) if r.metric == "accuracy_loss")
-    assert (loss.value, loss.unit) == (pytest.approx(1.5), "%p")
+    run.env = EnvSettings(dense_top1="64.0")
+    loss = _accuracy(run)[("accuracy_loss", "mbv1_0.9_v4u.harness")]
+    assert loss.value == pytest.approx(14.0)
+    assert f"given by {ml_models.DENSE_TOP1_ENV} (an override, not measured)" in loss.note
+    # With the override, the dense validation does not run at all.
+    assert ml_train.exec_validate_dense(plan_steps("ml_latency")["validate:dense"], run) == {"override": "64.0"}
+    run.env = EnvSettings(dense_top1="sixty")
+    with pytest.raises(BadInput, match="not a number"):
+        _accuracy(run)
+
+
+def test_without_a_dense_top1_the_loss_is_blocked_with_both_fixes(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    run.outputs["train:admm"] = {"log": str(FIXTURES / "admm_smoke_train.captured.txt")}
+    kpi_ml.exec_parse_latency(plan_steps("ml_latency")["parse:accuracy"], run)
+    loss = next(r for r in journal(run) if r.metric == "accuracy_loss")
+    assert loss.status == "blocked" and "validate:dense" in loss.note and ml_models.DENSE_TOP1_ENV in loss.note
+
+
+def test_the_dense_validation_is_the_training_command_with_evaluate() -> None:
+    for mode in ("smoke", "measure"):
+        steps = plan_steps("ml_latency", mode=mode)
+        train, dense = steps["train:admm"], steps["validate:dense"]
+        assert dense.argv == (*train.argv, "--evaluate")  # same code, data, batch size, seed
+        assert set(dense.depends) == set(train.depends) and dense.variant == "mbv1_1.0_dense"
+        assert "validate:dense" in steps["parse:accuracy"].after
 
 
 def _latency_run(tmp_path: Path, models: dict[str, Any], target: str) -> tuple[Run, dict[str, Step]]:
@@ -406,6 +502,27 @@ def test_host_latency_end_to_end(tmp_path: Path, models: dict[str, Any]) -> None
     assert all(r.status == "ok" and r.value > 0 and r.fidelity == "host" and r.unit == "us" for r in rows.values())
     assert rows["mbv1_0.9_v4u"].artefact_sha256 == models["int8"].sha256
     assert rows["mbv1_0.9_v4u"].log.startswith("raw/") and "litert_bench" in rows["mbv1_0.9_v4u"].note
+
+
+def test_threads_follow_the_hosts_cores_and_are_recorded(tmp_path: Path, models: dict[str, Any]) -> None:
+    run, steps = _latency_run(tmp_path, models, "x86_64")
+    assert "--num_threads=<target cores>" in steps["measure:mbv1_0.9_v4u:x86_64:0"].argv  # the plan says so
+    run.outputs["deploy:x86_64"] = kpi_ml.exec_deploy(steps["deploy:x86_64"], run)
+    out = kpi_ml.exec_measure_latency(steps["measure:mbv1_0.9_v4u:x86_64:0"], run)
+    cores = len(os.sched_getaffinity(0))
+    assert f"--num_threads={cores}" in out["argv"] and not any("<" in a for a in out["argv"])
+    assert out["identity"]["num_threads"] == cores and "sched_getaffinity" in out["identity"]["num_threads_from"]
+    assert parse_benchmark_file(out["log"]).num_threads == cores  # what the tool itself reports
+
+
+def test_a_timed_count_above_num_runs_is_explained_next_to_it(tmp_path: Path) -> None:
+    step = plan_steps("ml_latency", targets=("x86_64",))["measure:mbv1_0.9_v4u:x86_64:0"]
+    log = FIXTURES / "litert_bench_tiny_float.captured.txt"  # 37459 timed runs
+    row = kpi_ml.latency_row(make_run(tmp_path), step, {"log": str(log), "argv": ["x", "--num_runs=50"]})
+    assert "37459 timed runs" in row.note
+    assert "--num_runs=50 is a minimum" in row.note and "37459 runs here" in row.note
+    same = kpi_ml.latency_row(make_run(tmp_path), step, {"log": str(log), "argv": ["x", "--num_runs=37459"]})
+    assert "is a minimum" not in same.note
 
 
 def test_host_measure_of_a_missing_model_is_blocked_with_its_reason(tmp_path: Path, models: dict[str, Any]) -> None:

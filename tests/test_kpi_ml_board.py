@@ -95,4 +95,8 @@ def test_arm64_board_times_each_model_there_and_a_missing_model_blocks_only_its_
     assert (row.metric, row.status, row.fidelity, row.value) == ("inference_avg", "ok", "board", 2020.0)
     assert row.target_identity["name"] == "pi4"
     assert row.argv[0].endswith("kpi3/benchmark_model_aarch64")
+    # --num_threads follows the board's cores, and provenance says where the number came from.
+    cpus = row.target_identity["cpus"]
+    assert isinstance(cpus, int) and cpus > 0 and f"--num_threads={cpus}" in row.argv
+    assert row.target_identity["num_threads"] == cpus and "board" in row.target_identity["num_threads_from"]
     assert "Graph: [" in (run.run_dir / row.log).read_text()

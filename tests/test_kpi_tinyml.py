@@ -413,6 +413,10 @@ def test_plan_runs_the_python_script_not_the_shell_script_with_variant_flags() -
     assert patch[patch.index("--num-patches") + 1] == "4" and patch[patch.index("--num-per-patch-stage") + 1] == "5"
     assert "--lr-warmup-epochs" in plain and steps["measure:peak-memory:patch"].fidelity == "host"
     assert not any(s.startswith("measure:peak-sram") for s in steps)
+    # The MCU step is not silently dropped: the plan (and the report) list it as not part of smoke runs.
+    plan = plan_kpi(MANIFEST, MANIFEST.kpi("tinyml_memory"), mode="smoke", project_root=ROOT)
+    assert [n.id for n in plan.not_in_mode] == ["measure:peak-sram:plain", "measure:peak-sram:patch"]
+    assert all("int8 TFLite export" in n.why and n.planned_in == "measure" for n in plan.not_in_mode)
 
 
 def test_measure_plan_uses_the_seed_settings_and_adds_the_blocked_mcu_step() -> None:

@@ -329,11 +329,12 @@ def test_parse_throughput_writes_a_row_per_completed_measurement(tmp_path: Path)
 # ---- BLOCKED paths and plan ---------------------------------------------------------------------
 
 
-def test_tflite_conversion_is_blocked_with_the_reason(tmp_path: Path) -> None:
+def test_tflite_conversion_is_blocked_with_the_reason_in_a_measure_run(tmp_path: Path) -> None:
+    steps = plan_steps("measure")
     with pytest.raises(Blocked, match="data-dependent"):
-        kpi_vit.exec_convert(plan_steps()["convert:tflite"], make_run(tmp_path))
+        kpi_vit.exec_convert(steps["convert:tflite"], make_run(tmp_path, mode="measure"))
     with pytest.raises(Blocked, match="no TFLite model"):
-        kpi_vit.exec_measure(plan_steps()["measure:vit:arm64:0"], make_run(tmp_path))
+        kpi_vit.exec_measure(steps["measure:vit:arm64:0"], make_run(tmp_path, mode="measure"))
 
 
 def test_measure_mode_without_deit_weights_is_blocked_naming_the_download(
@@ -345,13 +346,22 @@ def test_measure_mode_without_deit_weights_is_blocked_naming_the_download(
         kpi_vit.exec_fetch(steps["weights:deit_small"], make_run(tmp_path, mode="measure"))
 
 
-def test_plan_times_pytorch_on_x86_64_and_blocks_tflite_targets_behind_the_conversion() -> None:
+def test_smoke_plan_times_pytorch_on_x86_64_and_lists_the_tflite_steps_as_not_part_of_the_mode() -> None:
     steps = plan_steps()
     host = [s for s in steps.values() if s.kind == "measure" and s.target == "x86_64"]
-    arm = [s for s in steps.values() if s.kind == "measure" and s.target == "arm64"]
     assert {s.variant for s in host} == {"vit", "packvit", "packvit_masked"}
     assert {(s.where, s.fidelity) for s in host} == {("image", "host")}
-    assert all(s.depends == ("convert:tflite",) for s in arm) and all(not s.argv for s in arm)
+    # Nothing that can only end BLOCKED is planned in smoke mode (the run cannot exit 3 by construction)…
+    assert "convert:tflite" not in steps and not [s for s in steps.values() if s.target == "arm64"]
+    # …and what is left out is listed, with why, for the plan and the report.
+    plan = plan_kpi(MANIFEST, MANIFEST.kpi("vit_throughput"), mode="smoke", project_root=ROOT)
+    skipped = {n.id: n for n in plan.not_in_mode}
+    assert set(skipped) == {"convert:tflite", "measure:{vit,packvit,packvit_masked}:arm64"}
+    assert all(n.planned_in == "measure" for n in skipped.values())
+    assert "data-dependent" in skipped["convert:tflite"].why
+    measure = plan_steps("measure")
+    arm = [s for s in measure.values() if s.kind == "measure" and s.target == "arm64"]
+    assert arm and all(s.depends == ("convert:tflite",) for s in arm) and all(not s.argv for s in arm)
     train = steps["train:packvit"].argv
     for flag in ("--no-repeated-aug", "--distill", "--model_path"):
         assert flag in train

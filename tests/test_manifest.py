@@ -121,6 +121,7 @@ BAD_CASES = [
     ),
     ('kind = "tflite"', 'kind = "onnx"', "workloads.mbv1_0.9_v4u.kind", "not one of"),
     ('[targets.rpi2]\narch = "armhf"', '[targets.rpi2]\narch = "armv7"', "targets.rpi2.arch", "not one of"),
+    ('required_at = ["board"]', 'required_at = ["bord"]', "kpis[2].compare.required_at[0]", "did you mean 'board'"),
 ]
 
 

@@ -498,3 +498,52 @@ def test_the_default_run_is_the_one_measured_last_not_the_last_by_name(tmp_path:
         os.utime(tmp_path / name / "results.jsonl", (t, t))
     (tmp_path / "zz-empty").mkdir()
     assert resolve_run(tmp_path, None).name == "20240501-later"
+
+
+def test_steps_a_mode_leaves_out_are_listed_in_every_rendering_and_never_as_blocked(tmp_path: Path) -> None:
+    from harness.commands.run import record_plan
+    from harness.core.manifest import load_manifest
+    from harness.core.runner import open_run
+    from harness.kpis import plan_kpi
+    from harness.report.html import render_html
+
+    root = Path(__file__).resolve().parent.parent
+    m = load_manifest(root / "kpis.toml")
+    run = open_run(manifest=m, project_root=root, mode="smoke", runs_dir=tmp_path, run_id="r", cache_dir=tmp_path / "c")
+    run.console = Console(record=True, width=200, color_system=None)
+    record_plan(run, plan_kpi(m, m.kpi("vit_throughput"), mode="smoke", project_root=root))
+    assert "not part of smoke mode: convert:tflite" in run.console.export_text()
+    vit = [
+        row(i, kpi="vit_throughput", metric="throughput", variant=v, workload="deit_small-224-b1", target="x86_64",
+            fidelity="host", mode="smoke", value=x, unit="images/s")
+        for i, (v, x) in enumerate([("vit", 12.1), ("packvit", 14.3)])
+    ]  # fmt: skip
+    res = Results.from_rows(vit)
+    ev = evaluate(m.kpi("vit_throughput"), res)
+    assert ev.blocked == 0  # nothing left out by the mode is a blocked row
+    md = render_markdown([ev], res, run_id="r", run_dir=run.run_dir)
+    assert "### Not part of this mode (smoke): never run, not counted as blocked" in md
+    assert "- convert:tflite: export the plain and the packed ViT to TFLite" in md
+    assert "- measure:{vit,packvit,packvit_masked}:arm64:" in md and "a measure run plans it" in md
+    html = render_html([ev], res, run_id="r", run_dir=run.run_dir, plots={})
+    assert "Not part of this mode (smoke)" in html
+    console = Console(record=True, width=200, color_system=None)
+    render_console([ev], res, console, run_dir=run.run_dir)
+    assert "measure:{vit,packvit,packvit_masked}:arm64" in console.export_text()
+    # The unit of a comparison says what it compares: images/s here, KB for KPI 5.
+    assert "x (speedup of throughput, images/s)" in md
+
+
+def test_one_reason_blocking_several_rows_is_printed_once_naming_them() -> None:
+    note = "the baseline was not fetched — fix: set ANT_KPI_BASELINE_TFLITE"
+    rows = [
+        row(0, variant="iotjs", status="blocked", value=math.nan, note=note),
+        row(0, variant="iotjs_plus", status="blocked", value=math.nan, note=note),
+        row(0, variant="iotjs", target="", workload="", status="blocked", value=math.nan, note="other"),
+    ]
+    res = Results.from_rows(rows)
+    ev = evaluate(KPIS[0], res)
+    md = render_markdown([ev], res, run_id=RUN_ID, run_dir=Path("."))
+    assert md.count(note) == 2  # the verdict's reason and the blocked rows' list, once each
+    assert f"- blocked: peak_pss iotjs/v8-deltablue on rpi2, iotjs_plus/v8-deltablue on rpi2 — {note}" in md
+    assert "- blocked: peak_pss iotjs — other" in md and "-:" not in md

@@ -86,6 +86,29 @@ def test_a_blocked_step_blocks_its_dependants_but_not_independent_steps(tmp_path
     assert seen == [("a", "blocked"), ("b", "blocked"), ("c", "failed")]
 
 
+def test_a_blocked_reason_is_printed_once_and_its_dependants_refer_to_it(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    def work(step: Step, run: Run) -> dict[str, Any]:
+        raise Blocked("no TFLite export of the model exists (a long reason)", "export it by hand")
+
+    run = _run(tmp_path)
+    out = io.StringIO()
+    run.console = Console(file=out, width=400, emoji=False)
+    chain = (_step("a"), _step("b", depends=("a",)), _step("c", depends=("b",)), _step("d", depends=("a",)))
+    states = StepRunner(run, {"measure": work}).execute(_plan(*chain))
+    printed = out.getvalue()
+    assert printed.count("a long reason") == 1  # the cause, once
+    assert "BLOCKED b: depends on a (blocked, see above)" in printed
+    assert "BLOCKED c: depends on a (blocked, see above)" in printed  # the cause, not the chain
+    assert {states[x].cause for x in "bcd"} == {"a"} and states["a"].cause == ""
+    # The state (and so a dependant's row) still carries the reason and its fix, once.
+    reason = "no TFLite export of the model exists (a long reason) — fix: export it by hand"
+    assert states["c"].message == f"depends on a: {reason}"
+
+
 def test_a_step_ordered_after_a_blocked_one_still_runs_and_sees_what_exists(tmp_path: Path) -> None:
     def work(step: Step, run: Run) -> dict[str, Any]:
         if step.id == "fetch":

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 import scipy.stats
 
-from harness.core.manifest import Compare, Kpi, KpiTarget, Metric, Variant
+from harness.core.manifest import Compare, Kpi, KpiTarget, Metric, Variant, load_manifest
 from harness.results.comparisons import evaluate_per_workload
 from harness.results.judgement import Verdict
 from harness.results.rows import Row
@@ -344,6 +346,75 @@ def test_at_most_from_host_rows_is_no_verdict_when_board_is_required() -> None:
     ev = evaluate(kpi_bound("at_most", 3.0), Results.from_rows(rows))
     assert ev.verdict is Verdict.NO_VERDICT
     assert ev.value == pytest.approx(1.0)
+
+
+# ---- KPI 3's rule: the accuracy bound AND board timings of both models ----------------------------
+
+KPI3 = load_manifest(Path(__file__).resolve().parent.parent / "kpis.toml").kpi("ml_latency")
+LOSS = [1.0, 1.2, 0.8, 1.1, 0.9, 1.0]  # wholly ≤ 3 %p
+
+
+def kpi3_rows(*, timings: str = "both", mode: str = "measure") -> list[Row]:
+    rows = [
+        r
+        for r in bound_rows(LOSS, fidelity="host", mode=mode)
+        for r in [dataclasses.replace(r, kpi="ml_latency", variant="mbv1_0.9_v4u.harness", workload="imagenet")]
+    ]
+    timed = {"both": ("mobilenet_v2_1.0_224", "mbv1_0.9_v4u"), "baseline": ("mobilenet_v2_1.0_224",), "none": ()}
+    for i in range(3):
+        for model, us in (("mobilenet_v2_1.0_224", 60_000.0 + i), ("mbv1_0.9_v4u", 30_000.0 + i)):
+            ok = model in timed[timings]
+            rows.append(
+                row(kpi="ml_latency", metric="inference_avg", variant=model, workload=model, target="arm64",
+                    fidelity="board", mode=mode, unit="us", repeat=i, value=us if ok else math.nan,
+                    status="ok" if ok else "blocked", note="" if ok else "board pi4 went away")
+            )  # fmt: skip
+    return rows
+
+
+def test_kpi3_passes_only_with_the_accuracy_bound_and_board_timings_of_both_models() -> None:
+    ev = evaluate(KPI3, Results.from_rows(kpi3_rows()))
+    assert ev.verdict is Verdict.PASS
+    assert "speedup at board: 2 x on arm64" in ev.reason  # the speed-up is shown beside the bound
+    assert [c.fidelity for c in ev.per_workload] == ["board"]
+    assert "board inference_avg of both" in ev.target
+
+
+def test_kpi3_accuracy_alone_is_not_a_pass() -> None:
+    ev = evaluate(KPI3, Results.from_rows(kpi3_rows(timings="none")))
+    assert ev.verdict is Verdict.BLOCKED  # the timings were attempted and blocked: the fix is in their rows
+    assert "a PASS also needs board inference_avg" in ev.reason
+    assert "none for mobilenet_v2_1.0_224, mbv1_0.9_v4u" in ev.reason
+    only_accuracy = [r for r in kpi3_rows() if r.metric == "accuracy_loss"]
+    ev = evaluate(KPI3, Results.from_rows(only_accuracy))
+    assert ev.verdict is Verdict.INCONCLUSIVE and "none for mobilenet_v2_1.0_224, mbv1_0.9_v4u" in ev.reason
+
+
+def test_kpi3_with_one_model_timed_is_not_a_pass() -> None:
+    ev = evaluate(KPI3, Results.from_rows(kpi3_rows(timings="baseline")))
+    assert ev.verdict is Verdict.BLOCKED and "none for mbv1_0.9_v4u" in ev.reason
+
+
+def test_kpi3_smoke_rows_stay_no_verdict_and_say_what_a_pass_would_need() -> None:
+    ev = evaluate(KPI3, Results.from_rows(kpi3_rows(timings="none", mode="smoke")))
+    assert ev.verdict is Verdict.NO_VERDICT and "a PASS also needs board inference_avg" in ev.reason
+
+
+def test_a_bound_kpi_says_how_its_judged_rows_were_obtained() -> None:
+    rows = [dataclasses.replace(r, note="dense 71 % given by ANT_KPI_DENSE_TOP1 (an override, not measured)")
+            for r in kpi3_rows()]  # fmt: skip
+    ev = evaluate(KPI3, Results.from_rows(rows))
+    assert ev.notes == ("dense 71 % given by ANT_KPI_DENSE_TOP1 (an override, not measured)",)
+
+
+def test_variants_outside_the_compared_pair_are_shown_on_their_own() -> None:
+    rows = ab_rows(BASE6, LOW6) + [row(variant="mine", value=v, repeat=i) for i, v in enumerate([50.0, 52.0, 51.0])]
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    pair_only = evaluate(kpi_mem(), Results.from_rows(rows[:12]))
+    assert ev.verdict is Verdict.PASS and ev.value == pytest.approx(pair_only.value)  # never pooled
+    [b] = ev.beside
+    assert (b.variant, b.n, b.median, b.unit, b.fidelity) == ("mine", 3, 51.0, "KB", "board")
+    assert ev.metric_unit == "KB" and ev.per_workload[0].unit == "KB"
 
 
 def npu_row(variant: str, value: float, **kw: Any) -> Row:

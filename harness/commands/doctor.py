@@ -1,147 +1,119 @@
-"""`ant-kpi doctor`: what this machine has for each KPI, and the fix for each gap."""
+"""`ant-kpi doctor`: what each KPI really needs on this machine, one table per KPI, each gap with its fix.
+
+The needs come from the KPI's own plan in the chosen mode (its images, sources and emulated
+targets) and from what its steps read at run time (doctor_needs.py); each is checked for real:
+the sources are checked out as a run would, an image is looked up by the tag of its current inputs,
+and an image build's package index is asked from a container.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.commands.doctor_needs import (
+    Machine,
+    Need,
+    baseline,
+    dense_top1,
+    env_path,
+    measure_training,
+    ml_files,
+    npu_needs,
+    plan_needs,
+)
+from harness.core.manifest import load_manifest
+from harness.core.plan import KpiPlan
+from harness.env import probes
 from harness.errors import EXIT_OK
-from harness.options import EnvSettings, GlobalOptions
+from harness.options import GlobalOptions
+
+_STATE_STYLE = {"ok": "[green]ok[/green]", "missing": "[yellow]missing[/yellow]", "info": "[cyan]info[/cyan]"}
 
 
-@dataclass(frozen=True, kw_only=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str
-    kpis: tuple[int, ...]
-
-
-def _docker(docker_host: str) -> tuple[bool, str]:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        info = client.version()
-        return True, f"engine {info.get('Version', '?')} at {docker_host or 'the local socket'}"
-    except Exception as e:  # any failure means "not reachable"; the detail says why
-        return False, f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
-
-
-def _base_image(tag: str) -> tuple[bool, str]:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        img = client.images.get(tag)
-        return True, f"{tag} {str(img.id)[:19]}"
-    except Exception as e:
-        return False, f"{tag} absent ({type(e).__name__})"
-
-
-def _binfmt(name: str) -> tuple[bool, str]:
-    p = Path("/proc/sys/fs/binfmt_misc") / name
-    try:
-        text = p.read_text()
-    except OSError:
-        return False, f"{p} absent"
-    first = text.splitlines()[0] if text else ""
-    interp = next((ln.split(" ", 1)[1] for ln in text.splitlines() if ln.startswith("interpreter")), "?")
-    return first == "enabled", f"{first}, {interp}"
-
-
-def _which(cmd: str) -> tuple[bool, str]:
-    path = shutil.which(cmd)
-    return path is not None, path or "not on PATH"
-
-
-def _module(name: str) -> tuple[bool, str]:
-    return importlib.util.find_spec(name) is not None, "importable" if importlib.util.find_spec(name) else "absent"
-
-
-def _disk(path: Path) -> tuple[bool, str]:
-    usage = shutil.disk_usage(path if path.exists() else Path.cwd())
-    free = usage.free / 2**30
-    return free >= 20, f"{free:.0f} GiB free at {path}"
-
-
-def checks(project_root: Path, env: EnvSettings | None = None) -> list[Check]:
-    settings = env or EnvSettings()
-    base_tag = "ant-kpi/debian:bookworm"
-    spec: list[tuple[str, Callable[[], tuple[bool, str]], str, tuple[int, ...]]] = [
-        (
-            "Docker daemon",
-            lambda: _docker(settings.docker_host),
-            "apt-get install docker.io; start dockerd (or set DOCKER_HOST)",
-            (1, 2, 3, 5, 6, 7, 8),
-        ),
-        ("offline base image", lambda: _base_image(base_tag), "ant-kpi images bootstrap-base", (1, 2, 3, 5, 6, 7, 8)),
-        ("debootstrap", lambda: _which("debootstrap"), "apt-get install debootstrap", (1, 2, 6)),
-        (
-            "binfmt qemu-arm",
-            lambda: _binfmt("qemu-arm"),
-            "apt-get install qemu-user-static binfmt-support; update-binfmts --enable qemu-arm",
-            (1, 2, 6),
-        ),
-        (
-            "binfmt qemu-aarch64",
-            lambda: _binfmt("qemu-aarch64"),
-            "apt-get install qemu-user-static binfmt-support; update-binfmts --enable qemu-aarch64",
-            (2, 3, 6),
-        ),
-        ("qemu-arm-static", lambda: _which("qemu-arm-static"), "apt-get install qemu-user-static", (1, 2, 6)),
-        ("qemu-aarch64-static", lambda: _which("qemu-aarch64-static"), "apt-get install qemu-user-static", (2, 3, 6)),
-        (
-            "armhf cross gcc",
-            lambda: _which("arm-linux-gnueabihf-gcc"),
-            "apt-get install gcc-arm-linux-gnueabihf (tests; builds use the arm-cross image)",
-            (1,),
-        ),
-        (
-            "arm64 cross gcc",
-            lambda: _which("aarch64-linux-gnu-gcc"),
-            "apt-get install gcc-aarch64-linux-gnu (tests; builds use the arm-cross image)",
-            (1,),
-        ),
-        ("ssh client", lambda: _which("ssh"), "apt-get install openssh-client", (1, 2, 3, 6)),
-        (
-            "GPU (nvidia-smi)",
-            lambda: _which("nvidia-smi"),
-            "measure mode trains on a GPU server: set DOCKER_HOST=ssh://user@gpu-server",
-            (3, 5, 8),
-        ),
-        ("torch", lambda: _module("torch"), "pip install torch==2.13.0 (CPU smoke runs)", (3, 5, 8)),
-        ("ai-edge-litert", lambda: _module("ai_edge_litert"), "pip install ai-edge-litert", (3, 8)),
-        ("ethos-u-vela", lambda: _module("ethosu"), "pip install ethos-u-vela", (7,)),
-        ("disk space", lambda: _disk(project_root), "free ≥ 20 GiB for images and builds", (1, 2, 3, 5, 6, 7, 8)),
+def kpi_needs(m: Machine, plan: KpiPlan) -> list[Need]:
+    """Every need of one KPI in the plan's mode: the plan's own, then what its steps read at run time."""
+    needs = plan_needs(m, plan)
+    kpi, measure = plan.kpi.id, plan.mode == "measure"
+    if kpi in ("ml_latency", "ml_memory"):
+        needs.append(baseline(m))
+        needs += ml_files(m, ("mbv1_0.9_v4u", "benchmark_model_aarch64") if kpi == "ml_latency" else ("mbv1_0.9_v4u",))
+    if kpi == "ml_latency":
+        needs.append(dense_top1(m))
+        if "x86_64" in plan.targets:
+            needs.append(
+                Need(
+                    name="ai-edge-litert (x86_64 host timings)",
+                    probe=probes.module("ai_edge_litert"),
+                    fix="pip install ai-edge-litert",
+                )
+            )
+    if kpi == "ml_memory":
+        needs.append(
+            Need(
+                name="KPI 3's own conversion",
+                probe=probes.Probe(state="info", detail="sized when the same run has it: `ant-kpi run 3 4`"),
+            )
+        )
+    if kpi == "npus":
+        # The image row is npu_needs' own: a KPI 7 run builds tvm-npu only when asked.
+        own = npu_needs(m)
+        at = next((i for i, n in enumerate(needs) if n.name == "image tvm-npu"), len(needs))
+        needs = [*needs[:at], own[0], *(n for n in needs[at + 1 :]), *own[1:]]
+    if measure and kpi in ("ml_latency", "tinyml_memory", "vit_throughput"):
+        needs += measure_training(m)
+    if measure and kpi == "vit_throughput":
+        needs.append(env_path("ANT_KPI_DEIT_SMALL", m.env.deit_small, "DeiT-S weights", "set ANT_KPI_DEIT_SMALL=/path"))
+    if measure and kpi in ("js_memory", "app_latency", "boards", "ml_latency"):
+        needs.append(Need(name="ssh client (boards)", probe=probes.which("ssh"), fix="apt-get install openssh-client"))
+    needs += [
+        Need(name=f"not part of {plan.mode} mode: {n.id}", probe=probes.Probe(state="info", detail=n.why))
+        for n in plan.not_in_mode
     ]
-    out = []
-    for name, probe, fix, kpis in spec:
-        ok, detail = probe()
-        out.append(Check(name=name, ok=ok, detail=detail, fix=fix, kpis=kpis))
-    return out
+    return needs
+
+
+def _table(plan: KpiPlan, needs: Sequence[Need]) -> Table:
+    k = plan.kpi
+    missing = sum(n.state == "missing" for n in needs)
+    t = Table(
+        title=f"KPI {k.number} · {k.id} · {plan.mode}: "
+        + (f"{missing} of {len(needs)} missing" if missing else "nothing missing"),
+        title_justify="left",
+        expand=True,
+    )
+    t.add_column("needs", ratio=2, overflow="fold")
+    t.add_column("state", no_wrap=True)
+    t.add_column("what this machine has", ratio=4, overflow="fold")
+    t.add_column("fix", ratio=3, overflow="fold")
+    for n in needs:
+        t.add_row(escape(n.name), _STATE_STYLE[n.state], escape(n.probe.detail), escape(n.fix))
+    return t
 
 
 def cmd_doctor(args: argparse.Namespace, opts: GlobalOptions) -> int:
+    from harness.env.sources import parse_source_overrides
+    from harness.kpis import plan_kpi
+
+    manifest = load_manifest(opts.manifest)
+    kpis = [manifest.kpi(k) for k in args.kpis] if args.kpis else list(manifest.kpis)
     con = Console(emoji=False, highlight=False)
-    t = Table(title="ant-kpi doctor", title_justify="left", expand=True)
-    t.add_column("component", no_wrap=True)
-    t.add_column("state", no_wrap=True)
-    t.add_column("detail", ratio=3)
-    t.add_column("KPIs", no_wrap=True)
-    t.add_column("fix", ratio=3)
-    for c in checks(opts.project_root, opts.env):
-        state = "[green]ok[/green]" if c.ok else "[yellow]missing[/yellow]"
-        t.add_row(c.name, state, escape(c.detail), ",".join(map(str, c.kpis)), "" if c.ok else escape(c.fix))
-    con.print(t)
-    con.print("Missing components block only the steps that need them; `ant-kpi plan` works everywhere.")
+    m = Machine(
+        manifest,
+        root=opts.project_root,
+        cache_dir=opts.cache_dir,
+        env=opts.env,
+        overrides=parse_source_overrides(args.source),
+    )
+    con.print(f"[dim]checking {len(kpis)} KPI(s) in {args.mode} mode; sources go to {opts.cache_dir}[/dim]")
+    for k in kpis:
+        plan = plan_kpi(manifest, k, mode=args.mode, project_root=opts.project_root, env=opts.env)
+        con.print(_table(plan, kpi_needs(m, plan)))
+    disk = probes.disk(opts.project_root)
+    con.print(f"disk: {disk.detail}" + ("" if disk.state == "ok" else " (images and builds want ≥ 20 GiB)"))
+    con.print("A missing piece blocks only the steps that need it; `ant-kpi plan` works everywhere.")
     return EXIT_OK

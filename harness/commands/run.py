@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from harness.core.fsio import atomic_write_text
 from harness.core.manifest import Kpi, load_manifest
-from harness.core.plan import KpiPlan
+from harness.core.plan import PLANS_DIR, KpiPlan
 from harness.core.runner import Run, StepRunner, check_run_id, new_run_id, open_run, runs_lock
 from harness.core.steps import Mode
 from harness.core.strict_toml import did_you_mean
@@ -127,8 +129,22 @@ def _execute(run: Run, plans: list[KpiPlan], boards: Mapping[str, Board], *, wai
             run.console.rule(f"KPI {plan.kpi.number} · {plan.kpi.id} · {run.mode}")
             for g in plan.gaps:
                 run.console.print(f"[yellow]  gap:[/yellow] {g}")
+            record_plan(run, plan)
             states[plan.kpi.id] = StepRunner(run, executors_for(plan.kpi.id), on_blocked=record_blocked).execute(plan)
     return states
+
+
+def record_plan(run: Run, plan: KpiPlan) -> None:
+    """Keep the KPI's plan in the run (plans/<kpi>.json) and name the steps this mode leaves out:
+    the report lists them as not part of the mode, and they never count as blocked."""
+    from rich.markup import escape
+
+    for n in plan.not_in_mode:
+        run.console.print(f"[cyan]  not part of {plan.mode} mode:[/cyan] {escape(n.line())}")
+    atomic_write_text(
+        run.run_dir / PLANS_DIR / f"{plan.kpi.id}.json",
+        json.dumps(plan.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n",
+    )
 
 
 def exit_code(states: Mapping[str, Mapping[str, Any]], verdicts: list[str]) -> int:

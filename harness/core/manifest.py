@@ -143,6 +143,9 @@ class Compare:
     baseline: str
     candidate: str
     statistic: Statistic
+    # With a bound target (KPI 3): a PASS also needs ok rows of both the baseline and the candidate
+    # at one of these fidelities; the comparison is then shown beside the bound.
+    required_at: tuple[Fidelity, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,14 +166,25 @@ class KpiTarget:
                 return f"{compare.candidate} better than {compare.baseline} ({compare.metric})"
             return "기준 대비 ANT 개선" if ko else "ANT better than baseline"
         if self.kind == "at_most":
-            return f"{self.metric} ≤ {self.value:g} {self.unit}".rstrip()
+            bound = f"{self.metric} ≤ {self.value:g} {self.unit}".rstrip()
+            return bound + _required_words(compare, ko)
         if self.kind == "at_least":
-            return f"{self.metric} ≥ {self.value:g} {self.unit}".rstrip()
+            return f"{self.metric} ≥ {self.value:g} {self.unit}".rstrip() + _required_words(compare, ko)
         if self.kind == "count_at_least":
             if ko:
                 return f"목록 {len(self.of)}개 중 {self.value:g}개 이상 통과"
             return f"≥ {self.value:g} of {len(self.of)} listed pass"
         return "보고 (수치 목표 없음)" if ko else "report (no numeric target set)"
+
+
+def _required_words(compare: Compare | None, ko: bool) -> str:
+    """What a bound target also needs from its comparison (KPI 3: board timings of both models)."""
+    if compare is None or not compare.required_at:
+        return ""
+    where, c = "/".join(compare.required_at), compare
+    if ko:
+        return f", {c.baseline}와 {c.candidate}의 {where} {c.metric} 측정 필요 ({c.statistic} 병기)"
+    return f", with {where} {c.metric} of both {c.baseline} and {c.candidate} ({c.statistic} beside)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,11 +345,20 @@ def _read_kpi(r: StrictTable) -> Kpi:
     compare = None
     cr = r.table_("compare", required=False)
     if cr is not None:
+        required_at = cr.str_list("required_at", required=False)
+        for i, f in enumerate(required_at):
+            if f not in FIDELITIES:
+                raise ManifestError(
+                    r.path,
+                    f"{r._sub('compare.required_at')}[{i}]",
+                    f"{f!r} is not a fidelity ({', '.join(FIDELITIES)}){did_you_mean(f, FIDELITIES)}",
+                )
         compare = Compare(
             metric=cr.str_("metric"),
             baseline=cr.str_("baseline"),
             candidate=cr.str_("candidate"),
             statistic=cr.choice("statistic", get_args(Statistic)),  # type: ignore[arg-type]
+            required_at=required_at,  # type: ignore[arg-type]
         )
         cr.done()
     if target.kind == "better_than_baseline" and compare is None:

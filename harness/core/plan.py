@@ -14,6 +14,26 @@ from typing import Any
 from harness.core.manifest import Build, Image, Kpi, Manifest, Target
 from harness.core.steps import Mode, Step, Where, step_key
 
+# Where a run keeps each KPI's plan (plans/<kpi>.json): what ran, and what the mode left out.
+PLANS_DIR = "plans"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotInMode:
+    """A step of the seed procedure this mode does not plan: it cannot produce anything in this mode
+    (not merely here), so it is listed, said why, and never counted as blocked."""
+
+    id: str  # the step id it has in the mode that plans it
+    what: str
+    why: str
+    planned_in: Mode  # the mode that plans it
+
+    def line(self) -> str:
+        return f"{self.id}: {self.what} — {self.why}; a {self.planned_in} run plans it"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "what": self.what, "why": self.why, "planned_in": self.planned_in}
+
 
 @dataclass(frozen=True, kw_only=True)
 class KpiPlan:
@@ -22,6 +42,7 @@ class KpiPlan:
     targets: tuple[str, ...]
     steps: tuple[Step, ...]
     gaps: tuple[str, ...] = ()
+    not_in_mode: tuple[NotInMode, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +56,7 @@ class KpiPlan:
             "mode": self.mode,
             "targets": list(self.targets),
             "gaps": list(self.gaps),
+            "not_in_mode": [n.to_dict() for n in self.not_in_mode],
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -57,6 +79,7 @@ class PlanContext:
     # id -> (position in steps, key): a step's dependencies are looked up, never searched for, so
     # planning stays linear in the number of steps (repeats × workloads × variants).
     _index: dict[str, tuple[int, str]] = field(default_factory=dict)
+    not_in_mode: list[NotInMode] = field(default_factory=list)
 
     # -- step helpers ------------------------------------------------------------------------
 
@@ -66,6 +89,12 @@ class PlanContext:
         self._index[step.id] = (len(self.steps), step.key)
         self.steps.append(step)
         return step
+
+    def skip_in_this_mode(self, id: str, what: str, why: str) -> None:
+        """List a step the other mode plans and this one cannot do (see NotInMode)."""
+        other: Mode = "measure" if self.mode == "smoke" else "smoke"
+        if all(n.id != id for n in self.not_in_mode):
+            self.not_in_mode.append(NotInMode(id=id, what=what, why=why, planned_in=other))
 
     def step(
         self, *, id: str, kind: str, where: Where, description: str, key_parts: Iterable[object] = (), **kw: Any

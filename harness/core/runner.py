@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness import __version__
 from harness.core.fsio import LockBusy, atomic_write_text, exclusive_lock
@@ -107,6 +108,9 @@ class StepState:
     message: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
     code: int = 0  # the exit code this outcome maps to (errors.EXIT_*); 0 when ok
+    # A step blocked through a dependency: the step whose own outcome is the cause (its message is
+    # printed once; this step refers to it).
+    cause: str = ""
 
 
 @dataclass(kw_only=True)
@@ -212,18 +216,21 @@ class StepRunner:
         for step in plan.steps:
             blocked_dep = next((d for d in step.depends if d in done and done[d].status != "ok"), None)
             if blocked_dep is not None:
+                # Refer to the step that caused it, not to a chain of dependants.
+                root = done[blocked_dep].cause or blocked_dep
                 st = StepState(
                     id=step.id,
                     key=step.key,
                     status="blocked",
                     started=_now(),
                     ended=_now(),
-                    message=f"depends on {blocked_dep}: {done[blocked_dep].message}",
-                    code=done[blocked_dep].code,
+                    message=f"depends on {root}: {done[root].message}",
+                    code=done[root].code,
+                    cause=root,
                 )
                 self._save(step, st)
                 done[step.id] = st
-                self._on_blocked(step, st)
+                self._on_blocked(step, st, cause_status=done[root].status)
                 continue
             prev = self.load_state(step)
             if prev is not None and prev.status == "ok" and prev.key == step.key and not step.always:
@@ -286,9 +293,11 @@ class StepRunner:
                 self._on_blocked(step, st)
         return done
 
-    def _on_blocked(self, step: Step, st: StepState) -> None:
+    def _on_blocked(self, step: Step, st: StepState, *, cause_status: str = "") -> None:
         colour = "yellow" if st.status == "blocked" else "red"
-        self.run.console.print(f"[{colour}]  {st.status.upper():7}[/{colour}] {step.id}: {st.message}")
+        # The cause's reason was printed with the cause: a dependant names it and says no more.
+        text = f"depends on {st.cause} ({cause_status or 'blocked'}, see above)" if st.cause else st.message
+        self.run.console.print(f"[{colour}]  {st.status.upper():7}[/{colour}] {step.id}: {escape(text)}")
         if self.on_blocked is not None:
             self.on_blocked(step, self.run, st)
 

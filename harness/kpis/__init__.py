@@ -148,7 +148,14 @@ def plan_kpi(
         image_key=lambda img: context_digest(img, root, settings),
     )
     procedure_for(kpi).plan(ctx)
-    return KpiPlan(kpi=kpi, mode=mode, targets=chosen, steps=tuple(ctx.steps), gaps=tuple(ctx.gaps))
+    return KpiPlan(
+        kpi=kpi,
+        mode=mode,
+        targets=chosen,
+        steps=tuple(ctx.steps),
+        gaps=tuple(ctx.gaps),
+        not_in_mode=tuple(ctx.not_in_mode),
+    )
 
 
 def plan_all(

@@ -36,7 +36,7 @@ BUNDLE_SUFFIX: Final = ".evidence.tar.gz"
 # What a run directory holds that belongs in the evidence; work/ (build trees, staged binaries)
 # is re-creatable from the pins and would dwarf everything else.
 RUN_FILES: Final = ("results.parquet", "results.csv", "results.meta.json", "results.jsonl", "builds.json")
-RUN_DIRS: Final = ("logs", "raw", "steps", "evaluations", "ingested")
+RUN_DIRS: Final = ("logs", "raw", "steps", "evaluations", "ingested", "plans")
 _MANIFEST_LINE: Final = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 _CHUNK: Final = 1 << 20
 

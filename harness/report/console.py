@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
 from harness.report.markdown import _not_ok_lines
-from harness.report.text import VERDICT_STYLES, _cell_header, _cell_values, _fidelity, _group_values, _title, fmt_value
+from harness.report.text import (
+    VERDICT_STYLES,
+    _cell_header,
+    _cell_values,
+    _fidelity,
+    _group_values,
+    _title,
+    beside_lines,
+    fmt_value,
+    not_in_mode,
+    unit_label,
+)
 from harness.results.judgement import Evaluation
 from harness.results.store import GroupSummary, Results
 
@@ -19,7 +31,12 @@ from harness.results.store import GroupSummary, Results
 
 
 def render_console(
-    evaluations: Sequence[Evaluation], results: Results, console: Console, *, detail: bool = True
+    evaluations: Sequence[Evaluation],
+    results: Results,
+    console: Console,
+    *,
+    detail: bool = True,
+    run_dir: Path | None = None,
 ) -> None:
     """Print the summary table and, with `detail`, one block per KPI."""
     table = Table(title="ANT KPI results", show_lines=False)
@@ -40,7 +57,7 @@ def render_console(
             Text(_title(ev)),
             Text(ev.target),
             Text(fmt_value(ev.value, ev.ci_low, ev.ci_high)),
-            Text(ev.unit),
+            Text(unit_label(ev)),
             Text(_fidelity(ev)),
             Text(ev.verdict.value, style=VERDICT_STYLES[ev.verdict]),
         )
@@ -53,6 +70,10 @@ def render_console(
         line.append(ev.verdict.value, style=VERDICT_STYLES[ev.verdict])
         line.append(f" — {ev.reason}")
         console.print(line)
+        if ev.notes:
+            console.print(Text(f"how the judged value was obtained: {'; '.join(ev.notes)}"))
+        for entry in beside_lines(ev):
+            console.print(Text(f"also measured, on its own (not pooled, not part of the verdict): {entry}"))
         if ev.with_evidence or ev.without_evidence:
             console.print(Text(f"with evidence: {', '.join(ev.with_evidence) or '—'}"))
             console.print(Text(f"no evidence: {', '.join(ev.without_evidence) or '—'}"))
@@ -63,6 +84,11 @@ def render_console(
             console.print(_console_groups(ev, groups))
         for bad in _not_ok_lines(results.filter(kpi=ev.kpi)):
             console.print(Text(bad))
+        heading, skipped = not_in_mode(run_dir, ev.kpi)
+        if skipped:
+            console.print(Text(f"{heading}:", style="cyan"))
+            for entry in skipped:
+                console.print(Text(f"  {entry}"))
         if ev.evidence:
             # A long list buries the tables; report.md links every file.
             shown = ", ".join(ev.evidence[:3]) + (", …" if len(ev.evidence) > 3 else "")

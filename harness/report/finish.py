@@ -78,7 +78,7 @@ def evaluate_and_report(
     evaluations = {k.id: evaluate(k, results.filter(kpi=k.id)) for k in every}
     paths = write_reports(run_dir, list(evaluations.values()), results, langs=langs, html=html) if write else []
     asked = [evaluations[k.id] for k in kpis]
-    render_console(asked, results, console)
+    render_console(asked, results, console, run_dir=run_dir)
     for path in paths:
         if path.suffix in (".md", ".html"):
             console.print(f"report: {path}")

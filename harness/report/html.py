@@ -34,9 +34,12 @@ from harness.report.text import (
     _target,
     _unique,
     _what,
+    beside_lines,
     fmt_value,
     label,
+    not_in_mode,
     report_name,
+    unit_label,
 )
 from harness.results.judgement import Evaluation, Verdict
 from harness.results.store import Results
@@ -98,7 +101,7 @@ def _html_summary(evaluations: Sequence[Evaluation], lang: Lang) -> str:
                 title,
                 _target(ev, lang),
                 _value_cell(ev),
-                ev.unit,
+                unit_label(ev),
                 _chips(ev.fidelity, lang),
                 _badge(ev.verdict, lang),
             ]
@@ -194,6 +197,10 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         + "</div>"
     )
     out.append(f'<div class="reason"><b>{_e(label("reason", lang))}:</b> {_e(_reason(ev, lang))}</div>')
+    if ev.notes:
+        out.append(f'<div class="reason"><b>{_e(label("notes", lang))}:</b> {_e("; ".join(ev.notes))}</div>')
+    for line in beside_lines(ev, lang):
+        out.append(f'<div class="reason"><b>{_e(label("beside", lang))}:</b> {_e(line)}</div>')
     for p in plots:
         out.append(
             f'<figure><img src="{_e(quote(p.path))}" alt="{_e(p.caption)}" loading="lazy">'
@@ -241,6 +248,9 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         out.append(
             f"<h3>{_e(label('blocked_section', lang))}</h3><ul>" + "".join(f"<li>{_e(x)}</li>" for x in lines) + "</ul>"
         )
+    heading, skipped = not_in_mode(run_dir, ev.kpi, lang)
+    if skipped:
+        out.append(f"<h3>{_e(heading)}</h3><ul>" + "".join(f"<li>{_e(x)}</li>" for x in skipped) + "</ul>")
     out.append(f"<h3>{_e(label('evidence', lang))}</h3>")
     if ev.evidence:
         links = "".join(f"<li>{_html_link(p, run_dir, lang)}</li>" for p in ev.evidence)

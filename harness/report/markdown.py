@@ -31,11 +31,14 @@ from harness.report.text import (
     _title,
     _unique,
     _value_line,
+    beside_lines,
     fmt_value,
     label,
+    not_in_mode,
     report_name,
+    unit_label,
 )
-from harness.results.judgement import Evaluation
+from harness.results.judgement import Evaluation, _records, row_label
 from harness.results.store import Results
 
 
@@ -84,7 +87,7 @@ def render_markdown(
                 _title(ev, lang),
                 _target(ev, lang),
                 fmt_value(ev.value, ev.ci_low, ev.ci_high),
-                ev.unit,
+                unit_label(ev),
                 _fidelity(ev, lang),
                 f"**{label(ev.verdict.value, lang)}**",
             ]
@@ -115,6 +118,10 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
     if ev.with_evidence or ev.without_evidence:
         out.append(f"- **{label('with_evidence', lang)}:** {', '.join(ev.with_evidence) or '—'}")
         out.append(f"- **{label('without_evidence', lang)}:** {', '.join(ev.without_evidence) or '—'}")
+    if ev.notes:
+        out.append(f"- **{label('notes', lang)}:** {'; '.join(ev.notes)}")
+    for line in beside_lines(ev, lang):
+        out.append(f"- **{label('beside', lang)}:** {line}")
     if ev.blocked:
         out.append(f"- **{label('blocked_rows', lang)}:** {ev.blocked}")
     out.append("")
@@ -136,6 +143,9 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
     lines = _not_ok_lines(kpi_rows)
     if lines:
         out += [f"### {label('blocked_section', lang)}", "", *(f"- {line}" for line in lines), ""]
+    heading, skipped = not_in_mode(run_dir, ev.kpi, lang)
+    if skipped:
+        out += [f"### {heading}", "", *(f"- {line}" for line in skipped), ""]
     out += [f"### {label('evidence', lang)}", ""]
     out += [f"- {_link(p, run_dir, lang)}" for p in ev.evidence] or [f"- {label('none_recorded', lang)}"]
     out.append("")
@@ -144,15 +154,19 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
 
 
 def _not_ok_lines(rows: Results) -> list[str]:
+    """One line per reason: rows that share a status, metric and note are listed together, so a
+    reason that blocks several rows (a missing model on two targets) is printed once."""
     bad = rows.df[rows.df["status"] != "ok"]
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for r in _records(bad):
+        note = " ".join(str(r["note"]).split()) or "no note"
+        labels = groups.setdefault((str(r["status"]), str(r["metric"]), note), [])
+        label = row_label(r)
+        if label and label not in labels:
+            labels.append(label)
     return sorted(
-        {
-            f"{r['status']}: {r['metric']} {r['variant']}"
-            f"{'/' + str(r['workload']) if r['workload'] else ''}"
-            f"{' on ' + str(r['target']) if r['target'] else ''} — "
-            f"{' '.join(str(r['note']).split()) or 'no note'}"
-            for r in bad.to_dict("records")
-        }
+        f"{status}: {metric}{' ' + ', '.join(sorted(labels)) if labels else ''} — {note}"
+        for (status, metric, note), labels in groups.items()
     )
 
 

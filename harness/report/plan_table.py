@@ -58,4 +58,6 @@ def print_plans(plans: Sequence[KpiPlan], console: Console | None = None) -> Non
             con.print(f"  [dim]note:[/dim] {escape(n)}")
         for g in p.gaps:
             con.print(f"  [yellow]gap:[/yellow] {escape(g)}")
+        for skipped in p.not_in_mode:
+            con.print(f"  [cyan]not part of {p.mode} mode:[/cyan] {escape(skipped.line())}")
         con.print()

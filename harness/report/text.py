@@ -58,6 +58,9 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "per_workload": "per workload",
         "measurements": "Measurements",
         "blocked_section": "Blocked and failed rows",
+        "beside": "Also measured, each on its own (not pooled with the compared pair, not part of the verdict)",
+        "notes": "How the judged value was obtained",
+        "not_in_mode": "Not part of this mode ({mode}): never run, not counted as blocked",
         "evidence": "Evidence",
         "provenance": "Provenance",
         "source_commits": "Source commits",
@@ -143,6 +146,9 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "per_workload": "워크로드별",
         "measurements": "측정 결과",
         "blocked_section": "차단 및 실패한 행",
+        "beside": "따로 측정한 변형 (비교 쌍과 합치지 않으며 판정에 쓰지 않음)",
+        "notes": "판정 값을 얻은 방법",
+        "not_in_mode": "이 모드({mode})에 포함되지 않는 단계: 실행하지 않으며 차단으로 세지 않음",
         "evidence": "증거 자료",
         "provenance": "출처 정보",
         "source_commits": "소스 커밋",
@@ -293,8 +299,25 @@ def _fidelity(ev: Evaluation, lang: Lang = "en") -> str:
     return ", ".join(label(f, lang) for f in ev.fidelity) or "—"
 
 
+def unit_label(ev: Evaluation) -> str:
+    """The value's unit; for a comparison, also what it compares and in which unit (% of KB, x of images/s)."""
+    if ev.statistic and ev.metric_unit:
+        return f"{ev.unit} ({ev.statistic} of {ev.metric}, {ev.metric_unit})"
+    return ev.unit
+
+
+def beside_lines(ev: Evaluation, lang: Lang = "en") -> list[str]:
+    """One line per variant measured outside the compared pair, with its own fidelity and n."""
+    out = []
+    for b in ev.beside:
+        name = f"{b.variant} ({b.label})" if b.label else b.variant
+        where = ", ".join(x for x in (label(b.fidelity, lang), b.mode, f"n={b.n}", b.target) if x)
+        out.append(f"{name}: {b.metric} {fmt_num(b.median)} {b.unit} ({where})")
+    return out
+
+
 def _cell_header(first: WorkloadComparison, lang: Lang = "en") -> list[str]:
-    median = label("median_ci", lang)
+    median = label("median_ci", lang) + (f" ({first.unit})" if first.unit else "")
     return [
         label("target", lang),
         label("workload", lang),
@@ -432,6 +455,22 @@ _PROVENANCE_COLUMNS: Final = (
     ("image_digests", "image_digest"),
     ("artefacts", "artefact_sha256"),
 )
+
+
+def not_in_mode(run_dir: Path | None, kpi: str, lang: Lang = "en") -> tuple[str, list[str]]:
+    """(heading, lines): the steps the run's mode left out for `kpi`, from plans/<kpi>.json."""
+    if run_dir is None:
+        return "", []
+    try:
+        doc = json.loads((run_dir / "plans" / f"{kpi}.json").read_text(encoding="utf-8"))
+        items = [x for x in doc.get("not_in_mode", []) if isinstance(x, dict)]
+    except (OSError, ValueError, AttributeError):
+        return "", []
+    lines = [
+        f"{x.get('id', '')}: {x.get('what', '')} — {x.get('why', '')}; a {x.get('planned_in', '')} run plans it"
+        for x in items
+    ]
+    return (label("not_in_mode", lang).format(mode=doc.get("mode", "")), lines) if lines else ("", [])
 
 
 def _commands(df: pd.DataFrame) -> list[str]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from harness.core.manifest import Kpi
 from harness.results.judgement import (
+    Beside,
     Verdict,
     WorkloadComparison,
     _fidelities,
@@ -18,6 +20,7 @@ from harness.results.judgement import (
     _metric_unit,
     _ok,
     _records,
+    row_label,
 )
 from harness.results.statistics import (
     STATISTIC_UNITS,
@@ -72,9 +75,73 @@ def _cells(kpi: Kpi, ok_rows: pd.DataFrame) -> list[WorkloadComparison]:
                 candidate_summary=summarize(c) if c.size else None,
                 comparison=comparison,
                 side=side_of(comparison) if comparison is not None else "incomplete",
+                unit=_metric_unit(kpi, cmp.metric, sel),
             )
         )
     return out
+
+
+def beside_variants(kpi: Kpi, ok_rows: pd.DataFrame) -> list[Beside]:
+    """The compare metric's ok rows of variants other than the baseline and the candidate, one entry
+    per (variant, target, fidelity, mode): shown beside the comparison, never pooled into it."""
+    cmp = kpi.compare
+    if cmp is None:
+        return []
+    df = ok_rows[(ok_rows["metric"] == cmp.metric) & ~ok_rows["variant"].isin([cmp.baseline, cmp.candidate])]
+    labels = {v.name: v.label for v in kpi.variants}
+    out = []
+    for (variant, target, fidelity, mode), g in df.groupby(["variant", "target", "fidelity", "mode"], sort=True):
+        values = g["value"].to_numpy(dtype=float)
+        out.append(
+            Beside(
+                variant=str(variant),
+                label=labels.get(str(variant), ""),
+                metric=cmp.metric,
+                target=str(target),
+                fidelity=str(fidelity),
+                mode=str(mode),
+                n=int(values.size),
+                median=float(np.median(values)),
+                unit=_metric_unit(kpi, cmp.metric, g),
+            )
+        )
+    return out
+
+
+def require_comparison(
+    kpi: Kpi, judged: _Judged, ok_rows: pd.DataFrame, all_rows: pd.DataFrame, *, gated: bool = False
+) -> _Judged:
+    """A bound's PASS also needs the comparison's rows at `compare.required_at` (KPI 3: board timings of
+    both models, in a measure run); the comparison found there is named beside the bound. When
+    nothing may decide the KPI (`gated`: a smoke run) only the reason says what is missing."""
+    cmp = kpi.compare
+    if cmp is None or not cmp.required_at or judged.verdict != Verdict.PASS:
+        return judged
+    where = "/".join(cmp.required_at)
+    pick = (ok_rows["metric"] == cmp.metric) & ok_rows["fidelity"].isin(list(cmp.required_at))
+    at = ok_rows[(pick & (ok_rows["mode"] == "measure")).to_numpy()]
+    missing = [v for v in (cmp.baseline, cmp.candidate) if v not in set(at["variant"].tolist())]
+    if not missing:
+        done = [c for c in _cells(kpi, at) if c.comparison is not None]
+        shown = "; ".join(
+            f"{c.comparison.value:.3g} {STATISTIC_UNITS[cmp.statistic]} on {c.target}" for c in done if c.comparison
+        )
+        return replace(
+            judged,
+            reason=f"{judged.reason}; {cmp.statistic} at {where}: {shown or '—'}",
+            reason_ko=f"{judged.reason_ko}; {where} {cmp.statistic}: {shown or '—'}",
+        )
+    bad = all_rows[(all_rows["metric"] == cmp.metric) & (all_rows["status"] != "ok")]
+    verdict = judged.verdict if gated else Verdict.BLOCKED if not bad.empty else Verdict.INCONCLUSIVE
+    lacking = ", ".join(missing)
+    return replace(
+        judged,
+        verdict=verdict,
+        reason=f"{judged.reason}, but a PASS also needs {where} {cmp.metric} of both {cmp.baseline} and "
+        f"{cmp.candidate} in a measure run: none for {lacking}",
+        reason_ko=f"{judged.reason_ko}, 그러나 통과에는 측정 실행에서 {cmp.baseline}와 {cmp.candidate} 모두의 "
+        f"{where} {cmp.metric}가 필요함: {lacking} 없음",
+    )
 
 
 def evaluate_per_workload(kpi: Kpi, results: Results) -> list[WorkloadComparison]:
@@ -92,12 +159,16 @@ def _blocked_reason(kpi: Kpi, rows: pd.DataFrame, metric: str) -> tuple[str, str
         )
     if bad.empty:
         return f"no ok rows of metric {metric!r}", f"지표 {metric!r}의 정상 행이 없음"
+    # One entry per reason: the rows a reason blocks are named together, the reason once.
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in _records(bad):
+        labels = groups.setdefault((str(r["status"]), str(r["note"] or "no note")), [])
+        label = row_label(r)
+        if label and label not in labels:
+            labels.append(label)
     lines = sorted(
-        {
-            f"{r['status']} {r['variant']}{'/' + str(r['workload']) if r['workload'] else ''}"
-            f"{' on ' + str(r['target']) if r['target'] else ''}: {r['note'] or 'no note'}"
-            for r in _records(bad)
-        }
+        f"{status}{' ' + ', '.join(sorted(labels)) if labels else ''}: {note}"
+        for (status, note), labels in groups.items()
     )
     head = "; ".join(lines[:5])
     more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""

@@ -3,6 +3,7 @@ that read the rows of one KPI."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -52,6 +53,7 @@ class WorkloadComparison:
     candidate_summary: Summary | None
     comparison: Comparison | None
     side: Side
+    unit: str = ""  # the compared metric's unit (the medians' unit)
 
     @property
     def label(self) -> str:
@@ -59,6 +61,22 @@ class WorkloadComparison:
         if self.target:
             parts.append(f"@{self.target}")
         return "".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Beside:
+    """A variant measured in the run outside the compared pair (KPI 4's harness-converted model):
+    shown on its own, never pooled with the baseline or the candidate, never part of the verdict."""
+
+    variant: str
+    label: str
+    metric: str
+    target: str
+    fidelity: str
+    mode: str
+    n: int
+    median: float
+    unit: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +119,9 @@ class Evaluation:
     without_evidence: tuple[str, ...] = ()
     per_workload: tuple[WorkloadComparison, ...] = ()
     entities: tuple[EntityEvidence, ...] = ()  # count KPIs: each listed board / NPU and its evidence
+    metric_unit: str = ""  # the unit of `metric` itself (a comparison's value is in the statistic's unit)
+    beside: tuple[Beside, ...] = ()  # variants outside the compared pair, each on its own
+    notes: tuple[str, ...] = ()  # how the judged rows were obtained (a bound KPI: measured or given)
 
 
 def verdict_metric(kpi: Kpi) -> str:
@@ -162,6 +183,15 @@ def _display_rows(ok: pd.DataFrame, *, one_fidelity: bool) -> pd.DataFrame:
         return rows
     best = _fidelities(rows)
     return rows[rows["fidelity"] == best[0]] if best else rows
+
+
+def row_label(r: Mapping[str, Any]) -> str:
+    """`variant/workload on target` of a row record, leaving out what is empty or repeats the variant."""
+    variant, workload, target = (str(r.get(k) or "") for k in ("variant", "workload", "target"))
+    if variant == "-":  # rows of steps without a variant, as older versions wrote them
+        variant = ""
+    name = variant + (f"/{workload}" if workload and workload != variant else "")
+    return name + (f" on {target}" if target else "")
 
 
 def _name_key(name: str) -> str:

@@ -10,8 +10,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import pandas as pd
+
 from harness.core.manifest import Kpi
-from harness.results.comparisons import _blocked_reason, _cells, _gate_reason, _judge_bound, _judge_comparison
+from harness.results.comparisons import (
+    _blocked_reason,
+    _cells,
+    _gate_reason,
+    _judge_bound,
+    _judge_comparison,
+    beside_variants,
+    require_comparison,
+)
 from harness.results.counts import _judge_count, _judge_report, evidence_by_entity
 from harness.results.judgement import (
     Evaluation,
@@ -48,6 +58,9 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         "metric": metric,
         "blocked": n_bad,
         "evidence": _evidence(rows),
+        "metric_unit": _metric_unit(kpi, metric, mrows),
+        # Variants outside the compared pair (KPI 4's own conversion) are shown even when blocked.
+        "beside": tuple(beside_variants(kpi, _ok(rows))),
     }
     if kind == "count_at_least":
         base["entities"] = tuple(evidence_by_entity(kpi, mrows))
@@ -87,8 +100,9 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
             judged = replace(judged, cells=tuple(_cells(kpi, ok)))
     elif kind in ("at_most", "at_least"):
         # The bound is on one metric; a comparison (KPI 3's speed-up) is shown beside it, each
-        # cell labelled with its own fidelity.
+        # cell labelled with its own fidelity, and a PASS may need it (compare.required_at).
         judged = replace(_judge_bound(kpi, shown, metric), cells=tuple(_cells(kpi, _ok(rows))))
+        judged = require_comparison(kpi, judged, _ok(rows), rows, gated=gated)
     elif kind == "count_at_least":
         judged = _judge_count(kpi, shown, mrows)
     else:
@@ -119,8 +133,15 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         with_evidence=judged.with_evidence,
         without_evidence=judged.without_evidence,
         per_workload=judged.cells,
+        notes=_row_notes(shown) if kind in ("at_most", "at_least") else (),
         **base,
     )
+
+
+def _row_notes(rows: pd.DataFrame, limit: int = 3) -> tuple[str, ...]:
+    """How the judged rows were obtained (their notes), each once: an override shows here."""
+    notes = [" ".join(str(n).split()) for n in rows["note"].tolist() if str(n).strip()]
+    return tuple(dict.fromkeys(notes))[:limit]
 
 
 def evaluate_all(kpis: Sequence[Kpi], results: Results) -> list[Evaluation]:

@@ -199,7 +199,7 @@ def record_blocked(step: Step, run: Run, state: StepState) -> None:
             run_id=run.run_id,
             kpi=step.kpi,
             metric=metric,
-            variant=step.variant or "-",
+            variant=step.variant,
             workload=step.workload,
             target=step.target,
             fidelity=step.fidelity or "host",  # type: ignore[arg-type]

@@ -4,15 +4,15 @@ What runs here: the baseline fetch (a local copy, or the manifest URL with its s
 first download), the synthetic ImageFolder of the smoke run, .tflite sizes (fidelity `static`) and
 host reference latencies through `harness.payload.litert_bench` (LiteRT Python runtime, fidelity `host`).
 The ANT `benchmark_model_aarch64` runs under QEMU user mode when the ANT checkout holds it (fidelity
-`emulated`). ADMM training and the PyTorch → TFLite conversion need the cuda-train image: without
-its build context those steps end BLOCKED and say so."""
+`emulated`), and on a board in measure runs; --num_threads follows the target's cores. ADMM training,
+the dense validation and the PyTorch → TFLite conversion need the cuda-train image (train.py); the
+accuracy rows are in accuracy.py, the KPI 4 sizes in size.py."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Final
 
 from harness.core.runner import Executor, Run
@@ -21,122 +21,32 @@ from harness.env import qemu
 from harness.env.identity import host_identity
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis.common.executors import evaluate_kpi, measured_fields
-from harness.kpis.common.tflite_files import looks_like_tflite, size_and_sha256
+from harness.kpis.common.tflite_files import size_and_sha256
+from harness.kpis.ml.accuracy import accuracy_rows
 from harness.kpis.ml.fetch import exec_fetch
 from harness.kpis.ml.models import (
     _COMPLETE_CLONE_FIX,
     ARTEFACT,
     BENCHMARK_TOOL,
-    DENSE_TOP1_ENV,
     KPI_LATENCY,
     KPI_MEMORY,
-    SHIPPED,
     ModelFile,
     _file_in_ant,
     artefact_model,
     baseline_model,
     shipped_model,
 )
-from harness.kpis.ml.train import exec_convert, exec_train
+from harness.kpis.ml.plan_latency import THREADS_ARG
+from harness.kpis.ml.rows import _row, _write
+from harness.kpis.ml.size import exec_measure_size
+from harness.kpis.ml.train import DENSE_STEP, exec_convert, exec_train
 from harness.options import SOURCE_ROOT
-from harness.parsers.admm import parse_admm_file
 from harness.parsers.benchmark_model import describe, parse_benchmark_file
-from harness.results.journal import append_row_journal
 from harness.results.rows import Row
 
 # --------------------------------------------------------------------------------------------
-# Rows
+# KPI 4: model size (harness/kpis/ml/size.py)
 # --------------------------------------------------------------------------------------------
-
-
-def _row(run: Run, kpi: str, **kw: Any) -> Row:
-    fields: dict[str, Any] = {"run_id": run.run_id, "kpi": kpi, "mode": run.mode, **run.provenance_base(), **kw}
-    return Row(**fields)
-
-
-def _write(run: Run, rows: list[Row]) -> int:
-    for r in rows:
-        append_row_journal(run.run_dir, r)
-    return len(rows)
-
-
-# --------------------------------------------------------------------------------------------
-# KPI 4: model size
-# --------------------------------------------------------------------------------------------
-
-
-def size_rows(run: Run, step: Step, models: list[ModelFile]) -> list[Row]:
-    """model_size rows (bytes, fidelity static): ok for readable TFLite files, blocked otherwise."""
-    rows = []
-    for m in models:
-        common: dict[str, Any] = dict(
-            metric="model_size",
-            variant=m.name,
-            workload=m.name,
-            target=step.target,
-            fidelity="static",
-            repeat=0,
-            unit="bytes",
-            source_commit=m.source_commit,
-        )
-        if m.path is None:
-            rows.append(
-                _row(run, KPI_MEMORY, value=float("nan"), status="blocked", note=f"{m.reason} — fix: {m.fix}", **common)
-            )
-            continue
-        size, sha = size_and_sha256(m.path)
-        ident = {"kind": "static", "file": str(m.path), "origin": m.origin}
-        if not looks_like_tflite(m.path):
-            rows.append(
-                _row(
-                    run,
-                    KPI_MEMORY,
-                    value=float("nan"),
-                    status="failed",
-                    artefact_sha256=sha,
-                    target_identity=ident,
-                    note=f"{m.path} is not a TFLite flatbuffer",
-                    **common,
-                )
-            )
-            continue
-        rows.append(
-            _row(
-                run,
-                KPI_MEMORY,
-                value=float(size),
-                status="ok",
-                artefact_sha256=sha,
-                target_identity=ident,
-                note=f"file size of {m.origin or m.path}",
-                **common,
-            )
-        )
-    return rows
-
-
-def exec_measure_size(step: Step, run: Run) -> dict[str, Any]:
-    """KPI 4 rows for the baseline, the shipped model and (if present) the KPI 3 artefact."""
-    models = [baseline_model(run), shipped_model(run)]
-    art = artefact_model(run)
-    if art is not None:
-        models.append(art)
-    if step.variant:
-        models = [m for m in models if m.name == step.variant]
-    rows = size_rows(run, step, models)
-    if not any(r.status == "ok" for r in rows):
-        # One blocked row for the step is written by the runner; the reasons go into its message.
-        missing = [m for m in models if m.path is None]
-        raise Blocked(
-            "; ".join(m.reason for m in missing) or "no model file to size",
-            "; ".join(dict.fromkeys(m.fix for m in missing)) or "see the step log",
-        )
-    _write(run, rows)
-    return {
-        "rows": len(rows),
-        "sizes": {r.variant: r.value for r in rows if r.status == "ok"},
-        "not_sized": {r.variant: r.note for r in rows if r.status != "ok"},
-    }
 
 
 def exec_evaluate_memory(step: Step, run: Run) -> dict[str, Any]:
@@ -210,7 +120,8 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], model: ModelFil
     from harness.env.lab import session as boardrun
 
     _, transport = boardrun.session(run, step.target)
-    argv = [deploy["remote_tool"], f"--graph={deploy['remote_models'][step.variant]}", *_bench_flags(step)]
+    threads = _threads(deploy["identity"].get("cpus"))
+    argv = [deploy["remote_tool"], f"--graph={deploy['remote_models'][step.variant]}", *_bench_flags(step, threads)]
     log = run.raw_path(step.id, ".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     res = transport.run(argv, timeout=run.manifest.defaults.timeout_s, stdout_path=log)
@@ -226,7 +137,7 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], model: ModelFil
     return {
         "log": str(log),
         "argv": argv,
-        "identity": deploy["identity"],
+        "identity": {**deploy["identity"], **_threads_identity(threads, "the board's online CPUs")},
         "tool": BENCHMARK_TOOL,
         "model": str(model.path),
         "model_sha256": sha,
@@ -234,8 +145,27 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], model: ModelFil
     }
 
 
-def _bench_flags(step: Step) -> list[str]:
-    return [a for a in step.argv if a.startswith("--") and not a.startswith("--graph")]
+def _threads(cpus: object) -> int:
+    """--num_threads for a target with `cpus` online cores (1 when the target does not say)."""
+    return cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1
+
+
+def _host_cpus() -> int:
+    """The cores this process may run on (what QEMU user mode's guest threads run on, too)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _threads_identity(threads: int, source: str) -> dict[str, Any]:
+    return {"num_threads": threads, "num_threads_from": source}
+
+
+def _bench_flags(step: Step, threads: int) -> list[str]:
+    """The step's benchmark flags, with the planned thread placeholder set to the target's cores."""
+    flags = [a for a in step.argv if a.startswith("--") and not a.startswith("--graph")]
+    return [f"--num_threads={threads}" if a == THREADS_ARG else a for a in flags]
 
 
 def _python_env() -> dict[str, str]:
@@ -265,9 +195,10 @@ def exec_measure_latency(step: Step, run: Run) -> dict[str, Any]:
         raise Blocked(model.reason, model.fix)
     if step.where == "board":
         return _measure_board(step, run, deploy, model)
-    flags = _bench_flags(step)
+    threads = _threads(_host_cpus())
+    flags = _bench_flags(step, threads)
     graph = f"--graph={model.path}"
-    identity = host_identity()
+    identity = {**host_identity(), **_threads_identity(threads, "this host's usable CPUs (sched_getaffinity)")}
     if arch == "x86_64":
         argv = [sys.executable, "-m", "harness.payload.litert_bench", graph, *flags]
         tool = "harness.payload.litert_bench"
@@ -325,7 +256,19 @@ def latency_row(run: Run, step: Step, outputs: dict[str, Any]) -> Row:
     except BadInput as e:
         return _row(run, KPI_LATENCY, value=float("nan"), status="failed", note=e.one_line(), **common)
     note = f"{outputs.get('tool', '')}: {describe(res)}".lstrip(": ")
-    return _row(run, KPI_LATENCY, value=res.inference_avg_us, status="ok", note=note, **common)
+    runs = _runs_note(common["argv"], res.timed.count if res.timed is not None else None)
+    return _row(run, KPI_LATENCY, value=res.inference_avg_us, status="ok", note=f"{note}{runs}", **common)
+
+
+def _runs_note(argv: list[str], count: int | None) -> str:
+    """Why the timed count differs from --num_runs: benchmark_model's rule, said beside the count."""
+    asked = next((a.split("=", 1)[1] for a in argv if a.startswith("--num_runs=")), "")
+    if count is None or not asked or str(count) == asked:
+        return ""
+    return (
+        f" (--num_runs={asked} is a minimum: benchmark_model times at least that many runs and for at "
+        f"least --min_secs, 1 s by default; {count} runs here)"
+    )
 
 
 def _measure_steps(run: Run, target: str) -> list[Step]:
@@ -334,71 +277,13 @@ def _measure_steps(run: Run, target: str) -> list[Step]:
     return [s for s in steps.values() if s.kpi == KPI_LATENCY and s.kind == "measure" and s.target == target]
 
 
-def accuracy_rows(run: Run, step: Step, log: Path) -> list[Row]:
-    """top1 (last 'Best accuracy') and accuracy_loss (dense Top-1 minus it, when the dense Top-1 is given)."""
-    parsed = parse_admm_file(log)
-    common: dict[str, Any] = dict(
-        variant=SHIPPED,
-        workload="imagenet" if run.mode == "measure" else "synthetic",
-        fidelity=step.fidelity or "host",
-        unit="%",
-        log=run.rel(log),
-    )
-    top1 = parsed.top1
-    if parsed.error or top1 is None:
-        why = parsed.error or "no accuracy line"
-        return [_row(run, KPI_LATENCY, metric="top1", value=float("nan"), status="failed", note=why, **common)]
-    rows = [
-        _row(
-            run,
-            KPI_LATENCY,
-            metric="top1",
-            value=top1,
-            status="ok",
-            note=f"last of {parsed.best_lines} 'Best accuracy' line(s)",
-            **common,
-        )
-    ]
-    dense = run.env.dense_top1 or None
-    loss_common = {**common, "unit": "%p"}
-    if dense is None:
-        rows.append(
-            _row(
-                run,
-                KPI_LATENCY,
-                metric="accuracy_loss",
-                value=float("nan"),
-                status="blocked",
-                note=f"the dense model's Top-1 is not given — fix: set {DENSE_TOP1_ENV}=<percent>",
-                **loss_common,
-            )
-        )
-    else:
-        try:
-            d = float(dense)
-        except ValueError:
-            raise BadInput(f"{DENSE_TOP1_ENV}={dense!r} is not a number") from None
-        rows.append(
-            _row(
-                run,
-                KPI_LATENCY,
-                metric="accuracy_loss",
-                value=d - top1,
-                status="ok",
-                note=f"dense Top-1 {d:g} % minus pruned Top-1 {top1:g} %",
-                **loss_common,
-            )
-        )
-    return rows
-
-
 def exec_parse_latency(step: Step, run: Run) -> dict[str, Any]:
     """parse:accuracy → top1/accuracy_loss rows; parse:<target> → one inference_avg row per measured run."""
     if step.id == "parse:accuracy":
         train = run.outputs.get("train:admm")
         if not train or not train.get("log"):
             raise Blocked("no ADMM training log in this run", "let train:admm complete")
-        return {"rows": _write(run, accuracy_rows(run, step, Path(train["log"])))}
+        return {"rows": _write(run, accuracy_rows(run, step, train, run.outputs.get(DENSE_STEP)))}
     rows = []
     for ms in _measure_steps(run, step.target):
         out = run.outputs.get(ms.id)

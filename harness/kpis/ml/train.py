@@ -12,9 +12,19 @@ from harness.core.runner import Run
 from harness.core.steps import Step
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis.common.datasets import IMAGENET_ENV
-from harness.kpis.common.training import ENGINE_DATA_ENV, WORK_MOUNT, Patch, prepare_tree, run_training, train_image_tag
+from harness.kpis.common.training import (
+    ENGINE_DATA_ENV,
+    WORK_MOUNT,
+    Patch,
+    prepare_tree,
+    run_training,
+    train_image,
+    train_image_tag,
+)
 from harness.kpis.ml.models import ARTEFACT, TRAIN_IMAGE
 from harness.parsers.admm import parse_admm_file
+
+DENSE_STEP: Final = "validate:dense"
 
 # --------------------------------------------------------------------------------------------
 # Training (ADMM_baseline) and conversion: in the cuda-train image
@@ -70,9 +80,11 @@ def prepare_admm_tree(src: Path, work: Path) -> tuple[Path, Path]:
     return prepare_tree(src, work, patches=ADMM_PATCHES, stubs=ADMM_STUBS)
 
 
-def exec_train(step: Step, run: Run) -> dict[str, Any]:
-    """ADMM_baseline in the cuda-train image (stubs, best_acc1 fix, run from output/); Blocked without it."""
-    _require_train_image(run, "ADMM training")
+def _admm_run(step: Step, run: Run, what: str, work_name: str) -> tuple[int, Path, Path, dict[str, Any]]:
+    """Run the step's `python3 main.py DATA ARGS…` in cuda-train from a fresh patched tree.
+
+    Returns (exit code, log, output directory, provenance: argv, image, source commit and digest)."""
+    _require_train_image(run, what)
     src_out = next((o for sid, o in run.outputs.items() if sid.startswith("source:auto_compression")), None)
     if src_out is None:
         raise Blocked(f"{step.id}: the Auto-Compression checkout is missing", "let the source step complete")
@@ -84,12 +96,12 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
         given = run.env.imagenet
         if not given and not run.env.engine_data:
             raise Blocked(
-                "ADMM training in measure mode needs ImageNet (train/ and val/ ImageFolder)",
+                f"{what} in measure mode needs ImageNet (train/ and val/ ImageFolder)",
                 f"set {IMAGENET_ENV}=/path/to/imagenet (or, on a remote engine, "
                 f"{ENGINE_DATA_ENV}=<its path on the engine's machine>)",
             )
         data = Path(str(given)) if given else None
-    work = run.work_dir("admm")
+    work = run.work_dir(work_name)
     prepare_admm_tree(Path(src_out["path"]) / ADMM_DIR, work)
     out_dir = work / "output"
     # A checkpoint left by an earlier attempt must not be taken for this run's.
@@ -99,6 +111,23 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
     argv = ["python3", "/work/src/main.py", "/data", *step.argv[3:]]
     # main.py writes its run folder relative to the working directory: run it from output/.
     rc, log = run_training(run, step, argv, work=work, data=data, cwd="/work/output")
+    img = train_image(run)
+    prov = {
+        "argv": argv,
+        "image": tag,
+        "image_digest": str(img.get("digest") or img.get("id") or ""),
+        "source_commit": str(src_out.get("commit", "")),
+    }
+    return rc, log, out_dir, prov
+
+
+def exec_train(step: Step, run: Run) -> dict[str, Any]:
+    """ADMM_baseline in the cuda-train image (stubs, best_acc1 fix, run from output/); Blocked without it.
+
+    The step `validate:dense` runs the same command with --evaluate (see exec_validate_dense)."""
+    if step.id == DENSE_STEP:
+        return exec_validate_dense(step, run)
+    rc, log, out_dir, prov = _admm_run(step, run, "ADMM training", "admm")
     parsed = parse_admm_file(log) if log.is_file() else None
     if rc != 0:
         why = f": {parsed.error}" if parsed is not None and parsed.error else ""
@@ -106,7 +135,25 @@ def exec_train(step: Step, run: Run) -> dict[str, Any]:
     best = sorted(out_dir.glob("*/model_best.pth.tar"))
     if not best:
         raise StepFailed("ADMM training wrote no */model_best.pth.tar", log=run.rel(log))
-    return {"log": str(log), "checkpoint": str(best[-1]), "argv": argv, "image": tag}
+    return {"log": str(log), "checkpoint": str(best[-1]), **prov}
+
+
+def exec_validate_dense(step: Step, run: Run) -> dict[str, Any]:
+    """The dense Top-1: main.py --evaluate, i.e. ADMM_baseline's validate() on the model its pruning
+    starts from (smoke: the seed-42 initialisation; measure: the --pretrained checkpoint), same data.
+
+    With ANT_KPI_DENSE_TOP1 set nothing runs: the given figure is used and marked as an override."""
+    if run.env.dense_top1:
+        return {"override": run.env.dense_top1}
+    rc, log, _, prov = _admm_run(step, run, "the dense validation", "admm-dense")
+    try:
+        parsed = parse_admm_file(log)
+    except BadInput:
+        parsed = None
+    if rc != 0 or parsed is None or not parsed.accuracies:
+        why = f": {parsed.error}" if parsed is not None and parsed.error else ""
+        raise StepFailed(f"the dense validation (main.py --evaluate) exited {rc}{why}", log=run.rel(log))
+    return {"log": str(log), "top1": parsed.accuracies[-1].top1, **prov}
 
 
 _INPUT_SIZES: Final = {"imagenet": 224, "cifar10": 32, "cifar100": 32}
@@ -234,5 +281,7 @@ def exec_convert(step: Step, run: Run) -> dict[str, Any]:
         "pruned_fraction": ver.pruned_fraction,
         "ops": ver.ops,
         "log": str(log),
+        # The model is this run's training output: its source is the training's pinned commit.
+        "source_commit": str(train.get("source_commit", "")),
         "provenance": prov,
     }

@@ -163,7 +163,14 @@ def _measure_memory(ctx: PlanContext, variant: str, flags: tuple[str, ...], trai
         key_parts=(_digest(k.MEMORY_TOOL),),
         outputs=(k.MEMORY_JSON,),
     )
+    sram_what = "peak SRAM of the model's int8 TFLite export through the TinyEngine memory scheduler"
     if ctx.mode == "smoke":
+        ctx.skip_in_this_mode(
+            f"measure:peak-sram:{variant}",
+            sram_what,
+            "no int8 TFLite export of the trained model exists, and the MCU figure is a "
+            "simulator-fidelity measurement that a smoke run cannot make",
+        )
         return [memory.id]
     sram = ctx.step(
         id=f"measure:peak-sram:{variant}",
@@ -176,7 +183,6 @@ def _measure_memory(ctx: PlanContext, variant: str, flags: tuple[str, ...], trai
         repeat=0,
         fidelity="simulator",
         depends=(train.id,),
-        description="peak SRAM of the model's int8 TFLite export through the TinyEngine memory "
-        "scheduler (tinyml/code_generator): BLOCKED, no TFLite export of the patch-wise model exists",
+        description=f"{sram_what} (tinyml/code_generator): BLOCKED, no TFLite export of the patch-wise model exists",
     )
     return [memory.id, sram.id]
