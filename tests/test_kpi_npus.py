@@ -96,6 +96,19 @@ def test_executors_cover_every_step_kind_of_the_plan() -> None:
     assert ex["image"] is kpi_npus.exec_image and ex["build"] is kpi_npus.exec_build
 
 
+def test_fork_build_step_claims_gemmini_only_conditionally_and_names_the_wheelhouse() -> None:
+    """The plan must not promise a Gemmini build the fork's tree cannot give (Gemmini is built OFF
+    without compiler/3rdparty/gemmini), and says the image's pip step may need a wheelhouse."""
+    step = plan_steps()["build:tvm-fork"]
+    text = " ".join((step.description, *step.notes))
+    assert "three NPU back ends" not in text
+    assert "USE_GEMMINI ON only when compiler/3rdparty/gemmini" in text
+    assert "wheelhouse" in text
+    from harness.kpis.npus import tvm
+
+    assert "set(USE_GEMMINI ON)" in tvm.CONFIG_LINES  # switched OFF at build time when the tree is empty
+
+
 # ---- testcase pass rules -----------------------------------------------------------------------
 
 

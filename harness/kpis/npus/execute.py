@@ -1,6 +1,6 @@
 """KPI 7 execution: the NPUs whose compiler path passes (VTA, Ethos-U55, Gemmini).
 
-Two paths. The seed's: build the ANT-Model-DB TVM fork with the three NPU back ends in the tvm-npu
+Two paths. The seed's: build the ANT-Model-DB TVM fork with its NPU back ends in the tvm-npu
 image, then run testcase/test_{vta,ethosu,gemmini}.py; each testcase log is judged by a rule of
 its own (`judge_vta`, `judge_ethosu`, `judge_gemmini`), so a testcase that skips, falls back to the
 CPU or classifies wrongly is not a pass. Whatever that path lacks here (the image, the fork's build,

@@ -68,11 +68,16 @@ def _build_fork(ctx: PlanContext) -> Step:
         image="tvm-npu",
         depends=(src.id, img.id, *(s.id for s in subs)),
         argv=("bash", "-c", "cd build && cmake .. && make -j$(nproc)"),
-        description="build the TVM fork with the three NPU back ends enabled (set() lines appended to "
-        "build/config.cmake); the testcases import it through PYTHONPATH",
+        description="build the TVM fork with the NPU back ends its tree can build (set() lines appended "
+        "to build/config.cmake); the testcases import it through PYTHONPATH",
         notes=(
             "a long build: cached by its key, warm re-runs skip it",
-            "config: USE_LLVM llvm-config-14, USE_VTA_FSIM ON, USE_ETHOSU ON, USE_GEMMINI ON",
+            "config: USE_LLVM llvm-config-14, USE_VTA_FSIM ON, USE_ETHOSU ON; USE_GEMMINI ON only when "
+            "compiler/3rdparty/gemmini holds ucb-bar/gemmini (the fork records no commit for it), "
+            "otherwise OFF and Gemmini is reported as not built",
+            "the tvm-npu image installs its Python packages with pip: where the image cannot reach a "
+            "package index (a proxy whose CA the image lacks, no network), it needs a wheelhouse "
+            "(containers/tvm-npu/README.md)",
             "the fork at 6bccd836 ships no cmake/config.cmake (its .gitignore drops it) and no commits "
             "for its submodules: dmlc-core, dlpack, rang, vta-hw and libbacktrace come from the sources "
             "tvm_* at Apache TVM v0.13.dev0's commits",
