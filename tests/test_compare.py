@@ -142,3 +142,22 @@ def test_compare_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_compare_an_unknown_run_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--runs-dir", str(tmp_path), "compare", "nope", "nada"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_fidelities_and_modes_are_never_compared_with_each_other() -> None:
+    import dataclasses
+
+    small = {("peak_pss", "small"): A[("peak_pss", "small")]}
+    board = [dataclasses.replace(r, fidelity="board", mode="measure") for r in _rows("b", B)]
+    a = Results.from_rows(_rows("a", small))
+    b = Results.from_rows(board)
+    # Run A is a host smoke run, run B a board measurement: no cell pairs them up ...
+    assert compare_runs(a, b) == []
+    # ... and, when asked for one-sided cells, each keeps its own fidelity and mode, printed.
+    cells = compare_runs(a, b, include_one_sided=True)
+    small_cells = {(c.fidelity, c.mode, c.finding) for c in cells if (c.metric, c.workload) == ("peak_pss", "small")}
+    assert small_cells == {("host", "smoke", "only in A"), ("board", "measure", "only in B")}
+    console = Console(record=True, width=240, color_system=None)
+    render_table(cells, console, name_a="a", name_b="b")
+    out = console.export_text()
+    assert "fidelity" in out and "mode" in out and "board" in out and "measure" in out

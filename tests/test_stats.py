@@ -139,11 +139,11 @@ def test_order_statistic_indices_match_binomial_coverage() -> None:
         assert idx[1] == n - k
 
 
-def test_summarize_single_sample_has_a_point_ci_flagged_inexact() -> None:
+def test_summarize_single_sample_has_no_interval() -> None:
     s = summarize([42.0])
-    assert (s.median, s.ci_low, s.ci_high) == (42.0, 42.0, 42.0)
+    assert s.median == 42.0 and math.isnan(s.ci_low) and math.isnan(s.ci_high)
     assert not s.ci_exact
-    assert s.note == "single sample"
+    assert s.note == "n=1: no interval"
     assert math.isnan(s.stdev)
 
 
@@ -180,10 +180,14 @@ def test_reduction_overhead_and_speedup_from_medians() -> None:
     assert c.median_baseline == 100.0 and c.value == pytest.approx(60.0)
 
 
-def test_compare_with_one_sample_on_a_side_has_a_point_ci() -> None:
+def test_compare_with_one_sample_on_a_side_has_no_interval_and_no_side() -> None:
     c = compare([100.0, 102.0, 98.0], [80.0], "reduction_pct", "lower")
-    assert (c.ci_low, c.ci_high) == (c.value, c.value)
+    assert c.value == pytest.approx(20.0)
+    assert math.isnan(c.ci_low) and math.isnan(c.ci_high) and not c.has_interval
     assert (c.n_baseline, c.n_candidate) == (3, 1)
+    assert side_of(c) == "no interval"
+    # A static value (a file's size) is read, not sampled: the point value decides.
+    assert side_of(c, exact=True) == "good"
 
 
 def test_compare_bootstrap_is_deterministic_and_brackets_the_point() -> None:
@@ -623,3 +627,81 @@ def test_results_summary_and_compare_call_the_statistics() -> None:
 def test_verdict_is_a_string_enum() -> None:
     assert Verdict.FAIL == "FAIL"
     assert str(Verdict.NO_VERDICT) == "NO_VERDICT"
+
+
+# ---- one fidelity per headline, honest intervals (no interval from n=1) ---------------------------
+
+
+def test_n1_per_side_gives_a_value_but_no_interval_and_no_pass() -> None:
+    rows = ab_rows([100.0], [80.0]) + ab_rows([100.0], [70.0], workload="app2")
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert "fewer than two samples per side, so no interval" in ev.reason
+    assert {c.side for c in ev.per_workload} == {"no interval"}
+    assert all(math.isnan(c.comparison.ci_low) for c in ev.per_workload if c.comparison)
+    # Two workloads: the KPI-level figure is their range, and says so; it is not called a CI.
+    assert ev.interval == "range of 2 per-workload values, not a CI"
+    assert (ev.value, ev.ci_low, ev.ci_high) == (pytest.approx(25.0), pytest.approx(20.0), pytest.approx(30.0))
+
+
+def test_kpi_level_interval_is_a_named_bootstrap_over_five_or_more_workloads() -> None:
+    rows: list[Row] = []
+    for i, cand in enumerate([LOW6, [v - 2 for v in LOW6], [v + 3 for v in LOW6], [v - 5 for v in LOW6], LOW6]):
+        rows += ab_rows(BASE6, cand, workload=f"app{i}")
+    ev = evaluate(kpi_mem(), Results.from_rows(rows))
+    assert ev.verdict is Verdict.PASS
+    assert ev.interval == "95 % CI: percentile bootstrap of the median over 5 workloads"
+    assert ev.ci_low <= ev.value <= ev.ci_high
+
+
+def test_one_workload_keeps_its_own_bootstrap_ci() -> None:
+    ev = evaluate(kpi_mem(), Results.from_rows(ab_rows(BASE6, LOW6)))
+    cell = ev.per_workload[0].comparison
+    assert cell is not None and (ev.ci_low, ev.ci_high) == (cell.ci_low, cell.ci_high)
+    assert ev.interval.startswith("95 % CI: percentile bootstrap")
+
+
+def test_the_headline_takes_the_highest_allowed_fidelity_and_shows_the_other_apart() -> None:
+    rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="simulator", target="sim")
+    ev = evaluate(kpi_mem(fidelity=("board", "simulator")), Results.from_rows(rows))
+    assert ev.fidelity == ("board",) and ev.verdict is Verdict.PASS
+    assert ev.value == pytest.approx((1 - 80.1 / 100.1) * 100)
+    assert "simulator shown apart, not pooled" in ev.reason
+    assert [(t.fidelity, t.mode) for t in ev.tiers] == [("board", "measure"), ("simulator", "measure")]
+    assert ev.tiers[1].value == pytest.approx((1 - 120.1 / 100.1) * 100)
+
+
+def test_emulated_cells_compare_the_guest_only_metric() -> None:
+    kpi = dataclasses.replace(
+        kpi_mem(),
+        metrics=(
+            Metric(name="peak_pss", unit="KB", direction="lower"),
+            Metric(name="guest_pss", unit="KB", direction="lower"),
+        ),
+        compare=Compare(
+            metric="peak_pss", baseline="base", candidate="cand", statistic="reduction_pct", emulated_metric="guest_pss"
+        ),
+    )
+    # Whole-process PSS includes the emulator's ~11 MB for both; the guest-only PSS isolates the runtime.
+    rows = ab_rows([11_000.0 + v for v in BASE6], [11_000.0 + v for v in LOW6], fidelity="emulated", mode="smoke")
+    rows += ab_rows(BASE6, LOW6, fidelity="emulated", metric="guest_pss", mode="smoke")
+    rows += ab_rows(BASE6, HIGH6, fidelity="host", target="x86_64", mode="smoke")
+    ev = evaluate(kpi, Results.from_rows(rows))
+    emulated = [c for c in ev.per_workload if c.fidelity == "emulated"]
+    assert [c.metric for c in emulated] == ["guest_pss"]
+    assert emulated[0].comparison is not None
+    assert emulated[0].comparison.value == pytest.approx((1 - 80.1 / 100.1) * 100)
+    assert {t.fidelity: t.metric for t in ev.tiers} == {"host": "peak_pss", "emulated": "guest_pss"}
+    assert ev.fidelity == ("host",)  # the headline: the best fidelity present, never pooled
+
+
+def test_a_manifest_emulated_metric_must_be_a_metric_of_the_kpi(tmp_path: Path) -> None:
+    from harness.core.manifest import ManifestError
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "kpis.toml").read_text().replace('emulated_metric = "guest_pss"', 'emulated_metric = "guest_psss"')
+    bad = tmp_path / "kpis.toml"
+    bad.write_text(text)
+    with pytest.raises(ManifestError, match="emulated_metric"):
+        load_manifest(bad)
+    assert load_manifest(root / "kpis.toml").kpi("js_memory").compare.emulated_metric == "guest_pss"  # type: ignore[union-attr]

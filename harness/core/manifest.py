@@ -146,6 +146,13 @@ class Compare:
     # With a bound target (KPI 3): a PASS also needs ok rows of both the baseline and the candidate
     # at one of these fidelities; the comparison is then shown beside the bound.
     required_at: tuple[Fidelity, ...] = ()
+    # The metric compared at emulated fidelity when it differs (KPI 1: guest-only PSS, because the
+    # emulator's own pages are the same for both runtimes and would shrink the difference).
+    emulated_metric: str = ""
+
+    def metric_at(self, fidelity: str) -> str:
+        """The metric compared at `fidelity`."""
+        return self.emulated_metric if fidelity == "emulated" and self.emulated_metric else self.metric
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -359,6 +366,7 @@ def _read_kpi(r: StrictTable) -> Kpi:
             candidate=cr.str_("candidate"),
             statistic=cr.choice("statistic", get_args(Statistic)),  # type: ignore[arg-type]
             required_at=required_at,  # type: ignore[arg-type]
+            emulated_metric=cr.str_("emulated_metric", required=False),
         )
         cr.done()
     if target.kind == "better_than_baseline" and compare is None:
@@ -539,6 +547,13 @@ def _check_references(m: Manifest) -> None:
                     p,
                     f"{key}.compare.metric",
                     f"refers to undefined metric {k.compare.metric!r}{did_you_mean(k.compare.metric, metric_names)}",
+                )
+            em = k.compare.emulated_metric
+            if em and em not in metric_names:
+                raise ManifestError(
+                    p,
+                    f"{key}.compare.emulated_metric",
+                    f"refers to undefined metric {em!r}{did_you_mean(em, metric_names)}",
                 )
             for role in ("baseline", "candidate"):
                 v = getattr(k.compare, role)

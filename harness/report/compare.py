@@ -21,7 +21,9 @@ from harness.results.store import Results
 
 ALPHA: Final = 0.05
 MIN_N: Final = 3  # below this per side the U test cannot reach p < 0.05 two-sided
-KEYS: Final = ("kpi", "metric", "variant", "workload", "target")
+# A cell never mixes fidelities or modes: an emulated smoke run and a board measurement of the
+# same workload are different things, compared only with their own kind.
+KEYS: Final = ("kpi", "metric", "variant", "workload", "target", "fidelity", "mode")
 
 Finding = Literal["significant", "no significant change", "too few samples", "only in A", "only in B"]
 Trend = Literal["better", "worse", "changed", ""]
@@ -29,16 +31,16 @@ Trend = Literal["better", "worse", "changed", ""]
 
 @dataclass(frozen=True, kw_only=True)
 class MetricChange:
-    """One (kpi, metric, variant, workload, target) cell compared across two runs."""
+    """One (kpi, metric, variant, workload, target, fidelity, mode) cell compared across two runs."""
 
     kpi: str
     metric: str
     variant: str
     workload: str
     target: str
+    fidelity: str
+    mode: str
     unit: str
-    fidelity_a: str
-    fidelity_b: str
     n_a: int
     n_b: int
     median_a: float
@@ -89,7 +91,7 @@ def compare_runs(
     dirs = directions or {}
     out = []
     for key in keys:
-        kpi, metric, variant, workload, target = key
+        kpi, metric, variant, workload, target, fidelity, mode = key
         xa = ga[key]["value"].to_numpy(dtype=float) if key in ga else np.array([])
         xb = gb[key]["value"].to_numpy(dtype=float) if key in gb else np.array([])
         ma = float(np.median(xa)) if xa.size else math.nan
@@ -108,10 +110,6 @@ def compare_runs(
         else:
             finding = "no significant change"
         units = sorted({str(u) for g in (ga.get(key), gb.get(key)) if g is not None for u in g["unit"]})
-        fid = [
-            ", ".join(sorted({str(f) for f in g["fidelity"]})) if g is not None else ""
-            for g in (ga.get(key), gb.get(key))
-        ]
         out.append(
             MetricChange(
                 kpi=kpi,
@@ -119,9 +117,9 @@ def compare_runs(
                 variant=variant,
                 workload=workload,
                 target=target,
+                fidelity=fidelity,
+                mode=mode,
                 unit=", ".join(units),
-                fidelity_a=fid[0],
-                fidelity_b=fid[1],
                 n_a=int(xa.size),
                 n_b=int(xb.size),
                 median_a=ma,
@@ -162,6 +160,8 @@ def render_table(changes: Sequence[MetricChange], console: Console, *, name_a: s
         ("variant", "left"),
         ("workload", "left"),
         ("target", "left"),
+        ("fidelity", "left"),
+        ("mode", "left"),
         ("n A", "right"),
         ("median A", "right"),
         ("n B", "right"),
@@ -183,6 +183,8 @@ def render_table(changes: Sequence[MetricChange], console: Console, *, name_a: s
             Text(c.variant),
             Text(c.workload or "—"),
             Text(c.target or "—"),
+            Text(c.fidelity),
+            Text(c.mode),
             str(c.n_a),
             fmt_num(c.median_a),
             str(c.n_b),

@@ -18,7 +18,7 @@ from harness.report.text import (
     _group_values,
     _title,
     beside_lines,
-    fmt_value,
+    fmt_headline,
     not_in_mode,
     unit_label,
 )
@@ -56,7 +56,7 @@ def render_console(
             str(ev.number),
             Text(_title(ev)),
             Text(ev.target),
-            Text(fmt_value(ev.value, ev.ci_low, ev.ci_high)),
+            Text(fmt_headline(ev)),
             Text(unit_label(ev)),
             Text(_fidelity(ev)),
             Text(ev.verdict.value, style=VERDICT_STYLES[ev.verdict]),

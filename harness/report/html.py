@@ -35,10 +35,12 @@ from harness.report.text import (
     _unique,
     _what,
     beside_lines,
-    fmt_value,
+    fmt_headline,
+    interval_text,
     label,
     not_in_mode,
     report_name,
+    tier_lines,
     unit_label,
 )
 from harness.results.judgement import Evaluation, Verdict
@@ -88,7 +90,7 @@ def _html_link(path: str, run_dir: Path, lang: Lang) -> str:
 
 
 def _value_cell(ev: Evaluation) -> str:
-    return fmt_value(ev.value, ev.ci_low, ev.ci_high)
+    return fmt_headline(ev)
 
 
 def _html_summary(evaluations: Sequence[Evaluation], lang: Lang) -> str:
@@ -174,7 +176,7 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         value = f'<div class="big">—</div><div class="ci">{_e(none)}</div>'
     else:
         d = _decimals([ev.value, ev.ci_low, ev.ci_high])
-        ci = "" if ev.ci_low == ev.ci_high == ev.value else f"95 % CI [{_fmt(ev.ci_low, d)}, {_fmt(ev.ci_high, d)}]"
+        ci = "" if ev.unit == "count" else interval_text(ev.interval, ev.ci_low, ev.ci_high, lang, d)
         value = (
             f'<div class="big">{_e(_fmt(ev.value, d))} <small>{_e(ev.unit)}</small></div>'
             f'<div class="ci">{_e(_what(ev))}{" · " + _e(ci) if ci else ""} · n = {ev.n}</div>'
@@ -199,6 +201,8 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
     out.append(f'<div class="reason"><b>{_e(label("reason", lang))}:</b> {_e(_reason(ev, lang))}</div>')
     if ev.notes:
         out.append(f'<div class="reason"><b>{_e(label("notes", lang))}:</b> {_e("; ".join(ev.notes))}</div>')
+    for line in tier_lines(ev, lang):
+        out.append(f'<div class="reason"><b>{_e(label("tiers", lang))}:</b> {_e(line)}</div>')
     for line in beside_lines(ev, lang):
         out.append(f'<div class="reason"><b>{_e(label("beside", lang))}:</b> {_e(line)}</div>')
     for p in plots:

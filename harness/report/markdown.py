@@ -32,10 +32,11 @@ from harness.report.text import (
     _unique,
     _value_line,
     beside_lines,
-    fmt_value,
+    fmt_headline,
     label,
     not_in_mode,
     report_name,
+    tier_lines,
     unit_label,
 )
 from harness.results.judgement import Evaluation, _records, row_label
@@ -86,7 +87,7 @@ def render_markdown(
                 str(ev.number),
                 _title(ev, lang),
                 _target(ev, lang),
-                fmt_value(ev.value, ev.ci_low, ev.ci_high),
+                fmt_headline(ev),
                 unit_label(ev),
                 _fidelity(ev, lang),
                 f"**{label(ev.verdict.value, lang)}**",
@@ -120,6 +121,8 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
         out.append(f"- **{label('without_evidence', lang)}:** {', '.join(ev.without_evidence) or '—'}")
     if ev.notes:
         out.append(f"- **{label('notes', lang)}:** {'; '.join(ev.notes)}")
+    for line in tier_lines(ev, lang):
+        out.append(f"- **{label('tiers', lang)}:** {line}")
     for line in beside_lines(ev, lang):
         out.append(f"- **{label('beside', lang)}:** {line}")
     if ev.blocked:

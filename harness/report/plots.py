@@ -94,6 +94,8 @@ def _err(s: Summary | None) -> tuple[float, float, float]:
     """(median, distance down, distance up) for an error bar; NaN when there is no summary."""
     if s is None:
         return math.nan, 0.0, 0.0
+    if math.isnan(s.ci_low) or math.isnan(s.ci_high):  # n=1: no interval, so no error bar
+        return s.median, 0.0, 0.0
     return s.median, max(0.0, s.median - s.ci_low), max(0.0, s.ci_high - s.median)
 
 

@@ -40,7 +40,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "summary": "Summary",
         "kpi": "KPI",
         "target": "target",
-        "value_ci": "value [95 % CI]",
+        "value_ci": "value [interval]",
         "unit": "unit",
         "fidelity": "fidelity",
         "verdict": "verdict",
@@ -80,7 +80,16 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "plots": "Plots",
         "reason": "reason",
         "no_value": "no value for {what} ({n} usable row(s))",
-        "value_line": "{what} = {value} {unit} (95 % CI {ci}; {n} row(s))",
+        "value_line": "{what} = {value} {unit} ({interval}; {n} row(s))",
+        "no_interval": "no interval",
+        "a_count": "a count, no interval",
+        "range": "range",
+        "ci": "95 % CI",
+        "tiers": "Per fidelity and mode, each on its own (never pooled)",
+        "tier_line": (
+            "{fidelity}, {mode}: {statistic} of {metric} = {value} {unit} "
+            "({interval}; {cells} workload(s), n ≥ {min_n} per side)"
+        ),
         "not_found": "not found in the run directory",
         "dirty": "dirty tree",
         "dirty_some": "dirty tree in {n} of {total} rows",
@@ -98,7 +107,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         ),
         "side_note": (
             "CI side: good = the whole 95 % CI is better than the baseline, bad = none "
-            "of it is, straddles = it crosses no change; each row keeps its own fidelity."
+            "of it is, straddles = it crosses no change, no interval = fewer than two samples on a "
+            "side (n=1 has no CI); each row keeps its own fidelity."
         ),
         "PASS": "PASS",
         "FAIL": "FAIL",
@@ -128,7 +138,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "summary": "요약",
         "kpi": "KPI",
         "target": "목표",
-        "value_ci": "측정값 [95 % 신뢰구간]",
+        "value_ci": "측정값 [구간]",
         "unit": "단위",
         "fidelity": "측정 방식",
         "verdict": "판정",
@@ -168,7 +178,16 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "plots": "그래프",
         "reason": "근거",
         "no_value": "{what} 값 없음 (사용 가능한 행 {n}개)",
-        "value_line": "{what} = {value} {unit} (95 % 신뢰구간 {ci}; {n}개 행)",
+        "value_line": "{what} = {value} {unit} ({interval}; {n}개 행)",
+        "no_interval": "구간 없음",
+        "a_count": "개수, 구간 없음",
+        "range": "범위",
+        "ci": "95 % 신뢰구간",
+        "tiers": "측정 방식·모드별 값 (서로 합치지 않음)",
+        "tier_line": (
+            "{fidelity}, {mode}: {metric}의 {statistic} = {value} {unit} "
+            "({interval}; 워크로드 {cells}개, 한쪽 n ≥ {min_n})"
+        ),
         "not_found": "실행 디렉터리에 없음",
         "dirty": "커밋되지 않은 변경 있음",
         "dirty_some": "{total}개 행 중 {n}개에 커밋되지 않은 변경",
@@ -185,7 +204,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         ),
         "side_note": (
             "신뢰구간 위치: good = 95 % 신뢰구간 전체가 기준보다 좋음, bad = 전혀 좋지 "
-            "않음, straddles = 변화 없음(0)을 가로지름; 각 행은 자신의 측정 방식을 유지합니다."
+            "않음, straddles = 변화 없음(0)을 가로지름, no interval = 한쪽 표본이 2개 미만 (n=1에는 "
+            "신뢰구간이 없음); 각 행은 자신의 측정 방식을 유지합니다."
         ),
         "PASS": "통과",
         "FAIL": "실패",
@@ -421,12 +441,61 @@ def _what(ev: Evaluation) -> str:
     return f"{ev.statistic} of {ev.metric}" if ev.statistic else ev.metric
 
 
+def interval_text(interval: str, low: float, high: float, lang: Lang = "en", decimals: int | None = None) -> str:
+    """'[low, high]: <what the interval is>', or 'no interval' when there is none."""
+    if not interval or interval.startswith("no interval") or math.isnan(low) or math.isnan(high):
+        rest = interval[len("no interval") :] if interval.startswith("no interval") else ""
+        return label("no_interval", lang) + rest
+    d = decimals if decimals is not None else _decimals([low, high])
+    return f"[{_fmt(low, d)}, {_fmt(high, d)}]: {interval}"
+
+
+def fmt_headline(ev: Evaluation) -> str:
+    """A KPI's value for a summary cell: 'v [lo, hi] (range)' / 'v [lo, hi] (95 % CI)' / 'v (no interval)'."""
+    if math.isnan(ev.value):
+        return "—"
+    if ev.unit == "count" and ev.ci_low == ev.ci_high == ev.value:
+        return fmt_num(ev.value)
+    if not ev.interval or ev.interval.startswith("no interval") or math.isnan(ev.ci_low) or math.isnan(ev.ci_high):
+        return f"{fmt_num(ev.value)} (no interval)"
+    kind = "range" if ev.interval.startswith("range") else "95 % CI"
+    return f"{fmt_value(ev.value, ev.ci_low, ev.ci_high)} ({kind})"
+
+
 def _value_line(ev: Evaluation, lang: Lang) -> str:
     if math.isnan(ev.value):
         return label("no_value", lang).format(what=_what(ev), n=ev.n)
     d = _decimals([ev.value, ev.ci_low, ev.ci_high])
-    ci = f"[{_fmt(ev.ci_low, d)}, {_fmt(ev.ci_high, d)}]"
-    return label("value_line", lang).format(what=_what(ev), value=_fmt(ev.value, d), unit=ev.unit, ci=ci, n=ev.n)
+    if ev.unit == "count" and ev.ci_low == ev.ci_high == ev.value:
+        interval = label("a_count", lang)
+    else:
+        interval = interval_text(ev.interval, ev.ci_low, ev.ci_high, lang, d)
+    return label("value_line", lang).format(
+        what=_what(ev), value=_fmt(ev.value, d), unit=ev.unit, interval=interval, n=ev.n
+    )
+
+
+def tier_lines(ev: Evaluation, lang: Lang = "en") -> list[str]:
+    """One line per (fidelity, mode) of a comparison KPI: its own figure, never pooled."""
+    out: list[str] = []
+    if len(ev.tiers) < 2:  # one tier is the headline itself
+        return out
+    for t in ev.tiers:
+        d = _decimals([t.value, t.low, t.high])
+        out.append(
+            label("tier_line", lang).format(
+                fidelity=label(t.fidelity, lang),
+                mode=t.mode,
+                statistic=t.statistic,
+                metric=t.metric,
+                value=_fmt(t.value, d),
+                unit=ev.unit,
+                interval=interval_text(t.interval, t.low, t.high, lang, d),
+                cells=t.cells,
+                min_n=t.min_n,
+            )
+        )
+    return out
 
 
 def _kpi_titles(ev: Evaluation, lang: Lang) -> tuple[str, str]:

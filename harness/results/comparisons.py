@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ import pandas as pd
 from harness.core.manifest import Kpi
 from harness.results.judgement import (
     Beside,
+    TierValue,
     Verdict,
     WorkloadComparison,
     _fidelities,
@@ -24,6 +27,7 @@ from harness.results.judgement import (
 )
 from harness.results.statistics import (
     STATISTIC_UNITS,
+    bootstrap_median,
     compare,
     good_threshold,
     side_of,
@@ -38,14 +42,15 @@ def _cells(kpi: Kpi, ok_rows: pd.DataFrame) -> list[WorkloadComparison]:
     if cmp is None:
         return []
     in_pair = ok_rows["variant"].isin([cmp.baseline, cmp.candidate])
-    pick = (ok_rows["metric"] == cmp.metric) & in_pair
-    df = ok_rows[pick]
+    # Each fidelity compares its own metric (emulated: the guest-only PSS of KPI 1).
+    wanted = ok_rows["fidelity"].map(lambda f: cmp.metric_at(str(f)))
+    pick = (ok_rows["metric"] == wanted) & in_pair
+    df = ok_rows[pick.to_numpy()]
     if df.empty:
         return []
     variants = {v.name for v in kpi.variants} | {cmp.baseline, cmp.candidate}
     # Where the workload *is* the variant (a model, a script per API), compare across workloads.
     wl = df["workload"].where(~df["workload"].isin(list(variants)), "")
-    direction = _metric_direction(kpi, cmp.metric)
     cols = zip(df["target"], wl, df["fidelity"], df["mode"], strict=True)
     keys = sorted(
         {(str(t), str(w), str(f), str(m)) for t, w, f, m in cols},
@@ -58,6 +63,8 @@ def _cells(kpi: Kpi, ok_rows: pd.DataFrame) -> list[WorkloadComparison]:
                 (df["target"] == target) & (wl == workload) & (df["fidelity"] == fidelity) & (df["mode"] == mode)
             ).to_numpy()
         ]
+        metric = cmp.metric_at(fidelity)
+        direction = _metric_direction(kpi, metric)
         b = sel[sel["variant"] == cmp.baseline]["value"].to_numpy(dtype=float)
         c = sel[sel["variant"] == cmp.candidate]["value"].to_numpy(dtype=float)
         comparison = compare(b, c, cmp.statistic, direction) if b.size and c.size else None
@@ -67,18 +74,76 @@ def _cells(kpi: Kpi, ok_rows: pd.DataFrame) -> list[WorkloadComparison]:
                 workload=workload,
                 fidelity=fidelity,
                 mode=mode,
-                metric=cmp.metric,
+                metric=metric,
                 statistic=cmp.statistic,
                 baseline=cmp.baseline,
                 candidate=cmp.candidate,
                 baseline_summary=summarize(b) if b.size else None,
                 candidate_summary=summarize(c) if c.size else None,
                 comparison=comparison,
-                side=side_of(comparison) if comparison is not None else "incomplete",
-                unit=_metric_unit(kpi, cmp.metric, sel),
+                side=side_of(comparison, exact=fidelity == "static") if comparison is not None else "incomplete",
+                unit=_metric_unit(kpi, metric, sel),
             )
         )
     return out
+
+
+# Below this many workload cells the KPI-level figure is the range of their values, not a CI.
+MIN_BOOTSTRAP_CELLS: Final = 5
+
+
+def kpi_interval(cells: Sequence[WorkloadComparison]) -> tuple[float, float, float, str]:
+    """(value, low, high, what the interval is) of one fidelity's complete cells.
+
+    The value is the median of the per-cell statistics. The interval is a real one only where an
+    estimator gives it: one cell's own percentile bootstrap (both sides n >= 2), or a percentile
+    bootstrap of the median over cells when there are at least MIN_BOOTSTRAP_CELLS; with 2 to 4
+    cells it is the range of their values, and says so; from one cell with n=1 there is none."""
+    comps = [c.comparison for c in cells if c.comparison is not None]
+    if not comps:
+        return math.nan, math.nan, math.nan, ""
+    values = np.array([c.value for c in comps], dtype=float)
+    value = float(np.median(values))
+    if all(c.fidelity == "static" for c in cells):
+        # Read from the artefacts, not sampled: the values are exact and no interval applies.
+        lo, hi = float(values.min()), float(values.max())
+        what = "exact: static values, read not sampled" if len(comps) == 1 else f"range of {len(comps)} exact values"
+        return value, lo, hi, what
+    if len(comps) == 1:
+        c = comps[0]
+        if c.has_interval:
+            return value, c.ci_low, c.ci_high, "95 % CI: percentile bootstrap of the two medians (one workload)"
+        return value, math.nan, math.nan, f"no interval (n={min(c.n_baseline, c.n_candidate)} on a side)"
+    if len(comps) >= MIN_BOOTSTRAP_CELLS and float(values.min()) != float(values.max()):
+        lo, hi = bootstrap_median(values)
+        return value, lo, hi, f"95 % CI: percentile bootstrap of the median over {len(comps)} workloads"
+    return value, float(values.min()), float(values.max()), f"range of {len(comps)} per-workload values, not a CI"
+
+
+def tier_values(cells: Sequence[WorkloadComparison]) -> tuple[TierValue, ...]:
+    """One KPI-level figure per (fidelity, mode) of the cells, never pooled across them."""
+    out = []
+    keys = sorted({(c.fidelity, c.mode) for c in cells}, key=lambda k: (_fidelity_rank(k[0]), k[1] != "measure"))
+    for fidelity, mode in keys:
+        group = [c for c in cells if (c.fidelity, c.mode) == (fidelity, mode) and c.comparison is not None]
+        if not group:
+            continue
+        value, lo, hi, what = kpi_interval(group)
+        out.append(
+            TierValue(
+                fidelity=fidelity,
+                mode=mode,
+                metric=group[0].metric,
+                statistic=group[0].statistic,
+                value=value,
+                low=lo,
+                high=hi,
+                interval=what,
+                cells=len(group),
+                min_n=min(min(c.comparison.n_baseline, c.comparison.n_candidate) for c in group if c.comparison),
+            )
+        )
+    return tuple(out)
 
 
 def beside_variants(kpi: Kpi, ok_rows: pd.DataFrame) -> list[Beside]:
@@ -227,10 +292,7 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, s
             reason=f"no workload has ok rows of both {cmp.baseline} and {cmp.candidate}",
             reason_ko=f"{cmp.baseline}와 {cmp.candidate}의 정상 행이 모두 있는 워크로드가 없음",
         )
-    comps = [c.comparison for c in complete if c.comparison is not None]
-    value = float(np.median([c.value for c in comps]))
-    lo = float(min(c.ci_low for c in comps))
-    hi = float(max(c.ci_high for c in comps))
+    value, lo, hi, interval = kpi_interval(complete)
     thr, sign = good_threshold(cmp.statistic, _metric_direction(kpi, cmp.metric))
     better = f"{'above' if sign > 0 else 'below'} {thr:g}"
     worse = f"{'at or below' if sign > 0 else 'at or above'} {thr:g}"
@@ -245,6 +307,7 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, s
             verdict=Verdict.NO_VERDICT,
             statistic=cmp.statistic,
             cells=cells,
+            interval=interval,
             reason=f"no numeric target: {cmp.statistic} of {cmp.candidate} vs "
             f"{cmp.baseline} is reported ({len(complete)} workload(s))",
             reason_ko=f"수치 목표 없음: {cmp.baseline} 대비 {cmp.candidate}의 {cmp.statistic}을 "
@@ -252,13 +315,17 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, s
         )
     bad = [c.label for c in complete if c.side == "bad"]
     straddle = [c.label for c in complete if c.side == "straddles"]
+    single = [c.label for c in complete if c.side == "no interval"]
     incomplete = [c.label for c in cells if c.comparison is None]
     if bad:
         verdict = Verdict.FAIL
         reason = f"95 % CI of {cmp.statistic} is wholly {worse} for: {', '.join(bad)}"
         reason_ko = f"{cmp.statistic}의 95 % 신뢰구간이 전부 {worse_ko}인 워크로드: {', '.join(bad)}"
-    elif straddle or incomplete:
+    elif straddle or incomplete or single:
         parts, parts_ko = [], []
+        if single:
+            parts.append(f"fewer than two samples per side, so no interval, for: {', '.join(single)}")
+            parts_ko.append(f"한쪽 표본이 2개 미만이라 구간이 없는 워크로드: {', '.join(single)}")
         if straddle:
             parts.append(f"95 % CI of {cmp.statistic} straddles {thr:g} for: {', '.join(straddle)}")
             parts_ko.append(f"{cmp.statistic}의 95 % 신뢰구간이 {thr:g}에 걸친 워크로드: {', '.join(straddle)}")
@@ -282,6 +349,7 @@ def _judge_comparison(kpi: Kpi, rows: pd.DataFrame, blocked_reason: tuple[str, s
         reason_ko=reason_ko,
         statistic=cmp.statistic,
         cells=cells,
+        interval=interval,
     )
 
 
@@ -290,12 +358,21 @@ def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
     s = summarize(rows["value"].to_numpy(dtype=float))
     unit = t.unit or _metric_unit(kpi, metric, rows)
     v = float(t.value if t.value is not None else math.nan)
-    ci = f"95 % CI [{s.ci_low:g}, {s.ci_high:g}] {unit}".rstrip()
-    ci_ko = f"95 % 신뢰구간 [{s.ci_low:g}, {s.ci_high:g}] {unit}".rstrip()
-    if t.kind == "at_most":
-        ok_all, ok_none, rel = s.ci_high <= v, s.ci_low > v, "≤"
+    if s.n < 2:
+        # One value has no interval: the bound is judged on the value itself, and the reason says so.
+        lo = hi = s.median
+        ci = f"the single value {s.median:g} {unit} (n=1, no interval)".rstrip()
+        ci_ko = f"단일 값 {s.median:g} {unit} (n=1, 구간 없음)".rstrip()
+        interval = ""
     else:
-        ok_all, ok_none, rel = s.ci_low >= v, s.ci_high < v, "≥"
+        lo, hi = s.ci_low, s.ci_high
+        ci = f"95 % CI [{lo:g}, {hi:g}] {unit}".rstrip()
+        ci_ko = f"95 % 신뢰구간 [{lo:g}, {hi:g}] {unit}".rstrip()
+        interval = f"95 % CI of the median ({s.method})"
+    if t.kind == "at_most":
+        ok_all, ok_none, rel = hi <= v, lo > v, "≤"
+    else:
+        ok_all, ok_none, rel = lo >= v, hi < v, "≥"
     if ok_all:
         verdict, reason, reason_ko = Verdict.PASS, f"{ci} is wholly {rel} {v:g}", f"{ci_ko}이 전부 {rel} {v:g}"
     elif ok_none:
@@ -303,7 +380,7 @@ def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
         reason_ko = f"{ci_ko}이 전부 {rel} {v:g} 범위 밖"
     else:
         verdict, reason, reason_ko = Verdict.INCONCLUSIVE, f"{ci} straddles {v:g}", f"{ci_ko}이 {v:g}에 걸침"
-    if s.note:
+    if s.note and s.n >= 2:
         reason += f" ({s.note})"
         reason_ko += f" ({s.note})"
     return _Judged(
@@ -314,4 +391,5 @@ def _judge_bound(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
         verdict=verdict,
         reason=reason,
         reason_ko=reason_ko,
+        interval=interval,
     )

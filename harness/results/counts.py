@@ -136,4 +136,5 @@ def _judge_report(kpi: Kpi, rows: pd.DataFrame, metric: str) -> _Judged:
         verdict=Verdict.NO_VERDICT,
         reason=f"no numeric target: median {metric} is reported",
         reason_ko=f"수치 목표 없음: {metric}의 중앙값을 보고함",
+        interval=f"95 % CI of the median ({s.method})" if s.n >= 2 else "no interval (n=1)",
     )

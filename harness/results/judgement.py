@@ -64,6 +64,22 @@ class WorkloadComparison:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TierValue:
+    """A comparison KPI's figure at one (fidelity, mode): its cells only, never pooled with another."""
+
+    fidelity: str
+    mode: str
+    metric: str  # the metric compared at this fidelity (KPI 1 emulated: guest_pss)
+    statistic: str
+    value: float
+    low: float
+    high: float
+    interval: str  # what [low, high] is: a named CI, a range, or "" / "no interval ..."
+    cells: int
+    min_n: int  # the smallest n on any side of any cell
+
+
+@dataclass(frozen=True, kw_only=True)
 class Beside:
     """A variant measured in the run outside the compared pair (KPI 4's harness-converted model):
     shown on its own, never pooled with the baseline or the candidate, never part of the verdict."""
@@ -122,6 +138,8 @@ class Evaluation:
     metric_unit: str = ""  # the unit of `metric` itself (a comparison's value is in the statistic's unit)
     beside: tuple[Beside, ...] = ()  # variants outside the compared pair, each on its own
     notes: tuple[str, ...] = ()  # how the judged rows were obtained (a bound KPI: measured or given)
+    interval: str = ""  # what [ci_low, ci_high] is: a named 95 % CI, a range, or "" (none)
+    tiers: tuple[TierValue, ...] = ()  # comparison KPIs: the figure per (fidelity, mode), each apart
 
 
 def verdict_metric(kpi: Kpi) -> str:
@@ -211,3 +229,4 @@ class _Judged:
     with_evidence: tuple[str, ...] = ()
     without_evidence: tuple[str, ...] = ()
     cells: tuple[WorkloadComparison, ...] = ()
+    interval: str = ""

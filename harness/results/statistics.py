@@ -33,7 +33,9 @@ FIDELITY_PREFERENCE: Final = ("board", "simulator", "host", "static", "emulated"
 # scipy 1.15 renamed bootstrap's random_state to rng; both take a Generator.
 _RNG_KW: Final = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
 
-Side = Literal["good", "bad", "straddles", "incomplete"]
+# "no interval": fewer than two samples on a side, so no CI exists and no side can be told.
+Side = Literal["good", "bad", "straddles", "incomplete", "no interval"]
+MIN_CI_N: Final = 2  # no interval from fewer samples than this per side
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,6 +105,11 @@ def _median_axis(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.asarray(np.median(x, axis=axis))
 
 
+def bootstrap_median(values: Iterable[float]) -> tuple[float, float]:
+    """95 % percentile-bootstrap CI of the median of `values` (fixed seed: the same numbers twice)."""
+    return _bootstrap((_as_array(values),), _median_axis)
+
+
 def summarize(values: Iterable[float]) -> Summary:
     """Median, 95 % CI of the median, mean, sample stdev, min and max of finite values."""
     arr = np.sort(_as_array(values))
@@ -124,8 +131,8 @@ def summarize(values: Iterable[float]) -> Summary:
             note=note,
         )
 
-    if n == 1:
-        return make(median, median, False, "single sample", "single sample")
+    if n < MIN_CI_N:
+        return make(math.nan, math.nan, False, "single sample", "n=1: no interval")
     idx = order_statistic_ci_indices(n)
     if idx is not None:
         return make(float(arr[idx[0]]), float(arr[idx[1]]), True, "order statistic")
@@ -144,7 +151,8 @@ def summarize(values: Iterable[float]) -> Summary:
 
 @dataclass(frozen=True, kw_only=True)
 class Comparison:
-    """A comparison statistic of candidate vs baseline medians, with a bootstrap 95 % CI."""
+    """A comparison statistic of candidate vs baseline medians, with a bootstrap 95 % CI (NaN when a
+    side has fewer than two samples: no interval is made from one)."""
 
     value: float
     ci_low: float
@@ -159,6 +167,10 @@ class Comparison:
     @property
     def unit(self) -> str:
         return STATISTIC_UNITS.get(self.statistic, "")
+
+    @property
+    def has_interval(self) -> bool:
+        return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
 
 
 def _statistic_fn(statistic: str, direction: str) -> Callable[[Any, Any], Any]:
@@ -188,10 +200,11 @@ def compare(
     mb, mc = float(np.median(b)), float(np.median(c))
     with np.errstate(divide="ignore", invalid="ignore"):
         value = float(fn(np.float64(mb), np.float64(mc)))
-    lo = hi = value
+    enough = b.size >= MIN_CI_N and c.size >= MIN_CI_N
+    lo = hi = value if enough else math.nan
     # Constant samples make every resample identical; scipy warns on such degenerate data.
     degenerate = b.min() == b.max() and c.min() == c.max()
-    if b.size >= 2 and c.size >= 2 and not degenerate and math.isfinite(value):
+    if enough and not degenerate and math.isfinite(value):
 
         def stat(xb: np.ndarray, xc: np.ndarray, axis: int = -1) -> np.ndarray:
             return np.asarray(fn(np.median(xb, axis=axis), np.median(xc, axis=axis)))
@@ -220,10 +233,16 @@ def good_threshold(statistic: str, direction: str) -> tuple[float, int]:
     return 0.0, -1 if lower_better else 1  # overhead_pct
 
 
-def side_of(comparison: Comparison) -> Side:
-    """Where the CI lies: wholly better ("good"), wholly not better ("bad"), or across the line."""
+def side_of(comparison: Comparison, *, exact: bool = False) -> Side:
+    """Where the CI lies: wholly better ("good"), wholly not better ("bad"), or across the line;
+    "no interval" when a side has fewer than two samples. `exact`: the values are read, not
+    sampled (static fidelity: a file's size), so the point value itself decides."""
     thr, sign = good_threshold(comparison.statistic, comparison.direction)
     lo, hi = comparison.ci_low, comparison.ci_high
+    if exact:
+        lo = hi = comparison.value
+    elif min(comparison.n_baseline, comparison.n_candidate) < MIN_CI_N:
+        return "no interval"
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "straddles"
     if sign > 0:

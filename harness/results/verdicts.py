@@ -21,6 +21,7 @@ from harness.results.comparisons import (
     _judge_comparison,
     beside_variants,
     require_comparison,
+    tier_values,
 )
 from harness.results.counts import _judge_count, _judge_report, evidence_by_entity
 from harness.results.judgement import (
@@ -45,7 +46,13 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
     metric = verdict_metric(kpi)
     kind = kpi.target.kind
     use_compare = kpi.compare is not None and kind in ("better_than_baseline", "report")
-    mrows = rows[rows["metric"] == metric]
+    if use_compare and kpi.compare is not None and kpi.compare.emulated_metric:
+        # Each fidelity's compared metric (KPI 1 emulated: guest-only PSS; the whole-process
+        # figure stays in the rows and the measurements table, for information).
+        cmp_ = kpi.compare
+        mrows = rows[(rows["metric"] == rows["fidelity"].map(lambda f: cmp_.metric_at(str(f)))).to_numpy()]
+    else:
+        mrows = rows[rows["metric"] == metric]
     ok = _ok(mrows)
     n_bad = int((rows["status"] != "ok").sum())
     base: dict[str, Any] = {
@@ -89,6 +96,13 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         )
     allowed = ok["fidelity"].isin(list(kpi.verdict_fidelity))
     eligible = ok[((ok["mode"] == "measure") & allowed).to_numpy()]
+    other_tiers: tuple[str, ...] = ()
+    if kind != "count_at_least" and not eligible.empty:
+        # One fidelity decides: the highest present (board > simulator > host > ...); rows of the
+        # other allowed fidelities are shown in their own rows, never pooled into the value.
+        tiers = _fidelities(eligible)
+        other_tiers = tiers[1:]
+        eligible = eligible[(eligible["fidelity"] == tiers[0]).to_numpy()]
     gated = eligible.empty
     shown = _display_rows(ok, one_fidelity=kind != "count_at_least") if gated else eligible
 
@@ -117,8 +131,13 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         reason_ko = f"{gate_ko} (참고: {judged.reason_ko})"
     elif not gated and len(eligible) < len(ok):
         unused = len(ok) - len(eligible)
-        reason += f" ({unused} smoke or non-verdict-fidelity row(s) not used)"
-        reason_ko += f" (스모크이거나 판정에 쓰지 않는 측정 방식의 행 {unused}개는 쓰지 않음)"
+        reason += f" ({unused} smoke or other-fidelity row(s) not used"
+        reason_ko += f" (스모크이거나 다른 측정 방식의 행 {unused}개는 쓰지 않음"
+        if other_tiers:
+            reason += f"; {', '.join(other_tiers)} shown apart, not pooled"
+            reason_ko += f"; {', '.join(other_tiers)}는 따로 표시하며 합치지 않음"
+        reason += ")"
+        reason_ko += ")"
     return Evaluation(
         value=judged.value,
         ci_low=judged.ci_low,
@@ -134,6 +153,8 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         without_evidence=judged.without_evidence,
         per_workload=judged.cells,
         notes=_row_notes(shown) if kind in ("at_most", "at_least") else (),
+        interval=judged.interval,
+        tiers=tier_values(_cells(kpi, ok)) if use_compare else (),
         **base,
     )
 
