@@ -133,7 +133,7 @@ def test_report_renders_the_newest_stored_run(tmp_path: Path, capsys: pytest.Cap
 def test_runs_lists_a_build_only_run_and_a_broken_table_apart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "250")  # one table line per run
+    monkeypatch.setenv("COLUMNS", "250")
     runs = tmp_path / "runs"
     (runs / "a-build").mkdir(parents=True)
     (runs / "a-build" / "builds.json").write_text('{"builds": {}}')
@@ -142,11 +142,14 @@ def test_runs_lists_a_build_only_run_and_a_broken_table_apart(
     (runs / "c-broken" / "results.parquet").write_text("not parquet")
     capsys.readouterr()
     assert main(["--manifest", str(ROOT / "kpis.toml"), "--runs-dir", str(runs), "runs"]) == 0
-    lines = {
-        line.split()[1]: line
-        for line in capsys.readouterr().out.splitlines()
-        if line.startswith("│") and line.split()[1] in ("a-build", "b-started", "c-broken")
-    }
+    # Not a terminal: one plain record per run ("- run: NAME" and its "column: value" lines).
+    lines: dict[str, str] = {}
+    name = ""
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("- "):
+            name = line.split(": ", 1)[1]
+        if name:
+            lines[name] = lines.get(name, "") + line + "\n"
     assert "builds.json" in lines["a-build"] and "error" not in lines["a-build"]
     assert "no result rows yet" in lines["b-started"]
     assert "not a readable" in lines["c-broken"]

@@ -28,6 +28,7 @@ from harness.commands.doctor_needs import (
 )
 from harness.core.manifest import load_manifest
 from harness.core.plan import KpiPlan
+from harness.core.tables import print_table
 from harness.env import probes
 from harness.errors import EXIT_OK
 from harness.options import GlobalOptions
@@ -112,7 +113,7 @@ def cmd_doctor(args: argparse.Namespace, opts: GlobalOptions) -> int:
     con.print(f"[dim]checking {len(kpis)} KPI(s) in {args.mode} mode; sources go to {opts.cache_dir}[/dim]")
     for k in kpis:
         plan = plan_kpi(manifest, k, mode=args.mode, project_root=opts.project_root, env=opts.env)
-        con.print(_table(plan, kpi_needs(m, plan)))
+        print_table(con, _table(plan, kpi_needs(m, plan)))
     disk = probes.disk(opts.project_root)
     con.print(f"disk: {disk.detail}" + ("" if disk.state == "ok" else " (images and builds want ≥ 20 GiB)"))
     con.print("A missing piece blocks only the steps that need it; `ant-kpi plan` works everywhere.")

@@ -12,6 +12,7 @@ from rich.table import Table
 from harness.core.fsio import LockBusy, lock_holder
 from harness.core.manifest import load_manifest
 from harness.core.runner import RUNS_LOCK, runs_lock
+from harness.core.tables import print_table
 from harness.errors import EXIT_KPI_FAILED, EXIT_OK, BadInput
 from harness.options import GlobalOptions
 from harness.report.finish import REPORT_FILES, evaluate_and_report
@@ -95,5 +96,5 @@ def cmd_runs(args: argparse.Namespace, opts: GlobalOptions) -> int:
             str(len(df) - ok),
             ", ".join(n for n in REPORT_FILES if (p / n).exists()) or extra,
         )
-    con.print(t)
+    print_table(con, t)
     return EXIT_OK

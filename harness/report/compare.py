@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from harness.core.tables import print_table
 from harness.results.store import Results
 
 ALPHA: Final = 0.05
@@ -194,7 +195,7 @@ def render_table(changes: Sequence[MetricChange], console: Console, *, name_a: s
             _fmt_p(c.p_value),
             finding,
         )
-    console.print(t)
+    print_table(console, t)
     n_sig = sum(c.finding == "significant" for c in changes)
     few = sum(c.finding == "too few samples" for c in changes)
     console.print(

@@ -9,6 +9,7 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
+from harness.core.tables import print_table
 from harness.report.markdown import _not_ok_lines
 from harness.report.text import (
     VERDICT_STYLES,
@@ -20,6 +21,7 @@ from harness.report.text import (
     beside_lines,
     fmt_headline,
     not_in_mode,
+    tier_lines,
     unit_label,
 )
 from harness.results.judgement import Evaluation
@@ -44,7 +46,7 @@ def render_console(
         ("#", "right"),
         ("KPI", "left"),
         ("target", "left"),
-        ("value [95 % CI]", "right"),
+        ("value [interval]", "right"),
         ("unit", "left"),
         ("fidelity", "left"),
         ("verdict", "left"),
@@ -61,7 +63,7 @@ def render_console(
             Text(_fidelity(ev)),
             Text(ev.verdict.value, style=VERDICT_STYLES[ev.verdict]),
         )
-    console.print(table)
+    print_table(console, table)
     if not detail:
         return
     for ev in evaluations:
@@ -72,16 +74,18 @@ def render_console(
         console.print(line)
         if ev.notes:
             console.print(Text(f"how the judged value was obtained: {'; '.join(ev.notes)}"))
+        for entry in tier_lines(ev):
+            console.print(Text(f"per fidelity and mode, each on its own (never pooled): {entry}"))
         for entry in beside_lines(ev):
             console.print(Text(f"also measured, on its own (not pooled, not part of the verdict): {entry}"))
         if ev.with_evidence or ev.without_evidence:
             console.print(Text(f"with evidence: {', '.join(ev.with_evidence) or '—'}"))
             console.print(Text(f"no evidence: {', '.join(ev.without_evidence) or '—'}"))
         if ev.per_workload:
-            console.print(_console_cells(ev))
+            print_table(console, _console_cells(ev))
         groups = results.summaries(kpi=ev.kpi)
         if groups:
-            console.print(_console_groups(ev, groups))
+            print_table(console, _console_groups(ev, groups))
         for bad in _not_ok_lines(results.filter(kpi=ev.kpi)):
             console.print(Text(bad))
         heading, skipped = not_in_mode(run_dir, ev.kpi)

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.core.plan import KpiPlan
+from harness.core.tables import print_table
 
 _WHERE_STYLE = {"host": "cyan", "image": "magenta", "qemu": "yellow", "board": "green"}
 
@@ -52,7 +53,7 @@ def print_plans(plans: Sequence[KpiPlan], console: Console | None = None) -> Non
         t.add_column("key", style="dim", no_wrap=True)
         for sid, _kind, where, desc, key in _collapse(p):
             t.add_row(escape(sid), f"[{_WHERE_STYLE.get(where, 'white')}]{where}[/]", escape(desc), key)
-        con.print(t)
+        print_table(con, t)
         notes = sorted({n for s in p.steps for n in s.notes})
         for n in notes:
             con.print(f"  [dim]note:[/dim] {escape(n)}")
