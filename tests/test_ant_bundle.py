@@ -179,3 +179,16 @@ def test_the_bundle_runs_on_the_namespace_board_through_its_own_loader(
         res = t.run([*ant_build.runtime_argv(deploy), "over-ssh"], timeout=120, env=ant_build.runtime_env(deploy))
     assert res.exit_code == 0, res.stderr
     assert res.stdout.strip() == "answer 42 from over-ssh"
+
+
+def test_on_a_board_gstreamer_searches_the_bundle_then_the_board_os_plugin_folders() -> None:
+    deploy = {"remote_bundle": "/w/ant/bundle", "board_gst_dirs": ant_build.board_gst_dirs("arm-linux-gnueabihf")}
+    env = ant_build.runtime_env(deploy)
+    assert env["GST_PLUGIN_PATH_1_0"].split(":") == [
+        "/w/ant/bundle/gst",
+        "/usr/lib/arm-linux-gnueabihf/gstreamer-1.0",  # Raspberry Pi OS: rpicamsrc, v4l2src
+        "/usr/lib/gstreamer-1.0",
+        "/usr/local/lib/gstreamer-1.0",
+    ]
+    # A container run (no board) keeps to the bundled plugins only.
+    assert ant_build.runtime_env({"remote_bundle": "/b"})["GST_PLUGIN_PATH_1_0"] == "/b/gst"

@@ -119,3 +119,18 @@ def test_arm_builds_end_blocked_naming_what_the_image_lacks(tmp_path: Path) -> N
         _check_image_supports(run, "rpi2", image)
     _check_image_supports(run, "x86_64", image)
     _check_image_supports(run, "arm64", {"provenance": {"tool_versions": {"aarch64-linux-gnu-gcc": "12.2.0"}}})
+
+
+@pytest.mark.parametrize(("source", "marked"), [("test", True), ("rpi", False)])
+def test_a_pass_on_the_test_pattern_says_it_passed_without_a_camera(tmp_path: Path, source: str, marked: bool) -> None:
+    from harness.results.counts import not_counted_reason
+
+    run = _run(tmp_path)
+    app_log = run.run_dir / "raw" / "app.log"
+    app_log.parent.mkdir(parents=True)
+    shutil.copy(FIX / "streaming_pass.handwritten.log", app_log)
+    outputs = {"app_log": str(app_log), "client_exit": 0, "started_at": time.time(), "source_type": source}
+    (r,) = rows_for(run, _measure_step(run), outputs)
+    assert r.value == 1.0
+    reason = not_counted_reason({"note": r.note, "fidelity": "board", "target_identity": "{}"})
+    assert reason.startswith("passed without a camera") is marked

@@ -705,3 +705,62 @@ def test_a_manifest_emulated_metric_must_be_a_metric_of_the_kpi(tmp_path: Path) 
     with pytest.raises(ManifestError, match="emulated_metric"):
         load_manifest(bad)
     assert load_manifest(root / "kpis.toml").kpi("js_memory").compare.emulated_metric == "guest_pss"  # type: ignore[union-attr]
+
+
+# ---- KPI 6 counting rules ------------------------------------------------------------------------
+
+
+def _boards_kpi() -> Kpi:
+    return Kpi(
+        id="boards",
+        number=6,
+        session="kpi_boards",
+        title_ko="보드 수",
+        title_en="Boards",
+        procedure="boards",
+        metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        target=KpiTarget(kind="count_at_least", value=2, of=("Raspberry Pi 2", "Jetson TX2")),
+        verdict_fidelity=("board",),
+        variants=(Variant(name="ant"),),
+        workloads=("streaming",),
+        targets=("rpi2", "arm64"),
+    )
+
+
+def _board_row(ident: dict[str, str], note: str = "", target: str = "rpi2") -> Row:
+    return row(
+        kpi="boards",
+        metric="passed",
+        variant="ant",
+        workload="streaming",
+        target=target,
+        value=1.0,
+        unit="count",
+        target_identity=ident,
+        note=note,
+    )
+
+
+def test_a_board_whose_hardware_model_differs_from_the_inventory_is_shown_not_counted() -> None:
+    rows = [
+        _board_row({"name": "pi-a", "model": "Raspberry Pi 2", "hardware_model": "Raspberry Pi 4 Model B Rev 1.4"}),
+        _board_row({"name": "tx2-a", "model": "Jetson TX2", "hardware_model": ""}, target="arm64"),
+    ]
+    ev = evaluate(_boards_kpi(), Results.from_rows(rows))
+    assert ev.value == 0.0 and ev.with_evidence == ()
+    assert "the board reports 'Raspberry Pi 4 Model B Rev 1.4', the inventory says 'Raspberry Pi 2'" in ev.reason
+    assert "the board reports no model, the inventory says 'Jetson TX2'" in ev.reason
+    by = {e.name: e for e in ev.entities}
+    assert by["Raspberry Pi 2"].result == "passed, not counted"
+    assert by["Raspberry Pi 2"].note.startswith("not counted: the board reports 'Raspberry Pi 4")
+
+
+def test_a_pass_on_the_test_pattern_is_passed_without_a_camera_and_not_counted() -> None:
+    ident = {"name": "pi-a", "model": "Raspberry Pi 2", "hardware_model": "Raspberry Pi 2 Model B Rev 1.1"}
+    note = "Pipeline ready; 90 frames; not counted: passed without a camera (sourceType 'test', the test pattern)"
+    ev = evaluate(_boards_kpi(), Results.from_rows([_board_row(ident, note)]))
+    assert ev.value == 0.0
+    assert {e.name: e.result for e in ev.entities}["Raspberry Pi 2"] == "passed without a camera"
+    # The same board with its camera counts.
+    ev = evaluate(_boards_kpi(), Results.from_rows([_board_row(ident, "Pipeline ready; 90 frames")]))
+    assert ev.value == 1.0 and ev.with_evidence == ("Raspberry Pi 2",)

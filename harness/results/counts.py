@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 
@@ -24,6 +24,39 @@ def _entity(listed: dict[str, str], r: dict[str, Any]) -> str:
     return str(r["target"] or r["variant"])
 
 
+NOT_COUNTED: Final = "not counted:"  # a row note that keeps a pass out of the count, with its reason
+WITHOUT_CAMERA: Final = "passed without a camera"
+
+
+def _model_key(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def model_matches(inventory: str, hardware: str) -> bool:
+    """The model the board reports names the inventory's model (a revision suffix is allowed)."""
+    inv, hw = _model_key(inventory), _model_key(hardware)
+    return bool(inv and hw) and (hw.startswith(inv) or inv.startswith(hw))
+
+
+def not_counted_reason(r: dict[str, Any]) -> str:
+    """Why a row may not count even though it passed ("" when it may): the row says so itself (a
+    test-pattern camera), or the board's reported model does not match the inventory."""
+    note = str(r.get("note") or "")
+    if NOT_COUNTED in note:
+        return note.split(NOT_COUNTED, 1)[1].split(";", 1)[0].strip()
+    if r.get("fidelity") == "board":
+        try:
+            ident = json.loads(str(r.get("target_identity") or "{}"))
+        except json.JSONDecodeError:
+            ident = {}
+        if isinstance(ident, dict) and "hardware_model" in ident:
+            inv, hw = str(ident.get("model") or ""), str(ident.get("hardware_model") or "")
+            if not model_matches(inv, hw):
+                got = f"'{hw}'" if hw else "no model"
+                return f"the board reports {got}, the inventory says '{inv}'"
+    return ""
+
+
 def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
     """Per listed entity (then any other that was tried): what the KPI's rows show for it.
 
@@ -33,14 +66,24 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
     t = kpi.target
     listed = {_name_key(n): n for n in t.of}
     best: dict[str, EntityEvidence] = {}
-    order = {"passed": 0, "failed": 1, "blocked": 2, "passed, not counted": 3, "failed, not counted": 4}
+    order = {
+        "passed": 0,
+        "failed": 1,
+        "blocked": 2,
+        WITHOUT_CAMERA: 3,
+        "passed, not counted": 4,
+        "failed, not counted": 5,
+    }
     for r in _records(rows):
         name = _entity(listed, r)
         counted = r["mode"] == "measure" and (not kpi.verdict_fidelity or r["fidelity"] in kpi.verdict_fidelity)
         passed = r["status"] == "ok" and float(r["value"]) >= 1.0
+        why_not = not_counted_reason(r)
         if r["status"] == "blocked":
             result = "blocked"
-        elif not counted:
+        elif passed and why_not.startswith(WITHOUT_CAMERA):
+            result = WITHOUT_CAMERA
+        elif not counted or why_not:
             result = "passed, not counted" if passed else "failed, not counted"
         else:
             result = "passed" if passed else "failed"
@@ -52,7 +95,7 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
             fidelity=str(r["fidelity"]),
             where=names[0] if names else str(r["target"]),
             log=str(r["log"]),
-            note=str(r["note"])[:200],
+            note=(f"not counted: {why_not}; " if why_not else "") + str(r["note"])[:200],
         )
         if name not in best or order[result] < order[best[name].result]:
             best[name] = ev
@@ -68,6 +111,10 @@ def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judge
         return _entity(listed, r)
 
     recs = _records(rows)
+    uncounted = sorted(
+        {f"{entity(r)} ({why})" for r in recs if float(r["value"]) >= 1.0 and (why := not_counted_reason(r))}
+    )
+    recs = [r for r in recs if not not_counted_reason(r)]
     passed = sorted({entity(r) for r in recs if float(r["value"]) >= 1.0})
     tried = {entity(r) for r in _records(all_rows)}
     failed_listed = sorted({entity(r) for r in recs if float(r["value"]) < 1.0} - set(passed))
@@ -85,6 +132,9 @@ def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judge
     if unlisted:
         detail += f"; also passed (not listed): {', '.join(unlisted)}"
         detail_ko += f"; 목록 밖 통과: {', '.join(unlisted)}"
+    if uncounted:
+        detail += f"; passed but not counted: {', '.join(uncounted)}"
+        detail_ko += f"; 통과했으나 세지 않음: {', '.join(uncounted)}"
     if failed_listed:
         detail += f"; failed: {', '.join(n for n in failed_listed)}"
         detail_ko += f"; 실패: {', '.join(n for n in failed_listed)}"

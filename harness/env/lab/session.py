@@ -162,7 +162,7 @@ def public_identity(board: Board, transport: Transport) -> dict[str, Any]:
     """The board as provenance: what it says of itself, and what the inventory calls it."""
     probed = transport.identity()
     ident = {**probed, **board.public()}
-    # The inventory's model names the board for the KPI; what the hardware reports stays visible.
-    if probed.get("model") and probed["model"] != board.model:
-        ident["hardware_model"] = probed["model"]
+    # The inventory's model names the board for the KPI; what the hardware reports stays beside it
+    # ("" when it reports none), so a count can check that the two agree.
+    ident["hardware_model"] = str(probed.get("model") or "")
     return ident

@@ -198,13 +198,21 @@ def runtime_argv(deploy: Mapping[str, Any]) -> list[str]:
     return [f"{b}/{deploy['loader']}", "--library-path", f"{b}/lib", f"{b}/{deploy['exe']}"]
 
 
+def board_gst_dirs(triplet: str) -> list[str]:
+    """Where a board OS keeps its own GStreamer plugins (camera sources: rpicamsrc, nvcamerasrc, v4l2src)."""
+    return [f"/usr/lib/{triplet}/gstreamer-1.0", "/usr/lib/gstreamer-1.0", "/usr/local/lib/gstreamer-1.0"]
+
+
 def runtime_env(deploy: Mapping[str, Any]) -> dict[str, str]:
-    """GStreamer finds only the bundled plugins and scans them in-process (no helper binary)."""
+    """GStreamer scans in-process (no helper binary): the bundled plugins first, then, on a board, the
+    board OS's own plugin folders, so camera elements that only the board has (rpicamsrc,
+    nvcamerasrc) load; the bundle carries only what the KPIs' pipelines name."""
     b = deploy["remote_bundle"]
+    search = ":".join([f"{b}/gst", *deploy.get("board_gst_dirs", [])])
     return {
         "ANT_ROOT": b,
         "GST_PLUGIN_SYSTEM_PATH_1_0": f"{b}/gst",
-        "GST_PLUGIN_PATH_1_0": f"{b}/gst",
+        "GST_PLUGIN_PATH_1_0": search,
         "GST_REGISTRY_1_0": f"{b}/gst-registry.bin",
         "GST_REGISTRY_FORK": "no",
     }
@@ -233,6 +241,7 @@ def _deploy_board(step: Step, run: Run) -> dict[str, Any]:
         "artefact_sha256": built.get("sha256", ""),
         "source_commit": built.get("provenance", {}).get("source_commit", ""),
         "identity": boardrun.public_identity(board, transport),
+        "board_gst_dirs": board_gst_dirs(TRIPLETS[run.manifest.targets[step.target].arch]),
     }
 
 

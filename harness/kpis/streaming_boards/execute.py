@@ -254,7 +254,12 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
     c = streaming.check(text, outputs.get("client_exit"), stderr=err)
     where = "PSS on the board, as the script samples it" if step.where == "board" else "PSS; not a figure off a board"
     pss = f"final line {c.pss_kb:.2f} KB ({where})" if c.pss_kb is not None else ""
+    # The test pattern proves the software path, not a camera: such a pass is never counted.
+    without_camera = outputs.get("source_type") == SMOKE_SOURCE
     extras = [
+        f"not counted: passed without a camera (sourceType '{SMOKE_SOURCE}', the test pattern)"
+        if without_camera and c.passed
+        else "",
         f"board {outputs['board']} ({outputs.get('board_model', '')})" if outputs.get("board") else "",
         f"sourceType '{outputs.get('source_type', '')}'",
         f"client {' '.join(outputs.get('client_argv', [])[2:]) or 'not run'}",
