@@ -79,7 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dry-run", action="store_true")
 
     rep = sub.add_parser("report", help="render the report of a run (default: the newest)")
-    rep.add_argument("run", nargs="?", default=None, help="run id or directory")
+    rep.add_argument(
+        "run",
+        nargs="*",
+        default=None,
+        help="run id or directory (default: the newest); several runs: their rows judged together, "
+        "e.g. KPI 6 boards measured in different runs (console, and --out DIR for report.md)",
+    )
+    rep.add_argument("--out", default=None, help="with several runs: the folder for their combined report.md")
     rep.add_argument(
         "--lang", choices=("en", "ko"), default="en", help="report language (ko writes report.ko.md / report.ko.html)"
     )

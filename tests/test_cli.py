@@ -153,3 +153,41 @@ def test_runs_lists_a_build_only_run_and_a_broken_table_apart(
     assert "builds.json" in lines["a-build"] and "error" not in lines["a-build"]
     assert "no result rows yet" in lines["b-started"]
     assert "not a readable" in lines["c-broken"]
+
+
+def test_report_of_several_runs_counts_boards_measured_in_different_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.results.rows import Row
+    from harness.results.store import Results
+
+    def board_row(run_id: str, name: str, model: str, hardware: str) -> Row:
+        return Row(
+            run_id=run_id,
+            kpi="boards",
+            metric="passed",
+            variant="ant",
+            workload="streaming",
+            target="rpi2",
+            fidelity="board",
+            mode="measure",
+            value=1.0,
+            unit="count",
+            time="2026-01-01T00:00:00+00:00",
+            target_identity={"name": name, "model": model, "hardware_model": hardware},
+            note="pass: Pipeline ready!, 90 frames at the client",
+        )
+
+    runs = tmp_path / "runs"
+    Results.from_rows([board_row("a", "pi2-1", "Raspberry Pi 2", "Raspberry Pi 2 Model B Rev 1.1")]).save(runs / "a")
+    Results.from_rows([board_row("b", "pi3-1", "Raspberry Pi 3", "Raspberry Pi 3 Model B Rev 1.2")]).save(runs / "b")
+    base = ["--manifest", str(ROOT / "kpis.toml"), "--runs-dir", str(runs), "report"]
+    capsys.readouterr()
+    assert main([*base, "a", "b", "--out", str(tmp_path / "both")]) == 0
+    out = capsys.readouterr().out
+    assert "runs judged together: a, b (2 rows)" in out
+    text = (tmp_path / "both" / "report.md").read_text()
+    assert "2 passed with evidence" in text and "Raspberry Pi 2" in text and "Raspberry Pi 3" in text
+    # Neither run's own files were rewritten.
+    assert not (runs / "a" / "report.md").exists() and not (runs / "b" / "report.md").exists()
+    assert main([*base, "a", "--out", str(tmp_path / "x")]) == 2

@@ -28,7 +28,12 @@ def cmd_report(args: argparse.Namespace, opts: GlobalOptions) -> int:
     from harness.report.text import check_lang
 
     m = load_manifest(opts.manifest)
-    run_dir = resolve_run(opts.runs_dir, args.run)
+    runs = args.run if isinstance(args.run, list) else [args.run] if args.run else []
+    if len(runs) > 1:
+        return _report_several(runs, args, opts)
+    if getattr(args, "out", None):
+        raise BadInput("--out is for several runs; one run's report is written into its own folder")
+    run_dir = resolve_run(opts.runs_dir, runs[0] if runs else None)
     lang = check_lang(getattr(args, "lang", "en"))
     err = Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
     with contextlib.ExitStack() as stack:
@@ -65,6 +70,46 @@ def cmd_report(args: argparse.Namespace, opts: GlobalOptions) -> int:
                 )
             )
     return EXIT_KPI_FAILED if "FAIL" in verdicts else EXIT_OK
+
+
+def _report_several(runs: list[str], args: argparse.Namespace, opts: GlobalOptions) -> int:
+    """Several runs judged together (a count over boards measured in different runs): each run's rows
+    keep their run id, fidelity and mode; nothing in the runs is rewritten."""
+    import pandas as pd
+
+    from harness.report.console import render_console
+    from harness.report.markdown import render_markdown
+    from harness.report.text import check_lang
+    from harness.results.store import Results
+    from harness.results.verdicts import evaluate
+
+    m = load_manifest(opts.manifest)
+    lang = check_lang(getattr(args, "lang", "en"))
+    dirs = list(dict.fromkeys(resolve_run(opts.runs_dir, r) for r in runs))
+    frames = [collect(d).df for d in dirs]
+    results = (
+        Results(pd.concat([f for f in frames if len(f)], ignore_index=True)) if any(len(f) for f in frames) else None
+    )
+    if results is None:
+        raise BadInput(f"runs {', '.join(d.name for d in dirs)} have no result rows")
+    ids = list(dict.fromkeys(results.df["kpi"]))
+    kpis = [k for k in m.kpis if k.id in ids]
+    evaluations = [evaluate(k, results.filter(kpi=k.id)) for k in kpis]
+    con = Console(emoji=False)
+    con.print(f"runs judged together: {', '.join(d.name for d in dirs)} ({len(results)} rows)")
+    render_console(evaluations, results, con)
+    if getattr(args, "out", None):
+        from pathlib import Path
+
+        from harness.core.fsio import atomic_write_text
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        name = "report.md" if lang == "en" else f"report.{lang}.md"
+        text = render_markdown(evaluations, results, run_id=" + ".join(d.name for d in dirs), run_dir=out, lang=lang)
+        atomic_write_text(out / name, text)
+        con.print(f"report: {out / name}")
+    return EXIT_KPI_FAILED if any(e.verdict.value == "FAIL" for e in evaluations) else EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace, opts: GlobalOptions) -> int:
