@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from harness.core.manifest import Kpi, Manifest
 
+BUILD_NOTES_HEADING = "## Upstream builds on today's toolchains"
+
 
 def builds_of(manifest: Manifest, kpis: Sequence[Kpi]) -> list[str]:
     """Names of the builds the KPIs' variants and tools use, in manifest order."""
@@ -19,7 +21,7 @@ def build_notes_markdown(manifest: Manifest, kpis: Sequence[Kpi]) -> str:
     if not names:
         return ""
     out = [
-        "## Upstream builds on today's toolchains",
+        BUILD_NOTES_HEADING,
         "",
         "The pinned sources date from 2017-2021; these are the changes the harness makes so they build "
         "with the pinned image's tools. Each is applied on top of the upstream command, never instead of it.",

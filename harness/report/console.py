@@ -46,7 +46,7 @@ def render_console(
         ("#", "right"),
         ("KPI", "left"),
         ("target", "left"),
-        ("value [interval]", "right"),
+        ("value (interval)", "right"),
         ("unit", "left"),
         ("fidelity", "left"),
         ("verdict", "left"),

@@ -28,6 +28,7 @@ def write_reports(
     langs: Sequence[Lang] = ("en",),
     html: bool = True,
     source_dir: Path | None = None,
+    build_notes: str = "",
 ) -> list[Path]:
     """report.md (+ report.html and plots/) per language into run_dir; the paths written.
 
@@ -38,13 +39,25 @@ def write_reports(
     from harness.report.plots import make_plots
 
     src = source_dir or run_dir
-    paths = [write_report(run_dir, evaluations, results, lang=lang, links_from=src) for lang in langs]
+    paths = [
+        write_report(run_dir, evaluations, results, lang=lang, links_from=src, build_notes=build_notes)
+        for lang in langs
+    ]
     if html:
         plots = make_plots(evaluations, results, src, out_dir=run_dir)
         note = "" if plots or not evaluations else "matplotlib is not installed (pip install matplotlib)"
         for lang in langs:
             paths.append(
-                write_html_report(run_dir, evaluations, results, lang=lang, plots=plots, plot_note=note, links_from=src)
+                write_html_report(
+                    run_dir,
+                    evaluations,
+                    results,
+                    lang=lang,
+                    plots=plots,
+                    plot_note=note,
+                    links_from=src,
+                    build_notes=build_notes,
+                )
             )
         paths += sorted(run_dir / x.path for ps in plots.values() for x in ps)
     return paths
@@ -76,7 +89,14 @@ def evaluate_and_report(
     every = [k for k in manifest.kpis if k.id in done or k.id in wanted]
     every += [k for k in kpis if k not in every]
     evaluations = {k.id: evaluate(k, results.filter(kpi=k.id)) for k in every}
-    paths = write_reports(run_dir, list(evaluations.values()), results, langs=langs, html=html) if write else []
+    from harness.report.buildnotes import build_notes_markdown
+
+    notes = build_notes_markdown(manifest, every)
+    paths = (
+        write_reports(run_dir, list(evaluations.values()), results, langs=langs, html=html, build_notes=notes)
+        if write
+        else []
+    )
     asked = [evaluations[k.id] for k in kpis]
     render_console(asked, results, console, run_dir=run_dir)
     for path in paths:

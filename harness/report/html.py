@@ -35,6 +35,7 @@ from harness.report.text import (
     _unique,
     _what,
     beside_lines,
+    deviation_lines,
     fmt_headline,
     interval_text,
     label,
@@ -126,12 +127,12 @@ def _html_cells(ev: Evaluation, lang: Lang) -> str:
     for c in ev.per_workload:
         values = _cell_values(c)
         values[2] = _chips([c.fidelity], lang)
-        values[-1] = f'<span class="side-{_e(c.side)}">{_e(c.side)}</span>'
+        values[-1] = f'<span class="side-{_e(c.side.replace(" ", "-"))}">{_e(c.side)}</span>'
         rows.append([v if i in (2, 9) else _e(v) for i, v in enumerate(values)])
     table = _html_table(
         _cell_header(first, lang), rows, numeric=(4, 5, 6, 7, 8), raw=range(len(rows[0]) if rows else 0)
     )
-    return f'<h3>{_e(_per_workload_title(first, lang))}</h3>{table}<p class="note">{_e(label("side_note", lang))}</p>'
+    return f'<h3>{_e(_per_workload_title(ev.per_workload, lang))}</h3>{table}<p class="note">{_e(label("side_note", lang))}</p>'
 
 
 def _html_provenance(rows: Results, lang: Lang) -> str:
@@ -203,6 +204,10 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         out.append(f'<div class="reason"><b>{_e(label("notes", lang))}:</b> {_e("; ".join(ev.notes))}</div>')
     for line in tier_lines(ev, lang):
         out.append(f'<div class="reason"><b>{_e(label("tiers", lang))}:</b> {_e(line)}</div>')
+    deviations = deviation_lines(ev, results, lang)
+    if deviations:
+        items = "".join(f"<li>{_e(x)}</li>" for x in deviations)
+        out.append(f'<div class="reason"><b>{_e(label("deviations", lang))}:</b><ul>{items}</ul></div>')
     for line in beside_lines(ev, lang):
         out.append(f'<div class="reason"><b>{_e(label("beside", lang))}:</b> {_e(line)}</div>')
     for p in plots:
@@ -278,6 +283,7 @@ def render_html(
     lang: Lang = "en",
     plots: Mapping[str, Sequence[Plot]] | None = None,
     plot_note: str = "",
+    build_notes: str = "",
 ) -> str:
     """The whole report as one self-contained HTML page (inline CSS; images are files beside it)."""
     d = Path(run_dir)
@@ -318,8 +324,33 @@ def render_html(
     parts.append("</section>")
     for ev in evaluations:
         parts.append(_html_section(ev, results, d, plots.get(ev.kpi, ()), lang))
+    if build_notes:
+        parts.append(_build_notes_html(build_notes, lang))
     parts += ["</main></body></html>", ""]
     return "\n".join(parts)
+
+
+def _build_notes_html(markdown: str, lang: Lang) -> str:
+    """The build notes (Markdown of buildnotes.build_notes_markdown) as a card of lists."""
+    out = [f'<section class="card"><h2>{_e(label("build_notes", lang))}</h2>']
+    items: list[str] = []
+
+    def flush() -> None:
+        if items:
+            out.append("<ul>" + "".join(f"<li>{_e(x)}</li>" for x in items) + "</ul>")
+            items.clear()
+
+    for line in markdown.splitlines()[1:]:
+        if line.startswith("### "):
+            flush()
+            out.append(f"<h3>{_e(line[4:])}</h3>")
+        elif line.startswith("- "):
+            items.append(line[2:].replace("`", ""))
+        elif line.strip():
+            flush()
+            out.append(f'<p class="note">{_e(line)}</p>')
+    flush()
+    return "".join(out) + "</section>"
 
 
 def write_html_report(
@@ -331,11 +362,19 @@ def write_html_report(
     plots: Mapping[str, Sequence[Plot]] | None = None,
     plot_note: str = "",
     links_from: Path | None = None,
+    build_notes: str = "",
 ) -> Path:
     """Render report.html (report.<lang>.html) into the run directory atomically; returns its path."""
     d = Path(run_dir)
     src = links_from or d
     text = render_html(
-        evaluations, results, run_id=_run_id(src, results), run_dir=src, lang=lang, plots=plots, plot_note=plot_note
+        evaluations,
+        results,
+        run_id=_run_id(src, results),
+        run_dir=src,
+        lang=lang,
+        plots=plots,
+        plot_note=plot_note,
+        build_notes=build_notes,
     )
     return atomic_write_text(d / report_name(lang, "html"), text)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from harness.core.fsio import atomic_write_text
+from harness.report.buildnotes import BUILD_NOTES_HEADING
 from harness.report.text import (
     _PROVENANCE_COLUMNS,
     Lang,
@@ -32,6 +33,7 @@ from harness.report.text import (
     _unique,
     _value_line,
     beside_lines,
+    deviation_lines,
     fmt_headline,
     label,
     not_in_mode,
@@ -67,8 +69,9 @@ def render_markdown(
     run_id: str,
     run_dir: str | Path,
     lang: Lang = "en",
+    build_notes: str = "",
 ) -> str:
-    """The whole report as Markdown: a summary table, then one section per KPI."""
+    """The whole report as Markdown: a summary table, one section per KPI, then the build notes."""
     d = Path(run_dir)
     df = results.df
     out = [f"# {label('report', lang)} — {label('run', lang)} {_code(run_id)}", ""]
@@ -104,6 +107,8 @@ def render_markdown(
     out.append("")
     for ev in evaluations:
         out += _kpi_section(ev, results, d, lang)
+    if build_notes:
+        out += ["", build_notes.replace(BUILD_NOTES_HEADING, f"## {label('build_notes', lang)}", 1)]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -130,13 +135,16 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
     out.append("")
     if ev.per_workload:
         first = ev.per_workload[0]
-        out += [f"### {_per_workload_title(first, lang)}", ""]
+        out += [f"### {_per_workload_title(ev.per_workload, lang)}", ""]
         out += _table(_cell_header(first, lang), (_cell_values(c) for c in ev.per_workload))
         out += ["", label("side_note", lang), ""]
     if ev.entities:
         out += [f"### {label('entities', lang)}", ""]
         out += _table(_entity_header(lang), (_entity_values(e, run_dir, lang) for e in ev.entities))
         out.append("")
+    deviations = deviation_lines(ev, results, lang)
+    if deviations:
+        out += [f"### {label('deviations', lang)}", "", *(f"- {line}" for line in deviations), ""]
     kpi_rows = results.filter(kpi=ev.kpi)
     groups = kpi_rows.summaries()
     if groups:
@@ -196,10 +204,16 @@ def write_report(
     *,
     lang: Lang = "en",
     links_from: Path | None = None,
+    build_notes: str = "",
 ) -> Path:
     """Render report.md (report.<lang>.md) into the run directory atomically; returns its path."""
     d = Path(run_dir)
     text = render_markdown(
-        evaluations, results, run_id=_run_id(links_from or d, results), run_dir=links_from or d, lang=lang
+        evaluations,
+        results,
+        run_id=_run_id(links_from or d, results),
+        run_dir=links_from or d,
+        lang=lang,
+        build_notes=build_notes,
     )
     return atomic_write_text(d / report_name(lang, "md"), text)

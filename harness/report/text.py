@@ -40,7 +40,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "summary": "Summary",
         "kpi": "KPI",
         "target": "target",
-        "value_ci": "value [interval]",
+        "value_ci": "value (interval)",
         "unit": "unit",
         "fidelity": "fidelity",
         "verdict": "verdict",
@@ -86,6 +86,9 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "range": "range",
         "ci": "95 % CI",
         "tiers": "Per fidelity and mode, each on its own (never pooled)",
+        "deviations": "How this run differs from the seed procedure",
+        "ingested": "Ingested by hand (not run by the harness)",
+        "build_notes": "Upstream builds on today's toolchains",
         "tier_line": (
             "{fidelity}, {mode}: {statistic} of {metric} = {value} {unit} "
             "({interval}; {cells} workload(s), n ≥ {min_n} per side)"
@@ -139,7 +142,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "summary": "요약",
         "kpi": "KPI",
         "target": "목표",
-        "value_ci": "측정값 [구간]",
+        "value_ci": "측정값 (구간)",
         "unit": "단위",
         "fidelity": "측정 방식",
         "verdict": "판정",
@@ -185,6 +188,9 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "range": "범위",
         "ci": "95 % 신뢰구간",
         "tiers": "측정 방식·모드별 값 (서로 합치지 않음)",
+        "deviations": "이 실행이 절차서와 다른 점",
+        "ingested": "수동으로 들여온 로그 (하네스가 실행하지 않음)",
+        "build_notes": "현재 도구로 하는 업스트림 빌드",
         "tier_line": (
             "{fidelity}, {mode}: {metric}의 {statistic} = {value} {unit} "
             "({interval}; 워크로드 {cells}개, 한쪽 n ≥ {min_n})"
@@ -507,8 +513,16 @@ def _kpi_titles(ev: Evaluation, lang: Lang) -> tuple[str, str]:
     return ev.title_en, ev.title_ko
 
 
-def _per_workload_title(first: WorkloadComparison, lang: Lang) -> str:
-    return f"{first.statistic} {label('per_workload', lang)}: {first.candidate} vs {first.baseline} ({first.metric})"
+def _per_workload_title(cells: Sequence[WorkloadComparison], lang: Lang) -> str:
+    """'<statistic> per workload: <candidate> vs <baseline> (<metric>)', naming each fidelity's own
+    metric where they differ (KPI 1: guest_pss at emulated fidelity)."""
+    first = cells[0]
+    by_fidelity = {c.fidelity: c.metric for c in cells}
+    if len(set(by_fidelity.values())) > 1:
+        metrics = ", ".join(f"{label(f, lang)}: {m}" for f, m in by_fidelity.items())
+    else:
+        metrics = first.metric
+    return f"{first.statistic} {label('per_workload', lang)}: {first.candidate} vs {first.baseline} ({metrics})"
 
 
 def _entity_header(lang: Lang) -> list[str]:
@@ -568,3 +582,18 @@ def _code(text: str) -> str:
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def deviation_lines(ev: Evaluation, rows: Results, lang: Lang = "en") -> list[str]:
+    """Where this KPI's numbers depart from the seed: each correction and substitution that concerns
+    the run's rows (kind, what, which numbers), then each log ingested by hand with its sha256."""
+    from harness.kpis.deviations import KIND_KO, deviations_for, ingested_lines
+
+    df = rows.filter(kpi=ev.kpi).df
+    out = []
+    for d in deviations_for(ev.kpi, df):
+        kind = KIND_KO[d.kind] if lang == "ko" else d.kind
+        text = d.ko if lang == "ko" else d.en
+        out.append(f"{kind}: {text} ({'영향' if lang == 'ko' else 'affects'}: {d.affects})")
+    out += [f"{label('ingested', lang)}: {line}" for line in ingested_lines(df)]
+    return out
