@@ -132,7 +132,8 @@ def _html_cells(ev: Evaluation, lang: Lang) -> str:
     table = _html_table(
         _cell_header(first, lang), rows, numeric=(4, 5, 6, 7, 8), raw=range(len(rows[0]) if rows else 0)
     )
-    return f'<h3>{_e(_per_workload_title(ev.per_workload, lang))}</h3>{table}<p class="note">{_e(label("side_note", lang))}</p>'
+    title = _e(_per_workload_title(ev.per_workload, lang))
+    return f'<h3>{title}</h3>{table}<p class="note">{_e(label("side_note", lang))}</p>'
 
 
 def _html_provenance(rows: Results, lang: Lang) -> str:
