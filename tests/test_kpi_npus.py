@@ -329,3 +329,76 @@ def test_the_pinned_submodule_sources_fill_the_fork_s_empty_folders(tmp_path: Pa
     assert "dmlc-core" not in e.value.what and "dlpack" not in e.value.what
     tree = next((run.cache_dir / "tvm-fork").iterdir())
     assert (tree / "3rdparty" / "rang" / "include" / "tvm_rang.h").is_file()
+
+
+# ---- inert upstream testcases ------------------------------------------------------------------
+
+# The shape of the pinned fork's test_ethosu.py: one module docstring holding a tutorial (its code
+# is text, not statements). Written here, not copied: upstream files are not committed.
+TUTORIAL_ONLY = '''"""
+Running TVM on bare metal Arm(R) Cortex(R)-M55 CPU and Ethos(TM)-U55 NPU
+========================================================================
+.. code-block:: bash
+
+    tvmc compile --target=ethos-u,cmsis-nn,c model.tflite
+"""
+'''
+
+
+@pytest.mark.parametrize(
+    ("source", "inert"),
+    [
+        (TUTORIAL_ONLY, True),
+        ('"""doc"""\nimport os\nfrom sys import argv\n\ndef main():\n    print(argv)\n', True),  # never called
+        ('"""doc"""\nimport sys\nsys.exit(0)\n', False),
+        ('"""doc"""\nif __name__ == "__main__":\n    pass\n', False),
+        ("x = 1\n", False),
+    ],
+)
+def test_a_testcase_with_no_executable_statement_is_inert(source: str, inert: bool) -> None:
+    why = npus_rules.inert_testcase(source, "test_x.py")
+    assert bool(why) is inert
+    if inert:
+        assert why.startswith("test_x.py has no executable statement")
+
+
+def test_the_pinned_ethos_u_testcase_is_inert_and_the_others_run() -> None:
+    import subprocess
+
+    mirror = Path("/work/.mirror/SKKU-ESLAB+ANT-Model-DB/repo")
+    if not mirror.is_dir():
+        pytest.skip("needs a local mirror of SKKU-ESLAB/ANT-Model-DB (upstream files are not committed)")
+    commit = MANIFEST.sources["ant_model_db"].commit
+    for case, inert in (("test_ethosu.py", True), ("test_vta.py", False), ("test_gemmini.py", False)):
+        text = subprocess.run(
+            ["git", "-C", str(mirror), "show", f"{commit}:compiler/testcase/{case}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert bool(npus_rules.inert_testcase(text, case)) is inert, case
+
+
+def test_an_inert_testcase_is_blocked_as_such_before_the_fvp_and_shown_so_in_the_table(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "compiler" / "testcase").mkdir(parents=True)
+    (src / "compiler" / "testcase" / "test_ethosu.py").write_text(TUTORIAL_ONLY)
+    run = make_run(tmp_path)
+    run.outputs["source:ant_model_db:compiler"] = {"path": str(src), "commit": "6bccd836aceab114"}
+    run.outputs["build:tvm-fork"] = {"path": str(tmp_path), "source_commit": "6bccd836"}
+    run.outputs["image:tvm-npu"] = {"tag": "ant-kpi/tvm-npu:x", "tool_versions": {}}
+    with pytest.raises(Blocked) as e:
+        kpi_npus.exec_measure(plan_steps()["measure:Ethos-U55"], run)
+    assert e.value.what.startswith("inert upstream testcase: compiler/testcase/test_ethosu.py has no executable")
+    assert "at ANT-Model-DB 6bccd836" in e.value.what and "not counted" in e.value.fix
+    assert "FVP" not in e.value.what
+    # The row it leaves is shown as an inert testcase in KPI 7's table, never judged or counted.
+    from harness.core.runner import StepState
+    from harness.kpis.common.executors import record_blocked
+
+    step = plan_steps()["measure:Ethos-U55"]
+    state = StepState(id=step.id, key=step.key, started=0.0, ended=0.0, status="blocked", message=e.value.what)
+    record_blocked(step, run, state)
+    table = {t["npu"]: t for t in kpi_npus.npu_table(run)}
+    assert table["Ethos-U55"]["status"] == "inert upstream testcase"
+    assert table["Ethos-U55"]["reason"].startswith("compiler/testcase/test_ethosu.py has no executable statement")

@@ -19,7 +19,14 @@ from harness.core.fsio import atomic_write_text
 from harness.core.runner import Executor, Run
 from harness.core.steps import Step
 from harness.kpis.npus.rows import IMAGE, KPI, NPUS, SMOKE_MODEL
-from harness.kpis.npus.tvm import exec_build, exec_convert, exec_image, exec_measure, testcase_requirements
+from harness.kpis.npus.tvm import (
+    exec_build,
+    exec_convert,
+    exec_image,
+    exec_measure,
+    inert_reason,
+    testcase_requirements,
+)
 
 # --------------------------------------------------------------------------------------------
 # Evaluation
@@ -90,7 +97,11 @@ def npu_table(run: Run) -> list[dict[str, str]]:
             seed = rec["workload"] != SMOKE_MODEL
             path = f"seed {rec['workload']}" if seed else "Vela compile (smoke)"
             reason = str(rec["note"] or "")
-            if seed and status == "blocked":
+            inert = inert_reason(run, str(rec["workload"])) if seed else ""
+            if inert:
+                # Runs nothing: reported as such, never judged, never counted.
+                status, reason = "inert upstream testcase", inert
+            elif seed and status == "blocked":
                 reason = "missing: " + "; ".join(seed_gaps(run, npu))
             table.append({"npu": npu, "status": status, "path": path, "reason": reason, "log": str(rec["log"] or "")})
     return table

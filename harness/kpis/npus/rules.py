@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,3 +205,29 @@ def judge_vela(summary: VelaSummary, *, exit_status: int, npu_custom_ops: int | 
     if npu_custom_ops is not None and npu_custom_ops < 1:
         return Judgement(passed=False, evidence=(ops,), reason="the compiled model holds no ethos-u operator")
     return Judgement(passed=True, evidence=(ops,), reason=f"all operators on the NPU ({ops})")
+
+
+# Statements that do nothing when a module runs: its docstring (or any bare string), imports,
+# `pass`, and definitions that nothing calls.
+_INERT_NODES: Final = (ast.Import, ast.ImportFrom, ast.Pass, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def inert_testcase(source: str, name: str = "testcase") -> str:
+    """Why a testcase script runs nothing ("" when it has an executable statement).
+
+    The pinned fork's test_ethosu.py is one docstring (a tutorial): it exits 0 having run nothing,
+    so its output must never be judged or counted."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        return f"{name} is not valid Python (line {e.lineno}): it cannot run"
+    body = [
+        n
+        for n in tree.body
+        if not isinstance(n, _INERT_NODES)
+        and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str))
+    ]
+    if body:
+        return ""
+    kinds = sorted({type(n).__name__ for n in tree.body}) or ["nothing"]
+    return f"{name} has no executable statement (only {', '.join(kinds)}): it runs nothing"

@@ -227,9 +227,38 @@ def testcase_requirements(npu: str, tool_versions: dict[str, str]) -> list[tuple
     return missing
 
 
+def inert_reason(run: Run, workload: str) -> str:
+    """Why the checked-out upstream testcase `workload` runs nothing ("" if it runs, or is not here)."""
+    from harness.kpis.npus.rules import inert_testcase
+
+    for sid, out in run.outputs.items():
+        if not sid.startswith("source:ant_model_db"):
+            continue
+        script = Path(out.get("path", "")) / "compiler" / "testcase" / workload
+        if script.is_file():
+            text = script.read_text(encoding="utf-8", errors="replace")
+            why = inert_testcase(text, f"compiler/testcase/{workload}")
+            return f"{why} at ANT-Model-DB {str(out.get('commit', ''))[:8]}" if why else ""
+    return ""
+
+
+def _refuse_inert_testcase(step: Step, run: Run) -> None:
+    """An upstream testcase that runs nothing is reported as such before anything else is blamed
+    (the FVP, the image), and never judged or counted."""
+    why = inert_reason(run, step.workload)
+    if why:
+        raise Blocked(
+            f"inert upstream testcase: {why}",
+            "nothing the harness can supply: the upstream testcase must gain code that runs "
+            "(for Ethos-U55 it describes a tutorial that needs the licensed Corstone-300 FVP); "
+            "not judged, not counted",
+        )
+
+
 def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
     """Run testcase/test_<npu>.py in the image against the built fork; one `passed` row from its rule."""
 
+    _refuse_inert_testcase(step, run)
     build = run.outputs.get("build:tvm-fork")
     img = run.outputs.get(f"image:{IMAGE}")
     if build is None or img is None:
