@@ -177,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--force", action="store_true")
     ib = isub.add_parser("build", help="build (or reuse) images named in kpis.toml")
     ib.add_argument("names", nargs="*")
+    iw = isub.add_parser(
+        "wheelhouse",
+        help="download an image's pinned wheels with the host's pip (for an air-gapped lab: fill it on a "
+        "connected machine, carry the folder, pass it as ANT_KPI_WHEELHOUSE)",
+    )
+    iw.add_argument("name", help="an image that installs Python wheels (cuda-train, tvm-npu)")
+    iw.add_argument("-o", "--out", default=None, help="the folder (default: the cache, reused by runs)")
+    iw.add_argument("--torch", choices=("cuda", "cpu"), default="cuda", help="cuda-train's PyTorch build")
     return p
 
 

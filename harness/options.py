@@ -29,6 +29,8 @@ VARIABLES: Final[Mapping[str, str]] = {
     "ANT_KPI_CACHE": "checkouts, images' work files and artefacts (default: <project>/.ant-kpi/cache)",
     "ANT_KPI_BOARDS": "the lab inventory (default: ./boards.toml)",
     "ANT_KPI_WHEELHOUSE": "directories of wheel files for images that install Python packages (dir[:dir...])",
+    "ANT_KPI_HOST_WHEELHOUSE": "yes (default): the host's pip fills an image's pinned wheels, the image installs "
+    "offline; no: the image's own pip uses the index",
     "ANT_KPI_BUILD_ARG_<NAME>": "build argument NAME for every image whose Dockerfile declares `ARG NAME`",
     "ANT_KPI_KEEP_CONTAINER": "1 keeps a container whose commands failed, for inspection",
     "ANT_KPI_GPUS": "GPUs for training containers: auto (default), all, none or device=0,1",
@@ -57,6 +59,7 @@ class EnvSettings:
     cache_dir: Path | None = None
     boards: Path | None = None
     wheelhouse: str = ""
+    host_wheelhouse: bool = True
     build_args: Mapping[str, str] = field(default_factory=dict)
     keep_container: bool = False
     gpus: str = ""
@@ -79,6 +82,7 @@ class EnvSettings:
             cache_dir=_path(env.get("ANT_KPI_CACHE")),
             boards=_path(env.get("ANT_KPI_BOARDS")),
             wheelhouse=env.get("ANT_KPI_WHEELHOUSE", ""),
+            host_wheelhouse=env.get("ANT_KPI_HOST_WHEELHOUSE", "yes").strip().lower() not in ("no", "0", "false"),
             build_args={k[len(BUILD_ARG_PREFIX) :]: v for k, v in env.items() if k.startswith(BUILD_ARG_PREFIX)},
             keep_container=env.get("ANT_KPI_KEEP_CONTAINER") == "1",
             gpus=env.get("ANT_KPI_GPUS", ""),

@@ -10,6 +10,7 @@ from harness.core.manifest import load_manifest
 from harness.core.strict_toml import did_you_mean
 from harness.env.base_image import bootstrap_base
 from harness.env.images import docker_client, ensure_image
+from harness.env.wheelhouse import WHEEL_SETS, fill, host_wheelhouse, wheel_set
 from harness.errors import EXIT_OK, BadInput, Blocked
 from harness.options import GlobalOptions
 
@@ -30,6 +31,8 @@ def cmd_images(args: argparse.Namespace, opts: GlobalOptions) -> int:
         con.print(f"base image {args.tag}: {getattr(ref, 'id', ref)}")
         return EXIT_OK
     m = load_manifest(opts.manifest)
+    if args.images_command == "wheelhouse":
+        return _wheelhouse(args, opts, con)
     names = args.names or list(m.images)
     # Every name is checked before Docker is asked: a typo is bad input, not a missing daemon.
     for n in names:
@@ -44,6 +47,32 @@ def cmd_images(args: argparse.Namespace, opts: GlobalOptions) -> int:
                 f"image {n}: build context {m.images[n].context} is not in this version",
                 "see the issue tracker for the KPI that needs it",
             )
-        img = ensure_image(m.images[n], root=opts.project_root, env=opts.env, client=client, console=con)
+        filled = host_wheelhouse(n, opts.project_root / m.images[n].context, opts.env, opts.cache_dir / "wheelhouse")
+        for note in filled.notes if filled else ():
+            con.print(f"{n}: {note}")
+        env = filled.env if filled else opts.env
+        img = ensure_image(m.images[n], root=opts.project_root, env=env, client=client, console=con)
         con.print(f"{n}: {img.tag} {img.id[:19]} {'reused' if img.reused else 'built'}")
+    return EXIT_OK
+
+
+def _wheelhouse(args: argparse.Namespace, opts: GlobalOptions, con: Console) -> int:
+    from pathlib import Path
+
+    m = load_manifest(opts.manifest)
+    if args.name not in m.images:
+        known = ", ".join(m.images)
+        raise BadInput(f"no image {args.name!r} in {m.path}{did_you_mean(args.name, list(m.images))}; images: {known}")
+    ws = wheel_set(args.name, opts.project_root / m.images[args.name].context, torch_build=args.torch)
+    out = Path(args.out).expanduser() if args.out else None
+    log = (out or opts.cache_dir / "wheelhouse") / "pip-download.log"
+    con.print(f"{args.name}: downloading the pinned wheels with the host's pip (CPython 3.11, manylinux x86_64)")
+    filled = fill(ws, opts.cache_dir / "wheelhouse", out=out, log=log)
+    how = "reused (complete)" if filled.reused else f"downloaded in {filled.seconds:.0f} s"
+    con.print(f"{args.name}: {filled.wheels} wheels, {filled.size / 1e6:,.0f} MB in {filled.path}: {how}")
+    torch = f" ANT_KPI_BUILD_ARG_TORCH_BUILD={args.torch}" if "{torch}" in str(WHEEL_SETS[args.name]) else ""
+    con.print(
+        f"build from it offline: ANT_KPI_WHEELHOUSE={filled.path} ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes{torch} "
+        f"ant-kpi images build {args.name}"
+    )
     return EXIT_OK

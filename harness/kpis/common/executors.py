@@ -73,15 +73,31 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
             f"image {img.name}: its build context {img.context} is not in this version of the harness",
             "see `ant-kpi plan` for what the image must hold; smoke steps that need it stay blocked",
         )
+    from harness.env.wheelhouse import host_wheelhouse
+
+    env = run.env
+    notes: tuple[str, ...] = ()
+    filled = host_wheelhouse(
+        img.name,
+        run.project_root / img.context,
+        run.env,
+        run.cache_dir / "wheelhouse",
+        log=run.log_path(f"{step.id}-wheelhouse"),
+    )
+    if filled is not None:
+        env, notes = filled.env, filled.notes
+        for n in notes:
+            run.console.print(f"  {img.name}: {n}")
     ref = ensure_image(
         img,
         root=run.project_root,
-        env=run.env,
+        env=env,
         client=docker_for(run),
         console=run.console,
         log_path=run.log_path(step.id),
     )
-    return {"tag": ref.tag, "id": ref.id, "digest": ref.digest, "provenance": ref.to_provenance()}
+    prov = {**ref.to_provenance(), **({"wheelhouse": list(notes)} if notes else {})}
+    return {"tag": ref.tag, "id": ref.id, "digest": ref.digest, "provenance": prov}
 
 
 def _derive(tree: Path, build: Build) -> list[str]:
