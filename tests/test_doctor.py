@@ -140,11 +140,15 @@ def test_a_complete_wheelhouse_behind_an_untrusted_index_builds_and_says_to_skip
     assert need is not None and need.state == "ok" and "pip retries it for every package" in need.probe.detail
     assert "certificate the image does not trust" in need.probe.detail
     assert need.fix == "set ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes so pip does not wait on the index"
-    # With no wheelhouse the same index is a gap, with the wheelhouse fix.
-    bare = machine(tmp_path, EnvSettings(build_args={"PYPI_INDEX_URL": index}))
+    # With no wheelhouse and the host's pip told not to fill one, the same index is a gap, with the fix.
+    bare = machine(tmp_path, EnvSettings(build_args={"PYPI_INDEX_URL": index}, host_wheelhouse=False))
     bare.__dict__["client"] = None
     gap = bare.packages(MANIFEST.images["cuda-train"])
-    assert gap is not None and gap.state == "missing" and "ANT_KPI_WHEELHOUSE=<dir>" in gap.fix
+    assert gap is not None and gap.state == "missing" and "ant-kpi images wheelhouse cuda-train -o DIR" in gap.fix
+    # By default the host's pip fills it at the image step.
+    auto = machine(tmp_path, EnvSettings(build_args={"PYPI_INDEX_URL": index}))
+    need = auto.packages(MANIFEST.images["cuda-train"])
+    assert need is not None and need.state == "ok" and "the host's pip fills the pinned wheels" in need.probe.detail
 
 
 @pytest.fixture

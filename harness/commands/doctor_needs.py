@@ -41,10 +41,10 @@ _CLONE_FIX: Final = "a complete clone of ANT (git lfs pull where needed), then -
 
 
 def _wheelhouse_fix(context: str) -> str:
+    name = context.rstrip("/").rsplit("/", 1)[-1]
     return (
-        "put every pinned wheel in a directory (pip download of the image's requirements*.txt for cp311 "
-        f"manylinux x86_64; {context}/README.md) and set ANT_KPI_WHEELHOUSE=<dir> with "
-        "ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes"
+        f"fill it with the host's pip: `ant-kpi images wheelhouse {name} -o DIR` (on a connected machine for an "
+        f"air-gapped lab), then ANT_KPI_WHEELHOUSE=DIR ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes; {context}/README.md"
     )
 
 
@@ -161,6 +161,19 @@ class Machine:
             return Need(
                 name="packages", probe=Probe(state="missing", detail=e.one_line()), fix=_wheelhouse_fix(img.context)
             )
+        if not dirs and self.env.host_wheelhouse:
+            from harness.env.wheelhouse import WHEEL_SETS
+
+            if img.name in WHEEL_SETS:
+                return Need(
+                    name="packages",
+                    probe=Probe(
+                        state="ok",
+                        detail="the host's pip fills the pinned wheels at the image step and the image installs "
+                        "offline (ANT_KPI_HOST_WHEELHOUSE=yes); cached under <cache>/wheelhouse once filled",
+                    ),
+                    fix="ahead of time: ant-kpi images wheelhouse " + img.name,
+                )
         for d in dirs:
             have |= {p for p in (wheel_pin(w.name) for w in d.glob("*.whl")) if p in pins}
         house = f"wheelhouse {len(have)} of {len(pins)} pinned wheels" if dirs else "no wheelhouse (ANT_KPI_WHEELHOUSE)"
