@@ -261,7 +261,7 @@ def case_ingest_wrong_model(w: World) -> str:
 
 
 def case_ingest_time_since_load(w: World) -> str:
-    log = ROOT / "tests/fixtures/ant/resource_raw.handwritten.log"
+    log = ROOT / "tests/fixtures/ant/resource_raw.x86_64.captured.log"
     p = w.harness(
         "ingest", "2", str(log), "--variant", "resource-api", "--workload", "resource-api", "--fidelity", "board"
     )

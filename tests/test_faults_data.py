@@ -127,12 +127,12 @@ def test_a_benchmark_model_log_of_another_model_is_refused_unless_the_check_is_s
 
 
 def test_resourcebench_numbers_that_grow_like_time_since_load_are_not_taken_for_round_trips(tmp_path: Path) -> None:
-    since_load = FIXTURES / "ant" / "resource_raw.handwritten.log"
+    since_load = FIXTURES / "ant" / "resource_raw.x86_64.captured.log"
     args = ["--variant", "resource-api", "--workload", "resource-api", "--fidelity", "board", "--run-id", "r"]
     refused = ingest(tmp_path, "2", str(since_load), *args)
     assert refused.returncode == 2 and "like time since load" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    persend = FIXTURES / "ant" / "legacy_persend.handwritten.log"
+    persend = FIXTURES / "ant" / "legacy_persend.x86_64.captured.log"
     ok = ingest(tmp_path, "2", str(persend), "--variant", "legacy", "--workload", "legacy", "--fidelity", "board")
     assert ok.returncode == 0, ok.stderr
 

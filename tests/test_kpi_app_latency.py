@@ -174,7 +174,7 @@ def test_runtime_client_sees_a_device_alive(device: _FakeDevice) -> None:
 
 def test_the_session_driver_counts_result_lines_with_the_parser_pattern(tmp_path: Path) -> None:
     log = tmp_path / "runtime.log"
-    log.write_text((FIX / "legacy_persend.handwritten.log").read_text())
+    log.write_text((FIX / "legacy_persend.x86_64.captured.log").read_text())
     assert companion._count_lines(log, re.compile(resourcebench.LINE_PATTERN)) == 10
 
 
@@ -241,14 +241,14 @@ def test_rows_keep_every_sample_through_the_report_and_compare_the_two_apis(tmp_
                    cache_dir=tmp_path / "cache")  # fmt: skip
     plan = plan_kpi(m, m.kpi("app_latency"), mode="smoke", targets=("x86_64",))
     steps = {s.variant: s for s in plan.steps if s.kind == "measure"}
-    legacy = FIX / "legacy_persend.handwritten.log"
-    resource = tmp_path / "resource.log"
-    resource.write_text(legacy.read_text().replace("Legacy mode", "Resource API mode").replace("4ms", "5ms"))
+    # Both sessions as the harness captured them on x86_64 (per-send copies, and the upstream copy).
+    legacy = FIX / "legacy_persend.x86_64.captured.log"
+    resource = FIX / "resource_persend.x86_64.captured.log"
     summary = [
         "session: 10 lines in 20.5 s, ended by all 10 lines; runtime exit -15",
         "companion: received 10 (legacy 10, resource 0, ignored 0), echoed 10, delivered 10, failed 0",
     ]
-    raw = str(FIX / "resource_raw.handwritten.log")
+    raw = str(FIX / "resource_raw.x86_64.captured.log")
     for variant, log in (("legacy", legacy), ("resource-api", resource)):
         outputs = {
             "sessions": {"persend": {"rc": 0, "log": str(log)}, "raw": {"rc": 0, "log": raw}},
@@ -265,13 +265,19 @@ def test_rows_keep_every_sample_through_the_report_and_compare_the_two_apis(tmp_
     # Each printed line keeps its own sample index; the repeat stays the measurement's repeat.
     assert sorted(rtt[rtt.variant == "legacy"]["sample"]) == list(range(2, 11))
     assert set(rtt["repeat"]) == {steps["legacy"].repeat or 0}
-    assert len(df[df.metric == "elapsed_raw"]) == 2 * 4
+    n_raw = len(resourcebench.parse(Path(raw)))
+    assert len(df[df.metric == "elapsed_raw"]) == 2 * n_raw
     assert set(df.fidelity) == {"host"}
     assert rtt.note.str.contains("smoke: 10 sends instead of 50").all()
     ev = evaluate(m.kpi("app_latency"), collect(run.run_dir))
     assert ev.verdict == Verdict.NO_VERDICT  # smoke rows never decide
     assert ev.statistic == "overhead_pct"
-    assert ev.value == pytest.approx(25.0)  # medians 4 ms vs 5 ms
+    from harness.results.statistics import compare
+
+    def kept(p: Path) -> list[float]:
+        return [x.ms for x in resourcebench.without_warmup(resourcebench.parse(p))]
+
+    assert ev.value == pytest.approx(compare(kept(legacy), kept(resource), "overhead_pct").value)
 
 
 def test_a_session_that_printed_nothing_leaves_a_failed_row(tmp_path: Path) -> None:

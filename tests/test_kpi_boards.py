@@ -72,8 +72,8 @@ def _measure_step(run: Run) -> Step:
 @pytest.mark.parametrize(
     ("log", "client", "passed"),
     [
-        ("streaming_pass.handwritten.log", 0, 1.0),
-        ("streaming_pass.handwritten.log", 1, 0.0),
+        ("streaming_pass.x86_64.captured.log", 0, 1.0),
+        ("streaming_pass.x86_64.captured.log", 1, 0.0),
         ("streaming_critical.handwritten.log", 0, 0.0),
         ("streaming_no_ready.handwritten.log", None, 0.0),
     ],
@@ -98,7 +98,7 @@ def test_a_smoke_pass_is_shown_but_never_counts_toward_the_nine_boards(tmp_path:
     run = _run(tmp_path)
     app_log = run.run_dir / "raw" / "app.log"
     app_log.parent.mkdir(parents=True)
-    shutil.copy(FIX / "streaming_pass.handwritten.log", app_log)
+    shutil.copy(FIX / "streaming_pass.x86_64.captured.log", app_log)
     for row in rows_for(run, _measure_step(run), {"app_log": str(app_log), "client_exit": 0, "started_at": 0.0}):
         append_row_journal(run.run_dir, row)
     ev = evaluate(M.kpi("boards"), collect(run.run_dir))
@@ -128,7 +128,7 @@ def test_a_pass_on_the_test_pattern_says_it_passed_without_a_camera(tmp_path: Pa
     run = _run(tmp_path)
     app_log = run.run_dir / "raw" / "app.log"
     app_log.parent.mkdir(parents=True)
-    shutil.copy(FIX / "streaming_pass.handwritten.log", app_log)
+    shutil.copy(FIX / "streaming_pass.x86_64.captured.log", app_log)
     outputs = {"app_log": str(app_log), "client_exit": 0, "started_at": time.time(), "source_type": source}
     (r,) = rows_for(run, _measure_step(run), outputs)
     assert r.value == 1.0

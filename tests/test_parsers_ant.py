@@ -1,7 +1,9 @@
-"""Parsers of ANT's KPI 2 and KPI 6 output, on hand-written fixtures of the documented formats."""
+"""Parsers of ANT's KPI 2 and KPI 6 output: on output captured from the harness's own runs of the real
+scripts (`*.captured.*`), and on hand-written fixtures only for cases no run here can produce."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -18,15 +20,20 @@ def _read(name: str) -> str:
 
 
 def test_resourcebench_reads_every_result_line_and_skips_runtime_chatter() -> None:
-    samples = resourcebench.parse(FIX / "legacy_persend.handwritten.log")
+    # A per-send legacy session captured on x86_64 (ANT at 223a9ea3, the loopback companion).
+    log = FIX / "legacy_persend.x86_64.captured.log"
+    samples = resourcebench.parse(log)
     assert [s.index for s in samples] == list(range(1, 11))
     assert {s.mode for s in samples} == {"Legacy"}
-    assert [s.ms for s in samples][:3] == [9.0, 4.0, 5.0]
-    assert samples[0].line == 6
+    lines = log.read_text().splitlines()
+    assert all(lines[s.line - 1].startswith(f"({s.index})Legacy mode elapsed time: {s.ms:g}ms") for s in samples)
+    per_send = resourcebench.parse(FIX / "resource_persend.x86_64.captured.log")
+    assert {s.mode for s in per_send} == {"Resource API"} and len(per_send) == 10
+    assert all(0 < s.ms < 100 for s in per_send)  # per-send round trips, not time since load
 
 
 def test_resourcebench_drops_the_first_sample_as_warm_up() -> None:
-    kept = resourcebench.without_warmup(resourcebench.parse(FIX / "legacy_persend.handwritten.log"))
+    kept = resourcebench.without_warmup(resourcebench.parse(FIX / "legacy_persend.x86_64.captured.log"))
     assert len(kept) == 9
     assert kept[0].index == 2
 
@@ -39,9 +46,12 @@ def test_resourcebench_keeps_nan_and_negative_values_and_tolerates_surrounding_b
 
 
 def test_resourcebench_reads_time_since_load_figures_as_printed() -> None:
-    samples = resourcebench.parse(FIX / "resource_raw.handwritten.log")
-    assert [s.ms for s in samples] == [4016.0, 6019.0, 8021.0, 10020.0]
-    assert {s.mode for s in samples} == {"Resource API"}
+    # The upstream-stamped resource-api.js, captured: time since load, ≈ 2000·n ms + a round trip.
+    samples = resourcebench.parse(FIX / "resource_raw.x86_64.captured.log")
+    assert [s.ms for s in samples][:3] == [4014.0, 6017.0, 8019.0]
+    assert {s.mode for s in samples} == {"Resource API"} and len(samples) == 10
+    steps = [b.ms - a.ms for a, b in itertools.pairwise(samples)]
+    assert all(1990 < d < 2100 for d in steps)
 
 
 def test_resourcebench_rejects_a_log_mixing_both_apis() -> None:
@@ -56,7 +66,7 @@ def test_resourcebench_ignores_lines_that_only_look_alike() -> None:
 
 
 def test_resourcebench_measurements_are_rtt_rows_after_warm_up() -> None:
-    rows = resourcebench.measurements(FIX / "legacy_persend.handwritten.log")
+    rows = resourcebench.measurements(FIX / "legacy_persend.x86_64.captured.log")
     assert len(rows) == 9
     assert {r["metric"] for r in rows} == {"rtt"}
     assert rows[0]["note"].startswith("sample 2")
@@ -70,11 +80,16 @@ def test_resourcebench_measurements_of_a_log_without_results_is_bad_input(tmp_pa
 
 
 def test_streaming_pass_needs_ready_line_clean_log_client_frames_and_final_pss_line() -> None:
-    c = streaming.check(_read("streaming_pass.handwritten.log"), 0)
+    # streaming.js with videotestsrc, captured from the harness's x86_64 run (ANT 223a9ea3 in ant-build).
+    c = streaming.check(_read("streaming_pass.x86_64.captured.log"), 0)
     assert c.passed, c.reasons
     assert c.address == "172.17.0.2:5000"
-    assert c.pss_kb == 21670.50
+    assert c.pss_kb == 22802.30
     assert c.summary().startswith("pass")
+    # The armhf build under QEMU user mode, captured the same way: the same pass rule holds.
+    arm = streaming.check(_read("streaming_pass.armhf-qemu.captured.log"), 0)
+    assert arm.passed, arm.reasons
+    assert arm.pss_kb == 70970.40
 
 
 def test_streaming_critical_lines_fail_even_with_a_ready_line_and_client_frames() -> None:
@@ -92,7 +107,7 @@ def test_streaming_element_error_fails() -> None:
 
 
 def test_streaming_without_client_frames_fails() -> None:
-    log = _read("streaming_pass.handwritten.log")
+    log = _read("streaming_pass.x86_64.captured.log")
     refused = streaming.client_exit_code(_read("client_refused.handwritten.log"))
     assert refused == 1
     c = streaming.check(log, refused)
@@ -112,21 +127,21 @@ def test_streaming_without_ready_line_fails_with_every_missing_criterion_named()
 
 
 def test_streaming_final_line_must_be_the_pss_line() -> None:
-    log = _read("streaming_pass.handwritten.log").replace("21670.50 KB\n", "21670.50 KB\nonStop\n")
+    log = _read("streaming_pass.x86_64.captured.log").replace("22802.30 KB\n", "22802.30 KB\nonStop\n")
     assert not streaming.check(log, 0).passed
 
 
 def test_streaming_ready_address_and_client_exit_code() -> None:
-    assert streaming.ready_address(_read("streaming_pass.handwritten.log")) == ("172.17.0.2", 5000)
+    assert streaming.ready_address(_read("streaming_pass.x86_64.captured.log")) == ("172.17.0.2", 5000)
     assert streaming.ready_address(_read("streaming_no_ready.handwritten.log")) is None
-    assert streaming.client_exit_code(_read("client_ok.handwritten.log")) == 0
+    assert streaming.client_exit_code(_read("client_ok.x86_64.captured.log")) == 0
     assert streaming.client_exit_code("no trailer\n") is None
 
 
 def test_streaming_measurements_read_the_client_log_beside_the_app_log(tmp_path: Path) -> None:
     app = tmp_path / "measure_streaming.log"
-    app.write_text(_read("streaming_pass.handwritten.log"))
+    app.write_text(_read("streaming_pass.x86_64.captured.log"))
     assert streaming.measurements(app)[0]["value"] == 0.0  # no client log: no evidence of frames
-    (tmp_path / "measure_streaming.client.log").write_text(_read("client_ok.handwritten.log"))
+    (tmp_path / "measure_streaming.client.log").write_text(_read("client_ok.x86_64.captured.log"))
     rows = streaming.measurements(app)
     assert rows == [{"metric": "passed", "value": 1.0, "unit": "count", "note": rows[0]["note"]}]
