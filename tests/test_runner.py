@@ -192,3 +192,30 @@ def test_build_output_for_the_wrong_architecture_is_a_failed_step(tmp_path: Path
     _check_output_arch(out, "x86_64", "build h", "logs/h.log")
     with pytest.raises(StepFailed, match="not an armhf binary"):
         _check_output_arch(out, "armhf", "build h", "logs/h.log")
+
+
+def test_a_measurement_records_the_machine_load_and_one_under_load_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.core import runner as runner_mod
+    from harness.report.text import load_lines
+
+    readings = iter([[0.4, 0.5, 0.6], [0.7, 0.5, 0.6], [3.1, 1.2, 0.8], [3.6, 1.5, 0.9]])
+    monkeypatch.setattr(runner_mod, "machine_load", lambda: next(readings))  # two measurements, quiet then busy
+    monkeypatch.setattr(runner_mod.os, "cpu_count", lambda: 2)
+    run = _run(tmp_path)
+    states = StepRunner(run, {"measure": lambda s, r: {}, "build": lambda s, r: {}}).execute(
+        _plan(_step("build:x", kind="build"), _step("quiet"), _step("busy"))
+    )
+    assert states["build:x"].load == {}  # only measurements carry it
+    assert states["quiet"].load == {"before": [0.4, 0.5, 0.6], "after": [0.7, 0.5, 0.6], "cpus": 2}
+    assert not runner_mod.under_load(states["quiet"].load) and runner_mod.under_load(states["busy"].load)
+    # The report reads it back from the stored states and names the step.
+    assert load_lines(run.run_dir, "js_memory") == ["busy: 1-min load 3.1 before, 3.6 after, on 2 CPUs"]
+
+
+def test_the_real_load_reading_is_three_averages() -> None:
+    from harness.core.runner import machine_load
+
+    load = machine_load()
+    assert len(load) == 3 and all(x >= 0 for x in load)

@@ -8,6 +8,7 @@ depend on it are blocked too, every other step still runs, and rows already meas
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -111,6 +112,25 @@ class StepState:
     # A step blocked through a dependency: the step whose own outcome is the cause (its message is
     # printed once; this step refers to it).
     cause: str = ""
+    # A measurement's machine load: 1/5/15-minute averages before and after it and the CPU count,
+    # so the report can flag numbers measured beside other work (a build, another run).
+    load: dict[str, Any] = field(default_factory=dict)
+
+
+def machine_load() -> list[float]:
+    """This machine's 1, 5 and 15-minute load averages ([] where the platform has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def under_load(load: Mapping[str, Any]) -> bool:
+    """Whether a measurement ran beside other work: a 1-minute load average before or after it above
+    the CPU count (a measurement alone keeps it near the cores it uses, one or two here)."""
+    cpus = int(load.get("cpus") or 0)
+    peaks = [float(x[0]) for x in (load.get("before"), load.get("after")) if isinstance(x, list) and x]
+    return bool(cpus and peaks) and max(peaks) > cpus
 
 
 @dataclass(kw_only=True)
@@ -249,8 +269,22 @@ class StepRunner:
                         f"this version of the harness plans KPI {plan.kpi.id} but cannot run it yet; "
                         f"see `ant-kpi plan {plan.kpi.id}`",
                     )
+                before = machine_load() if step.kind == "measure" else []
                 outputs = executor(step, self.run) or {}
-                st = StepState(id=step.id, key=step.key, status="ok", started=started, ended=_now(), outputs=outputs)
+                load = (
+                    {"before": before, "after": machine_load(), "cpus": os.cpu_count() or 0}
+                    if step.kind == "measure"
+                    else {}
+                )
+                st = StepState(
+                    id=step.id, key=step.key, status="ok", started=started, ended=_now(), outputs=outputs, load=load
+                )
+                if load and under_load(st.load):
+                    con.print(
+                        f"[yellow]  note[/yellow]  {step.id}: measured under load (1-min load "
+                        f"{before[0] if before else '?'} before, {st.load['after'][0]} after, "
+                        f"{st.load['cpus']} CPUs): the report flags it"
+                    )
             except Blocked as e:
                 st = StepState(
                     id=step.id,

@@ -20,6 +20,7 @@ from harness.report.text import (
     _title,
     beside_lines,
     fmt_headline,
+    load_lines,
     not_in_mode,
     tier_lines,
     unit_label,
@@ -72,6 +73,8 @@ def render_console(
         line.append(ev.verdict.value, style=VERDICT_STYLES[ev.verdict])
         line.append(f" — {ev.reason}")
         console.print(line)
+        for entry in load_lines(run_dir, ev.kpi):
+            console.print(Text(f"measured under load: {entry}", style="yellow"))
         if ev.notes:
             console.print(Text(f"how the judged value was obtained: {'; '.join(ev.notes)}"))
         for entry in tier_lines(ev):

@@ -39,6 +39,7 @@ from harness.report.text import (
     fmt_headline,
     interval_text,
     label,
+    load_lines,
     not_in_mode,
     report_name,
     tier_lines,
@@ -205,6 +206,10 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         out.append(f'<div class="reason"><b>{_e(label("notes", lang))}:</b> {_e("; ".join(ev.notes))}</div>')
     for line in tier_lines(ev, lang):
         out.append(f'<div class="reason"><b>{_e(label("tiers", lang))}:</b> {_e(line)}</div>')
+    loaded = load_lines(run_dir, ev.kpi)
+    if loaded:
+        items = "".join(f"<li>{_e(x)}</li>" for x in loaded)
+        out.append(f'<div class="reason"><b>{_e(label("under_load", lang))}:</b><ul>{items}</ul></div>')
     deviations = deviation_lines(ev, results, lang)
     if deviations:
         items = "".join(f"<li>{_e(x)}</li>" for x in deviations)

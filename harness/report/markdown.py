@@ -36,6 +36,7 @@ from harness.report.text import (
     deviation_lines,
     fmt_headline,
     label,
+    load_lines,
     not_in_mode,
     report_name,
     tier_lines,
@@ -142,6 +143,9 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
         out += [f"### {label('entities', lang)}", ""]
         out += _table(_entity_header(lang), (_entity_values(e, run_dir, lang) for e in ev.entities))
         out.append("")
+    loaded = load_lines(run_dir, ev.kpi)
+    if loaded:
+        out += [f"### {label('under_load', lang)}", "", *(f"- {line}" for line in loaded), ""]
     deviations = deviation_lines(ev, results, lang)
     if deviations:
         out += [f"### {label('deviations', lang)}", "", *(f"- {line}" for line in deviations), ""]

@@ -87,6 +87,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "ci": "95 % CI",
         "tiers": "Per fidelity and mode, each on its own (never pooled)",
         "deviations": "How this run differs from the seed procedure",
+        "under_load": "Measured under load (another job shared the machine; rerun on a quiet machine to trust these)",
         "ingested": "Ingested by hand (not run by the harness)",
         "build_notes": "Upstream builds on today's toolchains",
         "tier_line": (
@@ -189,6 +190,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "ci": "95 % 신뢰구간",
         "tiers": "측정 방식·모드별 값 (서로 합치지 않음)",
         "deviations": "이 실행이 절차서와 다른 점",
+        "under_load": "부하 중 측정 (다른 작업과 장비를 공유함; 조용한 장비에서 다시 측정해야 신뢰 가능)",
         "ingested": "수동으로 들여온 로그 (하네스가 실행하지 않음)",
         "build_notes": "현재 도구로 하는 업스트림 빌드",
         "tier_line": (
@@ -596,4 +598,25 @@ def deviation_lines(ev: Evaluation, rows: Results, lang: Lang = "en") -> list[st
         text = d.ko if lang == "ko" else d.en
         out.append(f"{kind}: {text} ({'영향' if lang == 'ko' else 'affects'}: {d.affects})")
     out += [f"{label('ingested', lang)}: {line}" for line in ingested_lines(df)]
+    return out
+
+
+def load_lines(run_dir: Path | None, kpi: str) -> list[str]:
+    """The KPI's measurement steps that ran under load, from their stored states (steps/<kpi>/)."""
+    from harness.core.runner import safe_name, under_load
+
+    if run_dir is None:
+        return []
+    out = []
+    for p in sorted((run_dir / "steps" / safe_name(kpi)).glob("*.json")):
+        try:
+            st = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        load = st.get("load") if isinstance(st, dict) else None
+        if isinstance(load, dict) and under_load(load):
+            before, after = load.get("before") or ["?"], load.get("after") or ["?"]
+            out.append(
+                f"{st.get('id', p.stem)}: 1-min load {before[0]} before, {after[0]} after, on {load.get('cpus')} CPUs"
+            )
     return out
