@@ -27,6 +27,9 @@ def test_resourcebench_reads_every_result_line_and_skips_runtime_chatter() -> No
     assert {s.mode for s in samples} == {"Legacy"}
     lines = log.read_text().splitlines()
     assert all(lines[s.line - 1].startswith(f"({s.index})Legacy mode elapsed time: {s.ms:g}ms") for s in samples)
+    # The armhf build under QEMU user mode, captured the same way.
+    arm = resourcebench.parse(FIX / "legacy_persend.armhf-qemu.captured.log")
+    assert [s.index for s in arm] == list(range(1, 11)) and {s.mode for s in arm} == {"Legacy"}
     per_send = resourcebench.parse(FIX / "resource_persend.x86_64.captured.log")
     assert {s.mode for s in per_send} == {"Resource API"} and len(per_send) == 10
     assert all(0 < s.ms < 100 for s in per_send)  # per-send round trips, not time since load
