@@ -764,3 +764,13 @@ def test_a_pass_on_the_test_pattern_is_passed_without_a_camera_and_not_counted()
     # The same board with its camera counts.
     ev = evaluate(_boards_kpi(), Results.from_rows([_board_row(ident, "Pipeline ready; 90 frames")]))
     assert ev.value == 1.0 and ev.with_evidence == ("Raspberry Pi 2",)
+
+
+def test_each_board_says_how_many_of_its_runs_passed() -> None:
+    ident = {"name": "pi-a", "model": "Raspberry Pi 2", "hardware_model": "Raspberry Pi 2 Model B Rev 1.1"}
+    rows = [dataclasses.replace(_board_row(ident), repeat=i) for i in range(3)]
+    rows.append(dataclasses.replace(_board_row(ident), repeat=3, value=0.0, note="fail: no Pipeline ready"))
+    ev = evaluate(_boards_kpi(), Results.from_rows(rows))
+    pi = {e.name: e for e in ev.entities}["Raspberry Pi 2"]
+    assert (pi.result, pi.passes, pi.runs) == ("passed", 3, 4)
+    assert {e.name: e.runs for e in ev.entities}["Jetson TX2"] == 0

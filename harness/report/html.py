@@ -233,13 +233,14 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
                 [
                     _e(name),
                     badge,
+                    _e(f"{e.passes} of {e.runs}" if e.runs else "—"),
                     _chips([e.fidelity], lang) if e.fidelity else "—",
                     _e(e.where or "—"),
                     _html_link(e.log, run_dir, lang) if e.log else "—",
                 ]
             )
         out.append(
-            f"<h3>{_e(label('entities', lang))}</h3>" + _html_table(_entity_header(lang), rows_html, raw=range(5))
+            f"<h3>{_e(label('entities', lang))}</h3>" + _html_table(_entity_header(lang), rows_html, raw=range(6))
         )
     kpi_rows = results.filter(kpi=ev.kpi)
     groups = kpi_rows.summaries()

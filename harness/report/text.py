@@ -126,6 +126,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "static": "static",
         "entities": "Evidence per listed entry",
         "entity": "entry",
+        "passed_of_runs": "passed / runs",
         "result": "result",
         "where": "measured on",
         "log": "log",
@@ -228,6 +229,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "static": "정적",
         "entities": "항목별 증거",
         "entity": "항목",
+        "passed_of_runs": "통과 / 실행",
         "result": "결과",
         "where": "측정 장치",
         "log": "로그",
@@ -528,13 +530,15 @@ def _per_workload_title(cells: Sequence[WorkloadComparison], lang: Lang) -> str:
 
 
 def _entity_header(lang: Lang) -> list[str]:
-    return [label(k, lang) for k in ("entity", "result", "fidelity", "where", "log")]
+    return [label(k, lang) for k in ("entity", "result", "passed_of_runs", "fidelity", "where", "log")]
 
 
 def _entity_values(e: EntityEvidence, run_dir: Path, lang: Lang) -> list[str]:
     name = e.name if e.listed else f"{e.name} ({label('extra', lang)})"
     fid = label(e.fidelity, lang) if e.fidelity else "—"
-    return [name, label(e.result, lang), fid, e.where or "—", _link(e.log, run_dir, lang) if e.log else "—"]
+    tally = f"{e.passes} of {e.runs}" if e.runs else "—"
+    log = _link(e.log, run_dir, lang) if e.log else "—"
+    return [name, label(e.result, lang), tally, fid, e.where or "—", log]
 
 
 _PROVENANCE_COLUMNS: Final = (

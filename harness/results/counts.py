@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any, Final
 
 import pandas as pd
@@ -66,6 +67,7 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
     t = kpi.target
     listed = {_name_key(n): n for n in t.of}
     best: dict[str, EntityEvidence] = {}
+    tally: dict[str, tuple[int, int]] = {}
     order = {
         "passed": 0,
         "failed": 1,
@@ -97,8 +99,12 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
             log=str(r["log"]),
             note=(f"not counted: {why_not}; " if why_not else "") + str(r["note"])[:200],
         )
+        if r["status"] == "ok":  # a blocked row is no run of the check
+            tally[name] = (tally.get(name, (0, 0))[0] + 1, tally.get(name, (0, 0))[1] + int(passed))
         if name not in best or order[result] < order[best[name].result]:
             best[name] = ev
+    # Every entry says how many runs of the check it had and how many passed (k of n), beside the best.
+    best = {n: replace(e, runs=tally.get(n, (0, 0))[0], passes=tally.get(n, (0, 0))[1]) for n, e in best.items()}
     out = [best.get(n, EntityEvidence(name=n, listed=True, result="no evidence")) for n in t.of]
     return out + [e for n, e in sorted(best.items()) if n not in t.of]
 

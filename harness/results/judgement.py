@@ -106,6 +106,8 @@ class EntityEvidence:
     where: str = ""  # the board (inventory name) or target the row came from
     log: str = ""
     note: str = ""
+    runs: int = 0  # how many rows (runs of the check) speak for it
+    passes: int = 0  # how many of them passed the check
 
 
 @dataclass(frozen=True, kw_only=True)
