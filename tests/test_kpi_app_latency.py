@@ -151,6 +151,9 @@ def test_companion_posts_replies_back_to_the_device_and_counts_them(device: _Fak
     assert (counters.received, counters.legacy, counters.resource, counters.ignored) == (3, 1, 1, 1)
     assert (counters.echoed, counters.delivered, counters.failed) == (2, 2, 0)
     assert "echoed 2, delivered 2, failed 0" in counters.line()
+    # Its own share of each round trip is timed per reply, and reported in order.
+    assert len(counters.own_ms) == 2 and all(0 <= x < 1000 for x in counters.own_ms)
+    assert counters.own_line().startswith("companion: own ms: ") and len(counters.own_line().split()) == 3 + 2
 
 
 def test_companion_counts_replies_the_device_did_not_take() -> None:
@@ -211,6 +214,8 @@ def test_a_session_installs_starts_counts_lines_stops_and_reports_the_companion(
     assert "onStop" in log.read_text()
     counters = next(ln for ln in out.splitlines() if ln.startswith("companion: received"))
     assert "failed 0" in counters
+    own = next(ln for ln in out.splitlines() if ln.startswith("companion: own ms:"))
+    assert len(own.split()) - 3 >= 4  # one figure per reply the stand-in sent
 
 
 def test_a_session_whose_runtime_dies_at_start_up_fails_with_its_exit_code(
@@ -247,6 +252,7 @@ def test_rows_keep_every_sample_through_the_report_and_compare_the_two_apis(tmp_
     summary = [
         "session: 10 lines in 20.5 s, ended by all 10 lines; runtime exit -15",
         "companion: received 10 (legacy 10, resource 0, ignored 0), echoed 10, delivered 10, failed 0",
+        "companion: own ms: 0.310 0.295 0.402 0.288 0.301 0.330 0.297 0.350 0.289 0.312",
     ]
     raw = str(FIX / "resource_raw.x86_64.captured.log")
     for variant, log in (("legacy", legacy), ("resource-api", resource)):
@@ -267,6 +273,8 @@ def test_rows_keep_every_sample_through_the_report_and_compare_the_two_apis(tmp_
     assert set(rtt["repeat"]) == {steps["legacy"].repeat or 0}
     n_raw = len(resourcebench.parse(Path(raw)))
     assert len(df[df.metric == "elapsed_raw"]) == 2 * n_raw
+    own = df[df.metric == "companion_own"]
+    assert len(own) == 2 * 10 and own.value.max() < 1.0  # the stand-in's share, beside the round trips
     assert set(df.fidelity) == {"host"}
     assert rtt.note.str.contains("smoke: 10 sends instead of 50").all()
     ev = evaluate(m.kpi("app_latency"), collect(run.run_dir))
@@ -311,3 +319,15 @@ def test_build_paths_are_read_strictly() -> None:
     data["builds"]["ant"]["paths"] = "api"
     with pytest.raises(ManifestError, match=r"builds\.ant\.paths.*list of strings"):
         parse_manifest(data, ROOT / "kpis.toml")
+
+
+def test_kpi2_smoke_measures_five_interleaved_legs_and_the_upstream_copy_once() -> None:
+    from harness.kpis.app_latency.execute import copies_for
+
+    m = load_manifest(ROOT / "kpis.toml")
+    plan = plan_kpi(m, m.kpi("app_latency"), mode="smoke", targets=("x86_64",))
+    legs = [(s.variant, s.repeat) for s in plan.steps if s.kind == "measure"]
+    assert len(legs) == 10  # 5 legs per variant of 10 sends: ≈45 round trips each after the warm-up
+    assert [v for v, _ in legs][:4] == ["legacy", "resource-api", "resource-api", "legacy"]  # A/B, then B/A
+    steps = [s for s in plan.steps if s.kind == "measure"]
+    assert [copies_for(s) for s in steps[:3]] == [("persend", "raw"), ("persend", "raw"), ("persend",)]

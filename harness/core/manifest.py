@@ -217,6 +217,7 @@ class Kpi:
     targets: tuple[str, ...]
     compare: Compare | None = None
     repeats: int | None = None
+    smoke_repeats: int | None = None  # a KPI whose smoke needs several interleaved legs (KPI 2)
     tools: tuple[str, ...] = ()
     images: tuple[str, ...] = ()
 
@@ -249,7 +250,7 @@ class Manifest:
 
     def repeats_for(self, kpi: Kpi, mode: str) -> int:
         if mode == "smoke":
-            return self.defaults.smoke_repeats
+            return kpi.smoke_repeats if kpi.smoke_repeats is not None else self.defaults.smoke_repeats
         return kpi.repeats if kpi.repeats is not None else self.defaults.repeats
 
 
@@ -390,6 +391,11 @@ def _read_kpi(r: StrictTable) -> Kpi:
     repeats = (
         r.int_("repeats", required=False, default=-1, minimum=1, maximum=MAX_REPEATS) if "repeats" in r.table else None
     )
+    smoke_repeats = (
+        r.int_("smoke_repeats", required=False, default=-1, minimum=1, maximum=MAX_REPEATS)
+        if "smoke_repeats" in r.table
+        else None
+    )
     k = Kpi(
         id=r.str_("id"),
         number=r.int_("number", minimum=1),
@@ -405,6 +411,7 @@ def _read_kpi(r: StrictTable) -> Kpi:
         targets=r.str_list("targets"),
         compare=compare,
         repeats=repeats,
+        smoke_repeats=smoke_repeats,
         tools=r.str_list("tools", required=False),
         images=r.str_list("images", required=False),
     )

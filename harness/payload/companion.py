@@ -91,12 +91,19 @@ class Counters:
     delivered: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    # The stand-in's own time per message, from the device's POST arriving to its reply handed to
+    # the kernel: its share of each round trip, measured where it happens.
+    own_ms: list[float] = field(default_factory=list)
 
     def line(self) -> str:
         return (
             f"companion: received {self.received} (legacy {self.legacy}, resource {self.resource}, "
             f"ignored {self.ignored}), echoed {self.echoed}, delivered {self.delivered}, failed {self.failed}"
         )
+
+    def own_line(self) -> str:
+        """`companion: own ms: a b c ...`, one value per reply sent, in order."""
+        return "companion: own ms: " + " ".join(f"{x:.3f}" for x in self.own_ms)
 
 
 class CompanionStandIn:
@@ -116,7 +123,7 @@ class CompanionStandIn:
         self.timeout_s = timeout_s
         self.counters = Counters()
         self._lock = threading.Lock()
-        self._outbox: queue.Queue[str | None] = queue.Queue()
+        self._outbox: queue.Queue[tuple[str, float] | None] = queue.Queue()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._threads: list[threading.Thread] = []
@@ -133,6 +140,7 @@ class CompanionStandIn:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
+                arrived = time.monotonic()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode("utf-8", errors="replace")
                 ok = self.path == COMPANION_PATH
@@ -142,14 +150,14 @@ class CompanionStandIn:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 if ok:
-                    stand_in._received(body)
+                    stand_in._received(body, arrived)
 
             def log_message(self, format: str, *args: object) -> None:
                 return  # the counters are the record; per-request lines would drown the log
 
         return Handler
 
-    def _received(self, body: str) -> None:
+    def _received(self, body: str, arrived: float) -> None:
         reply = reply_for(body)
         with self._lock:
             self.counters.received += 1
@@ -161,16 +169,20 @@ class CompanionStandIn:
             else:
                 self.counters.legacy += 1
             self.counters.echoed += 1
-        self._outbox.put(reply)
+        self._outbox.put((reply, arrived))
 
     def _send_loop(self) -> None:
         while True:
-            reply = self._outbox.get()
-            if reply is None:
+            item = self._outbox.get()
+            if item is None:
                 return
+            reply, arrived = item
             try:
                 conn = http.client.HTTPConnection(self.device_host, self.device_port, timeout=self.timeout_s)
                 conn.request("POST", DEVICE_REPLY_PATH, body=reply.encode(), headers={"Content-Type": "text/plain"})
+                own = (time.monotonic() - arrived) * 1000.0
+                with self._lock:
+                    self.counters.own_ms.append(own)
                 resp = conn.getresponse()
                 # Closing with the body unread resets the connection while IoT.js still writes to
                 # it, and IoT.js dies of SIGPIPE: read the whole answer first.
@@ -367,6 +379,7 @@ def run_session(args: argparse.Namespace) -> int:
             copier.join(timeout=5)
             print(f"session: runtime exit {rc}", flush=True)
             print(companion.counters.line(), flush=True)
+            print(companion.counters.own_line(), flush=True)
             return 2
         rc = _stop_process(proc)
         copier.join(timeout=5)
@@ -376,6 +389,7 @@ def run_session(args: argparse.Namespace) -> int:
             flush=True,
         )
     print(companion.counters.line(), flush=True)
+    print(companion.counters.own_line(), flush=True)
     for err in companion.counters.errors[:5]:
         print(f"companion: reply failed: {err}", flush=True)
     return 0

@@ -35,6 +35,12 @@ _LOOP_RE: Final = re.compile(r"\btotalCount < 49\b")
 COPIES: Final = ("persend", "raw")
 
 
+def copies_for(step: Step) -> tuple[str, ...]:
+    """The sessions of one leg: the per-send copy always; the upstream-stamped copy (time since
+    load, shown for information) in the first leg only, so later legs add round trips, not minutes."""
+    return COPIES if (step.repeat or 0) == 0 else COPIES[:1]
+
+
 # --------------------------------------------------------------------------------------------
 # Copies of the upstream scripts
 # --------------------------------------------------------------------------------------------
@@ -110,6 +116,9 @@ def _session_argv(
     ]  # fmt: skip
 
 
+OWN_PREFIX: Final = "companion: own ms:"
+
+
 def _summary_lines(text: str) -> list[str]:
     """The session driver's own report: one `session:` and one `companion:` line per session."""
     return [ln for ln in text.splitlines() if ln.startswith(("session:", "companion:"))]
@@ -166,7 +175,7 @@ def _measure_board(step: Step, run: Run, deploy: dict[str, Any], patch: dict[str
     sessions: dict[str, Any] = {}
     summary: list[str] = []
     started_at = time.time()
-    for copy in COPIES:
+    for copy in copies_for(step):
         remove_inside(transport, f"{work}/{copy}")
         res = transport.run(["mkdir", "-p", f"{work}/{copy}"], timeout=60)
         if not res.ok:
@@ -216,7 +225,7 @@ def exec_measure(step: Step, run: Run) -> dict[str, Any]:
     sessions: dict[str, Any] = {}
     started_at = time.time()
     with ant_build.runtime_container(run, deploy, work) as c:
-        for copy in COPIES:
+        for copy in copies_for(step):
             shutil.copy2(patch["scripts"][variant][copy], work / f"{copy}.js")
             cwd = work / copy
             if cwd.exists():
@@ -266,6 +275,31 @@ def _session_note(outputs: dict[str, Any], copy: str) -> str:
     if idx < len(comp):
         parts.append(comp[idx])
     return "; ".join(parts)
+
+
+def _own_rows(outputs: dict[str, Any], copy: str, common: dict[str, Any], repeat: int, log: str) -> list[Row]:
+    """The stand-in's own time per message of one session (`companion: own ms:` lines, in COPIES
+    order): its share of each round trip, shown beside the round trips."""
+    own = [ln for ln in outputs.get("summary", []) if ln.startswith(OWN_PREFIX)]
+    idx = list(COPIES).index(copy)
+    if idx >= len(own):
+        return []
+    values = [float(x) for x in own[idx].removeprefix(OWN_PREFIX).split()]
+    note = "the loopback stand-in's own time per message: the device's POST in, its reply out"
+    return [
+        Row(
+            metric="companion_own",
+            value=v,
+            unit="ms",
+            status="ok",
+            log=log,
+            repeat=repeat,
+            sample=i,
+            note=note,
+            **common,
+        )
+        for i, v in enumerate(values, start=1)
+    ]
 
 
 def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
@@ -327,6 +361,8 @@ def rows_for(run: Run, step: Step, outputs: dict[str, Any]) -> list[Row]:
                 )
             )
             continue
+        if copy == "persend":
+            rows += _own_rows(outputs, copy, common, repeat, log_rel)
         for s in kept:
             ok = not math.isnan(s.ms)
             label = f"sample {s.index}" + ("" if ok else " printed NaN")
