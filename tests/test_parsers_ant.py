@@ -148,3 +148,15 @@ def test_streaming_measurements_read_the_client_log_beside_the_app_log(tmp_path:
     (tmp_path / "measure_streaming.client.log").write_text(_read("client_ok.x86_64.captured.log"))
     rows = streaming.measurements(app)
     assert rows == [{"metric": "passed", "value": 1.0, "unit": "count", "note": rows[0]["note"]}]
+
+
+def test_streaming_names_the_runtimes_own_crash_under_qemu_armhf() -> None:
+    # Captured from the harness's armhf run under QEMU with two busy loops beside it (1 of 3 such
+    # runs; 0 of 7 quiet runs): ANT's runtime stops on a JerryScript assertion after "GDBus server
+    # is not set!", before the pipeline is ready.
+    c = streaming.check(_read("streaming_ice.armhf-qemu.captured.log"), None)
+    assert not c.passed and not c.pipeline_ready
+    assert c.reasons[0].startswith(
+        "the runtime stopped on a JerryScript internal assertion (ICE: Assertion 'lit_is_valid_cesu8_string"
+    )
+    assert "no 'Pipeline ready!' line" in c.reasons

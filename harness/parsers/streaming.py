@@ -57,6 +57,10 @@ def app_lines(text: str) -> list[str]:
     ]
 
 
+# JerryScript's internal-error report, e.g. "ICE: Assertion 'lit_is_valid_cesu8_string (...)' failed at ...".
+_ICE_RE: Final = re.compile(r"ICE: Assertion '[^']*' failed")
+
+
 def check(app_log: str, client_exit: int | None, *, stderr: str = "") -> StreamingCheck:
     """Apply the pass rule to the app's output and the GDP client's exit status.
 
@@ -68,6 +72,10 @@ def check(app_log: str, client_exit: int | None, *, stderr: str = "") -> Streami
     errors = tuple(ln for ln in [*lines, *app_lines(stderr)] if any(r.search(ln) for r in ERROR_RES))
     final = PSS_RE.match(lines[-1].strip()) if lines else None
     reasons = []
+    crash = next((m.group(0) for m in map(_ICE_RE.search, lines) if m is not None), "")
+    if crash:
+        # ANT's runtime itself stopped (JerryScript's internal assertion): its own behaviour, named.
+        reasons.append(f"the runtime stopped on a JerryScript internal assertion ({crash[:160]})")
     if ready is None:
         reasons.append("no 'Pipeline ready!' line")
     if errors:
