@@ -442,7 +442,7 @@ def npu_needs(m: Machine) -> list[Need]:
             out.append(Need(name=f"{npu} testcase tools", probe=Probe(state="ok", detail="the image has them")))
     out.append(
         Need(
-            name="ethos-u-vela (Vela compile, simulator fidelity)",
+            name="ethos-u-vela (Vela compile, static fidelity: shown, never counted)",
             probe=probes.module("ethosu"),
             fix="pip install ethos-u-vela",
         )

@@ -1,5 +1,5 @@
-"""The Vela smoke of KPI 7 (runs here): a generated int8 model compiled for the Ethos-U55; simulator
-fidelity, never counted."""
+"""The Vela smoke of KPI 7 (runs here): a generated int8 model compiled for the Ethos-U55; static
+fidelity (a compile with estimates, evidence tier "compiled"), never counted."""
 
 from __future__ import annotations
 
@@ -205,6 +205,7 @@ def exec_vela(step: Step, run: Run) -> dict[str, Any]:
         )
         raise StepFailed(verdict.reason, log=run.rel(log))
     note = (
+        "not counted: a compile with Vela's estimates (evidence tier: compiled), not a run on a simulator; "
         f"Vela compile path (not the seed's test_ethosu.py on the Corstone-300 FVP): {verdict.reason}; "
         f"{describe(summary)}; estimates from Vela's performance model{pin_note}"
     )
