@@ -547,3 +547,22 @@ def test_one_reason_blocking_several_rows_is_printed_once_naming_them() -> None:
     assert md.count(note) == 2  # the verdict's reason and the blocked rows' list, once each
     assert f"- blocked: peak_pss iotjs/v8-deltablue on rpi2, iotjs_plus/v8-deltablue on rpi2 — {note}" in md
     assert "- blocked: peak_pss iotjs — other" in md and "-:" not in md
+
+
+@pytest.mark.parametrize(
+    "interval",
+    [
+        "range of 4 per-workload values, not a CI",
+        "range of 2 exact values",
+        "95 % CI: percentile bootstrap of the median over 5 workloads",
+        "95 % CI: percentile bootstrap of the two medians (one workload)",
+        "95 % CI of the median (order statistic)",
+        "exact: static values, read not sampled",
+    ],
+)
+def test_every_kind_of_interval_is_said_in_korean_too(interval: str) -> None:
+    from harness.report.text import interval_text
+
+    ko = interval_text(interval, 1.0, 2.0, "ko")
+    assert ko.startswith("[1, 2]: ") and not any(w in ko for w in ("range", "percentile", "exact", "median"))
+    assert interval_text(interval, 1.0, 2.0, "en") == f"[1, 2]: {interval}"

@@ -453,13 +453,38 @@ def _what(ev: Evaluation) -> str:
     return f"{ev.statistic} of {ev.metric}" if ev.statistic else ev.metric
 
 
+_INTERVAL_KO: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"^range of (\d+) per-workload values, not a CI$"), r"워크로드 \1개 값의 범위 (신뢰구간 아님)"),
+    (re.compile(r"^range of (\d+) exact values$"), r"정확값 \1개의 범위"),
+    (
+        re.compile(r"^95 % CI: percentile bootstrap of the median over (\d+) workloads$"),
+        r"95 % 신뢰구간: 워크로드 \1개 중앙값의 백분위 부트스트랩",
+    ),
+    (
+        re.compile(r"^95 % CI: percentile bootstrap of the two medians \(one workload\)$"),
+        "95 % 신뢰구간: 두 중앙값의 백분위 부트스트랩 (워크로드 1개)",
+    ),
+    (re.compile(r"^95 % CI of the median \((.+)\)$"), r"중앙값의 95 % 신뢰구간 (\1)"),
+    (re.compile(r"^exact: static values, read not sampled$"), "정확값: 정적 값 (표본 아님)"),
+)
+
+
+def _interval_words(interval: str, lang: Lang) -> str:
+    if lang != "ko":
+        return interval
+    for rx, ko in _INTERVAL_KO:
+        if rx.match(interval):
+            return rx.sub(ko, interval)
+    return interval
+
+
 def interval_text(interval: str, low: float, high: float, lang: Lang = "en", decimals: int | None = None) -> str:
     """'[low, high]: <what the interval is>', or 'no interval' when there is none."""
     if not interval or interval.startswith("no interval") or math.isnan(low) or math.isnan(high):
         rest = interval[len("no interval") :] if interval.startswith("no interval") else ""
         return label("no_interval", lang) + rest
     d = decimals if decimals is not None else _decimals([low, high])
-    return f"[{_fmt(low, d)}, {_fmt(high, d)}]: {interval}"
+    return f"[{_fmt(low, d)}, {_fmt(high, d)}]: {_interval_words(interval, lang)}"
 
 
 def fmt_headline(ev: Evaluation) -> str:
