@@ -19,19 +19,12 @@ from harness.core.manifest import Image, Manifest
 from harness.core.plan import KpiPlan
 from harness.env import probes
 from harness.env.probes import Probe, State
+from harness.env.wheelhouse import WHEEL_SETS, wheel_set
 from harness.errors import HarnessError
 from harness.options import EnvSettings
 
 PYPI: Final = "https://pypi.org/simple/"
 # Which requirements files a build installs, per image (cuda-train: the torch pair TORCH_BUILD picks).
-_REQUIREMENTS: Final[dict[str, Callable[[Mapping[str, str]], tuple[str, ...]]]] = {
-    "cuda-train": lambda args: (
-        "requirements.txt",
-        f"requirements-torch-{args.get('TORCH_BUILD', 'cuda')}.txt",
-        "requirements-no-deps.txt",
-    ),
-    "tvm-npu": lambda args: ("requirements.txt",),
-}
 # What the fork's VTA testcase downloads at run time (MXNet's Gluon model zoo, the ImageNet labels).
 VTA_DOWNLOADS: Final = (
     "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/",
@@ -149,10 +142,11 @@ class Machine:
         from harness.env.image_context import declared_args, env_build_args, normalize_name, wheel_pin, wheelhouse_dirs
 
         ctx = self.root / img.context
-        if img.name not in _REQUIREMENTS or not (ctx / "wheelhouse").is_dir():
+        if img.name not in WHEEL_SETS or not (ctx / "wheelhouse").is_dir():
             return None
         args = env_build_args(declared_args(ctx / "Dockerfile"), self.env.build_args)
-        pins = _pins(ctx, _REQUIREMENTS[img.name](args), normalize_name)
+        files = wheel_set(img.name, ctx, torch_build=args.get("TORCH_BUILD", "cuda")).files
+        pins = _pins(ctx, tuple(name for name, _ in files), normalize_name)
         have: set[tuple[str, str]] = set()
         fix = _wheelhouse_fix(img.context)
         try:
@@ -162,18 +156,15 @@ class Machine:
                 name="packages", probe=Probe(state="missing", detail=e.one_line()), fix=_wheelhouse_fix(img.context)
             )
         if not dirs and self.env.host_wheelhouse:
-            from harness.env.wheelhouse import WHEEL_SETS
-
-            if img.name in WHEEL_SETS:
-                return Need(
-                    name="packages",
-                    probe=Probe(
-                        state="ok",
-                        detail="the host's pip fills the pinned wheels at the image step and the image installs "
-                        "offline (ANT_KPI_HOST_WHEELHOUSE=yes); cached under <cache>/wheelhouse once filled",
-                    ),
-                    fix="ahead of time: ant-kpi images wheelhouse " + img.name,
-                )
+            return Need(
+                name="packages",
+                probe=Probe(
+                    state="ok",
+                    detail="the host's pip fills the pinned wheels at the image step and the image installs "
+                    "offline (ANT_KPI_HOST_WHEELHOUSE=yes); cached under <cache>/wheelhouse once filled",
+                ),
+                fix="ahead of time: ant-kpi images wheelhouse " + img.name,
+            )
         for d in dirs:
             have |= {p for p in (wheel_pin(w.name) for w in d.glob("*.whl")) if p in pins}
         house = f"wheelhouse {len(have)} of {len(pins)} pinned wheels" if dirs else "no wheelhouse (ANT_KPI_WHEELHOUSE)"

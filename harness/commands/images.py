@@ -10,7 +10,7 @@ from harness.core.manifest import load_manifest
 from harness.core.strict_toml import did_you_mean
 from harness.env.base_image import bootstrap_base
 from harness.env.images import docker_client, ensure_image
-from harness.env.wheelhouse import WHEEL_SETS, fill, host_wheelhouse, wheel_set
+from harness.env.wheelhouse import fill, has_torch, host_wheelhouse, wheel_set
 from harness.errors import EXIT_OK, BadInput, Blocked
 from harness.options import GlobalOptions
 
@@ -70,7 +70,7 @@ def _wheelhouse(args: argparse.Namespace, opts: GlobalOptions, con: Console) -> 
     filled = fill(ws, opts.cache_dir / "wheelhouse", out=out, log=log)
     how = "reused (complete)" if filled.reused else f"downloaded in {filled.seconds:.0f} s"
     con.print(f"{args.name}: {filled.wheels} wheels, {filled.size / 1e6:,.0f} MB in {filled.path}: {how}")
-    torch = f" ANT_KPI_BUILD_ARG_TORCH_BUILD={args.torch}" if "{torch}" in str(WHEEL_SETS[args.name]) else ""
+    torch = f" ANT_KPI_BUILD_ARG_TORCH_BUILD={args.torch}" if has_torch(args.name) else ""
     con.print(
         f"build from it offline: ANT_KPI_WHEELHOUSE={filled.path} ANT_KPI_BUILD_ARG_WHEELHOUSE_ONLY=yes{torch} "
         f"ant-kpi images build {args.name}"

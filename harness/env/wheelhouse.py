@@ -45,6 +45,11 @@ WHEEL_SETS: Final[dict[str, tuple[tuple[str, bool], ...]]] = {
 }
 
 
+def has_torch(image: str) -> bool:
+    """Whether `image`'s wheel set has a PyTorch build to choose (TORCH_BUILD)."""
+    return any("{torch}" in name for name, _ in WHEEL_SETS.get(image, ()))
+
+
 def platform_tags(arch: str = "x86_64", glibc_minor: int = GLIBC_MINOR) -> list[str]:
     """Every manylinux platform tag a glibc 2.<glibc_minor> system installs (newest first).
 
@@ -210,10 +215,10 @@ def host_wheelhouse(
     there; None when the image installs no wheels, a wheelhouse is given, or ANT_KPI_HOST_WHEELHOUSE=no."""
     if image not in WHEEL_SETS or env.wheelhouse or not env.host_wheelhouse:
         return None
-    has_torch = any("{torch}" in name for name, _ in WHEEL_SETS[image])
+    torch_image = has_torch(image)
     choices = (
         torch_choices(env.build_args.get("TORCH_BUILD", ""), remote_engine=bool(env.docker_host), gpu=gpu_here())
-        if has_torch
+        if torch_image
         else ("cuda",)
     )
     notes: list[str] = []
@@ -229,7 +234,7 @@ def host_wheelhouse(
                 continue
             raise
         args = {**env.build_args, "WHEELHOUSE_ONLY": "yes"}
-        if has_torch:
+        if torch_image:
             args["TORCH_BUILD"] = torch
             notes.append(f"PyTorch build: {torch}")
         notes.append(
@@ -239,7 +244,7 @@ def host_wheelhouse(
         return HostFilled(
             env=replace(env, wheelhouse=str(filled.path), build_args=args),
             filled=filled,
-            torch_build=torch if has_torch else "",
+            torch_build=torch if torch_image else "",
             notes=tuple(notes),
         )
     return None
