@@ -219,3 +219,12 @@ def test_the_real_load_reading_is_three_averages() -> None:
 
     load = machine_load()
     assert len(load) == 3 and all(x >= 0 for x in load)
+
+
+def test_a_board_measurement_records_no_load_of_this_machine(tmp_path: Path) -> None:
+    import dataclasses
+
+    board = dataclasses.replace(_step("on-board"), where="board")
+    states = StepRunner(_run(tmp_path), {"measure": lambda s, r: {}}).execute(_plan(board, _step("here")))
+    assert states["on-board"].load == {}  # the board's own load is not this machine's
+    assert set(states["here"].load) == {"before", "after", "cpus"}

@@ -465,20 +465,7 @@ def test_count_at_least_passes_when_enough_pass() -> None:
 
 
 def test_count_at_least_matches_board_names_loosely_and_gates_emulated_rows() -> None:
-    boards = Kpi(
-        id="boards",
-        number=6,
-        session="kpi_boards",
-        title_ko="보드 수",
-        title_en="Boards",
-        procedure="boards",
-        metrics=(Metric(name="passed", unit="count", direction="higher"),),
-        target=KpiTarget(kind="count_at_least", value=2, of=("Raspberry Pi 3", "Jetson TX2")),
-        verdict_fidelity=("board",),
-        variants=(Variant(name="ant"),),
-        workloads=("streaming",),
-        targets=("rpi2", "arm64"),
-    )
+    boards = _boards_kpi(of=("Raspberry Pi 3", "Jetson TX2"))
     rows = [
         row(
             kpi="boards",
@@ -510,20 +497,7 @@ def test_count_at_least_matches_board_names_loosely_and_gates_emulated_rows() ->
 
 
 def test_count_at_least_names_a_board_by_its_inventory_model_when_its_name_is_the_lab_s_own() -> None:
-    boards = Kpi(
-        id="boards",
-        number=6,
-        session="kpi_boards",
-        title_ko="보드 수",
-        title_en="Boards",
-        procedure="boards",
-        metrics=(Metric(name="passed", unit="count", direction="higher"),),
-        target=KpiTarget(kind="count_at_least", value=2, of=("Raspberry Pi 2", "Jetson TX2")),
-        verdict_fidelity=("board",),
-        variants=(Variant(name="ant"),),
-        workloads=("streaming",),
-        targets=("rpi2",),
-    )
+    boards = _boards_kpi(of=("Raspberry Pi 2", "Jetson TX2"))
     # What boardrun.public_identity records: the inventory name, the inventory model, the hardware's own.
     ident = {"name": "bench1-pi", "model": "Raspberry Pi 2", "hardware_model": "Raspberry Pi 2 Model B Rev 1.1"}
     rows = [
@@ -710,7 +684,7 @@ def test_a_manifest_emulated_metric_must_be_a_metric_of_the_kpi(tmp_path: Path) 
 # ---- KPI 6 counting rules ------------------------------------------------------------------------
 
 
-def _boards_kpi() -> Kpi:
+def _boards_kpi(of: tuple[str, ...] = ("Raspberry Pi 2", "Jetson TX2")) -> Kpi:
     return Kpi(
         id="boards",
         number=6,
@@ -719,7 +693,7 @@ def _boards_kpi() -> Kpi:
         title_en="Boards",
         procedure="boards",
         metrics=(Metric(name="passed", unit="count", direction="higher"),),
-        target=KpiTarget(kind="count_at_least", value=2, of=("Raspberry Pi 2", "Jetson TX2")),
+        target=KpiTarget(kind="count_at_least", value=2, of=of),
         verdict_fidelity=("board",),
         variants=(Variant(name="ant"),),
         workloads=("streaming",),
@@ -774,3 +748,16 @@ def test_each_board_says_how_many_of_its_runs_passed() -> None:
     pi = {e.name: e for e in ev.entities}["Raspberry Pi 2"]
     assert (pi.result, pi.passes, pi.runs) == ("passed", 3, 4)
     assert {e.name: e.runs for e in ev.entities}["Jetson TX2"] == 0
+
+
+def test_a_static_comparison_is_labelled_exact_not_a_range_or_a_ci() -> None:
+    from harness.report.text import fmt_headline
+
+    rows = [
+        row(variant="base", workload="base", fidelity="static", value=14_000_000.0, unit="bytes"),
+        row(variant="cand", workload="cand", fidelity="static", value=7_000_000.0, unit="bytes"),
+    ]
+    ev = evaluate(kpi_mem(fidelity=("static",)), Results.from_rows(rows))
+    assert ev.interval == "exact: static values, read not sampled"
+    assert fmt_headline(ev) == "50 (exact, read not sampled)"
+    assert fmt_headline(ev, "ko") == "50 (정확값, 표본 아님)"

@@ -269,13 +269,12 @@ class StepRunner:
                         f"this version of the harness plans KPI {plan.kpi.id} but cannot run it yet; "
                         f"see `ant-kpi plan {plan.kpi.id}`",
                     )
-                before = machine_load() if step.kind == "measure" else []
+                # This machine's load matters where the measurement runs here (natively, in a
+                # container, under QEMU); a board's own load is not this machine's.
+                here = step.kind == "measure" and step.where != "board"
+                before = machine_load() if here else []
                 outputs = executor(step, self.run) or {}
-                load = (
-                    {"before": before, "after": machine_load(), "cpus": os.cpu_count() or 0}
-                    if step.kind == "measure"
-                    else {}
-                )
+                load = {"before": before, "after": machine_load(), "cpus": os.cpu_count() or 0} if here else {}
                 st = StepState(
                     id=step.id, key=step.key, status="ok", started=started, ended=_now(), outputs=outputs, load=load
                 )

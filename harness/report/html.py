@@ -91,8 +91,8 @@ def _html_link(path: str, run_dir: Path, lang: Lang) -> str:
     return f'<a href="{_e(quote(path))}">{_e(path)}</a>{missing}'
 
 
-def _value_cell(ev: Evaluation) -> str:
-    return fmt_headline(ev)
+def _value_cell(ev: Evaluation, lang: Lang) -> str:
+    return fmt_headline(ev, lang)
 
 
 def _html_summary(evaluations: Sequence[Evaluation], lang: Lang) -> str:
@@ -104,7 +104,7 @@ def _html_summary(evaluations: Sequence[Evaluation], lang: Lang) -> str:
                 str(ev.number),
                 title,
                 _target(ev, lang),
-                _value_cell(ev),
+                _value_cell(ev, lang),
                 unit_label(ev),
                 _chips(ev.fidelity, lang),
                 _badge(ev.verdict, lang),

@@ -91,7 +91,7 @@ def render_markdown(
                 str(ev.number),
                 _title(ev, lang),
                 _target(ev, lang),
-                fmt_headline(ev),
+                fmt_headline(ev, lang),
                 unit_label(ev),
                 _fidelity(ev, lang),
                 f"**{label(ev.verdict.value, lang)}**",

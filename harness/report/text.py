@@ -84,6 +84,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "no_interval": "no interval",
         "a_count": "a count, no interval",
         "range": "range",
+        "exact": "exact, read not sampled",
         "ci": "95 % CI",
         "tiers": "Per fidelity and mode, each on its own (never pooled)",
         "deviations": "How this run differs from the seed procedure",
@@ -188,6 +189,7 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "no_interval": "구간 없음",
         "a_count": "개수, 구간 없음",
         "range": "범위",
+        "exact": "정확값, 표본 아님",
         "ci": "95 % 신뢰구간",
         "tiers": "측정 방식·모드별 값 (서로 합치지 않음)",
         "deviations": "이 실행이 절차서와 다른 점",
@@ -487,15 +489,17 @@ def interval_text(interval: str, low: float, high: float, lang: Lang = "en", dec
     return f"[{_fmt(low, d)}, {_fmt(high, d)}]: {_interval_words(interval, lang)}"
 
 
-def fmt_headline(ev: Evaluation) -> str:
+def fmt_headline(ev: Evaluation, lang: Lang = "en") -> str:
     """A KPI's value for a summary cell: 'v [lo, hi] (range)' / 'v [lo, hi] (95 % CI)' / 'v (no interval)'."""
     if math.isnan(ev.value):
         return "—"
     if ev.unit == "count" and ev.ci_low == ev.ci_high == ev.value:
         return fmt_num(ev.value)
     if not ev.interval or ev.interval.startswith("no interval") or math.isnan(ev.ci_low) or math.isnan(ev.ci_high):
-        return f"{fmt_num(ev.value)} (no interval)"
-    kind = "range" if ev.interval.startswith("range") else "95 % CI"
+        return f"{fmt_num(ev.value)} ({label('no_interval', lang)})"
+    kind = label(
+        "exact" if ev.interval.startswith("exact") else "range" if ev.interval.startswith("range") else "ci", lang
+    )
     return f"{fmt_value(ev.value, ev.ci_low, ev.ci_high)} ({kind})"
 
 

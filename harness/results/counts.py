@@ -97,7 +97,9 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
             fidelity=str(r["fidelity"]),
             where=names[0] if names else str(r["target"]),
             log=str(r["log"]),
-            note=(f"not counted: {why_not}; " if why_not else "") + str(r["note"])[:200],
+            # The reason leads the note, once (a row's own "not counted: ..." already does).
+            note=(f"{NOT_COUNTED} {why_not}; " if why_not and NOT_COUNTED not in str(r["note"]) else "")
+            + str(r["note"])[:200],
         )
         if r["status"] == "ok":  # a blocked row is no run of the check
             tally[name] = (tally.get(name, (0, 0))[0] + 1, tally.get(name, (0, 0))[1] + int(passed))

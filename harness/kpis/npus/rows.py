@@ -43,7 +43,8 @@ def _row(run: Run, step: Step, **kw: Any) -> Row:
         "variant": step.variant,
         "target": step.target or "x86_64",
         "repeat": step.repeat or 0,
-        "fidelity": step.fidelity or "simulator",
+        # A step that names no fidelity claims none above a static reading (never a simulator run).
+        "fidelity": step.fidelity or "static",
         **run.provenance_base(),
         **kw,
     }
