@@ -10,7 +10,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from harness.core.manifest import Kpi
+from harness.core.manifest import Compare, Kpi
 from harness.results.judgement import (
     Beside,
     TierValue,
@@ -36,16 +36,20 @@ from harness.results.statistics import (
 from harness.results.store import Results
 
 
+def compared_rows(cmp: Compare, rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the metric each fidelity compares (`compare.metric_at`: KPI 1's emulated rows
+    compare guest-only PSS); other metrics stay in the measurements table, for information."""
+    wanted = rows["fidelity"].map(lambda f: cmp.metric_at(str(f)))
+    return rows[(rows["metric"] == wanted).to_numpy()]
+
+
 def _cells(kpi: Kpi, ok_rows: pd.DataFrame) -> list[WorkloadComparison]:
     """Per-(target, workload, fidelity, mode) comparisons of the compare metric's ok rows."""
     cmp = kpi.compare
     if cmp is None:
         return []
-    in_pair = ok_rows["variant"].isin([cmp.baseline, cmp.candidate])
-    # Each fidelity compares its own metric (emulated: the guest-only PSS of KPI 1).
-    wanted = ok_rows["fidelity"].map(lambda f: cmp.metric_at(str(f)))
-    pick = (ok_rows["metric"] == wanted) & in_pair
-    df = ok_rows[pick.to_numpy()]
+    mine = compared_rows(cmp, ok_rows)
+    df = mine[mine["variant"].isin([cmp.baseline, cmp.candidate]).to_numpy()]
     if df.empty:
         return []
     variants = {v.name for v in kpi.variants} | {cmp.baseline, cmp.candidate}

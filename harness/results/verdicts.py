@@ -20,6 +20,7 @@ from harness.results.comparisons import (
     _judge_bound,
     _judge_comparison,
     beside_variants,
+    compared_rows,
     require_comparison,
     tier_values,
 )
@@ -46,13 +47,8 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
     metric = verdict_metric(kpi)
     kind = kpi.target.kind
     use_compare = kpi.compare is not None and kind in ("better_than_baseline", "report")
-    if use_compare and kpi.compare is not None and kpi.compare.emulated_metric:
-        # Each fidelity's compared metric (KPI 1 emulated: guest-only PSS; the whole-process
-        # figure stays in the rows and the measurements table, for information).
-        cmp_ = kpi.compare
-        mrows = rows[(rows["metric"] == rows["fidelity"].map(lambda f: cmp_.metric_at(str(f)))).to_numpy()]
-    else:
-        mrows = rows[rows["metric"] == metric]
+    # A comparison judges the metric each fidelity compares (KPI 1 emulated: guest-only PSS).
+    mrows = compared_rows(kpi.compare, rows) if use_compare and kpi.compare else rows[rows["metric"] == metric]
     ok = _ok(mrows)
     n_bad = int((rows["status"] != "ok").sum())
     base: dict[str, Any] = {
