@@ -121,3 +121,15 @@ def test_images_wheelhouse_command_fills_a_folder_and_says_how_to_build_from_it(
     assert code == 2 and "no image 'nosuch'" in capsys.readouterr().err
     code = main(["--manifest", str(ROOT / "kpis.toml"), "images", "wheelhouse", "ant-build", "-o", str(out)])
     assert code == 2 and "has no wheelhouse" in capsys.readouterr().err
+
+
+def test_an_unobtainable_torch_pair_fails_before_the_shared_set_is_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(wh.WHEEL_SETS, "tiny", (("requirements.txt", True), ("requirements-torch-{torch}.txt", True)))
+    ctx = _context(tmp_path, "six==1.17.0\n")
+    (ctx / "requirements-torch-cpu.txt").write_text("nosuchpkg-ant-kpi==0.0.1+cpu\n")
+    ws = wh.wheel_set("tiny", ctx, torch_build="cpu")
+    with pytest.raises(Blocked):
+        wh.fill(ws, tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*/*.whl"))  # six was never fetched for a set that cannot build

@@ -144,7 +144,9 @@ def fill(
     started = time.monotonic()
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     transcript: list[str] = []
-    for name, deps in ws.files:
+    # The build-specific file (PyTorch's pair) first: where it cannot be had, pip fails before the
+    # shared set is downloaded into a folder that will not be used.
+    for name, deps in sorted(ws.files, key=lambda f: "-torch-" not in f[0]):
         argv = download_argv(ws, name, deps, dest, python)
         transcript.append("$ " + " ".join(argv))
         res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout_s)

@@ -34,10 +34,6 @@ def _workload(text: str) -> Callable[[pd.DataFrame], bool]:
     return lambda df: bool(df["workload"].astype(str).str.contains(text, case=False, regex=False).any())
 
 
-def _metric(name: str) -> Callable[[pd.DataFrame], bool]:
-    return lambda df: bool((df["metric"] == name).any())
-
-
 @dataclass(frozen=True, kw_only=True)
 class Deviation:
     kind: Kind
@@ -204,8 +200,6 @@ DEVIATIONS: Final[dict[str, tuple[Deviation, ...]]] = {
         ),
     ),
 }
-
-INGESTED_NOTE: Final = "ingested by hand:"
 
 
 def deviations_for(kpi: str, rows: pd.DataFrame) -> list[Deviation]:
