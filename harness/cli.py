@@ -70,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workload", action="append", default=[], help="restrict to workload(s)")
     r.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     r.add_argument("--wait", action="store_true", help="wait for another run's lock instead of refusing")
+    r.add_argument(
+        "--board-wait",
+        type=float,
+        default=None,
+        metavar="S",
+        help="wait up to S seconds for a board another run holds (lease or labgrid place), then BLOCKED naming it",
+    )
+    r.add_argument(
+        "--board-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="boards measured at the same time (default 0: one worker per board; 1: one step after another)",
+    )
 
     b = sub.add_parser("build", help="build artefacts (build_arm): IoT.js, IoT.js-Plus, vminfo")
     b.add_argument("builds", nargs="*", default=[], help="builds (default: iotjs iotjs_plus vminfo)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.console import Console
 
@@ -24,6 +25,9 @@ from harness.results.runs import recover_run
 
 if TYPE_CHECKING:
     from harness.env.lab.inventory import Board
+
+MAX_BOARD_WAIT_S: Final = 86400.0
+MAX_BOARD_WORKERS: Final = 64
 
 
 def _filter_plan(plan: KpiPlan, workloads: list[str]) -> KpiPlan:
@@ -64,6 +68,8 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
     check_workloads(kpis, args.workload)
     overrides = parse_source_overrides(args.source, known=m.sources)
     run_id = check_run_id(args.run_id) if args.run_id is not None else new_run_id()
+    board_wait = check_board_wait(args.board_wait)
+    workers = check_board_workers(args.board_workers)
     targets, boards = resolve_targets(m, args.target, args.boards, opts.env)
     mode: Mode = args.mode or ("measure" if boards else "smoke")
     if boards and mode != "measure":
@@ -103,14 +109,39 @@ def cmd_run(args: argparse.Namespace, opts: GlobalOptions) -> int:
         run.console.print(f"run {run.run_id} → {run.run_dir}")
         for done in recover_run(run.run_dir):  # a resumed run that a crash left half-written
             run.console.print(f"[yellow]  recovered:[/yellow] {done}")
-        states = _execute(run, plans, boards, wait=args.wait)
+        states = _execute(run, plans, boards, wait=args.wait, board_wait=board_wait, workers=workers)
         from harness.report.finish import finish_run
 
         verdicts = finish_run(run, [p.kpi for p in plans])
     return exit_code(states, verdicts)
 
 
-def _execute(run: Run, plans: list[KpiPlan], boards: Mapping[str, Board], *, wait: bool) -> dict[str, Any]:
+def check_board_wait(seconds: float | None) -> float | None:
+    """--board-wait as given, when it is a number of seconds the harness can wait: 0 to a day."""
+    if seconds is not None and not (math.isfinite(seconds) and 0 <= seconds <= MAX_BOARD_WAIT_S):
+        raise BadInput(f"--board-wait {seconds:g}: give seconds from 0 to {MAX_BOARD_WAIT_S:g}")
+    return seconds
+
+
+def check_board_workers(n: int) -> int:
+    """--board-workers as given: 0 (one worker per board) to MAX_BOARD_WORKERS."""
+    if not 0 <= n <= MAX_BOARD_WORKERS:
+        raise BadInput(
+            f"--board-workers {n}: give 0 (one worker per board), 1 (one step after another) "
+            f"or at most {MAX_BOARD_WORKERS}"
+        )
+    return n
+
+
+def _execute(
+    run: Run,
+    plans: list[KpiPlan],
+    boards: Mapping[str, Board],
+    *,
+    wait: bool,
+    board_wait: float | None = None,
+    workers: int = 0,
+) -> dict[str, Any]:
     from harness.env.lab.session import Lab
 
     states: dict[str, Any] = {}
@@ -120,7 +151,9 @@ def _execute(run: Run, plans: list[KpiPlan], boards: Mapping[str, Board], *, wai
         leases_dir=run.cache_dir / "leases",
         run_id=run.run_id,
         ttl_s=run.manifest.defaults.timeout_s * 4,
-        wait=wait,
+        wait=wait or board_wait is not None,
+        wait_timeout_s=board_wait,
+        say=run.console.print,
     )
     # Board leases taken during the run are released when it ends (or by the kernel if it dies).
     with lab:
@@ -130,7 +163,13 @@ def _execute(run: Run, plans: list[KpiPlan], boards: Mapping[str, Board], *, wai
             for g in plan.gaps:
                 run.console.print(f"[yellow]  gap:[/yellow] {g}")
             record_plan(run, plan)
-            states[plan.kpi.id] = StepRunner(run, executors_for(plan.kpi.id), on_blocked=record_blocked).execute(plan)
+            states[plan.kpi.id] = StepRunner(
+                run,
+                executors_for(plan.kpi.id),
+                on_blocked=record_blocked,
+                lanes={t: b.name for t, b in boards.items()},
+                board_workers=workers,
+            ).execute(plan)
     return states
 
 

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -32,8 +33,18 @@ def _journal_row(raw: bytes, where: str) -> Row:
     return Row.from_record(data, where=where)
 
 
+# Boards run on threads of their own: one append at a time, so a line being written by one is
+# never taken for a torn tail by another.
+_APPEND_LOCK: Final = threading.Lock()
+
+
 def append_row_journal(run_dir: str | Path, row: Row) -> Path:
     """Append one row to results.jsonl and fsync, so a finished measurement survives a crash."""
+    with _APPEND_LOCK:
+        return _append(run_dir, row)
+
+
+def _append(run_dir: str | Path, row: Row) -> Path:
     path = Path(run_dir) / JOURNAL_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"schema": RESULTS_SCHEMA_VERSION, **row.to_record()}
