@@ -61,6 +61,14 @@ SSH_ONLY: Final[tuple[str, ...]] = (
     "connect_timeout_s",
 )
 
+LABGRID_KEYS: Final[tuple[str, ...]] = ("place", "reserve", "coordinator")
+# Tag keys as labgrid's client accepts them (labgrid.remote.common.TAG_KEY); values without space
+# or '=', which `labgrid-client reserve k=v` could not carry.
+_TAG_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_]+$")
+_TAG_VAL_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+_PLACE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_COORDINATOR_RE: Final = re.compile(r"^[A-Za-z0-9_.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
 # The longest timeout a board entry may set (a week): beyond it a value is a typo, and inf or NaN
 # would reach `timeout` on the board as text it cannot read.
 MAX_TIMEOUT_S: Final = 7 * 24 * 3600.0
@@ -94,6 +102,20 @@ class Board:
     work_dir: str = ""
     tags: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # A board of a labgrid lab: the place to acquire, or the tags to reserve one of several
+    # identical places by; its SSH address then comes from the place's NetworkService.
+    place: str = ""
+    reserve: tuple[tuple[str, str], ...] = ()
+    coordinator: str = ""  # HOST[:PORT]; "" = $LG_COORDINATOR, else labgrid's default
+
+    @property
+    def labgrid(self) -> bool:
+        """True when the board is reached through a labgrid place (acquired for the run)."""
+        return bool(self.place or self.reserve)
+
+    def reserve_filter(self) -> str:
+        """The reservation's tags as labgrid writes them: k=v k=v."""
+        return " ".join(f"{k}={v}" for k, v in self.reserve)
 
     @property
     def seed_model(self) -> bool:
@@ -103,11 +125,15 @@ class Board:
     @property
     def address(self) -> str:
         """Where the board is, for messages: host:port over ssh, "this machine" when local."""
-        return f"{self.host}:{self.port}" if self.transport == "ssh" else "this machine"
+        if self.transport != "ssh":
+            return "this machine"
+        if self.host:
+            return f"{self.host}:{self.port}"
+        return f"labgrid place {self.place}" if self.place else f"a labgrid place tagged {self.reserve_filter()}"
 
     def public(self) -> dict[str, Any]:
         """The board as provenance: name, model, arch, target, transport, tags (no credentials)."""
-        return {
+        record: dict[str, Any] = {
             "name": self.name,
             "model": self.model,
             "arch": self.arch,
@@ -115,6 +141,11 @@ class Board:
             "transport": self.transport,
             "tags": list(self.tags),
         }
+        if self.labgrid:
+            record["labgrid_place"] = self.place
+            if self.reserve:
+                record["labgrid_reserve"] = self.reserve_filter()
+        return record
 
 
 def inventory_path(path: str | os.PathLike[str] | None = None, *, env: EnvSettings | None = None) -> Path:
@@ -183,6 +214,7 @@ _KNOWN_KEYS: Final[tuple[str, ...]] = (
     "interface",
     "work_dir",
     "tags",
+    *LABGRID_KEYS,
 )
 
 
@@ -238,10 +270,16 @@ def _read_board(name: str, t: StrictTable, targets: Mapping[str, str]) -> Board:
             "transport", f"{transport!r} is not one of {', '.join(TRANSPORTS)}{did_you_mean(transport, TRANSPORTS)}"
         )
 
+    lab = _labgrid_keys(t, transport)
     ssh: dict[str, Any] = {}
+    if transport == "ssh" and lab:
+        # The place's NetworkService gives address, port and user when the place is acquired.
+        for key in ("host", "port"):
+            if key in t.table:
+                raise t.error(key, "comes from the labgrid place's NetworkService: leave it out, or drop place/reserve")
     if transport == "ssh":
-        host = t.get("host", str, required=True)
-        if not host or not _HOST_RE.match(host) or host.startswith("-"):
+        host = t.get("host", str, required=not lab) or ""
+        if not lab and (not host or not _HOST_RE.match(host) or host.startswith("-")):
             raise t.error("host", "must be a host name or an IP address")
         ssh["host"] = host
         port = t.get("port", int, required=False)
@@ -294,4 +332,46 @@ def _read_board(name: str, t: StrictTable, targets: Mapping[str, str]) -> Board:
         work_dir=work_dir,
         tags=tuple(tags),
         notes=tuple(notes),
+        **lab,
     )
+
+
+def _labgrid_keys(t: StrictTable, transport: str) -> dict[str, Any]:
+    """place / reserve / coordinator, checked: a labgrid board is an ssh board without a host."""
+    present = [k for k in LABGRID_KEYS if k in t.table]
+    if not present:
+        return {}
+    if transport != "ssh":
+        raise t.error(
+            present[0], f"only for transport = 'ssh' (a labgrid place gives an SSH address), not {transport!r}"
+        )
+    place = t.get("place", str, required=False)
+    reserve = t.get("reserve", dict, required=False)
+    if place is None and reserve is None:
+        raise t.error("coordinator", "names a labgrid coordinator but no place or reserve: add one of them")
+    if place is not None and reserve is not None:
+        raise t.error("reserve", "give either place (one named place) or reserve (tags of identical places), not both")
+    out: dict[str, Any] = {}
+    if place is not None:
+        if not _PLACE_RE.match(place):
+            raise t.error("place", "must be a labgrid place name (letters, digits, '_', '-', '.')")
+        out["place"] = place
+    if reserve is not None:
+        if not reserve:
+            raise t.error("reserve", 'names no tag: give tags such as { board = "rpi2" }')
+        pairs = []
+        for k, v in reserve.items():
+            if not isinstance(v, str):
+                raise t.error(f"reserve.{k}", f"must be a string, not {type_name(v)}")
+            if not _TAG_KEY_RE.match(k):
+                raise t.error(f"reserve.{k}", "a labgrid tag key is lower-case letters, digits and '_', from a letter")
+            if not _TAG_VAL_RE.match(v):
+                raise t.error(f"reserve.{k}", "a labgrid tag value is letters, digits, '_', '.', ':', '-'")
+            pairs.append((k, v))
+        out["reserve"] = tuple(sorted(pairs))
+    coordinator = t.get("coordinator", str, required=False)
+    if coordinator is not None:
+        if not _COORDINATOR_RE.match(coordinator):
+            raise t.error("coordinator", "must be HOST or HOST:PORT of a labgrid coordinator")
+        out["coordinator"] = coordinator
+    return out

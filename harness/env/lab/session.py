@@ -8,8 +8,10 @@ through the transport protocols.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import tarfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,8 +89,18 @@ class Lab:
     run_id: str
     ttl_s: float
     wait: bool = False
+    # With wait: the longest a board held by another run is waited for (None: no limit).
+    wait_timeout_s: float | None = None
+    # Where messages go (the run's console), e.g. places released for a run that was killed.
+    say: Callable[[str], None] = print
     _transports: dict[str, Transport] = field(default_factory=dict)
+    _resolved: dict[str, Board] = field(default_factory=dict)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    # Boards are measured on threads of their own: one lock for the tables, one per board for
+    # taking it (a board being waited for does not hold up another).
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _board_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _swept: bool = False
 
     def board_for(self, target: str) -> Board:
         board = self.boards.get(target)
@@ -101,17 +113,63 @@ class Lab:
         return board
 
     def session(self, target: str) -> tuple[Board, Transport]:
-        """The target's board and its transport; the board is leased for the rest of this run."""
+        """The target's board and its transport; the board is held for the rest of this run: by the
+        harness's own lease, or for a labgrid board by acquiring its place through the coordinator."""
         board = self.board_for(target)
-        if board.name not in self._transports:
-            self._stack.enter_context(
-                lease(board.name, leases_dir=self.leases_dir, run_id=self.run_id, ttl_s=self.ttl_s, wait=self.wait)
+        with self._lock:
+            board_lock = self._board_locks.setdefault(board.name, threading.Lock())
+        with board_lock:
+            with self._lock:
+                if board.name in self._transports:
+                    return self._resolved[board.name], self._transports[board.name]
+            held = contextlib.ExitStack()
+            try:
+                resolved = self._take(board, held)
+                transport = transport_for(resolved)
+            except BaseException:
+                held.close()
+                raise
+            with self._lock:
+                self._stack.enter_context(held)
+                self._resolved[board.name] = resolved
+                self._transports[board.name] = transport
+            return resolved, transport
+
+    def _take(self, board: Board, stack: contextlib.ExitStack) -> Board:
+        """Hold the board on `stack`; the board as reached (a labgrid place's address filled in)."""
+        if not board.labgrid:
+            stack.enter_context(
+                lease(
+                    board.name,
+                    leases_dir=self.leases_dir,
+                    run_id=self.run_id,
+                    ttl_s=self.ttl_s,
+                    wait=self.wait,
+                    wait_timeout_s=self.wait_timeout_s,
+                )
             )
-            self._transports[board.name] = transport_for(board)
-        return board, self._transports[board.name]
+            return board
+        from harness.env.lab import labgrid
+
+        with self._lock:
+            if not self._swept:  # places left acquired by runs of this machine that were killed
+                self._swept = True
+                labgrid.sweep(self.leases_dir, say=self.say)
+        got = stack.enter_context(
+            labgrid.hold(
+                board,
+                run_id=self.run_id,
+                leases_dir=self.leases_dir,
+                wait=self.wait,
+                wait_timeout_s=self.wait_timeout_s,
+            )
+        )
+        return dataclasses.replace(board, host=got.host, port=got.port, user=board.user or got.user, place=got.place)
 
     def close(self) -> None:
-        self._transports.clear()
+        with self._lock:
+            self._transports.clear()
+            self._resolved.clear()
         self._stack.close()
 
     def __enter__(self) -> Lab:
@@ -124,7 +182,12 @@ class Lab:
 def lab_of(run: Run) -> Lab:
     lab = run.lab
     if not isinstance(lab, Lab):
-        lab = Lab(leases_dir=run.cache_dir / "leases", run_id=run.run_id, ttl_s=run.manifest.defaults.timeout_s * 4)
+        lab = Lab(
+            leases_dir=run.cache_dir / "leases",
+            run_id=run.run_id,
+            ttl_s=run.manifest.defaults.timeout_s * 4,
+            say=run.console.print,
+        )
         run.lab = lab
     return lab
 
