@@ -48,6 +48,7 @@ def test_example_inventory_loads_with_one_board_per_documented_kind() -> None:
     assert by_model["Raspberry Pi 2"].camera_source == "rpi" and by_model["Raspberry Pi 2"].arch == "armhf"
     assert by_model["Jetson TX2"].camera_source == "nvidia" and by_model["Jetson TX2"].target == "arm64"
     assert by_model["ODROID XU4"].camera_source == "/dev/video0"
+    assert by_model["Raspberry Pi 4"].reserve == (("board", "rpi4"), ("os", "raspios-bookworm-armhf"))
     assert [b.transport for b in boards.values()].count("local") == 1
 
 
@@ -156,7 +157,7 @@ def test_boards_for_target_lists_only_that_target_by_name() -> None:
     boards = load_boards(EXAMPLE)
     armhf = boards_for_target(boards, "rpi2")
     assert [b.name for b in armhf] == sorted(b.name for b in armhf)
-    assert {b.model for b in armhf} == {"Raspberry Pi 2", "ODROID XU4"}
+    assert {b.model for b in armhf} == {"Raspberry Pi 2", "ODROID XU4", "Raspberry Pi 4"}
     assert boards_for_target(boards, "nope") == []
 
 

@@ -389,3 +389,36 @@ def test_two_labgrid_boards_measured_in_parallel_then_busy_then_killed(real_lab)
     assert proc.returncode == 0, out
     assert "left by run killed" in out
     assert set(labgrid.held_by(lab.client, ["nsboard-0", "nsboard-1"]).values()) == {""}
+
+
+def test_doctor_names_each_labgrid_board_s_place_and_who_holds_it(real_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from harness.commands.doctor_needs import Machine, lab_needs
+    from harness.core.manifest import load_manifest
+    from harness.options import EnvSettings
+
+    lab, _, _ = real_lab
+    inventory = tmp_path / "boards.toml"
+    inventory.write_text(
+        PLACE_BOARD.replace('place = "nsboard-a"', f'place = "nsboard-0"\ncoordinator = "{lab.coordinator}"')
+        + PLACE_BOARD.replace("[boards.pi-a]", "[boards.pi-z]").replace(
+            'place = "nsboard-a"', f'place = "no-such-place"\ncoordinator = "{lab.coordinator}"'
+        )
+    )
+    other = labgrid.Client(coordinator=lab.coordinator, username="someone+doctor-test")
+    assert other.acquire("nsboard-0") == (True, "")
+    try:
+        m = Machine(
+            load_manifest(ROOT / "kpis.toml"),
+            root=ROOT,
+            cache_dir=tmp_path / "cache",
+            env=EnvSettings(boards=inventory),
+            overrides={},
+        )
+        needs = {n.name: n for n in lab_needs(m)}
+    finally:
+        other.release("nsboard-0")
+    assert needs["labgrid client (boards with a place)"].state == "ok"
+    ok = needs["board pi-a: labgrid place nsboard-0"]
+    assert ok.state == "ok" and "held by" in ok.probe.detail and "someone+doctor-test" in ok.probe.detail
+    gone = needs["board pi-z: labgrid place no-such-place"]
+    assert gone.state == "missing" and "labgrid-client create" in gone.fix

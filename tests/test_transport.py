@@ -290,7 +290,7 @@ def test_second_lease_on_a_board_is_blocked_with_the_holder(tmp_path: Path) -> N
         with pytest.raises(Blocked) as e, lease("pi", leases_dir=tmp_path, run_id="run-2", ttl_s=60):
             pass
         assert f"board pi is leased by run run-1 (pid {os.getpid()}" in str(e.value)
-        assert e.value.fix == "wait, or pass --wait"
+        assert e.value.fix.startswith("wait, or pass --board-wait S")
         with lease("other", leases_dir=tmp_path, run_id="run-2", ttl_s=60):
             pass
     assert holder(tmp_path, "pi") is None

@@ -21,6 +21,7 @@ from harness.commands.doctor_needs import (
     baseline,
     dense_top1,
     env_path,
+    lab_needs,
     measure_training,
     ml_files,
     npu_needs,
@@ -71,6 +72,7 @@ def kpi_needs(m: Machine, plan: KpiPlan) -> list[Need]:
         needs.append(env_path("ANT_KPI_DEIT_SMALL", m.env.deit_small, "DeiT-S weights", "set ANT_KPI_DEIT_SMALL=/path"))
     if measure and kpi in ("js_memory", "app_latency", "boards", "ml_latency"):
         needs.append(Need(name="ssh client (boards)", probe=probes.which("ssh"), fix="apt-get install openssh-client"))
+        needs += lab_needs(m)
     needs += [
         Need(name=f"not part of {plan.mode} mode: {n.id}", probe=probes.Probe(state="info", detail=n.why))
         for n in plan.not_in_mode

@@ -457,3 +457,66 @@ def _gemmini_tree(m: Machine) -> Need:
         probe=Probe(state="missing", detail=f"{GEMMINI_DIR} is empty (no recorded commit): Gemmini is built OFF"),
         fix="--source ant_model_db=PATH: a checkout whose compiler/3rdparty/gemmini holds ucb-bar/gemmini",
     )
+
+
+# -- a labgrid lab ---------------------------------------------------------------------------------
+
+
+def lab_needs(m: Machine) -> list[Need]:
+    """For an inventory whose boards name labgrid places: the client, each coordinator, each place."""
+    return list(m._once(("labgrid",), lambda: _lab_needs(m)))
+
+
+def _lab_needs(m: Machine) -> list[Need]:
+    from harness.env.lab import labgrid
+    from harness.env.lab.inventory import inventory_path, load_boards
+    from harness.errors import HarnessError
+
+    path = inventory_path(None, env=m.env)
+    if not path.exists():
+        return []
+    try:
+        boards = load_boards(path, targets={t.name: t.arch for t in m.manifest.targets.values()})
+    except HarnessError as e:
+        return [Need(name="board inventory", probe=Probe(state="missing", detail=e.one_line()), fix=f"fix {path}")]
+    lab = [b for b in boards.values() if b.labgrid]
+    if not lab:
+        return []
+    try:
+        binary = labgrid.client_path()
+    except HarnessError as e:
+        return [
+            Need(
+                name="labgrid client (boards with a place)",
+                probe=Probe(state="missing", detail=str(e)),
+                fix=labgrid.INSTALL,
+            )
+        ]
+    needs = [Need(name="labgrid client (boards with a place)", probe=Probe(state="ok", detail=binary))]
+    for coordinator in sorted({b.coordinator for b in lab}):
+        client = labgrid.Client(coordinator=coordinator, username=labgrid.run_username("doctor"), binary=binary)
+        try:
+            places = client.places()
+        except HarnessError as e:
+            needs.append(
+                Need(
+                    name=f"labgrid coordinator {client.where()}",
+                    probe=Probe(state="missing", detail=str(e)),
+                    fix="start labgrid-coordinator there, or set coordinator in boards.toml / LG_COORDINATOR",
+                )
+            )
+            continue
+        for b in (b for b in lab if b.coordinator == coordinator):
+            match = [
+                p for p in places if p.name == b.place or (b.reserve and all(p.tags.get(k) == v for k, v in b.reserve))
+            ]
+            held = ", ".join(f"{p.name} held by {p.acquired}" for p in match if p.acquired)
+            detail = f"{len(match)} place(s): {', '.join(p.name for p in match)}" + (f"; {held}" if held else "")
+            needs.append(
+                Need(
+                    name=f"board {b.name}: {b.address}",
+                    probe=Probe(state="ok", detail=detail) if match else Probe(state="missing", detail="no such place"),
+                    fix="" if match else "create the place and add-match its NetworkService (labgrid-client create)",
+                )
+            )
+    return needs

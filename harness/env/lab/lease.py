@@ -95,7 +95,10 @@ def _busy(board_name: str, note: dict[str, Any]) -> Blocked:
         extra = f", overdue by {time.time() - expires:.0f} s"
     elif isinstance(expires, (int, float)):
         extra = f", until {_iso(expires)}"
-    return Blocked(f"board {board_name} is leased by run {run} (pid {pid}{where}{extra})", "wait, or pass --wait")
+    return Blocked(
+        f"board {board_name} is leased by run {run} (pid {pid}{where}{extra})",
+        "wait, or pass --board-wait S to wait up to S seconds (--wait: without limit)",
+    )
 
 
 def _iso(t: float) -> str:
