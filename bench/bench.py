@@ -17,6 +17,10 @@ plan_repeats: time to plan KPIs 1 and 2 (every target) at 100, 250, 500 and 1000
 which stays flat when planning is linear in the number of steps.
 build_arm: `ant-kpi build` cold (empty cache) then warm, with the user's sources (mirrors through
 GIT_CONFIG_GLOBAL or the network); only when named explicitly, as it builds upstream code.
+labgrid_overhead: what reaching a board through a labgrid place adds per board (take + release),
+vs the built-in lease; needs root (namespace boards) and labgrid; only when named.
+boards_parallel: a measure run over two labgrid namespace boards, serial vs parallel, interleaved;
+BENCH_KPI=boards for KPI 6 with ANT (mirrors); only when named.
 """
 
 from __future__ import annotations
@@ -220,12 +224,131 @@ def bench_build_arm() -> None:
             print(f"build_arm {label}: {took:.1f} s")
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _lab_or_skip(name: str) -> bool:
+    sys.path.insert(0, str(ROOT))
+    from harness.env.lab import labgrid
+    from harness.errors import Blocked
+    from tests import netns_board
+
+    missing = netns_board.missing_tools()
+    try:
+        labgrid.client_path()
+    except Blocked as e:
+        missing.append(str(e))
+    if missing:
+        print(f"{name}: not measured here: {'; '.join(missing)}")
+        return False
+    return True
+
+
+def bench_labgrid_overhead(n: int = 5) -> None:
+    """What a labgrid place adds per board: reserve (tags) or name + acquire + show + release, vs
+    the built-in lease, on a coordinator and exporter on loopback; median of n each, interleaved."""
+    if not _lab_or_skip("labgrid_overhead"):
+        return
+    from harness.env.lab import labgrid
+    from harness.env.lab.inventory import Board
+    from harness.env.lab.lease import lease
+    from tests import labgrid_lab
+
+    with tempfile.TemporaryDirectory() as d, labgrid_lab.running(Path(d) / "lab", 1) as lab:
+        common = {"name": "pi-a", "model": "Raspberry Pi 2", "arch": "armhf", "target": "rpi2", "transport": "ssh"}
+        named = Board(**common, place=lab.place(0), coordinator=lab.coordinator)  # type: ignore[arg-type]
+        tagged = Board(**common, reserve=(("lab", "ci"),), coordinator=lab.coordinator)  # type: ignore[arg-type]
+        times: dict[str, list[float]] = {"built-in lease": [], "labgrid place": [], "labgrid reserve by tags": []}
+        before = _load()
+        for i in range(n):
+            for label in times:
+                t0 = time.perf_counter()
+                if label == "built-in lease":
+                    with lease("pi-a", leases_dir=Path(d) / "leases", run_id=f"b{i}", ttl_s=60):
+                        pass
+                else:
+                    board = named if label == "labgrid place" else tagged
+                    with labgrid.hold(
+                        board, run_id=f"b{i}", leases_dir=Path(d) / "leases", wait=False, wait_timeout_s=None
+                    ):
+                        pass
+                times[label].append(time.perf_counter() - t0)
+        after = _load()
+    for label, ts in times.items():
+        print(
+            f"labgrid_overhead: {label}: take + release per board: median {statistics.median(ts):.3f} s of {n} "
+            f"(min {min(ts):.3f}, max {max(ts):.3f})"
+        )
+    print(f"labgrid_overhead: load before {before}, after {after}")
+
+
+def bench_boards_parallel(n: int = 3) -> None:
+    """Wall time of a measure run over two labgrid boards (namespace SSH boards), serial
+    (--board-workers 1) vs parallel, n interleaved pairs after one warm-up run (builds cached).
+
+    BENCH_KPI=boards runs KPI 6 from kpis.toml (ANT's sources: mirrors through GIT_CONFIG_GLOBAL),
+    otherwise KPI 1 on the end-to-end tests' small local runtime (two repeats, two workloads).
+    """
+    if not _lab_or_skip("boards_parallel"):
+        return
+    from tests import labgrid_lab
+
+    kpi = os.environ.get("BENCH_KPI", "js_memory")
+    with tempfile.TemporaryDirectory() as d, labgrid_lab.running(Path(d) / "lab", 2) as lab:
+        tmp = Path(d)
+        if kpi == "boards":
+            manifest = ROOT / "kpis.toml"
+        else:
+            from tests.test_labgrid import _two_arch_manifest
+
+            manifest = _two_arch_manifest(tmp)
+        inventory = lab.inventory(
+            tmp / "boards.toml",
+            [("pi-a", "Raspberry Pi 2", "armhf", "rpi2"), ("tx2-b", "Jetson TX2", "arm64", "arm64")],
+        )
+        env = {**os.environ, "COLUMNS": "160"}
+        if kpi != "boards":
+            env["ANT_KPI_CACHE"] = str(tmp / "cache")
+
+        def one(run_id: str, *extra: str) -> tuple[float, int, str, str]:
+            argv = [
+                sys.executable, "-m", "harness", "--manifest", str(manifest), "--runs-dir", str(tmp / "runs"),
+                "run", kpi, "--target", "pi-a", "--target", "tx2-b", "--boards", str(inventory),
+                "--run-id", run_id, *extra,
+            ]  # fmt: skip
+            before = _load()
+            t0 = time.perf_counter()
+            res = subprocess.run(argv, env=env, capture_output=True, text=True)
+            took = time.perf_counter() - t0
+            if res.returncode not in (0, 1):
+                print(res.stdout[-3000:], res.stderr[-3000:])
+            return took, res.returncode, before, _load()
+
+        warm = one("warm-up")
+        print(f"boards_parallel: {kpi}: warm-up run {warm[0]:.1f} s (exit {warm[1]}): builds and images cached")
+        times: dict[str, list[float]] = {"serial": [], "parallel": []}
+        for i in range(n):
+            for label in ("serial", "parallel") if i % 2 == 0 else ("parallel", "serial"):
+                extra = ("--board-workers", "1") if label == "serial" else ()
+                took, rc, before, after = one(f"{label}-{i}", *extra)
+                times[label].append(took)
+                print(f"boards_parallel: {kpi}: {label} #{i}: {took:.1f} s, exit {rc}, load {before} → {after}")
+    s_med, p_med = statistics.median(times["serial"]), statistics.median(times["parallel"])
+    print(
+        f"boards_parallel: {kpi}, two boards: serial median {s_med:.1f} s, parallel median {p_med:.1f} s of {n} "
+        f"each (interleaved): parallel/serial {p_med / s_med:.2f}"
+    )
+
+
 BENCHES = {
     "dry_run": bench_dry_run,
     "sampler_cpu": bench_sampler_cpu,
     "overhead": bench_overhead,
     "plan_repeats": bench_plan_repeats,
     "build_arm": bench_build_arm,
+    "labgrid_overhead": bench_labgrid_overhead,
+    "boards_parallel": bench_boards_parallel,
 }
 DEFAULT = ("dry_run", "sampler_cpu", "overhead")
 

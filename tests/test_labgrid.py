@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +23,7 @@ from harness.env.lab import labgrid
 from harness.env.lab.inventory import load_boards
 from harness.errors import Blocked, ManifestError
 from harness.parsers import labgrid as lgtext
+from tests.labgrid_lab import LabgridLab
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "labgrid"
@@ -138,114 +138,17 @@ def _labgrid_or_skip() -> str:
         pytest.skip(f"labgrid is not installed on this machine ({labgrid.INSTALL})")
 
 
-@dataclass
-class Lab:
-    coordinator: str
-    client: labgrid.Client
-    procs: list[subprocess.Popen[bytes]]
-
-
 @pytest.fixture(scope="module")
-def real_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, list[object], Path]]:
-    from tests import netns_board
+def real_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabgridLab, list[object], Path]]:
+    from tests import labgrid_lab, netns_board
 
-    binary = _labgrid_or_skip()
+    _labgrid_or_skip()
     missing = netns_board.missing_tools()
     if missing:
         pytest.skip(f"no namespace test board on this machine: {', '.join(missing)} missing")
     tmp = tmp_path_factory.mktemp("lglab")
-    boards = [netns_board.start(tmp / f"ns{i}") for i in range(2)]
-    bindir = Path(binary).parent
-    port = _free_port()
-    coordinator = f"127.0.0.1:{port}"
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        (tmp / "coord").mkdir()
-        procs.append(
-            subprocess.Popen(
-                [str(bindir / "labgrid-coordinator"), "-l", coordinator],
-                cwd=tmp / "coord",
-                stdout=(tmp / "coordinator.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-        _wait_port(port)
-        config = tmp / "exporter.yaml"
-        config.write_text(
-            "".join(
-                f"nsboard-{i}:\n  NetworkService:\n    address: {b.board_ip}\n    username: root\n    port: {b.port}\n"
-                for i, b in enumerate(boards)
-            )
-        )
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(bindir / "labgrid-exporter"),
-                    "-c",
-                    coordinator,
-                    "-n",
-                    "testlab",
-                    "--hostname",
-                    "127.0.0.1",
-                    str(config),
-                ],
-                stdout=(tmp / "exporter.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-        admin = labgrid.Client(coordinator=coordinator, username="admin")
-        _wait_resources(admin, 2)
-        for i in range(2):
-            for args in (("create",), ("add-match", f"testlab/nsboard-{i}/*"), ("set-tags", "board=rpi2", "lab=ci")):
-                res = admin.call("-p", f"nsboard-{i}", *args)
-                assert res.returncode == 0, res.stdout + res.stderr
-        yield Lab(coordinator, admin, procs), boards, tmp  # type: ignore[misc]
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            with _suppress():
-                p.wait(timeout=10)
-        for b in boards:
-            b.close()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout_s: float = 30.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"labgrid-coordinator did not listen on {port}")
-
-
-def _wait_resources(client: labgrid.Client, n: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        res = client.call("resources")
-        if res.returncode == 0 and res.stdout.count("NetworkService") >= n:
-            return
-        time.sleep(0.2)
-    raise RuntimeError("the exporter's resources did not reach the coordinator")
+    with labgrid_lab.running(tmp / "lab", 2) as lab:
+        yield lab, lab.boards, tmp  # type: ignore[misc]
 
 
 def test_a_place_is_acquired_its_address_used_and_released_after(real_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -300,23 +203,6 @@ def _two_arch_manifest(tmp: Path) -> Path:
     return path
 
 
-def _boards_toml(lab: Lab, boards: list[object], path: Path) -> Path:
-    """Two boards of different targets, each a labgrid place (armhf and arm64, both run through binfmt)."""
-    text = ""
-    for i, (name, model, arch, target) in enumerate(
-        (("pi-a", "Raspberry Pi 2", "armhf", "rpi2"), ("tx2-b", "Jetson TX2", "arm64", "arm64"))
-    ):
-        b = boards[i]
-        text += (
-            f'[boards.{name}]\nmodel = "{model}"\narch = "{arch}"\ntarget = "{target}"\ntransport = "ssh"\n'
-            f'place = "nsboard-{i}"\ncoordinator = "{lab.coordinator}"\n'
-            f'identity_file = "{b.client_key}"\nknown_hosts = "{b.known_hosts}"\n'  # type: ignore[attr-defined]
-            f'connect_timeout_s = 3\ncamera_source = "test"\nwork_dir = "{b.root / "board-work"}"\n\n'  # type: ignore[attr-defined]
-        )
-    path.write_text(text)
-    return path
-
-
 def _harness(tmp: Path, manifest: Path, boards: Path, run_id: str, *extra: str) -> subprocess.Popen[str]:
     env = {
         **os.environ,
@@ -340,9 +226,12 @@ def test_two_labgrid_boards_measured_in_parallel_then_busy_then_killed(real_lab)
     from tests.test_e2e_js_memory import _docker_or_skip
 
     _docker_or_skip()
-    lab, boards, tmp = real_lab
+    lab, _, tmp = real_lab
     manifest = _two_arch_manifest(tmp)
-    inventory = _boards_toml(lab, boards, tmp / "boards.toml")
+    inventory = lab.inventory(
+        tmp / "boards.toml",
+        [("pi-a", "Raspberry Pi 2", "armhf", "rpi2"), ("tx2-b", "Jetson TX2", "arm64", "arm64")],
+    )
 
     # 1. Both boards in one run, each on its own worker: rows of both, each with its place.
     proc = _harness(tmp, manifest, inventory, "both")
