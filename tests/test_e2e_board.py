@@ -110,7 +110,8 @@ def test_board_lost_mid_run_blocks_the_rest_keeps_the_rest_and_resume_finishes(l
     proc = _run(lab, "lost")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
-    reran = [ln for ln in out.splitlines() if ln.strip().startswith("run   measure:")]
+    # A board's steps run on its own worker: their lines carry the board's name.
+    reran = [ln for ln in out.splitlines() if ln.strip().startswith("run   [nsboard] measure:")]
     assert len(reran) == len(blocked), reran
     df2 = pd.read_parquet(tmp / "runs" / "lost" / "results.parquet")
     peaks2 = df2[df2.metric == "peak_pss"]
