@@ -33,7 +33,9 @@ class LabgridLab:
         return f"nsboard-{i}"
 
     def holders(self) -> dict[str, str]:
-        return labgrid.held_by(self.client, [self.place(i) for i in range(len(self.boards))])
+        """Who holds each of the lab's places ("" when free)."""
+        names = {self.place(i) for i in range(len(self.boards))}
+        return {p.name: p.acquired for p in self.client.places() if p.name in names}
 
     def inventory(self, path: Path, entries: Sequence[tuple[str, str, str, str]]) -> Path:
         """boards.toml with one labgrid board per (name, model, arch, target), board i on place i."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core.fsio import process_alive
 from harness.env.lab.inventory import Board
 
 SSHD = Path("/usr/sbin/sshd")
@@ -55,16 +56,6 @@ def _owner_file(n: int) -> Path:
     return OWNERS / f"{_PREFIX}-b{n}.pid"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale() -> list[str]:
     """Delete namespace boards whose creating process is gone (a test run killed before its teardown)."""
     removed = []
@@ -77,7 +68,7 @@ def sweep_stale() -> list[str]:
             owner = int(_owner_file(n).read_text().strip())
         except (OSError, ValueError):
             continue  # no owner recorded: possibly being created right now; leave it alone
-        if _alive(owner):
+        if process_alive(owner):
             continue
         NetnsBoard(index=n, root=Path(tempfile.gettempdir())).close()
         removed.append(name)

@@ -157,11 +157,9 @@ def test_a_place_is_acquired_its_address_used_and_released_after(real_lab, tmp_p
     board = _load(tmp_path, text)["pi-a"]
     with labgrid.hold(board, run_id="t1", leases_dir=tmp_path / "leases", wait=False, wait_timeout_s=None) as held:
         assert (held.host, held.port, held.user) == (boards[0].board_ip, boards[0].port, "root")
-        assert labgrid.held_by(lab.client, ["nsboard-0"]) == {
-            "nsboard-0": f"{os.uname().nodename}/{labgrid.run_username('t1')}"
-        }
+        assert lab.holders()["nsboard-0"] == f"{os.uname().nodename}/{labgrid.run_username('t1')}"
         assert list((tmp_path / "leases" / "labgrid").glob("*.json"))  # what the next run sweeps if this one dies
-    assert labgrid.held_by(lab.client, ["nsboard-0"]) == {"nsboard-0": ""}
+    assert lab.holders()["nsboard-0"] == ""
     assert not list((tmp_path / "leases" / "labgrid").glob("*.json"))
 
 
@@ -177,7 +175,7 @@ def test_tags_reserve_one_free_place_and_a_busy_lab_ends_blocked_naming_the_hold
             pass
         assert "no labgrid place tagged lab=ci came free" in str(e.value)
         assert labgrid.run_username("t2") in str(e.value) and labgrid.run_username("t3") in str(e.value)
-    assert set(labgrid.held_by(lab.client, ["nsboard-0", "nsboard-1"]).values()) == {""}
+    assert set(lab.holders().values()) == {""}
     assert "Reservation" not in lab.client.call("reservations").stdout  # both cancelled, none left waiting
 
 
@@ -243,7 +241,7 @@ def test_two_labgrid_boards_measured_in_parallel_then_busy_then_killed(real_lab)
     assert set(peaks.target) == {"rpi2", "arm64"} and set(peaks.fidelity) == {"board"}
     places = {t: json.loads(i)["labgrid_place"] for t, i in zip(peaks.target, peaks.target_identity, strict=True)}
     assert places == {"rpi2": "nsboard-0", "arm64": "nsboard-1"}
-    assert set(labgrid.held_by(lab.client, ["nsboard-0", "nsboard-1"]).values()) == {""}  # released at the end
+    assert set(lab.holders().values()) == {""}  # released at the end
 
     # 2. Both places held by someone else: the run waits up to --board-wait, then BLOCKED naming the holder.
     other = labgrid.Client(coordinator=lab.coordinator, username="someone+other-run")
@@ -264,20 +262,20 @@ def test_two_labgrid_boards_measured_in_parallel_then_busy_then_killed(real_lab)
     # next run on this machine releases them and goes on.
     proc = _harness(tmp, manifest, inventory, "killed")
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and set(labgrid.held_by(lab.client, ["nsboard-0", "nsboard-1"]).values()) == {""}:
+    while time.monotonic() < deadline and set(lab.holders().values()) == {""}:
         time.sleep(0.2)
-    held = labgrid.held_by(lab.client, ["nsboard-0", "nsboard-1"])
+    held = lab.holders()
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert any(held.values()), "the run ended before it held a place"
     time.sleep(1.0)
-    left = {k: v for k, v in labgrid.held_by(lab.client, ["nsboard-0", "nsboard-1"]).items() if v}
+    left = {k: v for k, v in lab.holders().items() if v}
     assert left and all(labgrid.run_username("killed") in v for v in left.values())
     proc = _harness(tmp, manifest, inventory, "after")
     out, _ = proc.communicate(timeout=1200)
     assert proc.returncode == 0, out
     assert "left by run killed" in out
-    assert set(labgrid.held_by(lab.client, ["nsboard-0", "nsboard-1"]).values()) == {""}
+    assert set(lab.holders().values()) == {""}
 
 
 def test_doctor_names_each_labgrid_board_s_place_and_who_holds_it(real_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

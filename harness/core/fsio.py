@@ -90,6 +90,17 @@ def ensure_dir(path: Path, what: str) -> Path:
     return path
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with that pid still exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def lock_holder(path: str | Path) -> str:
     """What the holder of a lock file wrote into it ('pid N …'), or '' when nothing can be read."""
     try:

@@ -246,17 +246,23 @@ def _all_done(ids: Sequence[str], done: Mapping[str, StepState]) -> bool:
     return all(d in done for d in ids)
 
 
-def _interrupted(step: Step, e: BaseException) -> StepState:
-    """The state of a step its lane never reached because the lane itself stopped."""
+def _not_ok(step: Step, status: str, message: str, code: int, *, started: str = "", cause: str = "") -> StepState:
+    """The state of a step that ended blocked or failed (started now unless given)."""
     return StepState(
         id=step.id,
         key=step.key,
-        status="failed",
-        started=_now(),
+        status=status,
+        started=started or _now(),
         ended=_now(),
-        message=f"not run: its board's worker stopped ({type(e).__name__}: {e})",
-        code=EXIT_STEP_FAILED,
+        message=message,
+        code=code,
+        cause=cause,
     )
+
+
+def _interrupted(step: Step, e: BaseException) -> StepState:
+    """The state of a step its lane never reached because the lane itself stopped."""
+    return _not_ok(step, "failed", f"not run: its board's worker stopped ({type(e).__name__}: {e})", EXIT_STEP_FAILED)
 
 
 class LaneProgress:
@@ -414,16 +420,7 @@ class StepRunner:
         if blocked_dep is not None:
             # Refer to the step that caused it, not to a chain of dependants.
             root = done[blocked_dep].cause or blocked_dep
-            st = StepState(
-                id=step.id,
-                key=step.key,
-                status="blocked",
-                started=_now(),
-                ended=_now(),
-                message=f"depends on {root}: {done[root].message}",
-                code=done[root].code,
-                cause=root,
-            )
+            st = _not_ok(step, "blocked", f"depends on {root}: {done[root].message}", done[root].code, cause=root)
             self._save(step, st)
             self._on_blocked(step, st, cause_status=done[root].status, lane=lane)
             return st
@@ -459,38 +456,15 @@ class StepRunner:
                     f"{st.load['cpus']} CPUs): the report flags it"
                 )
         except Blocked as e:
-            st = StepState(
-                id=step.id,
-                key=step.key,
-                status="blocked",
-                started=started,
-                ended=_now(),
-                message=str(e),
-                code=e.exit_code,
-            )
+            st = _not_ok(step, "blocked", str(e), e.exit_code, started=started)
         except HarnessError as e:
             # A failed tool or a bad input ends this step only: other steps and rows go on.
-            st = StepState(
-                id=step.id,
-                key=step.key,
-                status="failed",
-                started=started,
-                ended=_now(),
-                message=e.one_line(),
-                code=e.exit_code,
-            )
+            st = _not_ok(step, "failed", e.one_line(), e.exit_code, started=started)
         except Exception as e:  # a defect in an executor must not lose the run's other results
             tb = self.run.log_path(step.id, ".traceback")
             tb.write_text(redact_text(traceback.format_exc()))
-            st = StepState(
-                id=step.id,
-                key=step.key,
-                status="failed",
-                started=started,
-                ended=_now(),
-                message=redact_text(f"internal error {type(e).__name__}: {e} (traceback: {self.run.rel(tb)})"),
-                code=EXIT_STEP_FAILED,
-            )
+            internal = f"internal error {type(e).__name__}: {e} (traceback: {self.run.rel(tb)})"
+            st = _not_ok(step, "failed", redact_text(internal), EXIT_STEP_FAILED, started=started)
         self._save(step, st)
         if st.status == "ok":
             self.run.outputs[step.id] = st.outputs

@@ -24,12 +24,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from harness.core.fsio import atomic_write_text
+from harness.core.fsio import atomic_write_text, process_alive
 from harness.env.lab.inventory import Board
 from harness.errors import Blocked
 from harness.parsers import labgrid as lgtext
@@ -171,16 +171,6 @@ def _record(leases_dir: Path, board: Board, data: dict[str, Any]) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep(leases_dir: Path, *, say: Callable[[str], None] = lambda _: None) -> list[str]:
     """Release the places, and cancel the reservations, of runs of this machine whose process is gone.
 
@@ -197,7 +187,7 @@ def sweep(leases_dir: Path, *, say: Callable[[str], None] = lambda _: None) -> l
             pid = int(rec["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if rec.get("host") != socket.gethostname() or _alive(pid):
+        if rec.get("host") != socket.gethostname() or process_alive(pid):
             continue
         client = Client(coordinator=str(rec.get("coordinator", "")), username=str(rec.get("username", "")))
         try:
@@ -369,8 +359,3 @@ def hold(
         finally:
             if record is not None:
                 record.unlink(missing_ok=True)
-
-
-def held_by(client: Client, names: Sequence[str]) -> dict[str, str]:
-    """Who holds each named place ("" when free): for messages and tests."""
-    return {p.name: p.acquired for p in client.places() if p.name in names}

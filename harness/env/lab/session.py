@@ -93,8 +93,8 @@ class Lab:
     wait_timeout_s: float | None = None
     # Where messages go (the run's console), e.g. places released for a run that was killed.
     say: Callable[[str], None] = print
-    _transports: dict[str, Transport] = field(default_factory=dict)
-    _resolved: dict[str, Board] = field(default_factory=dict)
+    # board name -> (the board as reached, its transport), once the board is held
+    _held: dict[str, tuple[Board, Transport]] = field(default_factory=dict)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     # Boards are measured on threads of their own: one lock for the tables, one per board for
     # taking it (a board being waited for does not hold up another).
@@ -120,8 +120,8 @@ class Lab:
             board_lock = self._board_locks.setdefault(board.name, threading.Lock())
         with board_lock:
             with self._lock:
-                if board.name in self._transports:
-                    return self._resolved[board.name], self._transports[board.name]
+                if board.name in self._held:
+                    return self._held[board.name]
             held = contextlib.ExitStack()
             try:
                 resolved = self._take(board, held)
@@ -131,8 +131,7 @@ class Lab:
                 raise
             with self._lock:
                 self._stack.enter_context(held)
-                self._resolved[board.name] = resolved
-                self._transports[board.name] = transport
+                self._held[board.name] = (resolved, transport)
             return resolved, transport
 
     def _take(self, board: Board, stack: contextlib.ExitStack) -> Board:
@@ -168,8 +167,7 @@ class Lab:
 
     def close(self) -> None:
         with self._lock:
-            self._transports.clear()
-            self._resolved.clear()
+            self._held.clear()
         self._stack.close()
 
     def __enter__(self) -> Lab:
