@@ -42,6 +42,8 @@ VARIABLES: Final[Mapping[str, str]] = {
     "ANT_KPI_DEIT_SMALL": "a local DeiT-S checkpoint for KPI 8",
     "ANT_KPI_TVM_NPU_IMAGE": "an existing image to use as tvm-npu for KPI 7",
     "ANT_KPI_BUILD_TVM_NPU_IMAGE": "1 builds the tvm-npu image during a KPI 7 run",
+    "ANT_KPI_NPU_MODELS": "a local folder of KPI 7's model files (MXNet's resnet18_v1-a0666292.params, synset.txt, "
+    "cat.png; Gemmini's mobilenet_v2_1.0_224.tgz): without them VTA is checked on seeded random weights",
     "DOCKER_HOST": "the Docker engine (default: the local socket); a remote engine trains on its GPUs",
 }
 
@@ -71,6 +73,7 @@ class EnvSettings:
     deit_small: str = ""
     tvm_npu_image: str = ""
     build_tvm_npu_image: bool = False
+    npu_models: str = ""
     docker_host: str = ""
 
     @classmethod
@@ -94,6 +97,7 @@ class EnvSettings:
             deit_small=env.get("ANT_KPI_DEIT_SMALL", ""),
             tvm_npu_image=env.get("ANT_KPI_TVM_NPU_IMAGE", ""),
             build_tvm_npu_image=env.get("ANT_KPI_BUILD_TVM_NPU_IMAGE") == "1",
+            npu_models=env.get("ANT_KPI_NPU_MODELS", ""),
             docker_host=env.get("DOCKER_HOST", ""),
         )
 

@@ -42,6 +42,7 @@ WHEEL_SETS: Final[dict[str, tuple[tuple[str, bool], ...]]] = {
         ("requirements-no-deps.txt", False),
     ),
     "tvm-npu": (("requirements.txt", True),),
+    "gemmini-sim": (("requirements.txt", True),),
 }
 
 

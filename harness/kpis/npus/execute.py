@@ -13,12 +13,14 @@ Vela's performance estimates (fidelity `simulator`), not the seed's testcase on 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from harness.core.fsio import atomic_write_text
 from harness.core.runner import Executor, Run
 from harness.core.steps import Step
-from harness.kpis.npus.rows import IMAGE, KPI, NPUS, SMOKE_MODEL
+from harness.kpis.npus.gemmini import exec_all_tutorials, exec_sim_image, exec_spike, exec_tutorial
+from harness.kpis.npus.rows import IMAGE, KPI, NPUS, SIM_IMAGE, SMOKE_MODEL, SPIKE_STEP, TUTORIAL_METRIC
 from harness.kpis.npus.tvm import (
     exec_build,
     exec_convert,
@@ -72,40 +74,91 @@ def seed_gaps(run: Run, npu: str) -> list[str]:
     versions = dict((run.outputs.get(f"image:{IMAGE}") or {}).get("tool_versions", {}))
     if npu in ("Ethos-U55", "Gemmini"):
         gaps += [w for w, _ in testcase_requirements(npu, versions)]
-    if gaps:
+    if gaps and npu != "VTA":  # VTA runs offline: on the given pretrained files or on random weights
         gaps.append("then network access for the models the testcase downloads at run time")
     return gaps
 
 
+def _identity(rec: Mapping[Any, Any]) -> dict[str, Any]:
+    raw = rec.get("target_identity") or "{}"
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _path(rec: Mapping[Any, Any]) -> str:
+    workload = str(rec["workload"])
+    if workload == SMOKE_MODEL:
+        return "Vela compile (smoke)"
+    if rec["metric"] == TUTORIAL_METRIC or workload.startswith("micro_gemmini_"):
+        return f"tutorial {workload}"
+    if workload == "gemmini tutorials":
+        return "all Gemmini tutorials"
+    return f"seed {workload}"
+
+
 def npu_table(run: Run) -> list[dict[str, str]]:
-    """Per NPU: status (passed/failed/blocked/no evidence), the path, the reason and the log."""
+    """Per NPU and path: status, the evidence tier reached (compiled / ran on simulator / passed),
+    which check decided it, the simulator and its version, the reason and the log."""
     from harness.results.runs import collect
 
     df = collect(run.run_dir).filter(kpi=KPI).df
-    df = df[df["metric"] == "passed"]
+    df = df[df["metric"].isin(["passed", TUTORIAL_METRIC])]
     table = []
     for npu in NPUS:
         rows = df[df["variant"] == npu]
         if rows.empty:
-            table.append({"npu": npu, "status": "no evidence", "path": "-", "reason": "no row", "log": ""})
+            table.append(
+                {
+                    "npu": npu,
+                    "status": "no evidence",
+                    "path": "-",
+                    "tier": "none",
+                    "check": "",
+                    "simulator": "",
+                    "reason": "no row",
+                    "log": "",
+                }
+            )
             continue
         for rec in rows.to_dict("records"):
+            ident = _identity(rec)
             if rec["status"] != "ok":
                 status = str(rec["status"])
             else:
                 status = "passed" if float(rec["value"]) >= 1.0 else "failed"
-            seed = rec["workload"] != SMOKE_MODEL
-            if not seed and status == "passed":
-                status = "compiled, not counted"  # Vela's compile and estimates: no simulator ran
-            path = f"seed {rec['workload']}" if seed else "Vela compile (smoke)"
+            path = _path(rec)
+            seed = path.startswith("seed ")
+            tier = str(ident.get("tier") or ("passed" if status == "passed" else "none"))
+            if path == "Vela compile (smoke)":
+                tier = "compiled" if status == "passed" else "none"
+                if status == "passed":
+                    status = "compiled, not counted"  # Vela's compile and estimates: no simulator ran
+            if rec["metric"] == TUTORIAL_METRIC and status == "passed":
+                status = "passed (one tutorial)"  # counts only through the all-tutorials row
             reason = str(rec["note"] or "")
             inert = inert_reason(run, str(rec["workload"])) if seed else ""
             if inert:
                 # Runs nothing: reported as such, never judged, never counted.
-                status, reason = "inert upstream testcase", inert
+                status, reason, tier = "inert upstream testcase", inert, "none"
             elif seed and status == "blocked":
                 reason = "missing: " + "; ".join(seed_gaps(run, npu))
-            table.append({"npu": npu, "status": status, "path": path, "reason": reason, "log": str(rec["log"] or "")})
+            if status == "blocked":
+                tier = "none"
+            table.append(
+                {
+                    "npu": npu,
+                    "status": status,
+                    "path": path,
+                    "tier": tier,
+                    "check": str(ident.get("check") or ""),
+                    "simulator": str(ident.get("simulator") or ""),
+                    "reason": reason,
+                    "log": str(rec["log"] or ""),
+                }
+            )
     return table
 
 
@@ -115,18 +168,37 @@ def exec_evaluate(step: Step, run: Run) -> dict[str, Any]:
 
     out = evaluate_kpi(run, KPI)
     table = npu_table(run)
-    lines = ["| NPU | path | status | reason |", "|---|---|---|---|"]
-    lines += [f"| {t['npu']} | {t['path']} | {t['status']} | {t['reason'].replace('|', '/')} |" for t in table]
+    lines = ["| NPU | path | status | tier reached | check | simulator | reason |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| "
+        + " | ".join(t[k].replace("|", "/") for k in ("npu", "path", "status", "tier", "check", "simulator", "reason"))
+        + " |"
+        for t in table
+    ]
     atomic_write_text(run.run_dir / "evaluations" / f"{KPI}-table.md", "\n".join(lines) + "\n")
     for t in table:
-        run.console.print(f"    {t['npu']:10} {t['path']:24} {t['status']:8} {t['reason'][:110]}")
+        run.console.print(f"    {t['npu']:10} {t['path']:34} {t['status']:8} [{t['tier']}] {t['reason'][:100]}")
     return {**out, "table": table}
 
 
+def _image(step: Step, run: Run) -> dict[str, Any]:
+    return exec_sim_image(step, run) if step.params.get("image") == SIM_IMAGE else exec_image(step, run)
+
+
+def _build(step: Step, run: Run) -> dict[str, Any]:
+    return exec_spike(step, run) if step.id == SPIKE_STEP else exec_build(step, run)
+
+
+def _measure(step: Step, run: Run) -> dict[str, Any]:
+    if step.id == "measure:Gemmini:all":
+        return exec_all_tutorials(step, run)
+    return exec_tutorial(step, run) if step.id.startswith("measure:Gemmini:") else exec_measure(step, run)
+
+
 EXECUTORS: dict[str, Executor] = {
-    "image": exec_image,
-    "build": exec_build,
+    "image": _image,
+    "build": _build,
     "convert": exec_convert,
-    "measure": exec_measure,
+    "measure": _measure,
     "evaluate": exec_evaluate,
 }

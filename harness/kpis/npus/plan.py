@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.kpis.npus.rows import (
+    GEMMINI_TUTORIALS,
+    PAYLOAD_DIR,
+    ROCC_TESTS_PATHS,
+    SIM_IMAGE,
+    SPIKE_BIN,
+    SPIKE_STEP,
+)
+
 if TYPE_CHECKING:
     from harness.core.plan import PlanContext
     from harness.core.steps import Step
@@ -40,26 +49,122 @@ def plan(ctx: PlanContext) -> None:
             repeat=0,
             fidelity="simulator",
             depends=(build.id,),
-            argv=("python3", f"testcase/{case}"),
+            argv=("python3", f"/src/testcase/{case}"),
             description=f"run {case}; pass from evidence (exit status, what it prints, operators offloaded)",
-            notes=(
-                "downloads models at run time: cached and pinned by checksum, local path option",
-                "Ethos-U55 needs the Corstone-300 FVP, whose licence the user must accept"
-                if npu == "Ethos-U55"
-                else "Gemmini needs Spike with the Gemmini extension and its RISC-V toolchain"
-                if npu == "Gemmini"
-                else "VTA runs on the fsim library built with the fork",
-            ),
+            notes=_TESTCASE_NOTES[npu],
         )
+    _gemmini_on_spike(ctx, target, build)
     if ctx.mode == "smoke":
         _vela_smoke(ctx, target)
     ctx.evaluate("count of NPUs that passed, each linked to its log")
 
 
+_TESTCASE_NOTES = {
+    "VTA": (
+        "runs on the fsim library built with the fork; the testcase downloads MXNet's ResNet-18 weights, "
+        "synset.txt and cat.png: given in ANT_KPI_NPU_MODELS they are used as they are (the upstream cat check)",
+        f"without them: python3 {PAYLOAD_DIR}/vta_random.py --seed 0, the same graph on seeded random weights, "
+        "passed when the fsim counts GEMM and ALU work and its output agrees with the CPU's (llvm)",
+    ),
+    "Ethos-U55": ("needs the Corstone-300 FVP, whose licence the user must accept",),
+    "Gemmini": (
+        "the MobileNet tutorial: it downloads mobilenet_v2_1.0_224.tgz and a test image at run time, which this "
+        "version cannot give it locally (BLOCKED); the five download-free tutorials run on Spike instead",
+    ),
+}
+
+
+def _gemmini_on_spike(ctx: PlanContext, target: str, build: Step) -> None:
+    """The gemmini-sim image, Spike with Gemmini from its pinned source, the fork's tutorials on it."""
+    tvm = ctx.image("tvm-npu")
+    img = ctx.manifest.images[SIM_IMAGE]
+    sim = ctx.step(
+        id=f"image:{SIM_IMAGE}",
+        kind="image",
+        where="host",
+        description=f"build image {SIM_IMAGE} from {img.context} on the tvm-npu image of this run "
+        "(reused when its context hash is unchanged)",
+        key_parts=(ctx.image_key(img),),
+        depends=(tvm.id,),
+        inputs=(img.context,),
+        outputs=(f"ant-kpi/{SIM_IMAGE}:<context-hash>",),
+        notes=(img.purpose,) if img.purpose else (),
+        params={"image": SIM_IMAGE},
+    )
+    spike_src = ctx.source("esp_isa_sim")
+    rocc = ctx.source("gemmini_rocc_tests", paths=ROCC_TESTS_PATHS)
+    spike = ctx.step(
+        id=SPIKE_STEP,
+        kind="build",
+        where="image",
+        image=SIM_IMAGE,
+        depends=(spike_src.id, rocc.id, sim.id),
+        argv=(
+            "bash",
+            "-c",
+            "mkdir -p build && cd build && ../configure --prefix=/spike/install && make -j$(nproc) && make install",
+        ),
+        description="build Spike with Gemmini's functional model (esp-isa-sim) as Gemmini v0.7.0's "
+        "scripts/build-spike.sh does: gemmini-rocc-tests' gemmini_params.h over the simulator's, then configure, make",
+        notes=("cached by its key: warm runs reuse it",),
+    )
+    runs = []
+    for name in GEMMINI_TUTORIALS:
+        tutorial = f"micro_gemmini_{name}.py"
+        step = ctx.step(
+            id=f"measure:Gemmini:{name}",
+            kind="measure",
+            where="image",
+            image=SIM_IMAGE,
+            variant="Gemmini",
+            workload=tutorial,
+            target=target,
+            repeat=0,
+            fidelity="simulator",
+            depends=(build.id, spike.id, sim.id),
+            argv=(
+                "python3",
+                f"{PAYLOAD_DIR}/gemmini_tutorial.py",
+                f"/src/gallery/tutorial/{tutorial}",
+                "--spike",
+                SPIKE_BIN,
+            ),
+            description=f"run the fork's {tutorial} as it is: compile for Gemmini, build the bare-metal program, "
+            "run it on Spike with --extension=gemmini; passed when Spike exits 0, the generated code calls Gemmini "
+            "and under 1 % of the elements differ from the TFLite reference",
+            notes=(
+                "the program prints SUCCESS from (error_counter / OUTPUT_LEN) * 100 < 1 in integer arithmetic, "
+                "true until every element is wrong: the harness counts the differing elements itself",
+                "the tutorial ignores the exit status of build.sh and of spike: a Spike shim prints it",
+            ),
+        )
+        runs.append(step.id)
+    ctx.step(
+        id="measure:Gemmini:all",
+        kind="measure",
+        where="host",
+        variant="Gemmini",
+        workload="gemmini tutorials",
+        target=target,
+        repeat=0,
+        fidelity="simulator",
+        depends=tuple(runs),
+        description="Gemmini's `passed` row: 1 only when every tutorial above passed on Spike",
+    )
+
+
 def _build_fork(ctx: PlanContext) -> Step:
     src = ctx.source("ant_model_db", paths=("compiler",))
     # The fork's submodules, which ANT-Model-DB records no commits for.
-    subs = [ctx.source(name) for name in ("tvm_dmlc_core", "tvm_dlpack", "tvm_rang", "tvm_vta_hw", "tvm_libbacktrace")]
+    subs = [
+        ctx.source(name)
+        for name in ("tvm_dmlc_core", "tvm_dlpack", "tvm_rang", "tvm_vta_hw", "tvm_libbacktrace", "gemmini")
+    ]
+    subs += [
+        ctx.source("gemmini_rocc_tests", paths=ROCC_TESTS_PATHS),
+        ctx.source("riscv_tests"),
+        ctx.source("rocc_software"),
+    ]
     img = ctx.image("tvm-npu")
     return ctx.step(
         id="build:tvm-fork",
@@ -72,9 +177,9 @@ def _build_fork(ctx: PlanContext) -> Step:
         "to build/config.cmake); the testcases import it through PYTHONPATH",
         notes=(
             "a long build: cached by its key, warm re-runs skip it",
-            "config: USE_LLVM llvm-config-14, USE_VTA_FSIM ON, USE_ETHOSU ON; USE_GEMMINI ON only when "
-            "compiler/3rdparty/gemmini holds ucb-bar/gemmini (the fork records no commit for it), "
-            "otherwise OFF and Gemmini is reported as not built",
+            "config: USE_LLVM llvm-config-14, USE_VTA_FSIM ON, USE_ETHOSU ON, USE_MICRO ON; USE_GEMMINI ON "
+            "with compiler/3rdparty/gemmini filled from the sources gemmini (v0.7.0) and gemmini_rocc_tests "
+            "(the fork records no commit for it), otherwise OFF and Gemmini is reported as not built",
             "the tvm-npu image installs its Python packages with pip: where the image cannot reach a "
             "package index (a proxy whose CA the image lacks, no network), it needs a wheelhouse "
             "(containers/tvm-npu/README.md)",

@@ -9,9 +9,21 @@ from dataclasses import dataclass
 from typing import Final
 
 from harness.kpis.npus.rows import ETHOSU_EXPECTED_LABEL
+from harness.parsers.npu_sim import parse_gemmini_run, parse_vta_random
 from harness.parsers.vela import (
     VelaSummary,
 )
+
+# VTA on random weights: the fsim's output agrees with the CPU's when its largest difference is at
+# most this fraction of the CPU output's largest magnitude, with the same top-1 class. The same
+# quantised integer graph runs on both, so they should agree bit for bit; the margin is for the
+# float epilogue (global average pool and dense on the CPU side of both).
+VTA_RANDOM_REL_TOLERANCE: Final = 0.01
+# A reference with fewer distinct logits than this (a saturated or all-zero output) makes any
+# agreement vacuous: such a check fails.
+VTA_RANDOM_MIN_DISTINCT: Final = 10
+# The fork's Gemmini programs call their result right when under 1 % of the elements differ.
+GEMMINI_MAX_ERROR_FRACTION: Final = 0.01
 
 # --------------------------------------------------------------------------------------------
 # Pass rules
@@ -174,6 +186,98 @@ def judge_gemmini(text: str, exit_status: int) -> Judgement:
         )
     return Judgement(
         passed=True, evidence=evidence, reason=f"ran on Spike with Gemmini, top-1 label {real[0]} as expected"
+    )
+
+
+def judge_vta_random(text: str, exit_status: int) -> Judgement:
+    """VTA on seeded random weights: GEMM and ALU work on the fsim, and agreement with the CPU."""
+    if (j := _common_failure("VTA", text, exit_status)) is not None:
+        return j
+    doc = parse_vta_random(text)
+    if doc is None:
+        return Judgement(passed=False, reason="the VTA check printed no result line (ANT-KPI-VTA)")
+    stats = doc.get("stats") or {}
+    gemm, alu = int(stats.get("gemm_counter", 0)), int(stats.get("alu_counter", 0))
+    diff, scale = float(doc.get("max_abs_diff", float("inf"))), float(doc.get("max_abs_ref", 0.0))
+    top_cpu, top_vta = list(doc.get("top5_cpu") or []), list(doc.get("top5_vta") or [])
+    evidence = (
+        f"gemm_counter {gemm}, alu_counter {alu}",
+        f"max |VTA - CPU| {diff:g} of max |CPU| {scale:g} ({doc.get('mismatches')} of {doc.get('elements')} differ)",
+        f"top-1 VTA {top_vta[:1]} CPU {top_cpu[:1]}",
+    )
+    if gemm <= 0 or alu <= 0:
+        return Judgement(
+            passed=False,
+            evidence=evidence,
+            reason=f"the VTA simulator counted {gemm} GEMM and {alu} ALU operations: the network did not run on VTA",
+        )
+    if not doc.get("ref_finite", False) or int(doc.get("ref_distinct_values", 0)) < VTA_RANDOM_MIN_DISTINCT:
+        return Judgement(
+            passed=False,
+            evidence=evidence,
+            reason=f"the CPU reference is degenerate ({doc.get('ref_distinct_values')} distinct values): "
+            "agreement with it would prove nothing",
+        )
+    if not top_cpu or top_cpu[:1] != top_vta[:1] or diff > VTA_RANDOM_REL_TOLERANCE * scale:
+        return Judgement(
+            passed=False,
+            evidence=evidence,
+            reason=f"VTA disagrees with the CPU: max difference {diff:g} > {VTA_RANDOM_REL_TOLERANCE:g} × {scale:g} "
+            f"or top-1 {top_vta[:1]} ≠ {top_cpu[:1]}",
+        )
+    return Judgement(
+        passed=True,
+        evidence=evidence,
+        reason=f"ran on the VTA fsim ({gemm} GEMM, {alu} ALU ops) and agrees with the CPU on seeded random weights "
+        f"(max difference {diff:g} ≤ {VTA_RANDOM_REL_TOLERANCE:g} × {scale:g}, same top-1)",
+    )
+
+
+def judge_gemmini_tutorial(text: str, exit_status: int) -> Judgement:
+    """A Gemmini tutorial: Spike ran the program with the Gemmini extension, the generated code calls
+    Gemmini, and under 1 % of the elements differ from the TFLite reference (counted here)."""
+    run = parse_gemmini_run(text)
+    if run.tutorial_error:
+        return Judgement(
+            passed=False, evidence=(run.tutorial_error,), reason=f"the tutorial stopped: {run.tutorial_error}"
+        )
+    if (j := _common_failure("Gemmini", text, exit_status)) is not None:
+        return j
+    if run.spike_exit is None:
+        return Judgement(
+            passed=False, reason="Spike never ran: the tutorial built no program or could not start the simulator"
+        )
+    if "--extension=gemmini" not in run.spike_argv:
+        return Judgement(passed=False, reason=f"Spike ran without the Gemmini extension ({run.spike_argv})")
+    if run.spike_exit != 0:
+        return Judgement(
+            passed=False, evidence=(run.spike_argv,), reason=f"the program exited {run.spike_exit} on Spike"
+        )
+    calls = run.gemmini_calls
+    if not calls:
+        return Judgement(
+            passed=False,
+            reason="the generated model code calls none of Gemmini's functions: it ran on the RISC-V core alone",
+        )
+    n = run.output_len
+    if not run.program_verdict or not n:
+        return Judgement(passed=False, reason="the program printed no comparison with its reference")
+    errors = run.element_errors
+    fraction = errors / n
+    called = ", ".join(f"{k}×{v}" for k, v in sorted(calls.items()))
+    evidence = (f"spike exit {run.spike_exit}: {run.spike_argv}", f"{errors} of {n} elements differ", called)
+    said = f"; the program printed {run.program_verdict}!"
+    if fraction >= GEMMINI_MAX_ERROR_FRACTION:
+        return Judgement(
+            passed=False,
+            evidence=evidence,
+            reason=f"{errors} of {n} elements differ from the TFLite reference "
+            f"(≥ {GEMMINI_MAX_ERROR_FRACTION:.0%}){said}",
+        )
+    return Judgement(
+        passed=True,
+        evidence=evidence,
+        reason=f"ran on Spike with Gemmini ({called}); {errors} of {n} elements differ from the TFLite reference{said}",
     )
 
 

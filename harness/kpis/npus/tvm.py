@@ -12,8 +12,17 @@ from harness.core.runner import Run
 from harness.core.steps import Step
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis.common.executors import container_for, docker_for
-from harness.kpis.npus.rows import _SEED_PATH_NOTE, BUILD_IMAGE_ENV, IMAGE, IMAGE_ENV, VELA_STEP, _row, _write
-from harness.kpis.npus.rules import JUDGES
+from harness.kpis.npus.rows import (
+    _SEED_PATH_NOTE,
+    BUILD_IMAGE_ENV,
+    IMAGE,
+    IMAGE_ENV,
+    PAYLOAD_DIR,
+    VELA_STEP,
+    _row,
+    _write,
+)
+from harness.kpis.npus.rules import JUDGES, VTA_RANDOM_REL_TOLERANCE, judge_vta_random
 from harness.kpis.npus.vela_smoke import exec_vela
 
 # --------------------------------------------------------------------------------------------
@@ -29,10 +38,31 @@ def _image_fix() -> str:
     )
 
 
+def _image_env(run: Run, step: Step) -> tuple[Any, tuple[str, ...]]:
+    """The settings the image is built with: the host's wheelhouse (filled, or reused from the
+    cache) as `ant-kpi images build` uses it, else the run's own (no host wheelhouse, or none to be had)."""
+    from harness.env.wheelhouse import host_wheelhouse
+
+    img = run.manifest.images[IMAGE]
+    try:
+        filled = host_wheelhouse(
+            IMAGE,
+            run.project_root / img.context,
+            run.env,
+            run.cache_dir / "wheelhouse",
+            log=run.log_path(f"{step.id}-wheelhouse"),
+        )
+    except Blocked:
+        # Looking for a built image must not need the index: a missing one is reported below.
+        return run.env, ()
+    return (filled.env, filled.notes) if filled is not None else (run.env, ())
+
+
 def exec_image(step: Step, run: Run) -> dict[str, Any]:
     """The tvm-npu image: a named one, or the harness's tag when already built; built only when asked."""
     from harness.env.image_context import image_digest
-    from harness.env.images import ensure_image, image_tag, read_tool_versions
+    from harness.env.images import image_tag, read_tool_versions
+    from harness.kpis.common.executors import exec_image as build_image
 
     img = run.manifest.images[IMAGE]
     ctx = run.project_root / img.context
@@ -42,24 +72,13 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
             "add containers/tvm-npu",
         )
     named = run.env.tvm_npu_image
-    if run.env.build_tvm_npu_image and not named:
-        ref = ensure_image(
-            img,
-            root=run.project_root,
-            env=run.env,
-            client=docker_for(run),
-            console=run.console,
-            log_path=run.log_path(step.id),
-        )
-        return {
-            "tag": ref.tag,
-            "id": ref.id,
-            "digest": ref.digest,
-            "provenance": ref.to_provenance(),
-            "tool_versions": dict(ref.tool_versions),
-        }
-    tag = named or image_tag(img, image_digest(img, run.project_root, run.env))
     client = docker_for(run)
+    if run.env.build_tvm_npu_image and not named:
+        out = build_image(step, run)
+        versions = read_tool_versions(client, out["id"])
+        return {**out, "tool_versions": versions}
+    env, notes = _image_env(run, step)
+    tag = named or image_tag(img, image_digest(img, run.project_root, env))
     from docker.errors import ImageNotFound
 
     try:
@@ -69,17 +88,17 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
             raise BadInput(f"{IMAGE_ENV}={named}: no such image on this Docker host") from None
         raise Blocked(
             f"image {IMAGE} ({tag}) is not built on this machine, and a KPI run does not build it unasked "
-            "(LLVM, the TVM fork's Python dependencies, Spike and the RISC-V toolchain for Gemmini, "
-            "the Corstone-300 FVP only with its licence accepted)",
+            "(LLVM, the TVM fork's Python dependencies; the Corstone-300 FVP only with its licence accepted)",
             _image_fix(),
         ) from None
     versions = read_tool_versions(client, str(found.id))
+    prov = {"image": IMAGE, "tag": tag, "id": str(found.id), "tool_versions": versions}
     return {
         "tag": tag,
         "id": str(found.id),
         "digest": str(found.id),
         "tool_versions": versions,
-        "provenance": {"image": IMAGE, "tag": tag, "id": str(found.id), "tool_versions": versions},
+        "provenance": {**prov, **({"wheelhouse": list(notes)} if notes else {})},
     }
 
 
@@ -99,10 +118,20 @@ CONFIG_LINES: Final = (
     "set(USE_LLVM llvm-config-14)",
     "set(USE_VTA_FSIM ON)",
     "set(USE_ETHOSU ON)",
+    # microTVM: Gemmini's template project and the Ethos-U C runtime are built on it.
+    "set(USE_MICRO ON)",
     "set(USE_GEMMINI ON)",
 )
 BUILD_OUTPUTS: Final = ("build/libtvm.so", "build/libvta_fsim.so")
 GEMMINI_DIR: Final = "3rdparty/gemmini"
+ROCC_TESTS_DIR: Final = "3rdparty/gemmini/software/gemmini-rocc-tests"
+# The sources that fill 3rdparty/gemmini, in order (the fork records no commit for any of them).
+GEMMINI_SOURCES: Final = {
+    GEMMINI_DIR: "gemmini",
+    ROCC_TESTS_DIR: "gemmini_rocc_tests",
+    f"{ROCC_TESTS_DIR}/riscv-tests": "riscv_tests",
+    f"{ROCC_TESTS_DIR}/rocc-software": "rocc_software",
+}
 # What TVM's CMake build reads from its submodules (headers of dmlc-core, dlpack and rang; the VTA
 # hardware sources for the functional simulator; libbacktrace for the runtime's stack traces).
 FORK_SUBMODULES: Final = (
@@ -125,6 +154,56 @@ SUBMODULE_SOURCES: Final = {
 def missing_submodules(compiler: Path) -> list[str]:
     """The submodule folders the fork's build needs that are absent or empty in `compiler`."""
     return [d for d in FORK_SUBMODULES if not (compiler / d).is_dir() or not any((compiler / d).iterdir())]
+
+
+def _empty(path: Path) -> bool:
+    return not path.is_dir() or not any(path.iterdir())
+
+
+_CRT_ONLY: Final = (
+    "microTVM's template projects for crt only: the fork's .gitignore (*.json) left out "
+    "apps/microtvm/{zephyr,arduino}/template_project/boards.json, so their copy jobs stop CMake; "
+    "the Gemmini and Ethos-U flows use crt"
+)
+# Edits the build makes to its copy of the fork, each with its reason (reported with the rows).
+TREE_FIXES: Final = (
+    ("cmake/modules/Micro.cmake", "set(PLATFORMS crt;zephyr;arduino)", "set(PLATFORMS crt)", _CRT_ONLY),
+    ("CMakeLists.txt", "  add_dependencies(tvm_runtime arduino)\n", "", _CRT_ONLY),
+    ("CMakeLists.txt", "  add_dependencies(tvm_runtime zephyr)\n", "", _CRT_ONLY),
+)
+
+
+def _apply_fixes(tree: Path) -> list[str]:
+    """Apply TREE_FIXES to the build's copy of the fork; StepFailed when a fix no longer matches."""
+    done = []
+    for rel, old, new, why in TREE_FIXES:
+        path = tree / rel
+        text = path.read_text() if path.is_file() else ""
+        if old not in text:
+            raise StepFailed(f"{rel}: `{old.strip()}`, which the harness edits, is not there (a different fork?)")
+        path.write_text(text.replace(old, new, 1))
+        done.append(f"{rel}: `{old.strip()}` → `{new.strip() or '(removed)'}` ({why})")
+    return done
+
+
+def _source_output(run: Run, name: str) -> dict[str, Any] | None:
+    """The output of source `name`'s step, whole (`source:NAME`) or of some paths (`source:NAME:…`)."""
+    return next(
+        (o for sid, o in run.outputs.items() if sid == f"source:{name}" or sid.startswith(f"source:{name}:")), None
+    )
+
+
+def _fill_gemmini(run: Run, tree: Path) -> dict[str, str]:
+    """Fill 3rdparty/gemmini and its gemmini-rocc-tests from the pinned sources, where empty."""
+    filled = {}
+    for sub, name in GEMMINI_SOURCES.items():
+        out = _source_output(run, name)
+        if out is None or not _empty(tree / sub):
+            continue
+        shutil.rmtree(tree / sub, ignore_errors=True)
+        shutil.copytree(out["path"], tree / sub, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        filled[sub] = str(out.get("commit", ""))
+    return filled
 
 
 def exec_build(step: Step, run: Run) -> dict[str, Any]:
@@ -151,6 +230,7 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
             shutil.rmtree(tree / sub, ignore_errors=True)
             shutil.copytree(out["path"], tree / sub, symlinks=True, ignore=shutil.ignore_patterns(".git"))
             filled[sub] = str(out.get("commit", ""))
+    filled.update(_fill_gemmini(run, tree))
     absent = missing_submodules(tree)
     if absent:
         # ANT-Model-DB vendors TVM with its .gitmodules but without the submodule commits, so a
@@ -161,19 +241,20 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
             "let the source:tvm_* steps complete (kpis.toml pins them at Apache TVM v0.13.dev0's commits), or "
             "pass --source ant_model_db=PATH: a checkout whose compiler/3rdparty holds those trees",
         )
+    fixes = _apply_fixes(tree)
     (tree / "build").mkdir(exist_ok=True)
     # The fork's .gitignore drops config.cmake, so 6bccd836 has none: TVM's CMakeLists.txt gives every
     # option its default, and the lines below switch on what the seed asks for.
     template = tree / "cmake" / "config.cmake"
     cfg = template.read_text() if template.is_file() else ""
     lines, not_built = list(CONFIG_LINES), {}
-    if not (tree / GEMMINI_DIR).is_dir() or not any((tree / GEMMINI_DIR).iterdir()):
+    if _empty(tree / GEMMINI_DIR) or _empty(tree / ROCC_TESTS_DIR):
         # Gemmini.cmake copies sources out of 3rdparty/gemmini, a submodule the fork added without a
         # commit (not one of TVM's): build the other back ends and say why Gemmini is not there.
         lines = [ln if ln != "set(USE_GEMMINI ON)" else "set(USE_GEMMINI OFF)" for ln in lines]
         not_built["Gemmini"] = (
-            f"the fork's {GEMMINI_DIR} (ucb-bar/gemmini, added by ANT-Model-DB) has no "
-            "recorded commit, so the Gemmini back end was built OFF"
+            f"the fork's {GEMMINI_DIR} (ucb-bar/gemmini, added by ANT-Model-DB) has no recorded commit "
+            "and the sources gemmini and gemmini_rocc_tests did not fill it, so the Gemmini back end was built OFF"
         )
     (tree / "build" / "config.cmake").write_text(cfg + "\n# ANT KPI harness (KPI 7)\n" + "\n".join(lines) + "\n")
     log = run.log_path(step.id)
@@ -192,6 +273,7 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
         "config": lines,
         "submodules": filled,
         "not_built": not_built,
+        "fixes": fixes,
         "log": run.rel(log),
     }
     atomic_write_text(done, json.dumps(out, indent=1))
@@ -211,19 +293,14 @@ def testcase_requirements(npu: str, tool_versions: dict[str, str]) -> list[tuple
             )
         )
     if npu == "Gemmini":
-        wanted = (
-            ("spike", "Spike with the Gemmini extension (esp-isa-sim) and libgemmini"),
-            ("riscv64-unknown-elf-gcc", "the RISC-V bare-metal GCC (riscv64-unknown-elf-gcc)"),
+        missing.append(
+            (
+                "testcase/test_gemmini.py is the MobileNet tutorial: it downloads mobilenet_v2_1.0_224.tgz and a test "
+                "image at run time, and this version of the harness cannot give them to it locally",
+                "the fork's five Gemmini tutorials that need no download run on Spike instead (measure:Gemmini:*); "
+                "for MobileNet run the testcase by hand in the gemmini-sim image with network access",
+            )
         )
-        for tool, what in wanted:
-            if not tool_versions.get(tool):
-                missing.append(
-                    (
-                        f"{what}, installed only with INSTALL_GEMMINI_TOOLCHAIN=yes",
-                        "build the image by hand with --build-arg INSTALL_GEMMINI_TOOLCHAIN=yes and the "
-                        f"pinned URLs and sha256 (containers/tvm-npu/README.md); pass {IMAGE_ENV}=<tag>",
-                    )
-                )
     return missing
 
 
@@ -277,14 +354,24 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
     tree = Path(build["path"])
     log = run.raw_path(step.id, ".log")
     env = {"TVM_HOME": "/src", "PYTHONPATH": "/src/python:/src/vta/python", "TVM_LIBRARY_PATH": "/src/build"}
-    with container_for(run, img["tag"], mounts={str(tree): "/src"}, workdir="/src", env=env) as c:
-        rc = c.run(list(step.argv), cwd="/src", log_path=log)
+    argv, judge, identity = list(step.argv), JUDGES[step.variant], {"check": "the seed testcase's own"}
+    work = run.cache_dir / "npu-runs" / run.run_id / step.variant
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    mounts = {str(tree): "/src", str(work): "/work"}
+    if step.variant == "VTA":
+        argv, judge, identity = _vta_inputs(run, work, env, mounts)
+        identity["simulator"] = f"VTA fsim (tvm-vta {str(build.get('submodules', {}).get('3rdparty/vta-hw', ''))[:8]})"
+    with container_for(run, img["tag"], mounts=mounts, workdir="/work", env=env) as c:
+        rc = c.run(argv, cwd="/work", log_path=log)
     text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
-    verdict = JUDGES[step.variant](text, rc)
+    verdict = judge(text, rc)
+    ran = "Execution statistics:" in text if step.variant == "VTA" else False
+    identity["tier"] = "passed" if verdict.passed else "ran on simulator" if ran else "none"
     if verdict.blocked:
         raise Blocked(
             verdict.reason,
-            "give the container network access, or pre-fetch the models into the download cache the testcase reads",
+            "give the container network access, or put the files the testcase downloads in ANT_KPI_NPU_MODELS",
         )
     _write(
         run,
@@ -297,15 +384,48 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
                 unit="count",
                 status="ok",
                 workload=step.workload,
-                argv=list(step.argv),
+                argv=argv,
                 log=run.rel(log),
                 source_commit=str(build.get("source_commit", "")),
                 image_digest=str(img.get("id", "")),
-                note=f"{_SEED_PATH_NOTE}: {verdict.reason}",
+                target_identity=identity,
+                note=f"{_SEED_PATH_NOTE} ({identity['check']}): {verdict.reason}",
             )
         ],
     )
     return {"log": str(log), "exit_status": rc, "passed": verdict.passed, "reason": verdict.reason}
+
+
+def _vta_inputs(
+    run: Run, work: Path, env: dict[str, str], mounts: dict[str, str]
+) -> tuple[list[str], Any, dict[str, Any]]:
+    """test_vta.py on the pretrained files from ANT_KPI_NPU_MODELS, or the random-weights check."""
+    from harness import payload
+    from harness.kpis.npus.models import vta_pretrained
+
+    found, missing = vta_pretrained(run.env.npu_models)
+    if missing:
+        mounts[str(payload.path("vta_random.py"))] = f"{PAYLOAD_DIR}/vta_random.py"
+        return (
+            ["python3", f"{PAYLOAD_DIR}/vta_random.py", "--seed", "0"],
+            judge_vta_random,
+            {
+                "check": f"agreement with the CPU on seeded random weights (seed 0, max difference ≤ "
+                f"{VTA_RANDOM_REL_TOLERANCE:g} of the output's range, same top-1)",
+                "pretrained_missing": missing,
+            },
+        )
+    # As the testcase expects them: MXNet's model store under $MXNET_HOME/models, the rest in its cwd.
+    (work / "mxnet" / "models").mkdir(parents=True)
+    for name, f in found.items():
+        dest = work / "mxnet" / "models" / name if name.endswith(".params") else work / name
+        shutil.copy2(f.path, dest)
+    env["MXNET_HOME"] = "/work/mxnet"
+    return (
+        ["python3", "/src/testcase/test_vta.py"],
+        JUDGES["VTA"],
+        {"check": "the upstream cat check on pretrained weights", "files": {n: f.sha256 for n, f in found.items()}},
+    )
 
 
 def exec_measure(step: Step, run: Run) -> dict[str, Any]:

@@ -1,0 +1,234 @@
+"""KPI 7, Gemmini on Spike: the gemmini-sim image, Spike with Gemmini built from its pinned source,
+and the fork's Gemmini tutorials run on it.
+
+The fork's Gemmini release is v0.7.0 (see kpis.toml, source gemmini); its functional model is the
+esp-isa-sim fork of Spike at the commit v0.7.0's SPIKE.hash names. Spike is built the way v0.7.0's
+scripts/build-spike.sh builds it: gemmini-rocc-tests' gemmini_params.h copied over the simulator's,
+then configure, make, make install.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Final
+
+from harness import payload
+from harness.core.fsio import atomic_write_text
+from harness.core.runner import Run
+from harness.core.steps import Step
+from harness.errors import Blocked, StepFailed
+from harness.kpis.common.executors import container_for, docker_for
+from harness.kpis.npus.rows import (
+    GEMMINI_TUTORIALS,
+    IMAGE,
+    KPI,
+    PAYLOAD_DIR,
+    SIM_IMAGE,
+    SPIKE_STEP,
+    TUTORIAL_METRIC,
+    _row,
+    _write,
+)
+from harness.kpis.npus.rules import judge_gemmini_tutorial
+from harness.parsers.npu_sim import GemminiRun, parse_gemmini_run
+
+PARAMS_FROM: Final = "include/gemmini_params.h"  # of gemmini-rocc-tests
+PARAMS_TO: Final = "gemmini/gemmini_params.h"  # of esp-isa-sim
+
+
+def _source_output(run: Run, name: str) -> dict[str, Any] | None:
+    return next(
+        (o for sid, o in run.outputs.items() if sid == f"source:{name}" or sid.startswith(f"source:{name}:")), None
+    )
+
+
+def exec_sim_image(step: Step, run: Run) -> dict[str, Any]:
+    """gemmini-sim, built on the tvm-npu image this run uses (its tag is the base)."""
+    from harness.env.images import ensure_image, read_tool_versions
+    from harness.env.wheelhouse import host_wheelhouse
+
+    base = run.outputs.get(f"image:{IMAGE}")
+    if base is None:
+        raise Blocked(f"the {IMAGE} image is missing", f"let image:{IMAGE} complete")
+    img = dataclasses.replace(run.manifest.images[SIM_IMAGE], base=str(base["tag"]))
+    env, notes = run.env, tuple[str, ...]()
+    filled = host_wheelhouse(
+        SIM_IMAGE,
+        run.project_root / img.context,
+        run.env,
+        run.cache_dir / "wheelhouse",
+        log=run.log_path(f"{step.id}-wheelhouse"),
+    )
+    if filled is not None:
+        env, notes = filled.env, filled.notes
+    client = docker_for(run)
+    ref = ensure_image(
+        img, root=run.project_root, env=env, client=client, console=run.console, log_path=run.log_path(step.id)
+    )
+    versions = read_tool_versions(client, ref.id)
+    prov = {**ref.to_provenance(), "tool_versions": versions, **({"wheelhouse": list(notes)} if notes else {})}
+    return {"tag": ref.tag, "id": ref.id, "digest": ref.digest, "tool_versions": versions, "provenance": prov}
+
+
+def exec_spike(step: Step, run: Run) -> dict[str, Any]:
+    """Spike with Gemmini (esp-isa-sim), built once per step key in the gemmini-sim image."""
+    img = run.outputs.get(f"image:{SIM_IMAGE}")
+    spike_src = _source_output(run, "esp_isa_sim")
+    rocc = _source_output(run, "gemmini_rocc_tests")
+    if img is None or spike_src is None or rocc is None:
+        raise Blocked(
+            f"{step.id}: the {SIM_IMAGE} image or the esp_isa_sim / gemmini_rocc_tests source is missing",
+            "let those steps complete",
+        )
+    tree = run.cache_dir / "spike-gemmini" / step.key
+    done = tree / ".ant-kpi-build.json"
+    if done.is_file():
+        return {**json.loads(done.read_text()), "reused": True}
+    if tree.exists():
+        shutil.rmtree(tree)
+    shutil.copytree(spike_src["path"], tree, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    # As Gemmini v0.7.0's scripts/build-spike.sh: the simulator takes the parameters the programs use.
+    shutil.copy2(Path(rocc["path"]) / PARAMS_FROM, tree / PARAMS_TO)
+    log = run.log_path(step.id)
+    with container_for(run, img["tag"], mounts={str(tree): "/spike"}, workdir="/spike") as c:
+        rc = c.run(list(step.argv), cwd="/spike", log_path=log)
+    if rc != 0:
+        raise StepFailed(f"the Spike (esp-isa-sim) build exited {rc}", log=run.rel(log))
+    binary = tree / "install" / "bin" / "spike"
+    if not binary.is_file():
+        raise StepFailed("the Spike build produced no install/bin/spike", log=run.rel(log))
+    out = {
+        "path": str(tree),
+        "spike": str(binary),
+        "source_commit": str(spike_src.get("commit", "")),
+        "params_from": f"gemmini-rocc-tests {str(rocc.get('commit', ''))[:12]} {PARAMS_FROM}",
+        "image": img["tag"],
+        "log": run.rel(log),
+    }
+    atomic_write_text(done, json.dumps(out, indent=1))
+    return {**out, "reused": False}
+
+
+TUTORIAL_CHECK: Final = "the program's element-by-element comparison with the TFLite reference, counted by the harness"
+
+
+def _tier(passed: bool, facts: GemminiRun) -> str:
+    """The furthest a tutorial got: passed, ran on Spike, compiled to a program, or none."""
+    if passed:
+        return "passed"
+    if facts.spike_exit is not None:
+        return "ran on simulator"
+    return "compiled" if facts.facts.get("elf_sha256") else "none"
+
+
+def exec_tutorial(step: Step, run: Run) -> dict[str, Any]:
+    """measure:Gemmini:<tutorial>: one tutorial on Spike; one `passed` row at simulator fidelity."""
+    build = run.outputs.get("build:tvm-fork")
+    spike = run.outputs.get(SPIKE_STEP)
+    img = run.outputs.get(f"image:{SIM_IMAGE}")
+    if build is None or spike is None or img is None:
+        raise Blocked(
+            f"{step.id}: the fork build, Spike or the {SIM_IMAGE} image is missing",
+            f"let build:tvm-fork, {SPIKE_STEP} and image:{SIM_IMAGE} complete",
+        )
+    if "Gemmini" in build.get("not_built", {}):
+        raise Blocked(build["not_built"]["Gemmini"], "let the sources gemmini and gemmini_rocc_tests complete")
+    work = run.cache_dir / "gemmini-runs" / run.run_id / step.workload.removesuffix(".py")
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    log = run.raw_path(step.id, ".log")
+    env = {"TVM_HOME": "/src", "PYTHONPATH": "/src/python", "TVM_LIBRARY_PATH": "/src/build"}
+    with container_for(
+        run,
+        img["tag"],
+        mounts={build["path"]: "/src", str(work): "/work"},
+        read_only_mounts={
+            spike["path"]: "/spike",
+            str(payload.path("gemmini_tutorial.py")): f"{PAYLOAD_DIR}/gemmini_tutorial.py",
+        },
+        workdir="/work",
+        env=env,
+    ) as c:
+        rc = c.run(list(step.argv), cwd="/work", log_path=log)
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    verdict = judge_gemmini_tutorial(text, rc)
+    facts = parse_gemmini_run(text)
+    simulator = f"Spike (esp-isa-sim {str(spike.get('source_commit', ''))[:8]}) --extension=gemmini"
+    _write(
+        run,
+        [
+            _row(
+                run,
+                step,
+                metric=TUTORIAL_METRIC,
+                value=1.0 if verdict.passed else 0.0,
+                unit="count",
+                status="ok",
+                workload=step.workload,
+                argv=list(step.argv),
+                log=run.rel(log),
+                source_commit=str(build.get("source_commit", "")),
+                image_digest=str(img.get("id", "")),
+                artefact_sha256=str(facts.facts.get("elf_sha256", "")),
+                target_identity={"simulator": simulator, "check": TUTORIAL_CHECK, "tier": _tier(verdict.passed, facts)},
+                note=f"fork tutorial on {simulator}: {verdict.reason}",
+            )
+        ],
+    )
+    return {"log": str(log), "exit_status": rc, "passed": verdict.passed, "reason": verdict.reason}
+
+
+def exec_all_tutorials(step: Step, run: Run) -> dict[str, Any]:
+    """measure:Gemmini:all: Gemmini's `passed` row, 1 only when every tutorial passed on Spike."""
+    from harness.results.runs import collect
+
+    df = collect(run.run_dir).filter(kpi=KPI).df
+    df = df[(df["metric"] == TUTORIAL_METRIC) & (df["status"] == "ok")]
+    results = {str(r["workload"]): float(r["value"]) >= 1.0 for r in df.to_dict("records")}
+    wanted = [f"micro_gemmini_{t}.py" for t in GEMMINI_TUTORIALS]
+    absent = [w for w in wanted if w not in results]
+    if absent:
+        raise Blocked(f"no result for {', '.join(absent)}", "let the measure:Gemmini:<tutorial> steps complete")
+    failed = [w for w in wanted if not results[w]]
+    passed = not failed
+    spike = run.outputs.get(SPIKE_STEP) or {}
+    simulator = f"Spike (esp-isa-sim {str(spike.get('source_commit', ''))[:8]}) --extension=gemmini"
+    reason = (
+        f"all {len(wanted)} download-free tutorials passed on {simulator}"
+        if passed
+        else f"{len(failed)} of {len(wanted)} tutorials failed on {simulator}: {', '.join(failed)}"
+    )
+    build = run.outputs.get("build:tvm-fork") or {}
+    img = run.outputs.get(f"image:{SIM_IMAGE}") or {}
+    _write(
+        run,
+        [
+            _row(
+                run,
+                step,
+                metric="passed",
+                value=1.0 if passed else 0.0,
+                unit="count",
+                status="ok",
+                workload="gemmini tutorials",
+                argv=list(step.argv),
+                log=run.rel(run.raw_path(step.id, ".log")),
+                source_commit=str(build.get("source_commit", "")),
+                image_digest=str(img.get("id", "")),
+                target_identity={
+                    "simulator": simulator,
+                    "check": f"the fork's tutorials {', '.join(GEMMINI_TUTORIALS)}, each as in {TUTORIAL_CHECK}",
+                    "tier": "passed" if passed else "ran on simulator",
+                },
+                note=f"fork tutorials on Spike: {reason}",
+            )
+        ],
+    )
+    atomic_write_text(
+        run.raw_path(step.id, ".log"), "\n".join(f"{w}: {'passed' if results[w] else 'failed'}" for w in wanted) + "\n"
+    )
+    return {"passed": passed, "reason": reason, "tutorials": results}
