@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.kpis.npus.fork import CONFIG_LINES, TREE_FIXES
 from harness.kpis.npus.rows import (
     GEMMINI_TUTORIALS,
     PAYLOAD_DIR,
@@ -173,6 +174,8 @@ def _build_fork(ctx: PlanContext) -> Step:
         image="tvm-npu",
         depends=(src.id, img.id, *(s.id for s in subs)),
         argv=("bash", "-c", "cd build && cmake .. && make -j$(nproc)"),
+        # What the build sets and edits is part of what it makes.
+        key_parts=(list(CONFIG_LINES), [list(f[:3]) for f in TREE_FIXES]),
         description="build the TVM fork with the NPU back ends its tree can build (set() lines appended "
         "to build/config.cmake); the testcases import it through PYTHONPATH",
         notes=(

@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from harness.core.fsio import atomic_write_text
 from harness.core.runner import Run
 from harness.core.steps import Step
 from harness.errors import BadInput, Blocked, StepFailed
 from harness.kpis.common.executors import container_for, docker_for
+from harness.kpis.npus.fork import (
+    BUILD_OUTPUTS,
+    CONFIG_LINES,
+    FORK_SUBMODULES,
+    GEMMINI_DIR,
+    GEMMINI_SOURCES,
+    ROCC_TESTS_DIR,
+    SUBMODULE_SOURCES,
+    TREE_FIXES,
+)
 from harness.kpis.npus.rows import (
     _SEED_PATH_NOTE,
     BUILD_IMAGE_ENV,
@@ -112,45 +122,6 @@ def _fork_source(run: Run) -> dict[str, Any]:
     return out
 
 
-# Appended to build/config.cmake: a later set() wins, while -D on the cmake line would be shadowed
-# by the set(... OFF) lines config.cmake already holds.
-CONFIG_LINES: Final = (
-    "set(USE_LLVM llvm-config-14)",
-    "set(USE_VTA_FSIM ON)",
-    "set(USE_ETHOSU ON)",
-    # microTVM: Gemmini's template project and the Ethos-U C runtime are built on it.
-    "set(USE_MICRO ON)",
-    "set(USE_GEMMINI ON)",
-)
-BUILD_OUTPUTS: Final = ("build/libtvm.so", "build/libvta_fsim.so")
-GEMMINI_DIR: Final = "3rdparty/gemmini"
-ROCC_TESTS_DIR: Final = "3rdparty/gemmini/software/gemmini-rocc-tests"
-# The sources that fill 3rdparty/gemmini, in order (the fork records no commit for any of them).
-GEMMINI_SOURCES: Final = {
-    GEMMINI_DIR: "gemmini",
-    ROCC_TESTS_DIR: "gemmini_rocc_tests",
-    f"{ROCC_TESTS_DIR}/riscv-tests": "riscv_tests",
-    f"{ROCC_TESTS_DIR}/rocc-software": "rocc_software",
-}
-# What TVM's CMake build reads from its submodules (headers of dmlc-core, dlpack and rang; the VTA
-# hardware sources for the functional simulator; libbacktrace for the runtime's stack traces).
-FORK_SUBMODULES: Final = (
-    "3rdparty/dmlc-core",
-    "3rdparty/dlpack",
-    "3rdparty/rang",
-    "3rdparty/vta-hw",
-    "3rdparty/libbacktrace",
-)
-# The kpis.toml source that fills each of them (the fork records no submodule commits).
-SUBMODULE_SOURCES: Final = {
-    "3rdparty/dmlc-core": "tvm_dmlc_core",
-    "3rdparty/dlpack": "tvm_dlpack",
-    "3rdparty/rang": "tvm_rang",
-    "3rdparty/vta-hw": "tvm_vta_hw",
-    "3rdparty/libbacktrace": "tvm_libbacktrace",
-}
-
-
 def missing_submodules(compiler: Path) -> list[str]:
     """The submodule folders the fork's build needs that are absent or empty in `compiler`."""
     return [d for d in FORK_SUBMODULES if not (compiler / d).is_dir() or not any((compiler / d).iterdir())]
@@ -158,19 +129,6 @@ def missing_submodules(compiler: Path) -> list[str]:
 
 def _empty(path: Path) -> bool:
     return not path.is_dir() or not any(path.iterdir())
-
-
-_CRT_ONLY: Final = (
-    "microTVM's template projects for crt only: the fork's .gitignore (*.json) left out "
-    "apps/microtvm/{zephyr,arduino}/template_project/boards.json, so their copy jobs stop CMake; "
-    "the Gemmini and Ethos-U flows use crt"
-)
-# Edits the build makes to its copy of the fork, each with its reason (reported with the rows).
-TREE_FIXES: Final = (
-    ("cmake/modules/Micro.cmake", "set(PLATFORMS crt;zephyr;arduino)", "set(PLATFORMS crt)", _CRT_ONLY),
-    ("CMakeLists.txt", "  add_dependencies(tvm_runtime arduino)\n", "", _CRT_ONLY),
-    ("CMakeLists.txt", "  add_dependencies(tvm_runtime zephyr)\n", "", _CRT_ONLY),
-)
 
 
 def _apply_fixes(tree: Path) -> list[str]:
