@@ -36,6 +36,7 @@ from harness.report.text import (
     _what,
     beside_lines,
     deviation_lines,
+    entity_detail,
     fmt_headline,
     interval_text,
     label,
@@ -225,6 +226,7 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
         out.append(_html_cells(ev, lang))
     if ev.entities:
         rows_html = []
+        detail = entity_detail(ev.entities)
         for e in ev.entities:
             name = e.name if e.listed else f"{e.name} ({label('extra', lang)})"
             css = e.result.replace(",", "").replace(" ", "-")
@@ -233,6 +235,7 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
                 [
                     _e(name),
                     badge,
+                    *([_e(e.tier or "—"), _e(e.check or "—")] if detail else []),
                     _e(f"{e.passes} of {e.runs}" if e.runs else "—"),
                     _chips([e.fidelity], lang) if e.fidelity else "—",
                     _e(e.where or "—"),
@@ -240,7 +243,8 @@ def _html_section(ev: Evaluation, results: Results, run_dir: Path, plots: Sequen
                 ]
             )
         out.append(
-            f"<h3>{_e(label('entities', lang))}</h3>" + _html_table(_entity_header(lang), rows_html, raw=range(6))
+            f"<h3>{_e(label('entities', lang))}</h3>"
+            + _html_table(_entity_header(lang, detail), rows_html, raw=range(8 if detail else 6))
         )
     kpi_rows = results.filter(kpi=ev.kpi)
     groups = kpi_rows.summaries()

@@ -34,6 +34,7 @@ from harness.report.text import (
     _value_line,
     beside_lines,
     deviation_lines,
+    entity_detail,
     fmt_headline,
     label,
     load_lines,
@@ -141,7 +142,8 @@ def _kpi_section(ev: Evaluation, results: Results, run_dir: Path, lang: Lang = "
         out += ["", label("side_note", lang), ""]
     if ev.entities:
         out += [f"### {label('entities', lang)}", ""]
-        out += _table(_entity_header(lang), (_entity_values(e, run_dir, lang) for e in ev.entities))
+        detail = entity_detail(ev.entities)
+        out += _table(_entity_header(lang, detail), (_entity_values(e, run_dir, lang, detail) for e in ev.entities))
         out.append("")
     loaded = load_lines(run_dir, ev.kpi)
     if loaded:

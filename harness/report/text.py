@@ -128,6 +128,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "entities": "Evidence per listed entry",
         "entity": "entry",
         "passed_of_runs": "passed / runs",
+        "tier": "tier reached",
+        "check": "check",
         "result": "result",
         "where": "measured on",
         "log": "log",
@@ -232,6 +234,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "entities": "항목별 증거",
         "entity": "항목",
         "passed_of_runs": "통과 / 실행",
+        "tier": "도달 단계",
+        "check": "판정 방법",
         "result": "결과",
         "where": "측정 장치",
         "log": "로그",
@@ -558,16 +562,25 @@ def _per_workload_title(cells: Sequence[WorkloadComparison], lang: Lang) -> str:
     return f"{first.statistic} {label('per_workload', lang)}: {first.candidate} vs {first.baseline} ({metrics})"
 
 
-def _entity_header(lang: Lang) -> list[str]:
-    return [label(k, lang) for k in ("entity", "result", "passed_of_runs", "fidelity", "where", "log")]
+def entity_detail(entities: Sequence[EntityEvidence]) -> bool:
+    """Whether the entity table carries the tier and check columns (KPI 7's NPUs say them)."""
+    return any(e.tier or e.check for e in entities)
 
 
-def _entity_values(e: EntityEvidence, run_dir: Path, lang: Lang) -> list[str]:
+def _entity_header(lang: Lang, detail: bool = False) -> list[str]:
+    keys: tuple[str, ...] = ("entity", "result", "passed_of_runs", "fidelity", "where", "log")
+    if detail:
+        keys = ("entity", "result", "tier", "check", "passed_of_runs", "fidelity", "where", "log")
+    return [label(k, lang) for k in keys]
+
+
+def _entity_values(e: EntityEvidence, run_dir: Path, lang: Lang, detail: bool = False) -> list[str]:
     name = e.name if e.listed else f"{e.name} ({label('extra', lang)})"
     fid = label(e.fidelity, lang) if e.fidelity else "—"
     tally = f"{e.passes} of {e.runs}" if e.runs else "—"
     log = _link(e.log, run_dir, lang) if e.log else "—"
-    return [name, label(e.result, lang), tally, fid, e.where or "—", log]
+    extra = [e.tier or "—", e.check or "—"] if detail else []
+    return [name, label(e.result, lang), *extra, tally, fid, e.where or "—", log]
 
 
 _PROVENANCE_COLUMNS: Final = (

@@ -90,12 +90,16 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
         else:
             result = "passed" if passed else "failed"
         names = _identity_names(str(r["target_identity"]))
+        ident = _identity(str(r["target_identity"]))
         ev = EntityEvidence(
             name=name,
             listed=name in t.of,
             result=result,
             fidelity=str(r["fidelity"]),
-            where=names[0] if names else str(r["target"]),
+            # A simulator is where an NPU's check ran.
+            where=names[0] if names else str(ident.get("simulator") or r["target"]),
+            tier=str(ident.get("tier") or ""),
+            check=str(ident.get("check") or ""),
             log=str(r["log"]),
             # The reason leads the note, once (a row's own "not counted: ..." already does).
             note=(f"{NOT_COUNTED} {why_not}; " if why_not and NOT_COUNTED not in str(r["note"]) else "")
@@ -173,14 +177,17 @@ def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judge
     )
 
 
-def _identity_names(text: str) -> list[str]:
-    """What a target identity calls the thing measured: board, inventory name, then model."""
+def _identity(text: str) -> dict[str, Any]:
     try:
         data = json.loads(text) if text else {}
     except json.JSONDecodeError:
-        return []
-    if not isinstance(data, dict):
-        return []
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _identity_names(text: str) -> list[str]:
+    """What a target identity calls the thing measured: board, inventory name, then model."""
+    data = _identity(text)
     return [v for key in ("board", "name", "model") if isinstance(v := data.get(key), str) and v]
 
 

@@ -108,6 +108,8 @@ class EntityEvidence:
     note: str = ""
     runs: int = 0  # how many rows (runs of the check) speak for it
     passes: int = 0  # how many of them passed the check
+    tier: str = ""  # how far the check got: compiled | ran on simulator | passed (NPUs), "" when not said
+    check: str = ""  # which check decided it (NPUs: the testcase's own, agreement with the CPU, ...)
 
 
 @dataclass(frozen=True, kw_only=True)

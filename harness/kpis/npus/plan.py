@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.kpis.npus.fork import CONFIG_LINES, TREE_FIXES
-from harness.kpis.npus.rows import (
+from harness.kpis.npus.names import (
     GEMMINI_TUTORIALS,
     PAYLOAD_DIR,
     ROCC_TESTS_PATHS,

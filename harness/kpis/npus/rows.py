@@ -6,6 +6,15 @@ from typing import Any, Final
 
 from harness.core.runner import Run
 from harness.core.steps import Step
+from harness.kpis.npus.names import (  # noqa: F401  (re-exported: the executors import them from here)
+    GEMMINI_TUTORIALS,
+    PAYLOAD_DIR,
+    ROCC_TESTS_PATHS,
+    SIM_IMAGE,
+    SPIKE_BIN,
+    SPIKE_STEP,
+    TUTORIAL_METRIC,
+)
 from harness.results.journal import append_row_journal
 from harness.results.rows import Row
 
@@ -28,17 +37,6 @@ IMAGE_ENV: Final = "ANT_KPI_TVM_NPU_IMAGE"
 BUILD_IMAGE_ENV: Final = "ANT_KPI_BUILD_TVM_NPU_IMAGE"
 ETHOSU_EXPECTED_LABEL: Final = "tabby"
 _SEED_PATH_NOTE: Final = "seed testcase"
-# Gemmini on Spike (kpis/npus/gemmini.py).
-SIM_IMAGE: Final = "gemmini-sim"
-SPIKE_STEP: Final = "build:spike-gemmini"
-SPIKE_BIN: Final = "/spike/install/bin/spike"
-PAYLOAD_DIR: Final = "/ant-kpi"  # where payload scripts are mounted in KPI 7's containers
-# The fork's Gemmini tutorials that need no download (gallery/tutorial/micro_gemmini_<name>.py); the
-# MobileNet one, the same program as testcase/test_gemmini.py, downloads its model and image.
-GEMMINI_TUTORIALS: Final = ("add", "conv2d", "dense", "dwconv2d", "maxpool2d")
-TUTORIAL_METRIC: Final = "tutorial_passed"  # one tutorial's row; Gemmini's `passed` row needs all of them
-# What the fork's Gemmini.cmake and template Makefile read of gemmini-rocc-tests.
-ROCC_TESTS_PATHS: Final = ("include", "build.sh", "configure.ac", "Makefile.in", "Makefrag")
 
 
 # --------------------------------------------------------------------------------------------
