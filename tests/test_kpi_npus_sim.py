@@ -96,3 +96,83 @@ def test_files_are_found_with_their_sha256_and_the_rest_named(tmp_path: Path) ->
     found, missing = models.vta_pretrained(str(tmp_path))
     assert found["synset.txt"].sha256 == hashlib.sha256(b"{0: 'tench'}").hexdigest()
     assert missing == ["resnet18_v1-a0666292.params", "cat.png"]
+
+
+# ---- rules on captured output ------------------------------------------------------------------
+
+
+def _captured(name: str) -> str:
+    return (CAPTURED / name).read_text(encoding="utf-8")
+
+
+def test_vta_random_check_captured_from_the_fsim_passes_with_its_evidence() -> None:
+    text = _captured("vta_random.captured.txt")
+    doc = parse_vta_random(text)
+    assert doc is not None and doc["weights"] == "random" and doc["stats"]["gemm_counter"] > 0
+    got = npus_rules.judge_vta_random(text, 0)
+    assert got.passed, got.reason
+    assert "GEMM" in got.reason and any("gemm_counter" in e for e in got.evidence)
+
+
+def _with_result(text: str, **changes: object) -> str:
+    """The captured log with fields of its closing ANT-KPI-VTA object changed (cases a healthy
+    simulator does not produce: disagreement, no VTA work, a degenerate reference)."""
+    head, _, line = text.rpartition("ANT-KPI-VTA ")
+    doc = json.loads(line.splitlines()[0])
+    for k, v in changes.items():
+        if k.startswith("stats."):
+            doc["stats"][k.removeprefix("stats.")] = v
+        else:
+            doc[k] = v
+    return head + "ANT-KPI-VTA " + json.dumps(doc) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"stats.gemm_counter": 0}, "did not run on VTA"),
+        ({"stats.alu_counter": 0}, "did not run on VTA"),
+        ({"ref_distinct_values": 1}, "degenerate"),
+        ({"max_abs_diff": 1e9}, "disagrees"),
+        ({"top5_vta": [999, 1, 2, 3, 4]}, "disagrees"),
+    ],
+)
+def test_vta_random_check_fails_on_what_it_must_not_accept(changes: dict[str, object], reason: str) -> None:
+    got = npus_rules.judge_vta_random(_with_result(_captured("vta_random.captured.txt"), **changes), 0)
+    assert not got.passed and reason in got.reason
+
+
+def test_a_vta_run_that_stopped_before_its_result_fails() -> None:
+    text = _captured("vta_random.captured.txt").split("ANT-KPI-VTA ")[0]
+    assert not npus_rules.judge_vta_random(text, 0).passed
+    assert not npus_rules.judge_vta_random(text, 1).passed
+
+
+@pytest.mark.parametrize("tutorial", ["add", "conv2d", "dense", "dwconv2d", "maxpool2d"])
+def test_gemmini_tutorials_captured_on_spike_are_judged_from_their_own_comparison(tutorial: str) -> None:
+    text = _captured(f"gemmini_{tutorial}.captured.txt")
+    run = parse_gemmini_run(text)
+    want = json.loads(_captured("gemmini.expected.json"))[tutorial]
+    assert run.spike_exit == 0 and "--extension=gemmini" in run.spike_argv
+    assert run.output_len == want["output_len"] and run.element_errors == want["element_errors"]
+    assert bool(run.gemmini_calls) and run.program_verdict == want["program_verdict"]
+    got = npus_rules.judge_gemmini_tutorial(text, 0)
+    assert got.passed == want["passed"], got.reason
+
+
+def test_a_gemmini_program_with_many_wrong_elements_fails_although_it_prints_success() -> None:
+    """The programs' own verdict divides integers: every element but one wrong still prints SUCCESS."""
+    text = _captured("gemmini_add.captured.txt")
+    n = parse_gemmini_run(text).output_len or 0
+    wrong = "".join(f"ERROR IN ADD EXAMPLE! output_add[{i}] (1) != output[{i}] (2)\r\n" for i in range(n - 1))
+    text = text.replace("SUCCESS!", wrong + "SUCCESS!", 1)
+    got = npus_rules.judge_gemmini_tutorial(text, 0)
+    assert not got.passed and f"{n - 1} of {n} elements differ" in got.reason and "printed SUCCESS" in got.reason
+
+
+def test_a_gemmini_run_whose_spike_failed_or_never_ran_fails() -> None:
+    text = _captured("gemmini_add.captured.txt")
+    spiked = text.replace("ANT-KPI-SPIKE exit=0", "ANT-KPI-SPIKE exit=255")
+    assert "exited 255" in npus_rules.judge_gemmini_tutorial(spiked, 0).reason
+    no_spike = "\n".join(ln for ln in text.splitlines() if not ln.startswith("ANT-KPI-SPIKE"))
+    assert "Spike never ran" in npus_rules.judge_gemmini_tutorial(no_spike, 0).reason

@@ -207,8 +207,9 @@ DEVIATIONS: Final[dict[str, tuple[Deviation, ...]]] = {
             "with picolibc stands in for esp-tools (a wrapper drops -Wa,-march=rv64gcxhwacha, adds picolibc's specs "
             "and -fno-tree-loop-distribute-patterns); the fork's build makes microTVM's crt templates only, since "
             "its .gitignore dropped the zephyr and arduino boards.json files.",
-            ko="포크가 compiler/3rdparty/gemmini의 커밋을 기록하지 않아 하네스가 Gemmini v0.7.0(포크가 호출하는 C API)과 "
-            "그 Spike(v0.7.0 SPIKE.hash의 esp-isa-sim)를 고정함; 다운로드가 필요 없는 튜토리얼 5개가 "
+            ko="포크가 compiler/3rdparty/gemmini의 커밋을 기록하지 않아 하네스가 "
+            "Gemmini v0.7.0(포크가 호출하는 C API)과 그 Spike(v0.7.0 SPIKE.hash의 esp-isa-sim)를 고정함; "
+            "다운로드가 필요 없는 튜토리얼 5개가 "
             "test_gemmini.py(MobileNet, 모델을 내려받음)를 대신함; esp-tools 대신 데비안 RISC-V GCC 12.2와 "
             "picolibc를 씀(래퍼가 -Wa,-march=rv64gcxhwacha를 빼고 picolibc specs와 "
             "-fno-tree-loop-distribute-patterns를 더함); .gitignore가 zephyr/arduino의 boards.json을 빠뜨려 "

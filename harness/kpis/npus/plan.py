@@ -38,6 +38,7 @@ VELA_ARGV = (
 def plan(ctx: PlanContext) -> None:
     target = ctx.targets[0] if ctx.targets else "x86_64"
     build = _build_fork(ctx)
+    tophub = ctx.source("tophub")
     for npu, case in TESTCASES.items():
         ctx.step(
             id=f"measure:{npu}",
@@ -49,7 +50,7 @@ def plan(ctx: PlanContext) -> None:
             target=target,
             repeat=0,
             fidelity="simulator",
-            depends=(build.id,),
+            depends=(build.id, *((tophub.id,) if npu == "VTA" else ())),
             argv=("python3", f"/src/testcase/{case}"),
             description=f"run {case}; pass from evidence (exit status, what it prints, operators offloaded)",
             notes=_TESTCASE_NOTES[npu],

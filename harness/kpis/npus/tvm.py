@@ -317,10 +317,15 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     mounts = {str(tree): "/src", str(work): "/work"}
+    read_only: dict[str, str] = {}
     if step.variant == "VTA":
-        argv, judge, identity = _vta_inputs(run, work, env, mounts)
+        argv, judge, identity = _vta_inputs(run, work, env, read_only)
+        tophub = _source_output(run, "tophub")
+        if tophub is not None:  # TVM's pre-tuned schedules, where tophub.py looks before downloading
+            read_only[str(Path(tophub["path"]) / "tophub")] = "/root/.tvm/tophub"
+            identity["tophub"] = str(tophub.get("commit", ""))[:12]
         identity["simulator"] = f"VTA fsim (tvm-vta {str(build.get('submodules', {}).get('3rdparty/vta-hw', ''))[:8]})"
-    with container_for(run, img["tag"], mounts=mounts, workdir="/work", env=env) as c:
+    with container_for(run, img["tag"], mounts=mounts, read_only_mounts=read_only, workdir="/work", env=env) as c:
         rc = c.run(argv, cwd="/work", log_path=log)
     text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
     verdict = judge(text, rc)
@@ -355,7 +360,7 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
 
 
 def _vta_inputs(
-    run: Run, work: Path, env: dict[str, str], mounts: dict[str, str]
+    run: Run, work: Path, env: dict[str, str], read_only: dict[str, str]
 ) -> tuple[list[str], Any, dict[str, Any]]:
     """test_vta.py on the pretrained files from ANT_KPI_NPU_MODELS, or the random-weights check."""
     from harness import payload
@@ -363,7 +368,7 @@ def _vta_inputs(
 
     found, missing = vta_pretrained(run.env.npu_models)
     if missing:
-        mounts[str(payload.path("vta_random.py"))] = f"{PAYLOAD_DIR}/vta_random.py"
+        read_only[str(payload.path("vta_random.py"))] = f"{PAYLOAD_DIR}/vta_random.py"
         return (
             ["python3", f"{PAYLOAD_DIR}/vta_random.py", "--seed", "0"],
             judge_vta_random,
