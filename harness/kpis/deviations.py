@@ -203,14 +203,18 @@ DEVIATIONS: Final[dict[str, tuple[Deviation, ...]]] = {
             kind="substitution",
             en="the fork leaves compiler/3rdparty/gemmini without a commit: the harness pins Gemmini v0.7.0 (the C "
             "API the fork calls) and its Spike, esp-isa-sim at v0.7.0's SPIKE.hash; the five tutorials that need no "
-            "download stand in for test_gemmini.py (MobileNet, which downloads its model); Debian's RISC-V GCC 12.2 "
-            "with picolibc stands in for esp-tools (a wrapper drops -Wa,-march=rv64gcxhwacha, adds picolibc's specs "
-            "and -fno-tree-loop-distribute-patterns); the fork's build makes microTVM's crt templates only, since "
-            "its .gitignore dropped the zephyr and arduino boards.json files.",
+            "download stand in for test_gemmini.py (MobileNet, which downloads its model), and Gemmini needs those "
+            "the fork does not mark experimental (micro_gemmini_add.py is: run and shown, not required); "
+            "Debian's RISC-V GCC 12.2 with picolibc stands in for esp-tools (a wrapper drops "
+            "-Wa,-march=rv64gcxhwacha, adds picolibc's specs and -fno-tree-loop-distribute-patterns); "
+            "the fork's build makes microTVM's crt templates only, since its .gitignore dropped the zephyr and "
+            "arduino boards.json files.",
             ko="포크가 compiler/3rdparty/gemmini의 커밋을 기록하지 않아 하네스가 "
             "Gemmini v0.7.0(포크가 호출하는 C API)과 그 Spike(v0.7.0 SPIKE.hash의 esp-isa-sim)를 고정함; "
             "다운로드가 필요 없는 튜토리얼 5개가 "
-            "test_gemmini.py(MobileNet, 모델을 내려받음)를 대신함; esp-tools 대신 데비안 RISC-V GCC 12.2와 "
+            "test_gemmini.py(MobileNet, 모델을 내려받음)를 대신하며, "
+            "포크가 실험적이라 표시한 것(micro_gemmini_add.py)은 "
+            "실행해 보여 주되 통과 조건에 넣지 않음; esp-tools 대신 데비안 RISC-V GCC 12.2와 "
             "picolibc를 씀(래퍼가 -Wa,-march=rv64gcxhwacha를 빼고 picolibc specs와 "
             "-fno-tree-loop-distribute-patterns를 더함); .gitignore가 zephyr/arduino의 boards.json을 빠뜨려 "
             "microTVM 템플릿은 crt만 만듦.",
