@@ -42,7 +42,7 @@ def test_tree_fixes_make_crt_only_and_say_why(tmp_path: Path) -> None:
 def test_a_tree_fix_that_no_longer_matches_fails_the_build(tmp_path: Path) -> None:
     tree = _fork_tree(tmp_path / "fork")
     (tree / "cmake/modules/Micro.cmake").write_text("set(PLATFORMS crt)\n")  # another fork
-    with pytest.raises(StepFailed, match="Micro.cmake"):
+    with pytest.raises(StepFailed, match=r"Micro\.cmake"):
         tvm._apply_fixes(tree)
 
 
@@ -155,19 +155,30 @@ def test_gemmini_tutorials_captured_on_spike_are_judged_from_their_own_compariso
     want = json.loads(_captured("gemmini.expected.json"))[tutorial]
     assert run.spike_exit == 0 and "--extension=gemmini" in run.spike_argv
     assert run.output_len == want["output_len"] and run.element_errors == want["element_errors"]
-    assert bool(run.gemmini_calls) and run.program_verdict == want["program_verdict"]
+    assert bool(run.gemmini_calls) == want["offloaded"] and run.program_verdict == want["program_verdict"]
     got = npus_rules.judge_gemmini_tutorial(text, 0)
     assert got.passed == want["passed"], got.reason
+    if not want["offloaded"]:  # the add layer ran on the RISC-V core: that is said before any count
+        assert "RISC-V core alone" in got.reason
 
 
 def test_a_gemmini_program_with_many_wrong_elements_fails_although_it_prints_success() -> None:
-    """The programs' own verdict divides integers: every element but one wrong still prints SUCCESS."""
-    text = _captured("gemmini_add.captured.txt")
-    n = parse_gemmini_run(text).output_len or 0
-    wrong = "".join(f"ERROR IN ADD EXAMPLE! output_add[{i}] (1) != output[{i}] (2)\r\n" for i in range(n - 1))
+    """The programs' own verdict divides integers: every element but one wrong still prints SUCCESS
+    (the captured add run shows it for real, but its layer never reached Gemmini; here conv2d's
+    captured run gets the same count of wrong elements)."""
+    text = _captured("gemmini_conv2d.captured.txt")
+    before = parse_gemmini_run(text)
+    n = before.output_len or 0
+    more = n - 1 - before.element_errors  # the captured run's own differing elements stay
+    wrong = "".join(f"ERROR IN CONV2D EXAMPLE! output_conv[{i}] (1) != output[{i}] (2)\r\n" for i in range(more))
     text = text.replace("SUCCESS!", wrong + "SUCCESS!", 1)
     got = npus_rules.judge_gemmini_tutorial(text, 0)
     assert not got.passed and f"{n - 1} of {n} elements differ" in got.reason and "printed SUCCESS" in got.reason
+
+
+def test_the_captured_add_run_shows_the_defect_itself() -> None:
+    run = parse_gemmini_run(_captured("gemmini_add.captured.txt"))
+    assert run.program_verdict == "SUCCESS" and run.element_errors > 0.9 * (run.output_len or 0)
 
 
 def test_a_gemmini_run_whose_spike_failed_or_never_ran_fails() -> None:
