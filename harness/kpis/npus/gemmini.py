@@ -219,8 +219,8 @@ def exec_all_tutorials(step: Step, run: Run) -> dict[str, Any]:
         if passed
         else f"{len(failed)} of {len(required)} tutorials failed on {simulator}: {', '.join(failed) or 'none to run'}"
     )
+    shown = ", ".join(f"{w} {'passed' if results[w] else 'failed'}" for w in experimental)
     if experimental:
-        shown = ", ".join(f"{w} {'passed' if results[w] else 'failed'}" for w in experimental)
         reason += f"; marked experimental by the fork, run and shown, not required: {shown}"
     img = run.outputs.get(f"image:{SIM_IMAGE}") or {}
     _write(
@@ -240,8 +240,12 @@ def exec_all_tutorials(step: Step, run: Run) -> dict[str, Any]:
                 image_digest=str(img.get("id", "")),
                 target_identity={
                     "simulator": simulator,
-                    "check": f"the fork's tutorials {', '.join(t for t in GEMMINI_TUTORIALS)} (those it marks "
-                    f"experimental not required), each by {TUTORIAL_CHECK}",
+                    "check": f"the fork's tutorials {', '.join(GEMMINI_TUTORIALS)}, each by {TUTORIAL_CHECK}; "
+                    + (
+                        f"required: {', '.join(required)}; experimental by the fork's word, not required: {shown}"
+                        if experimental
+                        else "all required"
+                    ),
                     "tier": "passed" if passed else "ran on simulator",
                 },
                 note=f"fork tutorials on Spike: {reason}",
