@@ -133,3 +133,20 @@ def test_an_unobtainable_torch_pair_fails_before_the_shared_set_is_downloaded(
     with pytest.raises(Blocked):
         wh.fill(ws, tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*/*.whl"))  # six was never fetched for a set that cannot build
+
+
+def test_a_complete_cached_wheelhouse_gives_the_settings_an_image_was_built_with(tmp_path: Path) -> None:
+    """What doctor uses to find an image `ant-kpi images build` made: no download, only the cache."""
+    root = Path(__file__).resolve().parent.parent
+    context = root / "containers" / "tvm-npu"
+    env = EnvSettings(host_wheelhouse=True)
+    assert wh.cached_host_env("tvm-npu", context, env, tmp_path) is None  # nothing filled yet
+    ws = wh.wheel_set("tvm-npu", context)
+    dest = tmp_path / f"tvm-npu-{ws.key()[:16]}"
+    dest.mkdir()
+    (dest / wh.COMPLETE).write_text(json.dumps({"key": "another"}))
+    assert wh.cached_host_env("tvm-npu", context, env, tmp_path) is None  # a stale or foreign fill
+    (dest / wh.COMPLETE).write_text(json.dumps({"key": ws.key()}))
+    got = wh.cached_host_env("tvm-npu", context, env, tmp_path)
+    assert got is not None and got.wheelhouse == str(dest) and got.build_args["WHEELHOUSE_ONLY"] == "yes"
+    assert wh.cached_host_env("tvm-npu", context, EnvSettings(host_wheelhouse=False), tmp_path) is None

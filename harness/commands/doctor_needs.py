@@ -114,6 +114,13 @@ class Machine:
             except HarnessError as e:
                 return Need(name=name, probe=Probe(state="missing", detail=e.one_line()), fix="fix the setting named")
             built = probes.image(self.client, image_tag(img, inputs.digest()))
+            if built is None or built.state != "ok":
+                # Built by `ant-kpi images build` or a run: from the wheelhouse the host's pip filled.
+                from harness.env.wheelhouse import cached_host_env
+
+                host = cached_host_env(img.name, self.root / img.context, self.env, self.cache_dir / "wheelhouse")
+                if host is not None:
+                    built = probes.image(self.client, image_tag(img, build_inputs(img, self.root, host).digest()))
         if built is not None and built.state == "ok":
             return Need(name=name, probe=Probe(state="ok", detail=f"built for the current inputs: {built.detail}"))
         packages = self.packages(img)

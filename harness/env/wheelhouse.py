@@ -211,6 +211,19 @@ class HostFilled:
     notes: tuple[str, ...]
 
 
+def cached_host_env(image: str, context: Path, env: EnvSettings, cache: Path) -> EnvSettings | None:
+    """The settings `host_wheelhouse` would build `image` with, if its wheelhouse is already complete
+    in `cache` (nothing is downloaded); None otherwise. For finding an image built that way."""
+    if image not in WHEEL_SETS or env.wheelhouse or not env.host_wheelhouse or has_torch(image):
+        return None
+    ws = wheel_set(image, context)
+    dest = cache / f"{ws.image}-{ws.key()[:16]}"
+    done = _complete(dest)
+    if done is None or done.get("key") != ws.key():
+        return None
+    return replace(env, wheelhouse=str(dest), build_args={**env.build_args, "WHEELHOUSE_ONLY": "yes"})
+
+
 def host_wheelhouse(
     image: str, context: Path, env: EnvSettings, cache: Path, *, log: Path | None = None
 ) -> HostFilled | None:
