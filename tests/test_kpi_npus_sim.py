@@ -187,3 +187,13 @@ def test_a_gemmini_run_whose_spike_failed_or_never_ran_fails() -> None:
     assert "exited 255" in npus_rules.judge_gemmini_tutorial(spiked, 0).reason
     no_spike = "\n".join(ln for ln in text.splitlines() if not ln.startswith("ANT-KPI-SPIKE"))
     assert "Spike never ran" in npus_rules.judge_gemmini_tutorial(no_spike, 0).reason
+
+
+def test_what_the_fork_lacks_for_ethos_u_is_found_by_looking(tmp_path: Path) -> None:
+    tree = tmp_path / "fork"
+    (tree / "src" / "contrib" / "ethosu" / "cascader").mkdir(parents=True)  # as at 6bccd836: no parts/
+    gaps = tvm.fork_gaps(tree)
+    assert len(gaps["Ethos-U55"]) == 2 and "InlinePart" in gaps["Ethos-U55"][0]
+    (tree / "src" / "contrib" / "ethosu" / "cascader" / "parts").mkdir()
+    (tree / "configs").mkdir()
+    assert tvm.fork_gaps(tree) == {}

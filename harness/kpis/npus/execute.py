@@ -143,6 +143,10 @@ def npu_table(run: Run) -> list[dict[str, str]]:
             if inert:
                 # Runs nothing: reported as such, never judged, never counted.
                 status, reason, tier = "inert upstream testcase", inert, "none"
+            gaps = list(((run.outputs.get("build:tvm-fork") or {}).get("gaps") or {}).get(npu, []))
+            if seed and gaps:
+                # Beyond the testcase: what the fork itself lacks for this NPU's compile path.
+                reason += "; the fork itself cannot compile for it: it lacks " + "; ".join(gaps)
             elif seed and status == "blocked":
                 reason = "missing: " + "; ".join(seed_gaps(run, npu))
             if status == "blocked":

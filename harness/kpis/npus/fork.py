@@ -56,3 +56,22 @@ TREE_FIXES: Final = (
     ("CMakeLists.txt", "  add_dependencies(tvm_runtime arduino)\n", "", _CRT_ONLY),
     ("CMakeLists.txt", "  add_dependencies(tvm_runtime zephyr)\n", "", _CRT_ONLY),
 )
+
+# What the fork's tree lacks for an NPU's compile path, found by looking (path, NPU, what it breaks).
+# Both come from its .gitignore, which drops `parts/` and `*.json` anywhere in the tree. Tried here:
+# TVM's Ethos-U codegen on a small int8 model stops with "Cannot find type
+# contrib.ethosu.cascader.InlinePart", and `python3 -m tvm.driver.tvmc compile` with
+# ConfigsJsonNotFoundError.
+FORK_GAPS: Final = (
+    (
+        "src/contrib/ethosu/cascader/parts",
+        "Ethos-U55",
+        "src/contrib/ethosu/cascader/parts/ (ethosu.cc, inline.cc; the fork's .gitignore drops parts/): "
+        "TVM's Ethos-U back end stops every compile with 'Cannot find type contrib.ethosu.cascader.InlinePart'",
+    ),
+    (
+        "configs",
+        "Ethos-U55",
+        "configs/*.json (the fork's .gitignore drops *.json): `tvmc compile` stops with ConfigsJsonNotFoundError",
+    ),
+)

@@ -15,6 +15,7 @@ from harness.kpis.common.executors import container_for, docker_for
 from harness.kpis.npus.fork import (
     BUILD_OUTPUTS,
     CONFIG_LINES,
+    FORK_GAPS,
     FORK_SUBMODULES,
     GEMMINI_DIR,
     GEMMINI_SOURCES,
@@ -164,6 +165,15 @@ def _fill_gemmini(run: Run, tree: Path) -> dict[str, str]:
     return filled
 
 
+def fork_gaps(tree: Path) -> dict[str, list[str]]:
+    """Per NPU, what the fork's tree lacks for its compile path (FORK_GAPS), found by looking."""
+    out: dict[str, list[str]] = {}
+    for rel, npu, what in FORK_GAPS:
+        if not (tree / rel).exists():
+            out.setdefault(npu, []).append(what)
+    return out
+
+
 def exec_build(step: Step, run: Run) -> dict[str, Any]:
     """Build the TVM fork in the tvm-npu image (cached by the step key): libtvm.so and libvta_fsim.so."""
 
@@ -174,7 +184,7 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
     tree = run.cache_dir / "tvm-fork" / step.key
     done = tree / ".ant-kpi-build.json"
     if done.is_file():
-        return {**json.loads(done.read_text()), "reused": True}
+        return {**json.loads(done.read_text()), "gaps": fork_gaps(tree), "reused": True}
     compiler = Path(src["path"]) / "compiler"
     if not (compiler / "CMakeLists.txt").is_file():
         raise StepFailed(f"{compiler} holds no CMakeLists.txt: not the TVM fork the seed builds")
@@ -232,6 +242,7 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
         "submodules": filled,
         "not_built": not_built,
         "fixes": fixes,
+        "gaps": fork_gaps(tree),
         "log": run.rel(log),
     }
     atomic_write_text(done, json.dumps(out, indent=1))
