@@ -293,8 +293,10 @@ def _refuse_inert_testcase(step: Step, run: Run) -> None:
     (the FVP, the image), and never judged or counted."""
     why = inert_reason(run, step.workload)
     if why:
+        gaps = ((run.outputs.get("build:tvm-fork") or {}).get("gaps") or {}).get(step.variant, [])
+        also = f"; nor could the fork compile for {step.variant}: it lacks {'; '.join(gaps)}" if gaps else ""
         raise Blocked(
-            f"inert upstream testcase: {why}",
+            f"inert upstream testcase: {why}{also}",
             "nothing the harness can supply: the upstream testcase must gain code that runs "
             "(for Ethos-U55 it describes a tutorial that needs the licensed Corstone-300 FVP); "
             "not judged, not counted",
