@@ -34,16 +34,11 @@ from harness.kpis.npus.rows import (
     _write,
 )
 from harness.kpis.npus.rules import judge_gemmini_tutorial
+from harness.kpis.npus.tvm import source_output
 from harness.parsers.npu_sim import GemminiRun, parse_gemmini_run
 
 PARAMS_FROM: Final = "include/gemmini_params.h"  # of gemmini-rocc-tests
 PARAMS_TO: Final = "gemmini/gemmini_params.h"  # of esp-isa-sim
-
-
-def _source_output(run: Run, name: str) -> dict[str, Any] | None:
-    return next(
-        (o for sid, o in run.outputs.items() if sid == f"source:{name}" or sid.startswith(f"source:{name}:")), None
-    )
 
 
 def exec_sim_image(step: Step, run: Run) -> dict[str, Any]:
@@ -77,8 +72,8 @@ def exec_sim_image(step: Step, run: Run) -> dict[str, Any]:
 def exec_spike(step: Step, run: Run) -> dict[str, Any]:
     """Spike with Gemmini (esp-isa-sim), built once per step key in the gemmini-sim image."""
     img = run.outputs.get(f"image:{SIM_IMAGE}")
-    spike_src = _source_output(run, "esp_isa_sim")
-    rocc = _source_output(run, "gemmini_rocc_tests")
+    spike_src = source_output(run, "esp_isa_sim")
+    rocc = source_output(run, "gemmini_rocc_tests")
     if img is None or spike_src is None or rocc is None:
         raise Blocked(
             f"{step.id}: the {SIM_IMAGE} image or the esp_isa_sim / gemmini_rocc_tests source is missing",

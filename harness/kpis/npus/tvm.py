@@ -114,7 +114,7 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
 
 
 def _fork_source(run: Run) -> dict[str, Any]:
-    out = next((o for sid, o in run.outputs.items() if sid.startswith("source:ant_model_db")), None)
+    out = source_output(run, "ant_model_db")
     if out is None:
         raise Blocked(
             "the ANT-Model-DB checkout (compiler/, the TVM 0.13.dev0 fork) is missing",
@@ -145,7 +145,7 @@ def _apply_fixes(tree: Path) -> list[str]:
     return done
 
 
-def _source_output(run: Run, name: str) -> dict[str, Any] | None:
+def source_output(run: Run, name: str) -> dict[str, Any] | None:
     """The output of source `name`'s step, whole (`source:NAME`) or of some paths (`source:NAME:…`)."""
     return next(
         (o for sid, o in run.outputs.items() if sid == f"source:{name}" or sid.startswith(f"source:{name}:")), None
@@ -156,7 +156,7 @@ def _fill_gemmini(run: Run, tree: Path) -> dict[str, str]:
     """Fill 3rdparty/gemmini and its gemmini-rocc-tests from the pinned sources, where empty."""
     filled = {}
     for sub, name in GEMMINI_SOURCES.items():
-        out = _source_output(run, name)
+        out = source_output(run, name)
         if out is None or not _empty(tree / sub):
             continue
         shutil.rmtree(tree / sub, ignore_errors=True)
@@ -333,7 +333,7 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
     read_only: dict[str, str] = {}
     if step.variant == "VTA":
         argv, judge, identity = _vta_inputs(run, work, env, read_only)
-        tophub = _source_output(run, "tophub")
+        tophub = source_output(run, "tophub")
         if tophub is not None:  # TVM's pre-tuned schedules, where tophub.py looks before downloading
             read_only[str(Path(tophub["path"]) / "tophub")] = "/root/.tvm/tophub"
             identity["tophub"] = str(tophub.get("commit", ""))[:12]
