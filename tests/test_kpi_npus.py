@@ -15,6 +15,7 @@ from harness.core.steps import Step
 from harness.errors import BadInput, Blocked
 from harness.kpis import plan_kpi
 from harness.kpis.npus import execute as kpi_npus
+from harness.kpis.npus import names as npus_names
 from harness.kpis.npus import rows as npus_rows
 from harness.kpis.npus import rules as npus_rules
 from harness.kpis.npus import vela_smoke as npus_vela_smoke
@@ -92,16 +93,16 @@ def test_smoke_plan_adds_the_vela_compile_step_and_measure_plan_does_not() -> No
 def test_plan_runs_every_download_free_gemmini_tutorial_on_spike_and_gates_gemmini_on_all() -> None:
     steps = plan_steps("measure")
     tutorials = [s for s in steps.values() if s.id.startswith("measure:Gemmini:") and s.id != "measure:Gemmini:all"]
-    assert [s.workload for s in tutorials] == [f"micro_gemmini_{t}.py" for t in npus_rows.GEMMINI_TUTORIALS]
+    assert [s.workload for s in tutorials] == [f"micro_gemmini_{t}.py" for t in npus_names.GEMMINI_TUTORIALS]
     for s in tutorials:
-        assert (s.image, s.fidelity, s.variant) == (npus_rows.SIM_IMAGE, "simulator", "Gemmini")
-        assert set(s.depends) == {"build:tvm-fork", npus_rows.SPIKE_STEP, f"image:{npus_rows.SIM_IMAGE}"}
-        assert s.argv[-2:] == ("--spike", npus_rows.SPIKE_BIN) and s.argv[2].endswith(s.workload)
+        assert (s.image, s.fidelity, s.variant) == (npus_names.SIM_IMAGE, "simulator", "Gemmini")
+        assert set(s.depends) == {"build:tvm-fork", npus_names.SPIKE_STEP, f"image:{npus_names.SIM_IMAGE}"}
+        assert s.argv[-2:] == ("--spike", npus_names.SPIKE_BIN) and s.argv[2].endswith(s.workload)
     gate = steps["measure:Gemmini:all"]
     assert set(gate.depends) == {s.id for s in tutorials}
-    spike = steps[npus_rows.SPIKE_STEP]
-    assert spike.image == npus_rows.SIM_IMAGE and "source:esp_isa_sim" in spike.depends
-    assert steps[f"image:{npus_rows.SIM_IMAGE}"].depends == ("image:tvm-npu",)
+    spike = steps[npus_names.SPIKE_STEP]
+    assert spike.image == npus_names.SIM_IMAGE and "source:esp_isa_sim" in spike.depends
+    assert steps[f"image:{npus_names.SIM_IMAGE}"].depends == ("image:tvm-npu",)
 
 
 def test_executors_cover_every_step_kind_of_the_plan() -> None:

@@ -90,7 +90,7 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
         else:
             result = "passed" if passed else "failed"
         names = _identity_names(str(r["target_identity"]))
-        ident = _identity(str(r["target_identity"]))
+        ident = parse_identity(r["target_identity"])
         ev = EntityEvidence(
             name=name,
             listed=name in t.of,
@@ -177,9 +177,12 @@ def _judge_count(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame) -> _Judge
     )
 
 
-def _identity(text: str) -> dict[str, Any]:
+def parse_identity(value: object) -> dict[str, Any]:
+    """A row's target identity as a dict, from its JSON text (or a dict already); {} if it is none."""
+    if isinstance(value, dict):
+        return value
     try:
-        data = json.loads(text) if text else {}
+        data = json.loads(str(value)) if value else {}
     except json.JSONDecodeError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -187,7 +190,7 @@ def _identity(text: str) -> dict[str, Any]:
 
 def _identity_names(text: str) -> list[str]:
     """What a target identity calls the thing measured: board, inventory name, then model."""
-    data = _identity(text)
+    data = parse_identity(text)
     return [v for key in ("board", "name", "model") if isinstance(v := data.get(key), str) and v]
 
 

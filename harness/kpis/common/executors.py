@@ -6,6 +6,7 @@ raw output becomes rows lives in the KPI's own folder (harness/kpis/<kpi>/execut
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -73,6 +74,13 @@ def exec_image(step: Step, run: Run) -> dict[str, Any]:
             f"image {img.name}: its build context {img.context} is not in this version of the harness",
             "see `ant-kpi plan` for what the image must hold; smoke steps that need it stay blocked",
         )
+    base_step = step.params.get("base_from")
+    if base_step:
+        # Built on an image this run made (gemmini-sim on tvm-npu): its tag is the base.
+        base = run.outputs.get(str(base_step))
+        if base is None:
+            raise Blocked(f"image {img.name}: its base {base_step} is missing", f"let {base_step} complete")
+        img = dataclasses.replace(img, base=str(base["tag"]))
     from harness.env.wheelhouse import host_wheelhouse
 
     env = run.env

@@ -20,7 +20,8 @@ from harness.core.fsio import atomic_write_text
 from harness.core.runner import Executor, Run
 from harness.core.steps import Step
 from harness.kpis.npus.gemmini import exec_all_tutorials, exec_sim_image, exec_spike, exec_tutorial
-from harness.kpis.npus.rows import IMAGE, KPI, NPUS, SIM_IMAGE, SMOKE_MODEL, SPIKE_STEP, TUTORIAL_METRIC
+from harness.kpis.npus.names import SIM_IMAGE, SPIKE_STEP, TUTORIAL_METRIC
+from harness.kpis.npus.rows import IMAGE, KPI, NPUS, SMOKE_MODEL
 from harness.kpis.npus.tvm import (
     exec_build,
     exec_convert,
@@ -29,6 +30,7 @@ from harness.kpis.npus.tvm import (
     inert_reason,
     testcase_requirements,
 )
+from harness.results.counts import parse_identity
 
 # --------------------------------------------------------------------------------------------
 # Evaluation
@@ -79,15 +81,6 @@ def seed_gaps(run: Run, npu: str) -> list[str]:
     return gaps
 
 
-def _identity(rec: Mapping[Any, Any]) -> dict[str, Any]:
-    raw = rec.get("target_identity") or "{}"
-    try:
-        data = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    except (TypeError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _path(rec: Mapping[Any, Any]) -> str:
     workload = str(rec["workload"])
     if workload == SMOKE_MODEL:
@@ -124,7 +117,7 @@ def npu_table(run: Run) -> list[dict[str, str]]:
             )
             continue
         for rec in rows.to_dict("records"):
-            ident = _identity(rec)
+            ident = parse_identity(rec.get("target_identity"))
             if rec["status"] != "ok":
                 status = str(rec["status"])
             else:

@@ -9,7 +9,6 @@ then configure, make, make install.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -22,17 +21,8 @@ from harness.core.runner import Run
 from harness.core.steps import Step
 from harness.errors import Blocked, StepFailed
 from harness.kpis.common.executors import container_for, docker_for
-from harness.kpis.npus.rows import (
-    GEMMINI_TUTORIALS,
-    IMAGE,
-    KPI,
-    PAYLOAD_DIR,
-    SIM_IMAGE,
-    SPIKE_STEP,
-    TUTORIAL_METRIC,
-    _row,
-    _write,
-)
+from harness.kpis.npus.names import GEMMINI_TUTORIALS, PAYLOAD_DIR, SIM_IMAGE, SPIKE_STEP, TUTORIAL_METRIC
+from harness.kpis.npus.rows import KPI, _write, check_row
 from harness.kpis.npus.rules import judge_gemmini_tutorial
 from harness.kpis.npus.tvm import source_output
 from harness.parsers.npu_sim import GemminiRun, parse_gemmini_run
@@ -42,31 +32,13 @@ PARAMS_TO: Final = "gemmini/gemmini_params.h"  # of esp-isa-sim
 
 
 def exec_sim_image(step: Step, run: Run) -> dict[str, Any]:
-    """gemmini-sim, built on the tvm-npu image this run uses (its tag is the base)."""
-    from harness.env.images import ensure_image, read_tool_versions
-    from harness.env.wheelhouse import host_wheelhouse
+    """gemmini-sim, built on the tvm-npu image this run uses, with the tool versions it records."""
+    from harness.env.images import read_tool_versions
+    from harness.kpis.common.executors import exec_image
 
-    base = run.outputs.get(f"image:{IMAGE}")
-    if base is None:
-        raise Blocked(f"the {IMAGE} image is missing", f"let image:{IMAGE} complete")
-    img = dataclasses.replace(run.manifest.images[SIM_IMAGE], base=str(base["tag"]))
-    env, notes = run.env, tuple[str, ...]()
-    filled = host_wheelhouse(
-        SIM_IMAGE,
-        run.project_root / img.context,
-        run.env,
-        run.cache_dir / "wheelhouse",
-        log=run.log_path(f"{step.id}-wheelhouse"),
-    )
-    if filled is not None:
-        env, notes = filled.env, filled.notes
-    client = docker_for(run)
-    ref = ensure_image(
-        img, root=run.project_root, env=env, client=client, console=run.console, log_path=run.log_path(step.id)
-    )
-    versions = read_tool_versions(client, ref.id)
-    prov = {**ref.to_provenance(), "tool_versions": versions, **({"wheelhouse": list(notes)} if notes else {})}
-    return {"tag": ref.tag, "id": ref.id, "digest": ref.digest, "tool_versions": versions, "provenance": prov}
+    out = exec_image(step, run)
+    versions = read_tool_versions(docker_for(run), out["id"])
+    return {**out, "tool_versions": versions, "provenance": {**out["provenance"], "tool_versions": versions}}
 
 
 def exec_spike(step: Step, run: Run) -> dict[str, Any]:
@@ -106,6 +78,11 @@ def exec_spike(step: Step, run: Run) -> dict[str, Any]:
     }
     atomic_write_text(done, json.dumps(out, indent=1))
     return {**out, "reused": False}
+
+
+def spike_label(spike: dict[str, Any]) -> str:
+    """The simulator a Gemmini row ran on, with the commit it was built from."""
+    return f"Spike (esp-isa-sim {str(spike.get('source_commit', ''))[:8]}) --extension=gemmini"
 
 
 TUTORIAL_CHECK: Final = "the program's element-by-element comparison with the TFLite reference, counted by the harness"
@@ -153,28 +130,22 @@ def exec_tutorial(step: Step, run: Run) -> dict[str, Any]:
     text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
     verdict = judge_gemmini_tutorial(text, rc)
     facts = parse_gemmini_run(text)
-    simulator = f"Spike (esp-isa-sim {str(spike.get('source_commit', ''))[:8]}) --extension=gemmini"
-    _write(
+    simulator = spike_label(spike)
+    row = check_row(
         run,
-        [
-            _row(
-                run,
-                step,
-                metric=TUTORIAL_METRIC,
-                value=1.0 if verdict.passed else 0.0,
-                unit="count",
-                status="ok",
-                workload=step.workload,
-                argv=list(step.argv),
-                log=run.rel(log),
-                source_commit=str(build.get("source_commit", "")),
-                image_digest=str(img.get("id", "")),
-                artefact_sha256=str(facts.facts.get("elf_sha256", "")),
-                target_identity={"simulator": simulator, "check": TUTORIAL_CHECK, "tier": _tier(verdict.passed, facts)},
-                note=f"fork tutorial on {simulator}: {verdict.reason}",
-            )
-        ],
+        step,
+        passed=verdict.passed,
+        build=build,
+        image=img,
+        metric=TUTORIAL_METRIC,
+        workload=step.workload,
+        argv=list(step.argv),
+        log=run.rel(log),
+        artefact_sha256=str(facts.facts.get("elf_sha256", "")),
+        target_identity={"simulator": simulator, "check": TUTORIAL_CHECK, "tier": _tier(verdict.passed, facts)},
+        note=f"fork tutorial on {simulator}: {verdict.reason}",
     )
+    _write(run, [row])
     return {"log": str(log), "exit_status": rc, "passed": verdict.passed, "reason": verdict.reason}
 
 
@@ -208,7 +179,7 @@ def exec_all_tutorials(step: Step, run: Run) -> dict[str, Any]:
     failed = [w for w in required if not results[w]]
     passed = bool(required) and not failed
     spike = run.outputs.get(SPIKE_STEP) or {}
-    simulator = f"Spike (esp-isa-sim {str(spike.get('source_commit', ''))[:8]}) --extension=gemmini"
+    simulator = spike_label(spike)
     reason = (
         f"all {len(required)} download-free tutorials the fork does not mark experimental passed on {simulator}"
         if passed
@@ -217,37 +188,24 @@ def exec_all_tutorials(step: Step, run: Run) -> dict[str, Any]:
     shown = ", ".join(f"{w} {'passed' if results[w] else 'failed'}" for w in experimental)
     if experimental:
         reason += f"; marked experimental by the fork, run and shown, not required: {shown}"
-    img = run.outputs.get(f"image:{SIM_IMAGE}") or {}
-    _write(
+    log = run.raw_path(step.id, ".log")
+    atomic_write_text(log, "\n".join(f"{w}: {'passed' if results[w] else 'failed'}" for w in wanted) + "\n")
+    check = f"the fork's tutorials {', '.join(GEMMINI_TUTORIALS)}, each by {TUTORIAL_CHECK}; " + (
+        f"required: {', '.join(required)}; experimental by the fork's word, not required: {shown}"
+        if experimental
+        else "all required"
+    )
+    row = check_row(
         run,
-        [
-            _row(
-                run,
-                step,
-                metric="passed",
-                value=1.0 if passed else 0.0,
-                unit="count",
-                status="ok",
-                workload="gemmini tutorials",
-                argv=list(step.argv),
-                log=run.rel(run.raw_path(step.id, ".log")),
-                source_commit=str(build.get("source_commit", "")),
-                image_digest=str(img.get("id", "")),
-                target_identity={
-                    "simulator": simulator,
-                    "check": f"the fork's tutorials {', '.join(GEMMINI_TUTORIALS)}, each by {TUTORIAL_CHECK}; "
-                    + (
-                        f"required: {', '.join(required)}; experimental by the fork's word, not required: {shown}"
-                        if experimental
-                        else "all required"
-                    ),
-                    "tier": "passed" if passed else "ran on simulator",
-                },
-                note=f"fork tutorials on Spike: {reason}",
-            )
-        ],
+        step,
+        passed=passed,
+        build=build,
+        image=run.outputs.get(f"image:{SIM_IMAGE}") or {},
+        workload="gemmini tutorials",
+        argv=list(step.argv),
+        log=run.rel(log),
+        target_identity={"simulator": simulator, "check": check, "tier": "passed" if passed else "ran on simulator"},
+        note=f"fork tutorials on Spike: {reason}",
     )
-    atomic_write_text(
-        run.raw_path(step.id, ".log"), "\n".join(f"{w}: {'passed' if results[w] else 'failed'}" for w in wanted) + "\n"
-    )
+    _write(run, [row])
     return {"passed": passed, "reason": reason, "tutorials": results}

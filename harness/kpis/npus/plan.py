@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.kpis.npus.fork import CONFIG_LINES, TREE_FIXES
+from harness.kpis.npus.fork import CONFIG_LINES, GEMMINI_SOURCES, SUBMODULE_SOURCES, TREE_FIXES
 from harness.kpis.npus.names import (
     GEMMINI_TUTORIALS,
     PAYLOAD_DIR,
@@ -91,7 +91,7 @@ def _gemmini_on_spike(ctx: PlanContext, target: str, build: Step) -> None:
         inputs=(img.context,),
         outputs=(f"ant-kpi/{SIM_IMAGE}:<context-hash>",),
         notes=(img.purpose,) if img.purpose else (),
-        params={"image": SIM_IMAGE},
+        params={"image": SIM_IMAGE, "base_from": tvm.id},
     )
     spike_src = ctx.source("esp_isa_sim")
     rocc = ctx.source("gemmini_rocc_tests", paths=ROCC_TESTS_PATHS)
@@ -163,13 +163,8 @@ def _build_fork(ctx: PlanContext) -> Step:
     src = ctx.source("ant_model_db", paths=("compiler",))
     # The fork's submodules, which ANT-Model-DB records no commits for.
     subs = [
-        ctx.source(name)
-        for name in ("tvm_dmlc_core", "tvm_dlpack", "tvm_rang", "tvm_vta_hw", "tvm_libbacktrace", "gemmini")
-    ]
-    subs += [
-        ctx.source("gemmini_rocc_tests", paths=ROCC_TESTS_PATHS),
-        ctx.source("riscv_tests"),
-        ctx.source("rocc_software"),
+        ctx.source(name, paths=ROCC_TESTS_PATHS if name == "gemmini_rocc_tests" else ())
+        for name in (*SUBMODULE_SOURCES.values(), *GEMMINI_SOURCES.values())
     ]
     img = ctx.image("tvm-npu")
     return ctx.step(

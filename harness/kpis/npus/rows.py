@@ -6,15 +6,6 @@ from typing import Any, Final
 
 from harness.core.runner import Run
 from harness.core.steps import Step
-from harness.kpis.npus.names import (  # noqa: F401  (re-exported: the executors import them from here)
-    GEMMINI_TUTORIALS,
-    PAYLOAD_DIR,
-    ROCC_TESTS_PATHS,
-    SIM_IMAGE,
-    SPIKE_BIN,
-    SPIKE_STEP,
-    TUTORIAL_METRIC,
-)
 from harness.results.journal import append_row_journal
 from harness.results.rows import Row
 
@@ -58,6 +49,31 @@ def _row(run: Run, step: Step, **kw: Any) -> Row:
         **kw,
     }
     return Row(**fields)
+
+
+def check_row(
+    run: Run,
+    step: Step,
+    *,
+    passed: bool,
+    build: dict[str, Any],
+    image: dict[str, Any],
+    metric: str = "passed",
+    **kw: Any,
+) -> Row:
+    """The row of one check that ran (a testcase, a tutorial, all of them): 1 passed, 0 failed,
+    with the fork's commit and the image it ran in."""
+    return _row(
+        run,
+        step,
+        metric=metric,
+        value=1.0 if passed else 0.0,
+        unit="count",
+        status="ok",
+        source_commit=str(build.get("source_commit", "")),
+        image_digest=str(image.get("id", "")),
+        **kw,
+    )
 
 
 def _write(run: Run, rows: list[Row]) -> None:

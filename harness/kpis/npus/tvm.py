@@ -23,15 +23,15 @@ from harness.kpis.npus.fork import (
     SUBMODULE_SOURCES,
     TREE_FIXES,
 )
+from harness.kpis.npus.names import PAYLOAD_DIR
 from harness.kpis.npus.rows import (
     _SEED_PATH_NOTE,
     BUILD_IMAGE_ENV,
     IMAGE,
     IMAGE_ENV,
-    PAYLOAD_DIR,
     VELA_STEP,
-    _row,
     _write,
+    check_row,
 )
 from harness.kpis.npus.rules import JUDGES, VTA_RANDOM_REL_TOLERANCE, judge_vta_random
 from harness.kpis.npus.vela_smoke import exec_vela
@@ -349,26 +349,19 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
             verdict.reason,
             "give the container network access, or put the files the testcase downloads in ANT_KPI_NPU_MODELS",
         )
-    _write(
+    row = check_row(
         run,
-        [
-            _row(
-                run,
-                step,
-                metric="passed",
-                value=1.0 if verdict.passed else 0.0,
-                unit="count",
-                status="ok",
-                workload=step.workload,
-                argv=argv,
-                log=run.rel(log),
-                source_commit=str(build.get("source_commit", "")),
-                image_digest=str(img.get("id", "")),
-                target_identity=identity,
-                note=f"{_SEED_PATH_NOTE} ({identity['check']}): {verdict.reason}",
-            )
-        ],
+        step,
+        passed=verdict.passed,
+        build=build,
+        image=img,
+        workload=step.workload,
+        argv=argv,
+        log=run.rel(log),
+        target_identity=identity,
+        note=f"{_SEED_PATH_NOTE} ({identity['check']}): {verdict.reason}",
     )
+    _write(run, [row])
     return {"log": str(log), "exit_status": rc, "passed": verdict.passed, "reason": verdict.reason}
 
 
