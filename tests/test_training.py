@@ -221,6 +221,8 @@ def test_wheel_names_and_pins_compare_as_pip_does(tmp_path: Path) -> None:
     assert image_context.wheel_pin(TORCH_CPU) == ("torch", "2.13.0+cpu")
     assert image_context.wheel_pin("PyYAML-6.0.4-1-cp311-cp311-linux_x86_64.whl") == ("pyyaml", "6.0.4")
     assert image_context.wheel_pin("numpy-2.4.6.tar.gz") is None
+    assert image_context.source_pin("ethos-u-vela-3.8.0.tar.gz") == ("ethos-u-vela", "3.8.0")
+    assert image_context.source_pin(NUMPY) is None
     ctx = Path(_context(tmp_path).context)
     assert image_context.pinned_requirements(ctx) == {("numpy", "2.4.6"), ("pyyaml", "6.0.4"), ("torch", "2.13.0+cpu")}
 
@@ -241,6 +243,17 @@ def test_only_the_pinned_wheels_are_added_and_the_first_directory_wins(tmp_path:
     env = {images.WHEELHOUSE_ENV: f"{wheels}:{other}"}
     inputs = image_context.build_inputs(image, ROOT, EnvSettings.from_environ(env))
     assert inputs.added == {f"wheelhouse/{n}": wheels / n for n in (NUMPY, YAML, TORCH_CPU)}
+
+
+def test_source_archives_are_added_only_for_what_the_image_builds_from_source(tmp_path: Path) -> None:
+    image = _context(tmp_path)
+    ctx = Path(image.context)
+    (ctx / image_context.SOURCE_REQUIREMENTS).write_text("ethos-u-vela==3.8.0\n")
+    wheels = _wheels(tmp_path, NUMPY, "numpy-2.4.6.tar.gz", "ethos-u-vela-3.8.0.tar.gz", "ethos-u-vela-3.9.0.tar.gz")
+    env = EnvSettings.from_environ({images.WHEELHOUSE_ENV: str(wheels)})
+    added = image_context.build_inputs(image, ROOT, env).added
+    # numpy comes as its wheel; only the pinned Vela release comes as source.
+    assert set(added) == {f"wheelhouse/{NUMPY}", "wheelhouse/ethos-u-vela-3.8.0.tar.gz"}
 
 
 def test_the_wheelhouse_changes_the_hash_and_a_changed_wheel_changes_it_again(tmp_path: Path) -> None:

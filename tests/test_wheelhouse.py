@@ -76,6 +76,21 @@ def test_the_host_downloads_exactly_the_pinned_wheels_and_reuses_them(
     assert wh.wheel_set("tiny", ctx).key() != before
 
 
+def test_a_package_built_in_the_image_comes_as_its_source_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(wh.WHEEL_SETS, "tiny", (("requirements.txt", True), (wh.SOURCE_REQUIREMENTS, False)))
+    ctx = _context(tmp_path, "six==1.17.0\n")
+    (ctx / wh.SOURCE_REQUIREMENTS).write_text("# built in the image\nsix==1.17.0  # comment\n")
+    ws = wh.wheel_set("tiny", ctx)
+    argv = wh.download_argv(ws, wh.SOURCE_REQUIREMENTS, False, tmp_path / "d")
+    assert "--no-binary=six" in argv and "--no-deps" in argv and "--only-binary=:all:" not in argv
+    filled = wh.fill(ws, tmp_path / "cache", log=tmp_path / "pip.log")
+    doc = json.loads((filled.path / wh.COMPLETE).read_text())
+    assert list(doc["sources"]) == ["six-1.17.0.tar.gz"] and filled.wheels == 1
+    assert list(doc["wheels"])[0].startswith("six-1.17.0-")
+
+
 def test_a_pin_the_host_cannot_get_is_blocked_with_pips_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(wh.WHEEL_SETS, "tiny", (("requirements.txt", True),))
     ws = wh.wheel_set("tiny", _context(tmp_path, "nosuchpkg-ant-kpi==0.0.1\n"))

@@ -111,20 +111,43 @@ def env_build_args(declared: Iterable[str], given: Mapping[str, str]) -> dict[st
     return {k: v for k, v in given.items() if k in names}
 
 
+SOURCE_ARCHIVES: Final = (".tar.gz", ".zip")
+# The requirements file of packages an image builds from source (no wheel for its Python): the
+# wheelhouse holds their source archives.
+SOURCE_REQUIREMENTS: Final = "requirements-sdist.txt"
+
+
 def normalize_name(name: str) -> str:
     """A distribution name as PEP 503 compares it: lower case, runs of -_. as one '-'."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pinned_requirements(context_dir: Path) -> set[tuple[str, str]]:
-    """(normalized name, version) of every `name==version` line of the context's requirements*.txt."""
+def pinned_requirements(context_dir: Path, files: Iterable[Path] = ()) -> set[tuple[str, str]]:
+    """(normalized name, version) of every `name==version` line of the context's requirements*.txt
+    (or of `files`)."""
     pins = set()
-    for req in sorted(context_dir.glob("requirements*.txt")):
+    for req in sorted(files) or sorted(context_dir.glob("requirements*.txt")):
         for line in req.read_text(encoding="utf-8").splitlines():
             m = _PIN_RE.match(line.strip())
             if m:
                 pins.add((normalize_name(m.group(1)), m.group(2).lower()))
     return pins
+
+
+def source_pin(filename: str) -> tuple[str, str] | None:
+    """(normalized name, version) from a source archive's file name (`name-version.tar.gz`), None
+    for any other name."""
+    for ext in SOURCE_ARCHIVES:
+        if filename.endswith(ext) and "-" in filename:
+            name, _, version = filename[: -len(ext)].rpartition("-")
+            return normalize_name(name), version.lower()
+    return None
+
+
+def source_pins(context_dir: Path) -> set[tuple[str, str]]:
+    """The pins of the context's SOURCE_REQUIREMENTS: packages its Dockerfile builds from source."""
+    f = context_dir / SOURCE_REQUIREMENTS
+    return pinned_requirements(context_dir, (f,)) if f.is_file() else set()
 
 
 def wheel_pin(filename: str) -> tuple[str, str] | None:
@@ -146,14 +169,17 @@ def wheelhouse_dirs(wheelhouse: str) -> list[Path]:
     return dirs
 
 
-def wheelhouse_files(dirs: Iterable[Path], pins: set[tuple[str, str]]) -> dict[str, Path]:
-    """`wheelhouse/<file>` -> wheel file, for the wheels the pins name (the first directory wins)."""
+def wheelhouse_files(
+    dirs: Iterable[Path], pins: set[tuple[str, str]], sources: set[tuple[str, str]] | None = None
+) -> dict[str, Path]:
+    """`wheelhouse/<file>` -> file, for the wheels the pins name and the source archives `sources`
+    name (the first directory wins)."""
     found: dict[str, Path] = {}
     for d in dirs:
-        for whl in sorted(d.glob("*.whl")):
-            rel = f"{WHEELHOUSE_DIR}/{whl.name}"
-            if rel not in found and wheel_pin(whl.name) in pins:
-                found[rel] = whl
+        for f in sorted(d.iterdir()):
+            rel = f"{WHEELHOUSE_DIR}/{f.name}"
+            if rel not in found and (wheel_pin(f.name) in pins or source_pin(f.name) in (sources or set())):
+                found[rel] = f
     return found
 
 
@@ -167,7 +193,7 @@ def build_inputs(image: Image, root: Path, env: EnvSettings) -> BuildInputs:
     dirs = wheelhouse_dirs(env.wheelhouse)
     # Only a context with a wheelhouse/ folder asks for wheels (its Dockerfile installs from it).
     if dirs and (context_dir / WHEELHOUSE_DIR).is_dir():
-        added = wheelhouse_files(dirs, pinned_requirements(context_dir))
+        added = wheelhouse_files(dirs, pinned_requirements(context_dir), source_pins(context_dir))
     return BuildInputs(context_dir=context_dir, build_args=build_args, added=added)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
+from harness.env.image_context import SOURCE_ARCHIVES, SOURCE_REQUIREMENTS
 from harness.errors import BadInput, Blocked
 from harness.options import EnvSettings
 from harness.parsers.pip import classify_pip_error
@@ -41,9 +43,15 @@ WHEEL_SETS: Final[dict[str, tuple[tuple[str, bool], ...]]] = {
         ("requirements-torch-{torch}.txt", True),
         ("requirements-no-deps.txt", False),
     ),
-    "tvm-npu": (("requirements.txt", True),),
+    "tvm-npu": (("requirements.txt", True), (SOURCE_REQUIREMENTS, False)),
     "gemmini-sim": (("requirements.txt", True),),
 }
+
+
+# Requirement files taken as source archives, not wheels: packages with no wheel for the image's
+# Python, which the Dockerfile builds from source (--no-build-isolation --no-deps). The host's pip
+# only downloads them; the image's compiler builds them for the image's own Python and platform.
+SOURCE_FILES: Final = frozenset({SOURCE_REQUIREMENTS})
 
 
 def has_torch(image: str) -> bool:
@@ -92,7 +100,13 @@ def wheel_set(image: str, context: Path, *, torch_build: str = "cuda", arch: str
 
 
 def download_argv(ws: WheelSet, name: str, deps: bool, dest: Path, python: str = sys.executable) -> list[str]:
-    """The host's `pip download` of one requirements file for the image's interpreter and platform."""
+    """The host's `pip download` of one requirements file for the image's interpreter and platform
+    (a SOURCE_FILES file: its source archives, which the image builds)."""
+    if name in SOURCE_FILES:
+        # Only the named packages as source: pip builds their metadata in an isolated environment
+        # whose build requirements (numpy, setuptools_scm) come as wheels.
+        src = [f"--no-binary={','.join(requirement_names(ws.context / name))}", "--no-deps"]
+        return [python, "-m", "pip", "download", "--dest", str(dest), *src, "-r", str(ws.context / name)]
     argv = [python, "-m", "pip", "download", "--dest", str(dest), "--only-binary=:all:"]
     argv += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311", "--abi", "abi3"]
     argv += ["--abi", "none"]
@@ -169,6 +183,7 @@ def fill(
         "python": PYTHON_VERSION,
         "platforms": platform_tags(ws.arch),
         "wheels": {w.name: hashlib.sha256(w.read_bytes()).hexdigest() for w in wheels},
+        "sources": {a.name: hashlib.sha256(a.read_bytes()).hexdigest() for a in _source_archives(dest)},
     }
     (dest / COMPLETE).write_text(json.dumps(doc, indent=1) + "\n")
     return Filled(
@@ -178,6 +193,20 @@ def fill(
         seconds=time.monotonic() - started,
         reused=False,
     )
+
+
+def requirement_names(path: Path) -> list[str]:
+    """The project names a requirements file pins (`name==version` lines; comments skipped)."""
+    names = []
+    for line in path.read_text().splitlines():
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
+        if m:
+            names.append(m.group(1))
+    return names
+
+
+def _source_archives(dest: Path) -> list[Path]:
+    return sorted(p for p in dest.iterdir() if p.name.endswith(SOURCE_ARCHIVES))
 
 
 def gpu_here() -> bool:
