@@ -12,6 +12,8 @@ CONFIG_LINES: Final = (
     "set(USE_LLVM llvm-config-14)",
     "set(USE_VTA_FSIM ON)",
     "set(USE_ETHOSU ON)",
+    # The CMSIS-NN code generator: test_ethosu.py's targets are ethos-u,cmsis-nn,c.
+    "set(USE_CMSISNN ON)",
     # microTVM: Gemmini's template project and the Ethos-U C runtime are built on it.
     "set(USE_MICRO ON)",
     "set(USE_GEMMINI ON)",
@@ -57,8 +59,23 @@ TREE_FIXES: Final = (
     ("CMakeLists.txt", "  add_dependencies(tvm_runtime zephyr)\n", "", _CRT_ONLY),
 )
 
-# What the fork's tree lacks for an NPU's compile path, found by looking (path, NPU, what it breaks).
-# Both come from its .gitignore, which drops `parts/` and `*.json` anywhere in the tree. Tried here:
+# Folders the fork's .gitignore dropped (`parts/`, `*.json`), filled into the build's copy from a
+# pinned source where the copy lacks them: {path in the fork: source}. Apache TVM v0.13.0 holds the
+# same files as every Apache commit whose Ethos-U sources equal the fork's (kpis.toml).
+TREE_FILLS: Final = {
+    "src/contrib/ethosu/cascader/parts": "tvm_v0_13",
+    "configs": "tvm_v0_13",
+}
+
+
+def fill_paths(source: str) -> tuple[str, ...]:
+    """The paths TREE_FILLS takes from `source` (its checkout is limited to them)."""
+    return tuple(rel for rel, name in TREE_FILLS.items() if name == source)
+
+
+# What the fork's tree lacks for an NPU's compile path, found by looking after TREE_FILLS (path, NPU,
+# what it breaks). Both come from its .gitignore, which drops `parts/` and `*.json` anywhere in the
+# tree. Tried here on the fork as it is:
 # TVM's Ethos-U codegen on a small int8 model stops with "Cannot find type
 # contrib.ethosu.cascader.InlinePart", and `python3 -m tvm.driver.tvmc compile` with
 # ConfigsJsonNotFoundError.

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.kpis.npus.fork import CONFIG_LINES, GEMMINI_SOURCES, SUBMODULE_SOURCES, TREE_FIXES
+from harness.kpis.npus.fork import (
+    CONFIG_LINES,
+    GEMMINI_SOURCES,
+    SUBMODULE_SOURCES,
+    TREE_FILLS,
+    TREE_FIXES,
+    fill_paths,
+)
 from harness.kpis.npus.names import (
     GEMMINI_TUTORIALS,
     PAYLOAD_DIR,
@@ -166,6 +173,8 @@ def _build_fork(ctx: PlanContext) -> Step:
         ctx.source(name, paths=ROCC_TESTS_PATHS if name == "gemmini_rocc_tests" else ())
         for name in (*SUBMODULE_SOURCES.values(), *GEMMINI_SOURCES.values())
     ]
+    # What the fork's .gitignore dropped, from the source that has it (only those paths).
+    subs += [ctx.source(name, paths=fill_paths(name)) for name in dict.fromkeys(TREE_FILLS.values())]
     img = ctx.image("tvm-npu")
     return ctx.step(
         id="build:tvm-fork",
@@ -180,7 +189,8 @@ def _build_fork(ctx: PlanContext) -> Step:
         "to build/config.cmake); the testcases import it through PYTHONPATH",
         notes=(
             "a long build: cached by its key, warm re-runs skip it",
-            "config: USE_LLVM llvm-config-14, USE_VTA_FSIM ON, USE_ETHOSU ON, USE_MICRO ON; USE_GEMMINI ON "
+            "config: USE_LLVM llvm-config-14, USE_VTA_FSIM ON, USE_ETHOSU ON, USE_CMSISNN ON, USE_MICRO ON; "
+            "USE_GEMMINI ON "
             "with compiler/3rdparty/gemmini filled from the sources gemmini (v0.7.0) and gemmini_rocc_tests "
             "(the fork records no commit for it), otherwise OFF and Gemmini is reported as not built",
             "the tvm-npu image installs its Python packages with pip: where the image cannot reach a "
@@ -189,6 +199,8 @@ def _build_fork(ctx: PlanContext) -> Step:
             "the fork at 6bccd836 ships no cmake/config.cmake (its .gitignore drops it) and no commits "
             "for its submodules: dmlc-core, dlpack, rang, vta-hw and libbacktrace come from the sources "
             "tvm_* at Apache TVM v0.13.dev0's commits",
+            "the fork's .gitignore also dropped src/contrib/ethosu/cascader/parts/ and configs/, without "
+            "which no Ethos-U compile runs: they come from the source tvm_v0_13 (Apache TVM v0.13.0)",
         ),
     )
 

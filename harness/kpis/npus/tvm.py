@@ -21,6 +21,7 @@ from harness.kpis.npus.fork import (
     GEMMINI_SOURCES,
     ROCC_TESTS_DIR,
     SUBMODULE_SOURCES,
+    TREE_FILLS,
     TREE_FIXES,
 )
 from harness.kpis.npus.names import PAYLOAD_DIR
@@ -165,6 +166,18 @@ def _fill_gemmini(run: Run, tree: Path) -> dict[str, str]:
     return filled
 
 
+def _fill_dropped(run: Run, tree: Path) -> dict[str, str]:
+    """Fill what the fork's .gitignore dropped (TREE_FILLS) from the pinned sources, where absent."""
+    filled = {}
+    for rel, name in TREE_FILLS.items():
+        out = source_output(run, name)
+        if out is None or (tree / rel).exists() or not (Path(out["path"]) / rel).is_dir():
+            continue
+        shutil.copytree(Path(out["path"]) / rel, tree / rel, symlinks=True)
+        filled[rel] = f"{name} {str(out.get('commit', ''))[:12]}".strip()
+    return filled
+
+
 def fork_gaps(tree: Path) -> dict[str, list[str]]:
     """Per NPU, what the fork's tree lacks for its compile path (FORK_GAPS), found by looking."""
     out: dict[str, list[str]] = {}
@@ -199,6 +212,7 @@ def exec_build(step: Step, run: Run) -> dict[str, Any]:
             shutil.copytree(out["path"], tree / sub, symlinks=True, ignore=shutil.ignore_patterns(".git"))
             filled[sub] = str(out.get("commit", ""))
     filled.update(_fill_gemmini(run, tree))
+    filled.update(_fill_dropped(run, tree))
     absent = missing_submodules(tree)
     if absent:
         # ANT-Model-DB vendors TVM with its .gitmodules but without the submodule commits, so a
