@@ -88,7 +88,7 @@ def test_a_package_built_in_the_image_comes_as_its_source_archive(
     filled = wh.fill(ws, tmp_path / "cache", log=tmp_path / "pip.log")
     doc = json.loads((filled.path / wh.COMPLETE).read_text())
     assert list(doc["sources"]) == ["six-1.17.0.tar.gz"] and filled.wheels == 1
-    assert list(doc["wheels"])[0].startswith("six-1.17.0-")
+    assert next(iter(doc["wheels"])).startswith("six-1.17.0-")
 
 
 def test_a_pin_the_host_cannot_get_is_blocked_with_pips_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
-"""Outputs of KPI 7's simulator runs: VTA's fsim check on random weights, a Gemmini tutorial on Spike.
+"""Outputs of KPI 7's simulator runs and compiles: VTA's fsim check on random weights, a Gemmini
+tutorial on Spike, the Ethos-U55 compile of a generated model.
 
-Both runs end with a line the harness's payload prints (`ANT-KPI-VTA {json}`,
-`ANT-KPI-GEMMINI {json}`); the rest is the tools' own output: VTA's execution statistics, the
+Each ends with a line the harness's payload prints (`ANT-KPI-VTA {json}`, `ANT-KPI-GEMMINI {json}`,
+`ANT-KPI-ETHOSU {json}`); the rest is the tools' own output: VTA's execution statistics, the
 bare-metal program's lines on Spike (`ERROR IN ... EXAMPLE!`, `SUCCESS!`/`FAIL!`) and the Spike
 shim's `ANT-KPI-SPIKE exit=N argv=...`.
 """
@@ -15,6 +16,7 @@ from typing import Any, Final
 
 _VTA_LINE: Final = re.compile(r"^ANT-KPI-VTA (\{.*\})\s*$", re.MULTILINE)
 _GEMMINI_LINE: Final = re.compile(r"^ANT-KPI-GEMMINI (\{.*\})\s*$", re.MULTILINE)
+_ETHOSU_LINE: Final = re.compile(r"^ANT-KPI-ETHOSU (\{.*\})\s*$", re.MULTILINE)
 _SPIKE_LINE: Final = re.compile(r"^ANT-KPI-SPIKE exit=(?P<rc>-?\d+) argv=(?P<argv>.*?)\s*$", re.MULTILINE)
 _TUTORIAL_ERROR: Final = re.compile(r"^ANT-KPI-TUTORIAL-ERROR (?P<what>.*?)\s*$", re.MULTILINE)
 # One line per element that differs from the reference (the program goes on after each).
@@ -37,6 +39,52 @@ def _last_json(pattern: re.Pattern[str], text: str) -> dict[str, Any] | None:
 def parse_vta_random(text: str) -> dict[str, Any] | None:
     """The closing `ANT-KPI-VTA` object of vta_random.py, or None when the run did not get there."""
     return _last_json(_VTA_LINE, text)
+
+
+_OFFLOADS: Final = re.compile(
+    r"^ANT-KPI-OFFLOADS-BEGIN\n(?P<body>.*?)\n?ANT-KPI-OFFLOADS-END$", re.MULTILINE | re.DOTALL
+)
+_OFFLOAD_TOTAL: Final = re.compile(r"^Total: (\d+)\s*$", re.MULTILINE)
+_OFFLOAD_TARGET: Final = re.compile(r"^(?P<target>[\w.-]+): (?P<n>\d+)\s*$", re.MULTILINE)
+# A group's first line: "<target padded to 10>     <-     <composite, or the Relay line of a generic op>".
+_OFFLOAD_GROUP: Final = re.compile(r"^(?P<target>\S+)\s+<- {5}(?P<what>\S.*?)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Offloads:
+    """tvmc's `--dump-offloads` report: the initial Relay operators per target, and the composite
+    patterns (one per offloaded operator: a convolution with its bias, requantize and clip is one)
+    each target took."""
+
+    total: int
+    relay_ops: dict[str, int]  # target -> Relay calls of the initial module it took ("generic": left in C)
+    composites: dict[str, list[str]]  # target -> its composites, in the report's order
+
+    def operators(self, target: str) -> int:
+        return len(self.composites.get(target, []))
+
+
+def parse_offloads(text: str) -> Offloads | None:
+    """The `--dump-offloads` report the Ethos-U compile printed between its markers, or None."""
+    m = _OFFLOADS.search(text)
+    if m is None:
+        return None
+    body = m.group("body")
+    total = _OFFLOAD_TOTAL.search(body)
+    if total is None:
+        return None
+    head = body[total.end() :].split("\n\n", 1)[0]
+    relay_ops = {t.group("target"): int(t.group("n")) for t in _OFFLOAD_TARGET.finditer(head)}
+    composites: dict[str, list[str]] = {}
+    for g in _OFFLOAD_GROUP.finditer(body):
+        if g.group("target") not in ("generic", "unknown"):
+            composites.setdefault(g.group("target"), []).append(g.group("what"))
+    return Offloads(total=int(total.group(1)), relay_ops=relay_ops, composites=composites)
+
+
+def parse_ethosu_compile(text: str) -> dict[str, Any] | None:
+    """The closing `ANT-KPI-ETHOSU` object of ethosu_compile.py, or None when it did not get there."""
+    return _last_json(_ETHOSU_LINE, text)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,6 +67,14 @@ def _weight_quant(w: np.ndarray, axis: int) -> tuple[np.ndarray, _Quant]:
     return q, _Quant(scale=tuple(float(s) for s in scale), zero_point=(0,) * scale.size, axis=axis)
 
 
+def _weight_quant_per_tensor(w: np.ndarray) -> tuple[np.ndarray, _Quant]:
+    """Symmetric int8 weights with one scale for the whole tensor."""
+    peak = float(np.abs(w).max())
+    scale = peak / 127.0 if peak > 0 else 1.0
+    q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    return q, _Quant(scale=(scale,), zero_point=(0,))
+
+
 def _bias_int32(bias: np.ndarray, scale: Sequence[float]) -> np.ndarray:
     """int32 bias at scale input_scale * weight_scale, as TFLite's integer kernels expect."""
     info = np.iinfo(np.int32)
@@ -181,8 +189,17 @@ def _explicit_pad(layer: ConvLayer) -> int:
     return layer.pad
 
 
-def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1, description: str = "") -> bytes:
-    """Serialise the network as a TFLite flatbuffer: float32, or full-integer int8."""
+def to_tflite(
+    net: TinyNet,
+    *,
+    int8: bool = False,
+    calibration_seed: int = 1,
+    description: str = "",
+    per_tensor_fc: bool = False,
+) -> bytes:
+    """Serialise the network as a TFLite flatbuffer: float32, or full-integer int8 (per-channel
+    weights; `per_tensor_fc`: one scale for the fully-connected weights, as TFLite converters before
+    2.14 make them and TVM 0.13's TFLite front end requires)."""
     s = _schema()
     b = _Builder(s)
     tt, ops, kinds = s.TensorType, s.BuiltinOperator, s.BuiltinOptions
@@ -263,7 +280,7 @@ def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1, de
     b.op(ops.RESHAPE, 1, [pooled, shape_t], [flat], kinds.ReshapeOptions, ropts)
     if int8:
         assert pool_q is not None
-        qw, wq = _weight_quant(net.fc_weights, 0)
+        qw, wq = _weight_quant_per_tensor(net.fc_weights) if per_tensor_fc else _weight_quant(net.fc_weights, 0)
         bscale = tuple(pool_q.scale[0] * sw for sw in wq.scale)
         fw = b.tensor("fc/weights", net.fc_weights.shape, tt.INT8, qw, wq)
         fb_ = b.tensor(
@@ -271,7 +288,7 @@ def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1, de
             (n_classes,),
             tt.INT32,
             _bias_int32(net.fc_bias, bscale),
-            _Quant(scale=bscale, zero_point=(0,) * n_classes),
+            _Quant(scale=bscale, zero_point=(0,) * len(bscale)),
         )
         logit_q: _Quant | None = act_quants[n_layers + 2]
     else:
@@ -301,11 +318,16 @@ def to_tflite(net: TinyNet, *, int8: bool = False, calibration_seed: int = 1, de
 
 
 def tiny_mobilenet_like(
-    path: str | os.PathLike[str], *, sparsity: float = 0.0, int8: bool = False, seed: int = 0
+    path: str | os.PathLike[str],
+    *,
+    sparsity: float = 0.0,
+    int8: bool = False,
+    seed: int = 0,
+    per_tensor_fc: bool = False,
 ) -> GeneratedModel:
     """Write a tiny MobileNet-like .tflite (32x32x3 input) to `path`; same seed, same bytes."""
     net = tiny_net(seed=seed, sparsity=sparsity)
-    data = to_tflite(net, int8=int8)
+    data = to_tflite(net, int8=int8, per_tensor_fc=per_tensor_fc)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(data)

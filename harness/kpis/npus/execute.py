@@ -19,8 +19,16 @@ from typing import Any
 from harness.core.fsio import atomic_write_text
 from harness.core.runner import Executor, Run
 from harness.core.steps import Step
+from harness.kpis.npus.ethosu import exec_ethosu_compile, exec_ethosu_fvp
 from harness.kpis.npus.gemmini import exec_all_tutorials, exec_sim_image, exec_spike, exec_tutorial
-from harness.kpis.npus.names import SIM_IMAGE, SPIKE_STEP, TUTORIAL_METRIC
+from harness.kpis.npus.names import (
+    ETHOSU_COMPILE_STEP,
+    ETHOSU_FVP_STEP,
+    ETHOSU_MODEL,
+    SIM_IMAGE,
+    SPIKE_STEP,
+    TUTORIAL_METRIC,
+)
 from harness.kpis.npus.rows import IMAGE, KPI, NPUS, SMOKE_MODEL
 from harness.kpis.npus.tvm import (
     exec_build,
@@ -85,6 +93,8 @@ def _path(rec: Mapping[Any, Any]) -> str:
     workload = str(rec["workload"])
     if workload == SMOKE_MODEL:
         return "Vela compile (smoke)"
+    if workload == ETHOSU_MODEL:
+        return "tvmc compile, generated model" if rec["metric"] == "compiled" else "generated model on the FVP"
     if rec["metric"] == TUTORIAL_METRIC or workload.startswith("micro_gemmini_"):
         return f"tutorial {workload}"
     if workload == "gemmini tutorials":
@@ -98,7 +108,7 @@ def npu_table(run: Run) -> list[dict[str, str]]:
     from harness.results.runs import collect
 
     df = collect(run.run_dir).filter(kpi=KPI).df
-    df = df[df["metric"].isin(["passed", TUTORIAL_METRIC])]
+    df = df[df["metric"].isin(["passed", TUTORIAL_METRIC, "compiled"])]
     table = []
     for npu in NPUS:
         rows = df[df["variant"] == npu]
@@ -129,6 +139,8 @@ def npu_table(run: Run) -> list[dict[str, str]]:
                 tier = "compiled" if status == "passed" else "none"
                 if status == "passed":
                     status = "compiled, not counted"  # Vela's compile and estimates: no simulator ran
+            if rec["metric"] == "compiled" and status == "passed":
+                status = "compiled, not counted"  # a compile: nothing ran on a simulator
             if rec["metric"] == TUTORIAL_METRIC and status == "passed":
                 status = "passed (one tutorial)"  # counts only through the all-tutorials row
             reason = str(rec["note"] or "")
@@ -186,7 +198,13 @@ def _build(step: Step, run: Run) -> dict[str, Any]:
     return exec_spike(step, run) if step.id == SPIKE_STEP else exec_build(step, run)
 
 
+def _convert(step: Step, run: Run) -> dict[str, Any]:
+    return exec_ethosu_compile(step, run) if step.id == ETHOSU_COMPILE_STEP else exec_convert(step, run)
+
+
 def _measure(step: Step, run: Run) -> dict[str, Any]:
+    if step.id == ETHOSU_FVP_STEP:
+        return exec_ethosu_fvp(step, run)
     if step.id == "measure:Gemmini:all":
         return exec_all_tutorials(step, run)
     return exec_tutorial(step, run) if step.id.startswith("measure:Gemmini:") else exec_measure(step, run)
@@ -195,7 +213,7 @@ def _measure(step: Step, run: Run) -> dict[str, Any]:
 EXECUTORS: dict[str, Executor] = {
     "image": _image,
     "build": _build,
-    "convert": exec_convert,
+    "convert": _convert,
     "measure": _measure,
     "evaluate": exec_evaluate,
 }

@@ -13,6 +13,12 @@ from harness.kpis.npus.fork import (
     fill_paths,
 )
 from harness.kpis.npus.names import (
+    CMSIS_NN_PATHS,
+    CMSIS_PATHS,
+    ETHOSU_COMPILE_STEP,
+    ETHOSU_DRIVER_PATHS,
+    ETHOSU_FVP_STEP,
+    ETHOSU_MODEL,
     GEMMINI_TUTORIALS,
     PAYLOAD_DIR,
     ROCC_TESTS_PATHS,
@@ -63,6 +69,7 @@ def plan(ctx: PlanContext) -> None:
             notes=_TESTCASE_NOTES[npu],
         )
     _gemmini_on_spike(ctx, target, build)
+    _ethosu_up_to_fvp(ctx, target, build, tophub)
     if ctx.mode == "smoke":
         _vela_smoke(ctx, target)
     ctx.evaluate("count of NPUs that passed, each linked to its log")
@@ -163,6 +170,73 @@ def _gemmini_on_spike(ctx: PlanContext, target: str, build: Step) -> None:
         description="Gemmini's `passed` row: 1 only when every tutorial above that the fork does not mark "
         "experimental passed on Spike (micro_gemmini_add.py says 'This is an **experimental** layer!'); "
         "the experimental ones are shown beside it",
+    )
+
+
+def _ethosu_up_to_fvp(ctx: PlanContext, target: str, build: Step, tophub: Step) -> None:
+    """What test_ethosu.py describes, on a model the harness generates: tvmc with the tutorial's
+    targets, the generated C built for the Cortex-M55 (tier "compiled"), then the FVP run."""
+    cmsis = ctx.source("cmsis_5", paths=CMSIS_PATHS)
+    cmsis_nn = ctx.source("cmsis_nn", paths=CMSIS_NN_PATHS)
+    driver = ctx.source("ethosu_core_driver", paths=ETHOSU_DRIVER_PATHS)
+    compiled = ctx.step(
+        id=ETHOSU_COMPILE_STEP,
+        kind="convert",
+        where="image",
+        image="tvm-npu",
+        variant="Ethos-U55",
+        workload=ETHOSU_MODEL,
+        target=target,
+        repeat=0,
+        # A compile: nothing ran on a simulator, so it never counts as an NPU that passed.
+        fidelity="static",
+        # TVM's pre-tuned schedules: without them tvmc tries to download them for its C target.
+        depends=(build.id, cmsis.id, cmsis_nn.id, driver.id, tophub.id),
+        argv=(
+            "python3",
+            f"{PAYLOAD_DIR}/ethosu_compile.py",
+            f"/work/{ETHOSU_MODEL}",
+            "--app",
+            "/src/apps/microtvm/ethosu",
+            "--cmsis",
+            "/cmsis",
+            "--cmsis-nn",
+            "/cmsis-nn",
+            "--driver",
+            "/ethosu-driver",
+        ),
+        description="compile a generated int8 model for the Ethos-U55 with the fork's tvmc and the command line "
+        "of apps/microtvm/ethosu/run_demo.sh (targets ethos-u,cmsis-nn,c), then build its generated C for the "
+        "Cortex-M55 with arm-none-eabi-gcc and the demo Makefile's flags (CMSIS, CMSIS-NN and the Ethos-U core "
+        "driver's headers); tier compiled when NPU command streams "
+        "are there and the C builds",
+        notes=(
+            "test_ethosu.py at the pinned commit is a tutorial in a docstring and runs nothing: this is what it "
+            "describes, on a model the harness writes (the tutorial downloads MobileNet v2)",
+            "the model's fully-connected weights have one scale: TVM 0.13's TFLite front end refuses per-channel ones",
+            "tvmc also gets --dump-offloads FILE: its own report of which operator went to which target (the NPU "
+            "operator count comes from it); it changes nothing in the compile",
+            "rows: compiled (1/0), operators on the NPU, command-stream bytes; static fidelity, never counted",
+        ),
+    )
+    ctx.step(
+        id=ETHOSU_FVP_STEP,
+        kind="measure",
+        where="image",
+        image="tvm-npu",
+        variant="Ethos-U55",
+        workload=ETHOSU_MODEL,
+        target=target,
+        repeat=0,
+        fidelity="simulator",
+        depends=(compiled.id,),
+        argv=("FVP_Corstone_SSE-300_Ethos-U55", "-C", "ethosu.num_macs=256", "-a", "build/demo"),
+        description="link the compiled model into the fork's bare-metal demo (Ethos-U core driver and platform, "
+        "CMSIS) and run it on the Arm Corstone-300 FVP",
+        notes=(
+            "needs the tvm-npu image built with the FVP licence accepted (ACCEPT_ARM_FVP_EULA=yes), which also "
+            "installs the Ethos-U core driver and platform",
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from harness.kpis.npus.rows import ETHOSU_EXPECTED_LABEL
-from harness.parsers.npu_sim import parse_gemmini_run, parse_vta_random
+from harness.parsers.npu_sim import parse_ethosu_compile, parse_gemmini_run, parse_offloads, parse_vta_random
 from harness.parsers.vela import (
     VelaSummary,
 )
@@ -280,6 +280,58 @@ def judge_gemmini_tutorial(text: str, exit_status: int) -> Judgement:
         passed=True,
         evidence=evidence,
         reason=f"ran on Spike with Gemmini ({called}); {errors} of {n} elements differ from the TFLite reference{said}",
+    )
+
+
+def judge_ethosu_compile(text: str, exit_status: int) -> Judgement:
+    """Ethos-U55 up to the FVP, evidence tier "compiled": tvmc (ethos-u,cmsis-nn,c) compiled the model,
+    the generated C holds a non-empty command stream for every NPU function, tvmc's own offload report
+    puts at least one operator on the Ethos-U, and that C compiled for the Cortex-M55."""
+    facts = parse_ethosu_compile(text)
+    if facts is None:
+        last = _last_error(text)
+        return Judgement(
+            passed=False, reason=f"the compile script stopped (exit {exit_status})" + (f": {last}" if last else "")
+        )
+    if facts.get("tvmc_exit") != 0:
+        usage = re.findall(r"^tvmc: error: .*$", text, re.MULTILINE)
+        last = _last_error(text) or (usage[-1] if usage else "")
+        return Judgement(
+            passed=False, reason=f"tvmc compile exited {facts.get('tvmc_exit')}" + (f": {last}" if last else "")
+        )
+    streams = {k: int(v) for k, v in (facts.get("command_streams") or {}).items()}
+    if not streams or not all(streams.values()):
+        return Judgement(
+            passed=False, reason="the generated C holds no Ethos-U command stream: nothing went to the NPU"
+        )
+    offloads = parse_offloads(text)
+    if offloads is None:
+        return Judgement(passed=False, reason="tvmc printed no report of what it offloaded (--dump-offloads)")
+    if not offloads.operators("ethos-u"):
+        return Judgement(passed=False, reason="tvmc's offload report shows nothing on the Ethos-U")
+    m55 = facts.get("cortex_m55") or {}
+    failed = m55.get("failed") or {}
+    if failed or not m55.get("library_sha256"):
+        first = next(iter(failed.items()), ("", "no source compiled"))
+        return Judgement(
+            passed=False,
+            reason=f"the generated C did not compile for the Cortex-M55 ({len(failed)} of {m55.get('sources', 0)} "
+            f"sources failed; {first[0]}: {first[1]})",
+        )
+    npu = offloads.composites["ethos-u"]
+    evidence = (
+        f"{len(npu)} operators (tvmc's composites) on the NPU, {offloads.relay_ops.get('ethos-u', 0)} of "
+        f"{offloads.total} Relay operators: " + ", ".join(npu),
+        f"command stream {sum(streams.values())} bytes in {len(streams)} NPU function(s)",
+        f"libcodegen.a sha256 {m55['library_sha256']}",
+    )
+    return Judgement(
+        passed=True,
+        evidence=evidence,
+        reason=f"compiled: {len(npu)} operators to the Ethos-U55 ({sum(streams.values())} bytes of command stream), "
+        f"{offloads.operators('cmsis-nn')} to CMSIS-NN, {offloads.relay_ops.get('generic', 0)} Relay operators "
+        "left in C; "
+        f"the generated C built for the Cortex-M55 (libcodegen.a {str(m55['library_sha256'])[:12]}); compiled, not run",
     )
 
 
