@@ -584,6 +584,55 @@ def test_evidence_per_entry_shows_passes_failures_uncounted_runs_and_gaps() -> N
     assert evidence_by_entity(boards, Results.from_rows(rows).df)[3].listed is False
 
 
+def test_an_entity_blocked_in_its_check_shows_the_furthest_tier_another_row_reached() -> None:
+    from harness.results.counts import evidence_by_entity
+
+    npus = Kpi(
+        id="npus",
+        number=7,
+        session="kpi_npu",
+        title_ko="NPU 수",
+        title_en="NPUs",
+        procedure="npus",
+        metrics=(Metric(name="passed", unit="count", direction="higher"),),
+        target=KpiTarget(kind="count_at_least", value=2, of=("VTA", "Ethos-U55")),
+        verdict_fidelity=("simulator",),
+        variants=(Variant(name="VTA"), Variant(name="Ethos-U55")),
+        workloads=(),
+        targets=("x86_64",),
+    )
+
+    def npu_row(variant: str, metric: str, value: float, **kw: Any) -> Row:
+        fields = {"fidelity": "simulator", **kw}
+        return row(kpi="npus", metric=metric, variant=variant, workload="m", target="x86_64", value=value, **fields)
+
+    rows = [
+        npu_row("VTA", "passed", 1.0, target_identity={"tier": "passed", "check": "agreement"}, log="raw/vta.log"),
+        npu_row("Ethos-U55", "passed", math.nan, status="blocked", note="the Arm Corstone-300 FVP"),
+        npu_row(
+            "Ethos-U55",
+            "compiled",
+            1.0,
+            fidelity="static",
+            target_identity={"tier": "compiled", "check": "tvmc"},
+            log="raw/compile.log",
+        ),
+        # A compile that failed reached no tier: it never lifts one.
+        npu_row("VTA", "compiled", 0.0, fidelity="static", target_identity={"tier": "none", "check": "x"}),
+    ]
+    df = Results.from_rows(rows).df
+    mrows = df[df["metric"] == "passed"]
+    plain = {e.name: e for e in evidence_by_entity(npus, mrows)}
+    assert (plain["Ethos-U55"].result, plain["Ethos-U55"].tier) == ("blocked", "")
+    got = {e.name: e for e in evidence_by_entity(npus, mrows, df)}
+    eu = got["Ethos-U55"]
+    assert (eu.result, eu.tier, eu.log) == ("blocked", "compiled", "raw/compile.log")
+    assert eu.check == "tvmc (a compiled row, static fidelity: not counted)"
+    assert (got["VTA"].result, got["VTA"].tier, got["VTA"].check) == ("passed", "passed", "agreement")
+    ev = evaluate(npus, Results.from_rows(rows))
+    assert ev.value == 1 and {e.name: e.tier for e in ev.entities}["Ethos-U55"] == "compiled"
+
+
 def test_evaluate_per_workload_separates_fidelities() -> None:
     rows = ab_rows(BASE6, LOW6) + ab_rows(BASE6, HIGH6, fidelity="emulated", mode="smoke")
     cells = evaluate_per_workload(kpi_mem(), Results.from_rows(rows))

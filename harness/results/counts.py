@@ -58,11 +58,41 @@ def not_counted_reason(r: dict[str, Any]) -> str:
     return ""
 
 
-def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
+# Evidence tiers a row's target identity may name, from least to most (KPI 7).
+TIERS: Final = ("none", "compiled", "ran on simulator", "passed")
+
+
+def furthest_tiers(kpi: Kpi, rows: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Per entity, the furthest evidence tier any ok row of the KPI reached, whatever its metric
+    (a compile's row, a check that ran), with that row's check and log."""
+    t = kpi.target
+    listed = {_name_key(n): n for n in t.of}
+    out: dict[str, dict[str, str]] = {}
+    for r in _records(rows):
+        tier = str(parse_identity(r["target_identity"]).get("tier") or "")
+        if r["status"] != "ok" or tier not in TIERS or tier == "none":
+            continue
+        name = _entity(listed, r)
+        if name not in out or TIERS.index(tier) > TIERS.index(out[name]["tier"]):
+            ident = parse_identity(r["target_identity"])
+            out[name] = {
+                "tier": tier,
+                "check": str(ident.get("check") or ""),
+                "log": str(r["log"] or ""),
+                "fidelity": str(r["fidelity"]),
+                "metric": str(r["metric"]),
+            }
+    return out
+
+
+def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame, all_rows: pd.DataFrame | None = None) -> list[EntityEvidence]:
     """Per listed entity (then any other that was tried): what the KPI's rows show for it.
 
     A row counts only in measure mode with a fidelity the KPI accepts; others are shown as
     "not counted" with their fidelity, so an emulated pass is visible but never mistaken for one.
+    With `all_rows` (every row of the KPI, any metric), an entity whose deciding row reached no
+    evidence tier shows the furthest tier another of its rows reached (an NPU compiled, whose
+    simulator run is blocked), with that row's check; it never changes the result or the count.
     """
     t = kpi.target
     listed = {_name_key(n): n for n in t.of}
@@ -111,6 +141,12 @@ def evidence_by_entity(kpi: Kpi, rows: pd.DataFrame) -> list[EntityEvidence]:
             best[name] = ev
     # Every entry says how many runs of the check it had and how many passed (k of n), beside the best.
     best = {n: replace(e, runs=tally.get(n, (0, 0))[0], passes=tally.get(n, (0, 0))[1]) for n, e in best.items()}
+    further = furthest_tiers(kpi, all_rows) if all_rows is not None else {}
+    for n, e in best.items():
+        got = further.get(n)
+        if got and TIERS.index(got["tier"]) > (TIERS.index(e.tier) if e.tier in TIERS else 0):
+            why = f"{got['check']} (a {got['metric']} row, {got['fidelity']} fidelity: not counted)"
+            best[n] = replace(e, tier=got["tier"], check=why, log=e.log or got["log"])
     out = [best.get(n, EntityEvidence(name=n, listed=True, result="no evidence")) for n in t.of]
     return out + [e for n, e in sorted(best.items()) if n not in t.of]
 

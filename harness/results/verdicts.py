@@ -66,7 +66,7 @@ def evaluate(kpi: Kpi, results: Results) -> Evaluation:
         "beside": tuple(beside_variants(kpi, _ok(rows))),
     }
     if kind == "count_at_least":
-        base["entities"] = tuple(evidence_by_entity(kpi, mrows))
+        base["entities"] = tuple(evidence_by_entity(kpi, mrows, rows))
     has_bad = bool((mrows["status"] != "ok").any())
     blocked_reason = _blocked_reason(kpi, mrows if has_bad else rows, metric)  # (English, Korean)
     statistic = kpi.compare.statistic if use_compare and kpi.compare is not None else ""
