@@ -96,8 +96,14 @@ def test_npu_plan_has_one_testcase_per_npu_at_simulator_fidelity() -> None:
     p = plan_kpi(M, M.kpi("npus"))
     cases = [s for s in p.steps if s.kind == "measure"]
     assert [s.variant for s in cases if s.id.count(":") == 1] == ["VTA", "Ethos-U55", "Gemmini"]
-    assert {s.variant for s in cases if s.id.count(":") == 2} == {"Gemmini"}  # the tutorials on Spike
+    # The tutorials on Spike, and the generated model on Ethos-U55's FVP after its compile.
+    assert {s.id for s in cases if s.id.count(":") == 2} == {
+        *(f"measure:Gemmini:{t}" for t in ("add", "conv2d", "dense", "dwconv2d", "maxpool2d", "all")),
+        "measure:Ethos-U55:fvp",
+    }
     assert {s.fidelity for s in cases} == {"simulator"}
+    # A compile is not a simulator run: it never claims that fidelity.
+    assert next(s for s in p.steps if s.id == "compile:Ethos-U55").fidelity == "static"
 
 
 def test_step_keys_are_stable_and_change_with_the_pin(tmp_path: Path) -> None:
