@@ -587,19 +587,11 @@ def test_evidence_per_entry_shows_passes_failures_uncounted_runs_and_gaps() -> N
 def test_an_entity_blocked_in_its_check_shows_the_furthest_tier_another_row_reached() -> None:
     from harness.results.counts import evidence_by_entity
 
-    npus = Kpi(
+    npus = dataclasses.replace(
+        _boards_kpi(of=("VTA", "Ethos-U55")),
         id="npus",
-        number=7,
-        session="kpi_npu",
-        title_ko="NPU 수",
-        title_en="NPUs",
-        procedure="npus",
-        metrics=(Metric(name="passed", unit="count", direction="higher"),),
-        target=KpiTarget(kind="count_at_least", value=2, of=("VTA", "Ethos-U55")),
         verdict_fidelity=("simulator",),
         variants=(Variant(name="VTA"), Variant(name="Ethos-U55")),
-        workloads=(),
-        targets=("x86_64",),
     )
 
     def npu_row(variant: str, metric: str, value: float, **kw: Any) -> Row:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.kpis.npus.fork import (
     CONFIG_LINES,
@@ -179,15 +179,19 @@ def _ethosu_up_to_fvp(ctx: PlanContext, target: str, build: Step, tophub: Step) 
     cmsis = ctx.source("cmsis_5", paths=CMSIS_PATHS)
     cmsis_nn = ctx.source("cmsis_nn", paths=CMSIS_NN_PATHS)
     driver = ctx.source("ethosu_core_driver", paths=ETHOSU_DRIVER_PATHS)
+    # Both steps: the generated model, in the tvm-npu image, on this target.
+    same: dict[str, Any] = {
+        "where": "image",
+        "image": "tvm-npu",
+        "variant": "Ethos-U55",
+        "workload": ETHOSU_MODEL,
+        "target": target,
+        "repeat": 0,
+    }
     compiled = ctx.step(
         id=ETHOSU_COMPILE_STEP,
         kind="convert",
-        where="image",
-        image="tvm-npu",
-        variant="Ethos-U55",
-        workload=ETHOSU_MODEL,
-        target=target,
-        repeat=0,
+        **same,
         # A compile: nothing ran on a simulator, so it never counts as an NPU that passed.
         fidelity="static",
         # TVM's pre-tuned schedules: without them tvmc tries to download them for its C target.
@@ -222,12 +226,7 @@ def _ethosu_up_to_fvp(ctx: PlanContext, target: str, build: Step, tophub: Step) 
     ctx.step(
         id=ETHOSU_FVP_STEP,
         kind="measure",
-        where="image",
-        image="tvm-npu",
-        variant="Ethos-U55",
-        workload=ETHOSU_MODEL,
-        target=target,
-        repeat=0,
+        **same,
         fidelity="simulator",
         depends=(compiled.id,),
         argv=("FVP_Corstone_SSE-300_Ethos-U55", "-C", "ethosu.num_macs=256", "-a", "build/demo"),
