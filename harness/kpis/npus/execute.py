@@ -1,14 +1,17 @@
 """KPI 7 execution: the NPUs whose compiler path passes (VTA, Ethos-U55, Gemmini).
 
-Two paths. The seed's: build the ANT-Model-DB TVM fork with its NPU back ends in the tvm-npu
-image, then run testcase/test_{vta,ethosu,gemmini}.py; each testcase log is judged by a rule of
-its own (`judge_vta`, `judge_ethosu`, `judge_gemmini`), so a testcase that skips, falls back to the
-CPU or classifies wrongly is not a pass. Whatever that path lacks here (the image, the fork's build,
-the Corstone-300 FVP licence, Spike with Gemmini, the network for the testcases' model downloads)
-ends its steps BLOCKED, naming it. The smoke path, which runs here: Arm's Vela compiler
-(ethos-u-vela from PyPI) compiles a small int8 TFLite model made by the harness for an Ethos-U55;
-its row passes only if Vela placed the operators on the NPU. That is the Vela compile path with
-Vela's performance estimates (fidelity `simulator`), not the seed's testcase on the FVP."""
+The seed's path: build the ANT-Model-DB TVM fork with its NPU back ends in the tvm-npu image, then
+run testcase/test_{vta,ethosu,gemmini}.py; each testcase log is judged by a rule of its own
+(`judge_vta`, `judge_ethosu`, `judge_gemmini`), so a testcase that skips, falls back to the CPU or
+classifies wrongly is not a pass. Whatever that path lacks here (the image, the fork's build, the
+Corstone-300 FVP licence, the network for the testcases' model downloads) ends its steps BLOCKED,
+naming it; a testcase that runs nothing is reported as inert.
+
+Beside it: VTA's graph on seeded random weights against the CPU (tvm.py), the fork's Gemmini
+tutorials on Spike (gemmini.py), and what test_ethosu.py describes, on a generated model, up to
+the FVP (ethosu.py: evidence tier "compiled", static fidelity, never counted). In smoke runs Arm's
+Vela compiles a small generated int8 model for an Ethos-U55 (vela_smoke.py): a compile with
+Vela's estimates, static fidelity, never counted."""
 
 from __future__ import annotations
 

@@ -278,10 +278,13 @@ def testcase_requirements(npu: str, tool_versions: dict[str, str]) -> list[tuple
     if npu == "Gemmini":
         missing.append(
             (
-                "testcase/test_gemmini.py is the MobileNet tutorial: it downloads mobilenet_v2_1.0_224.tgz and a test "
-                "image at run time, and this version of the harness cannot give them to it locally",
+                "testcase/test_gemmini.py is the MobileNet tutorial: it downloads mobilenet_v2_1.0_224.tgz "
+                "(download.tensorflow.org) and elephant-299.jpg (dmlc/web-data) at run time, and this version of the "
+                "harness cannot give them to it locally",
                 "the fork's five Gemmini tutorials that need no download run on Spike instead (measure:Gemmini:*); "
-                "for MobileNet run the testcase by hand in the gemmini-sim image with network access",
+                "for MobileNet run the testcase by hand in the gemmini-sim image with network access, or with the two "
+                "files put where TVM's download_testdata looks first ($TEST_DATA_ROOT_PATH/tf/official/mobilenet_v2/ "
+                "and $TEST_DATA_ROOT_PATH/data/)",
             )
         )
     return missing
