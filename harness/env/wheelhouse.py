@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from harness.env.image_context import SOURCE_ARCHIVES, SOURCE_REQUIREMENTS
+from harness.env.image_context import SOURCE_ARCHIVES, SOURCE_REQUIREMENTS, pinned_requirements
 from harness.errors import BadInput, Blocked
 from harness.options import EnvSettings
 from harness.parsers.pip import classify_pip_error
@@ -105,7 +104,8 @@ def download_argv(ws: WheelSet, name: str, deps: bool, dest: Path, python: str =
     if name in SOURCE_FILES:
         # Only the named packages as source: pip builds their metadata in an isolated environment
         # whose build requirements (numpy, setuptools_scm) come as wheels.
-        src = [f"--no-binary={','.join(requirement_names(ws.context / name))}", "--no-deps"]
+        names = sorted(n for n, _ in pinned_requirements(ws.context, (ws.context / name,)))
+        src = [f"--no-binary={','.join(names)}", "--no-deps"]
         return [python, "-m", "pip", "download", "--dest", str(dest), *src, "-r", str(ws.context / name)]
     argv = [python, "-m", "pip", "download", "--dest", str(dest), "--only-binary=:all:"]
     argv += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311", "--abi", "abi3"]
@@ -193,16 +193,6 @@ def fill(
         seconds=time.monotonic() - started,
         reused=False,
     )
-
-
-def requirement_names(path: Path) -> list[str]:
-    """The project names a requirements file pins (`name==version` lines; comments skipped)."""
-    names = []
-    for line in path.read_text().splitlines():
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
-        if m:
-            names.append(m.group(1))
-    return names
 
 
 def _source_archives(dest: Path) -> list[Path]:

@@ -196,7 +196,9 @@ DEVIATIONS: Final[dict[str, tuple[Deviation, ...]]] = {
             "MobileNet v2 the tutorial downloads: tvmc with the tutorial's command line (targets "
             "ethos-u,cmsis-nn,c) plus --dump-offloads, which only writes tvmc's report of where each operator "
             "went; then the generated C built for the Cortex-M55 with Debian's arm-none-eabi-gcc 12.2 against "
-            "CMSIS_5 and CMSIS-NN v4.1.0 (the pins of TVM v0.13.0's CI). The fork's .gitignore dropped "
+            "CMSIS_5 and CMSIS-NN v4.1.0 (the pins of TVM v0.13.0's CI) and the Ethos-U core driver's header "
+            "from Zephyr's copy of Arm's driver (hal_ethos_u 90f9df90; Arm's own 23.05 tag, which TVM's CI "
+            "uses, could not be compared). The fork's .gitignore dropped "
             "src/contrib/ethosu/cascader/parts/ and configs/, filled from Apache TVM v0.13.0; Vela 3.8.0 is "
             "built from its source archive in the image. This is evidence tier 'compiled' (static), never "
             "counted; the FVP run is BLOCKED.",
@@ -204,8 +206,10 @@ DEVIATIONS: Final[dict[str, tuple[Deviation, ...]]] = {
             "내려받는 MobileNet v2 대신 하네스가 만든 모델(작은 MobileNet 형 int8 망, TVM 0.13의 TFLite "
             "프런트엔드가 채널별 스케일을 거부해 완전연결 가중치는 스케일 하나)로 그 절차를 실행함: 튜토리얼의 "
             "명령줄(타깃 ethos-u,cmsis-nn,c)에 연산자 배치 보고만 쓰는 --dump-offloads를 더해 tvmc로 컴파일하고, "
-            "생성된 C를 데비안 arm-none-eabi-gcc 12.2와 CMSIS_5, CMSIS-NN v4.1.0(TVM v0.13.0 CI의 고정 버전)으로 "
-            "Cortex-M55용으로 빌드함. 포크의 .gitignore가 빠뜨린 src/contrib/ethosu/cascader/parts/와 configs/는 "
+            "생성된 C를 데비안 arm-none-eabi-gcc 12.2와 CMSIS_5, CMSIS-NN v4.1.0(TVM v0.13.0 CI의 고정 버전), "
+            "Zephyr가 옮겨 둔 Arm 드라이버(hal_ethos_u 90f9df90; TVM CI가 쓰는 Arm의 23.05 태그와는 대조하지 "
+            "못함)의 Ethos-U 코어 드라이버 헤더로 Cortex-M55용으로 빌드함. "
+            "포크의 .gitignore가 빠뜨린 src/contrib/ethosu/cascader/parts/와 configs/는 "
             "Apache TVM v0.13.0에서 채우고, Vela 3.8.0은 이미지 안에서 소스로 빌드함. 증거 단계는 "
             "'compiled'(정적)이며 개수에 넣지 않음; FVP 실행은 BLOCKED.",
             affects="the Ethos-U55 compile rows (compiled, npu_operators, command_stream_bytes) and its FVP row",

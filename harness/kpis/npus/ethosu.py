@@ -4,19 +4,25 @@ static fidelity, never counted), then the FVP run, which needs Arm's licensed Co
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from harness.core.runner import Run
 from harness.core.steps import Step
 from harness.errors import Blocked
-from harness.kpis.common.executors import container_for
 from harness.kpis.common.tflite_writer import tiny_mobilenet_like
 from harness.kpis.npus.names import ETHOSU_COMPILE_STEP, ETHOSU_MODEL, PAYLOAD_DIR
-from harness.kpis.npus.rows import IMAGE, _row, _write, check_row
+from harness.kpis.npus.rows import _row, _write, check_row
 from harness.kpis.npus.rules import judge_ethosu_compile
-from harness.kpis.npus.tvm import source_output, testcase_requirements
+from harness.kpis.npus.tvm import (
+    fork_env,
+    fork_inputs,
+    fresh_work,
+    mount_tophub,
+    run_on_fork,
+    source_output,
+    testcase_requirements,
+)
 from harness.parsers.npu_sim import parse_ethosu_compile, parse_offloads
 
 CHECK = "tvmc ethos-u,cmsis-nn,c (run_demo.sh's command line) + the generated C built for the Cortex-M55"
@@ -33,29 +39,19 @@ NOT_BITWISE = (
 )
 
 
-def _inputs(run: Run, step: Step) -> tuple[dict[str, Any], dict[str, Any]]:
-    build = run.outputs.get("build:tvm-fork")
-    img = run.outputs.get(f"image:{IMAGE}")
-    if build is None or img is None:
-        raise Blocked(f"{step.id}: the TVM fork build or the {IMAGE} image is missing", "let build:tvm-fork complete")
-    return build, img
-
-
 def exec_ethosu_compile(step: Step, run: Run) -> dict[str, Any]:
     """compile:Ethos-U55: rows `compiled` (1/0) and, when compiled, `npu_operators` and
     `command_stream_bytes`."""
     from harness import payload
 
-    build, img = _inputs(run, step)
+    build, img = fork_inputs(run, step)
     gaps = list((build.get("gaps") or {}).get(step.variant, []))
     if gaps:
         raise Blocked(
             f"the fork cannot compile for {step.variant}: it lacks {'; '.join(gaps)}",
             "let source:tvm_v0_13 complete (it fills what the fork's .gitignore dropped) and rebuild the fork",
         )
-    work = run.cache_dir / "npu-runs" / run.run_id / "Ethos-U55"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = fresh_work(run, "npu-runs", step.variant)
     model = tiny_mobilenet_like(work / ETHOSU_MODEL, int8=True, seed=0, per_tensor_fc=True)
     argv = list(step.argv)
     read_only = {str(payload.path("ethosu_compile.py")): f"{PAYLOAD_DIR}/ethosu_compile.py"}
@@ -70,15 +66,9 @@ def exec_ethosu_compile(step: Step, run: Run) -> dict[str, Any]:
             del argv[i : i + 2]
         else:
             read_only[str(out["path"])] = where
-    tophub = source_output(run, "tophub")
-    if tophub is not None:  # where tvm.autotvm.tophub looks before downloading (it does for the C target)
-        read_only[str(Path(tophub["path"]) / "tophub")] = "/root/.tvm/tophub"
-    env = {"TVM_HOME": "/src", "PYTHONPATH": "/src/python", "TVM_LIBRARY_PATH": "/src/build"}
+    mount_tophub(run, read_only)  # without it tvmc tries to download the schedules for its C target
     log = run.raw_path(step.id, ".log")
-    mounts = {str(build["path"]): "/src", str(work): "/work"}
-    with container_for(run, img["tag"], mounts=mounts, read_only_mounts=read_only, workdir="/work", env=env) as c:
-        rc = c.run(argv, cwd="/work", log_path=log)
-    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    rc, text = run_on_fork(run, img["tag"], build, work, argv, log, read_only=read_only, env=fork_env())
     verdict = judge_ethosu_compile(text, rc)
     facts = parse_ethosu_compile(text) or {}
     m55 = facts.get("cortex_m55") or {}
@@ -116,7 +106,12 @@ def exec_ethosu_compile(step: Step, run: Run) -> dict[str, Any]:
                 f"(tvmc --dump-offloads): {where} of {offloads.total}; the model has "
                 f"{sum(facts.get('tflite_operators', {}).values())} TFLite operators",
             ),
-            ("command_stream_bytes", sum(streams.values()), "bytes", f"per NPU function: {streams}"),
+            (
+                "command_stream_bytes",
+                sum(streams.values()),
+                "bytes",
+                f"per NPU function: {streams}; encoded weights beside it: {facts.get('npu_weights', {})}",
+            ),
         ):
             rows.append(
                 _row(
@@ -153,7 +148,7 @@ def exec_ethosu_fvp(step: Step, run: Run) -> dict[str, Any]:
             f"({compiled.get('reason', 'not run')})",
             f"see {ETHOSU_COMPILE_STEP}'s log",
         )
-    _, img = _inputs(run, step)
+    _, img = fork_inputs(run, step)
     missing = testcase_requirements(step.variant, dict(img.get("tool_versions", {})))
     if missing:
         raise Blocked("; ".join(w for w, _ in missing), "; ".join(f for _, f in missing))

@@ -24,7 +24,7 @@ from harness.kpis.common.executors import container_for, docker_for
 from harness.kpis.npus.names import GEMMINI_TUTORIALS, PAYLOAD_DIR, SIM_IMAGE, SPIKE_STEP, TUTORIAL_METRIC
 from harness.kpis.npus.rows import KPI, _write, check_row
 from harness.kpis.npus.rules import judge_gemmini_tutorial
-from harness.kpis.npus.tvm import source_output
+from harness.kpis.npus.tvm import fork_env, fresh_work, run_on_fork, source_output
 from harness.parsers.npu_sim import GemminiRun, parse_gemmini_run
 
 PARAMS_FROM: Final = "include/gemmini_params.h"  # of gemmini-rocc-tests
@@ -109,25 +109,13 @@ def exec_tutorial(step: Step, run: Run) -> dict[str, Any]:
         )
     if "Gemmini" in build.get("not_built", {}):
         raise Blocked(build["not_built"]["Gemmini"], "let the sources gemmini and gemmini_rocc_tests complete")
-    work = run.cache_dir / "gemmini-runs" / run.run_id / step.workload.removesuffix(".py")
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work = fresh_work(run, "gemmini-runs", step.workload.removesuffix(".py"))
     log = run.raw_path(step.id, ".log")
-    env = {"TVM_HOME": "/src", "PYTHONPATH": "/src/python", "TVM_LIBRARY_PATH": "/src/build"}
-    with container_for(
-        run,
-        img["tag"],
-        mounts={build["path"]: "/src", str(work): "/work"},
-        read_only_mounts={
-            spike["path"]: "/spike",
-            str(payload.path("gemmini_tutorial.py")): f"{PAYLOAD_DIR}/gemmini_tutorial.py",
-        },
-        workdir="/work",
-        env=env,
-    ) as c:
-        rc = c.run(list(step.argv), cwd="/work", log_path=log)
-    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    read_only = {
+        spike["path"]: "/spike",
+        str(payload.path("gemmini_tutorial.py")): f"{PAYLOAD_DIR}/gemmini_tutorial.py",
+    }
+    rc, text = run_on_fork(run, img["tag"], build, work, list(step.argv), log, read_only=read_only, env=fork_env())
     verdict = judge_gemmini_tutorial(text, rc)
     facts = parse_gemmini_run(text)
     simulator = spike_label(spike)

@@ -166,6 +166,57 @@ def _fill_gemmini(run: Run, tree: Path) -> dict[str, str]:
     return filled
 
 
+def fork_inputs(run: Run, step: Step) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fork build's and the tvm-npu image's outputs; Blocked when either is missing."""
+    build = run.outputs.get("build:tvm-fork")
+    img = run.outputs.get(f"image:{IMAGE}")
+    if build is None or img is None:
+        raise Blocked(f"{step.id}: the TVM fork build or the {IMAGE} image is missing", "let build:tvm-fork complete")
+    return build, img
+
+
+def fresh_work(run: Run, kind: str, name: str) -> Path:
+    """An empty working folder for one step's container (cache/<kind>/<run id>/<name>)."""
+    work = run.cache_dir / kind / run.run_id / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
+
+
+def fork_env(*, vta: bool = False) -> dict[str, str]:
+    """The environment that makes a container import the built fork mounted at /src."""
+    python = "/src/python:/src/vta/python" if vta else "/src/python"
+    return {"TVM_HOME": "/src", "PYTHONPATH": python, "TVM_LIBRARY_PATH": "/src/build"}
+
+
+def mount_tophub(run: Run, read_only: dict[str, str]) -> str:
+    """Mount TVM's pre-tuned schedules (source tophub) where tvm.autotvm.tophub looks before it
+    downloads; its commit, or "" when the source is not in this run."""
+    tophub = source_output(run, "tophub")
+    if tophub is None:
+        return ""
+    read_only[str(Path(tophub["path"]) / "tophub")] = "/root/.tvm/tophub"
+    return str(tophub.get("commit", ""))
+
+
+def run_on_fork(
+    run: Run,
+    image_tag: str,
+    build: dict[str, Any],
+    work: Path,
+    argv: list[str],
+    log: Path,
+    *,
+    read_only: dict[str, str],
+    env: dict[str, str],
+) -> tuple[int, str]:
+    """Run `argv` in the image with the built fork at /src and `work` at /work: (exit status, log text)."""
+    mounts = {str(build["path"]): "/src", str(work): "/work"}
+    with container_for(run, image_tag, mounts=mounts, read_only_mounts=read_only, workdir="/work", env=env) as c:
+        rc = c.run(argv, cwd="/work", log_path=log)
+    return rc, log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+
+
 def _fill_dropped(run: Run, tree: Path) -> dict[str, str]:
     """Fill what the fork's .gitignore dropped (TREE_FILLS) from the pinned sources, where absent."""
     filled = {}
@@ -324,10 +375,7 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
     """Run testcase/test_<npu>.py in the image against the built fork; one `passed` row from its rule."""
 
     _refuse_inert_testcase(step, run)
-    build = run.outputs.get("build:tvm-fork")
-    img = run.outputs.get(f"image:{IMAGE}")
-    if build is None or img is None:
-        raise Blocked(f"{step.id}: the TVM fork build or the {IMAGE} image is missing", "let build:tvm-fork complete")
+    build, img = fork_inputs(run, step)
     missing = testcase_requirements(step.variant, dict(img.get("tool_versions", {})))
     if step.variant in build.get("not_built", {}):
         missing.append(
@@ -339,25 +387,18 @@ def exec_testcase(step: Step, run: Run) -> dict[str, Any]:
         )
     if missing:
         raise Blocked("; ".join(w for w, _ in missing), "; ".join(dict.fromkeys(f for _, f in missing)))
-    tree = Path(build["path"])
     log = run.raw_path(step.id, ".log")
-    env = {"TVM_HOME": "/src", "PYTHONPATH": "/src/python:/src/vta/python", "TVM_LIBRARY_PATH": "/src/build"}
+    env = fork_env(vta=True)
     argv, judge, identity = list(step.argv), JUDGES[step.variant], {"check": "the seed testcase's own"}
-    work = run.cache_dir / "npu-runs" / run.run_id / step.variant
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    mounts = {str(tree): "/src", str(work): "/work"}
+    work = fresh_work(run, "npu-runs", step.variant)
     read_only: dict[str, str] = {}
     if step.variant == "VTA":
         argv, judge, identity = _vta_inputs(run, work, env, read_only)
-        tophub = source_output(run, "tophub")
-        if tophub is not None:  # TVM's pre-tuned schedules, where tophub.py looks before downloading
-            read_only[str(Path(tophub["path"]) / "tophub")] = "/root/.tvm/tophub"
-            identity["tophub"] = str(tophub.get("commit", ""))[:12]
+        tophub = mount_tophub(run, read_only)
+        if tophub:
+            identity["tophub"] = tophub[:12]
         identity["simulator"] = f"VTA fsim (tvm-vta {str(build.get('submodules', {}).get('3rdparty/vta-hw', ''))[:8]})"
-    with container_for(run, img["tag"], mounts=mounts, read_only_mounts=read_only, workdir="/work", env=env) as c:
-        rc = c.run(argv, cwd="/work", log_path=log)
-    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    rc, text = run_on_fork(run, img["tag"], build, work, argv, log, read_only=read_only, env=env)
     verdict = judge(text, rc)
     ran = "Execution statistics:" in text if step.variant == "VTA" else False
     identity["tier"] = "passed" if verdict.passed else "ran on simulator" if ran else "none"
